@@ -1,0 +1,4 @@
+#![forbid(unsafe_code)]
+//! kube-sim (under construction)
+pub mod patch;
+pub mod rbac;
