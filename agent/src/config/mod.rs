@@ -1,0 +1,708 @@
+//! The agent's settings: one typed, validated struct, read from a YAML file with
+//! `MESHKEEPER_...` environment overrides on top of the chosen profile's defaults.
+//!
+//! ```text
+//!  profile defaults ──┐
+//!  --config FILE ─────┼─► merged (config crate) ─► type coercion ─► serde (unknown keys are errors)
+//!  MESHKEEPER_* env ──┘                                                   │
+//!                                                          validate() ◄───┘  every error names its key
+//! ```
+//!
+//! Environment keys use `__` between levels: `MESHKEEPER_GATEWAY__NODE_PORTS__HTTP2=31380`;
+//! list keys take comma-separated values: `MESHKEEPER_INJECTION__EXCLUDE=kube-system,team-*`.
+
+mod profile;
+mod types;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use profile::Profile;
+pub use types::{
+    Glob, LabelPair, LabelSelector, is_dns_label, validate_label_key, validate_label_value,
+};
+
+/// The environment variable prefix for overrides.
+pub const ENV_PREFIX: &str = "MESHKEEPER";
+
+/// Keys whose environment value is a comma-separated list.
+const LIST_KEYS: &[&str] = &["injection.include", "injection.exclude"];
+
+/// Every setting of the agent. See README.md "Configuration" for each key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Which install layout the defaults follow.
+    pub profile: Profile,
+    /// Compute and report actions but send every write with `dryRun=All`.
+    pub dry_run: bool,
+    /// Period of the full re-evaluation that catches anything an event missed.
+    pub resync_seconds: u64,
+    pub http: HttpSettings,
+    pub client: ClientSettings,
+    pub leader_election: LeaderElectionSettings,
+    pub events: EventSettings,
+    pub injection: InjectionSettings,
+    pub reinjection: ReinjectionSettings,
+    pub control_plane: ControlPlaneSettings,
+    pub gateway: GatewaySettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Address of the one HTTP port: /metrics, /healthz, /readyz, /status.
+    pub listen: ListenAddr,
+}
+
+/// A `HOST:PORT` socket address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ListenAddr(pub SocketAddr);
+
+impl TryFrom<String> for ListenAddr {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+            .map(ListenAddr)
+            .map_err(|_| format!("{s:?} is not HOST:PORT (e.g. 0.0.0.0:9090 or 127.0.0.1:9090)"))
+    }
+}
+
+impl From<ListenAddr> for String {
+    fn from(a: ListenAddr) -> String {
+        a.0.to_string()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSettings {
+    /// Sustained rate of writes to the API server (token bucket refill per second).
+    pub write_qps: f64,
+    /// Writes allowed in a burst (token bucket capacity).
+    pub write_burst: u32,
+    /// Timeout of one API request.
+    pub timeout_seconds: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaderElectionSettings {
+    /// With `false` this replica always acts (run one replica only).
+    pub enabled: bool,
+    /// Namespace of the Lease; the chart sets it to the release namespace.
+    pub namespace: String,
+    pub lease_name: String,
+    /// This replica's identity in the Lease; empty means the host name.
+    pub identity: String,
+    /// How long a lease is valid after its last renewal.
+    pub lease_duration_seconds: u64,
+    /// How long before expiry the holder renews.
+    pub grace_seconds: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventSettings {
+    /// Publish Kubernetes Events for new findings and for every action.
+    pub enabled: bool,
+}
+
+/// What a capability may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Report findings and repair them.
+    Enforce,
+    /// Report findings, never write.
+    Audit,
+    /// Do not evaluate at all.
+    Off,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InjectionSettings {
+    pub mode: Mode,
+    /// The label every in-scope namespace must carry: `istio-injection=enabled` or `istio.io/rev=<rev>`.
+    pub label: LabelPair,
+    /// Namespace name globs in scope (a namespace must match one).
+    pub include: Vec<Glob>,
+    /// Namespace name globs never in scope (wins over include).
+    pub exclude: Vec<Glob>,
+    /// Optional label selector a namespace must also match.
+    pub selector: LabelSelector,
+    /// A namespace carrying this label is opted out.
+    pub opt_out_label: LabelPair,
+    /// Overwrite `istio-injection=disabled` (a deliberate opt-out in Istio) instead of only reporting it.
+    pub overwrite_disabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReinjectionSettings {
+    pub mode: Mode,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlPlaneSettings {
+    /// Namespace of the mesh's control plane.
+    pub namespace: String,
+    /// Deployments that make up the control plane.
+    pub components: Vec<Component>,
+    /// The version every component must run (image tag), e.g. `1.4.10-asm.18`; empty: only consistency.
+    pub expected_version: String,
+    /// Name of the injector's MutatingWebhookConfiguration.
+    pub injector_webhook: String,
+    /// Namespaces holding Istio pieces that are not the mesh (GKE's own) and never count as a second mesh.
+    pub ignored_namespaces: Vec<String>,
+}
+
+/// One control-plane Deployment and how many ready replicas it needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Component {
+    pub name: String,
+    pub min_ready: u32,
+}
+
+/// Which Service type the gateway pin expects and what it pins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GatewayMode {
+    /// LoadBalancer Service with a pinned IP.
+    Integrated,
+    /// NodePort Service with pinned nodePorts.
+    Manual,
+    Off,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySettings {
+    pub mode: GatewayMode,
+    pub namespace: String,
+    pub service: String,
+    /// Patch drift back (true) or only report it (false).
+    pub repair: bool,
+    /// The pinned IP (integrated mode).
+    pub load_balancer_ip: Option<IpAddr>,
+    /// Where the IP lives: empty = `spec.loadBalancerIP`, else this annotation (e.g. `metallb.universe.tf/loadBalancerIPs`).
+    pub load_balancer_ip_annotation: String,
+    /// Pinned nodePort per Service port name; 0 leaves that port unpinned.
+    pub node_ports: BTreeMap<String, u16>,
+}
+
+// === impl Settings ===
+
+impl Settings {
+    /// The defaults of a profile (what an empty config file gives).
+    pub fn defaults(profile: Profile) -> Settings {
+        profile::defaults(profile)
+    }
+
+    /// Reads `file` (if any) and the process environment, then validates.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigErrors> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Settings::load_from(file, &env)
+    }
+
+    /// As [`Settings::load`], with the environment given explicitly (for tests).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: &[(String, String)],
+    ) -> Result<Settings, ConfigErrors> {
+        let text = match file {
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                ConfigErrors::one("--config", format!("cannot read {}: {e}", path.display()))
+            })?),
+            None => None,
+        };
+        Settings::from_yaml_and_env(text.as_deref(), env)
+    }
+
+    /// Parses YAML text (None = no file) with environment overrides, then validates.
+    pub fn from_yaml_and_env(
+        yaml: Option<&str>,
+        env: &[(String, String)],
+    ) -> Result<Settings, ConfigErrors> {
+        let user = merged_user_config(yaml, env)?;
+        let profile = match user.get("profile") {
+            None | Some(Value::Null) => Profile::AsmOnprem,
+            Some(Value::String(s)) => s.parse().map_err(|e| ConfigErrors::one("profile", e))?,
+            Some(other) => {
+                return Err(ConfigErrors::one(
+                    "profile",
+                    format!("{other} is not a string ({})", Profile::ALLOWED),
+                ));
+            }
+        };
+        let defaults = serde_json::to_value(Settings::defaults(profile))
+            .map_err(|e| ConfigErrors::one("(defaults)", e.to_string()))?;
+        let mut merged = defaults.clone();
+        deep_merge(&mut merged, &user, "")?;
+        coerce_like(&mut merged, &defaults);
+        let settings: Settings = serde_path_to_error::deserialize(merged).map_err(|e| {
+            let path = e.path().to_string();
+            ConfigErrors::one(&path, humanize_serde(e.inner().to_string()))
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Every semantic rule, all reported at once.
+    pub fn validate(&self) -> Result<(), ConfigErrors> {
+        let mut errs = ConfigErrors::default();
+        let Settings {
+            profile: _,
+            dry_run: _,
+            resync_seconds,
+            http: HttpSettings { listen: _ },
+            client,
+            leader_election,
+            events: EventSettings { enabled: _ },
+            injection,
+            reinjection: ReinjectionSettings { mode: _ },
+            control_plane,
+            gateway,
+        } = self;
+
+        if !(10..=86_400).contains(resync_seconds) {
+            errs.push(
+                "resync_seconds",
+                format!("{resync_seconds} is outside 10-86400"),
+            );
+        }
+
+        let ClientSettings {
+            write_qps,
+            write_burst,
+            timeout_seconds,
+        } = client;
+        if !(write_qps.is_finite() && *write_qps > 0.0 && *write_qps <= 1000.0) {
+            errs.push(
+                "client.write_qps",
+                format!("{write_qps} is outside (0, 1000]"),
+            );
+        }
+        if !(1..=1000).contains(write_burst) {
+            errs.push(
+                "client.write_burst",
+                format!("{write_burst} is outside 1-1000"),
+            );
+        }
+        if !(1..=600).contains(timeout_seconds) {
+            errs.push(
+                "client.timeout_seconds",
+                format!("{timeout_seconds} is outside 1-600"),
+            );
+        }
+
+        let LeaderElectionSettings {
+            enabled: _,
+            namespace,
+            lease_name,
+            identity,
+            lease_duration_seconds,
+            grace_seconds,
+        } = leader_election;
+        if !is_dns_label(namespace) {
+            errs.push(
+                "leader_election.namespace",
+                format!("{namespace:?} is not a valid namespace name (DNS-1123 label)"),
+            );
+        }
+        if !is_dns_label(lease_name) {
+            errs.push(
+                "leader_election.lease_name",
+                format!("{lease_name:?} is not a valid object name (DNS-1123 label)"),
+            );
+        }
+        if identity.len() > 128 {
+            errs.push(
+                "leader_election.identity",
+                format!("{} characters is longer than 128", identity.len()),
+            );
+        }
+        if !(2..=300).contains(lease_duration_seconds) {
+            errs.push(
+                "leader_election.lease_duration_seconds",
+                format!("{lease_duration_seconds} is outside 2-300"),
+            );
+        }
+        if *grace_seconds == 0 || grace_seconds >= lease_duration_seconds {
+            errs.push(
+                "leader_election.grace_seconds",
+                format!("{grace_seconds} must be at least 1 and less than lease_duration_seconds ({lease_duration_seconds})"),
+            );
+        }
+
+        let InjectionSettings {
+            mode: _,
+            label,
+            include,
+            exclude: _,
+            selector: _,
+            opt_out_label,
+            overwrite_disabled: _,
+        } = injection;
+        match label.key.as_str() {
+            "istio-injection" if label.value != "enabled" => errs.push(
+                "injection.label",
+                format!("{label:?} enables nothing: istio-injection must be \"enabled\"", label = label.to_string()),
+            ),
+            "istio-injection" => {}
+            "istio.io/rev" if label.value.is_empty() => {
+                errs.push("injection.label", "istio.io/rev needs a revision, e.g. istio.io/rev=asm-1234".to_string())
+            }
+            "istio.io/rev" => {}
+            other => errs.push(
+                "injection.label",
+                format!("{other:?} is not an injection label (allowed: istio-injection=enabled, istio.io/rev=<revision>)"),
+            ),
+        }
+        if include.is_empty() {
+            errs.push(
+                "injection.include",
+                "is empty, so no namespace is in scope (use [\"*\"] for all)".to_string(),
+            );
+        }
+        if opt_out_label.key == label.key {
+            errs.push(
+                "injection.opt_out_label",
+                format!("uses the enforced label's key {:?}", label.key),
+            );
+        }
+
+        let ControlPlaneSettings {
+            namespace,
+            components,
+            expected_version,
+            injector_webhook,
+            ignored_namespaces,
+        } = control_plane;
+        if !is_dns_label(namespace) {
+            errs.push(
+                "control_plane.namespace",
+                format!("{namespace:?} is not a valid namespace name (DNS-1123 label)"),
+            );
+        }
+        if components.is_empty() {
+            errs.push(
+                "control_plane.components",
+                "is empty: list at least one control-plane Deployment".to_string(),
+            );
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, c) in components.iter().enumerate() {
+            if !is_dns_label(&c.name) {
+                errs.push(
+                    &format!("control_plane.components[{i}].name"),
+                    format!("{:?} is not a valid Deployment name", c.name),
+                );
+            } else if !seen.insert(c.name.as_str()) {
+                errs.push(
+                    &format!("control_plane.components[{i}].name"),
+                    format!("{:?} is listed twice", c.name),
+                );
+            }
+        }
+        if expected_version.chars().any(char::is_whitespace) {
+            errs.push(
+                "control_plane.expected_version",
+                format!("{expected_version:?} contains white space"),
+            );
+        }
+        if injector_webhook.is_empty() || injector_webhook.len() > 253 {
+            errs.push(
+                "control_plane.injector_webhook",
+                format!("{injector_webhook:?} is not a valid object name"),
+            );
+        }
+        for (i, ns) in ignored_namespaces.iter().enumerate() {
+            if !is_dns_label(ns) {
+                errs.push(
+                    &format!("control_plane.ignored_namespaces[{i}]"),
+                    format!("{ns:?} is not a valid namespace name"),
+                );
+            } else if ns == namespace {
+                errs.push(
+                    &format!("control_plane.ignored_namespaces[{i}]"),
+                    format!("{ns:?} is the control-plane namespace itself"),
+                );
+            }
+        }
+
+        let GatewaySettings {
+            mode,
+            namespace,
+            service,
+            repair: _,
+            load_balancer_ip,
+            load_balancer_ip_annotation,
+            node_ports,
+        } = gateway;
+        if !is_dns_label(namespace) {
+            errs.push(
+                "gateway.namespace",
+                format!("{namespace:?} is not a valid namespace name (DNS-1123 label)"),
+            );
+        }
+        if !is_dns_label(service) {
+            errs.push(
+                "gateway.service",
+                format!("{service:?} is not a valid Service name (DNS-1123 label)"),
+            );
+        }
+        if *mode == GatewayMode::Integrated && load_balancer_ip.is_none() {
+            errs.push(
+                "gateway.load_balancer_ip",
+                "is required when gateway.mode is integrated".to_string(),
+            );
+        }
+        if !load_balancer_ip_annotation.is_empty() {
+            if let Err(e) = validate_label_key(load_balancer_ip_annotation) {
+                errs.push(
+                    "gateway.load_balancer_ip_annotation",
+                    format!("annotation key {e}"),
+                );
+            }
+        }
+        let mut by_port: BTreeMap<u16, &str> = BTreeMap::new();
+        for (name, port) in node_ports {
+            let key = format!("gateway.node_ports.{name}");
+            if !is_port_name(name) {
+                errs.push(
+                    &key,
+                    format!("{name:?} is not a Service port name (DNS-1123 label: a-z, 0-9, '-')"),
+                );
+            }
+            if *port == 0 {
+                continue;
+            }
+            if !(30000..=32767).contains(port) {
+                errs.push(&key, format!("{port} is outside 30000-32767"));
+            } else if let Some(other) = by_port.insert(*port, name) {
+                errs.push(&key, format!("{port} is also pinned for {other}"));
+            }
+        }
+        errs.into_result()
+    }
+
+    /// A short, secret-free summary for `/status` and the start-up log.
+    pub fn summary(&self) -> Value {
+        serde_json::json!({
+            "profile": self.profile.as_str(),
+            "dry_run": self.dry_run,
+            "injection": { "mode": self.injection.mode, "label": self.injection.label.to_string() },
+            "reinjection": { "mode": self.reinjection.mode },
+            "control_plane": { "namespace": self.control_plane.namespace, "components": self.control_plane.components.len() },
+            "gateway": { "mode": self.gateway.mode, "repair": self.gateway.repair, "service": format!("{}/{}", self.gateway.namespace, self.gateway.service) },
+            "leader_election": { "enabled": self.leader_election.enabled, "lease": format!("{}/{}", self.leader_election.namespace, self.leader_election.lease_name) },
+        })
+    }
+}
+
+/// A Service port name is a DNS-1123 label (the 15-character IANA limit applies to container ports only).
+fn is_port_name(s: &str) -> bool {
+    is_dns_label(s)
+}
+
+/// Builds the user's layer (file, then environment) as JSON.
+fn merged_user_config(yaml: Option<&str>, env: &[(String, String)]) -> Result<Value, ConfigErrors> {
+    let mut builder = config::Config::builder();
+    if let Some(text) = yaml {
+        // An empty file (or one holding only comments) is an empty map, not an error.
+        if !text
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+        {
+            builder = builder.add_source(config::File::from_str(text, config::FileFormat::Yaml));
+        }
+    }
+    let env_map: std::collections::HashMap<String, String> = env
+        .iter()
+        .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}_")))
+        .cloned()
+        .collect();
+    let mut environment = config::Environment::with_prefix(ENV_PREFIX)
+        .prefix_separator("_")
+        .separator("__")
+        .try_parsing(true)
+        .list_separator(",")
+        .source(Some(env_map));
+    for key in LIST_KEYS {
+        environment = environment.with_list_parse_key(key);
+    }
+    let built = builder
+        .add_source(environment)
+        .build()
+        .map_err(|e| ConfigErrors::one("--config", humanize_config(e)))?;
+    let value: Value = built
+        .try_deserialize()
+        .map_err(|e| ConfigErrors::one("--config", humanize_config(e)))?;
+    match value {
+        Value::Object(_) => Ok(value),
+        Value::Null => Ok(Value::Object(Default::default())),
+        other => Err(ConfigErrors::one(
+            "--config",
+            format!("the file must hold a YAML mapping, not {other}"),
+        )),
+    }
+}
+
+fn humanize_config(e: config::ConfigError) -> String {
+    e.to_string()
+}
+
+/// Rewrites serde's wording into the agent's: name the bad value and what is allowed.
+fn humanize_serde(msg: String) -> String {
+    if let Some(rest) = msg.strip_prefix("unknown field `") {
+        if let Some((field, expected)) = rest.split_once("`, expected ") {
+            let allowed = expected.replace("one of ", "").replace('`', "");
+            return format!("unknown key {field:?} (allowed: {allowed})");
+        }
+    }
+    if let Some(rest) = msg.strip_prefix("unknown variant `") {
+        if let Some((variant, expected)) = rest.split_once("`, expected ") {
+            let allowed = expected.replace("one of ", "").replace('`', "");
+            return format!("{variant:?} is not one of {allowed}");
+        }
+    }
+    msg
+}
+
+/// Merges `over` into `base`: objects merge key by key, everything else replaces.
+/// A section (an object in the defaults) given as anything but a mapping is an error.
+fn deep_merge(base: &mut Value, over: &Value, path: &str) -> Result<(), ConfigErrors> {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                let child = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match b.get_mut(k) {
+                    Some(slot) => deep_merge(slot, v, &child)?,
+                    None => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            Ok(())
+        }
+        (Value::Object(_), v) if !v.is_null() => Err(ConfigErrors::one(
+            path,
+            format!("expected a mapping of keys, not {v}"),
+        )),
+        (slot, v) => {
+            *slot = v.clone();
+            Ok(())
+        }
+    }
+}
+
+/// Environment values arrive as strings, YAML scalars as whatever they look like: convert each
+/// to the type the default has at the same place (numbers, booleans, strings), so `"31380"`
+/// from the environment is a port and `1.5` in YAML is a version string.
+fn coerce_like(value: &mut Value, like: &Value) {
+    match (value, like) {
+        (Value::Object(map), Value::Object(defaults)) => {
+            // A map whose defaults all share one type (e.g. node_ports) types its new keys too.
+            let uniform = uniform_type(defaults.values());
+            for (k, v) in map.iter_mut() {
+                match defaults.get(k).or(uniform) {
+                    Some(d) => coerce_like(v, d),
+                    None => {}
+                }
+            }
+        }
+        (Value::Array(items), Value::Array(defaults)) => {
+            if let Some(d) = uniform_type(defaults.iter()) {
+                items.iter_mut().for_each(|v| coerce_like(v, d));
+            }
+        }
+        (v @ Value::String(_), Value::Number(_)) => {
+            if let Some(n) = v
+                .as_str()
+                .and_then(|s| s.trim().parse::<serde_json::Number>().ok())
+            {
+                *v = Value::Number(n);
+            }
+        }
+        (v @ Value::String(_), Value::Bool(_)) => match v.as_str().map(str::trim) {
+            Some("true") => *v = Value::Bool(true),
+            Some("false") => *v = Value::Bool(false),
+            _ => {}
+        },
+        (v @ (Value::Number(_) | Value::Bool(_)), Value::String(_)) => {
+            *v = Value::String(v.to_string())
+        }
+        _ => {}
+    }
+}
+
+fn uniform_type<'a>(mut values: impl Iterator<Item = &'a Value>) -> Option<&'a Value> {
+    let first = values.next()?;
+    let same = |v: &Value| std::mem::discriminant(v) == std::mem::discriminant(first);
+    values.all(same).then_some(first)
+}
+
+// === ConfigErrors ===
+
+/// One configuration problem: the key and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+/// Every problem found in a configuration (at least one).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl ConfigErrors {
+    fn one(key: &str, message: impl Into<String>) -> Self {
+        let mut e = ConfigErrors::default();
+        e.push(key, message.into());
+        e
+    }
+
+    fn push(&mut self, key: &str, message: String) {
+        let key = if key.is_empty() || key == "." {
+            "(top level)".to_string()
+        } else {
+            key.to_string()
+        };
+        self.0.push(ConfigError { key, message });
+    }
+
+    fn into_result(self) -> Result<(), ConfigErrors> {
+        if self.0.is_empty() { Ok(()) } else { Err(self) }
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}: {}", e.key, e.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,281 @@
+use super::*;
+
+fn load(yaml: &str) -> Result<Settings, ConfigErrors> {
+    Settings::from_yaml_and_env(Some(yaml), &[])
+}
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn empty_file_gives_the_asm_onprem_defaults() {
+    let s = load("# nothing but a comment\n").unwrap();
+    assert_eq!(s, Settings::defaults(Profile::AsmOnprem));
+    assert_eq!(s.gateway.node_ports["http2"], 31380);
+    assert_eq!(s.gateway.node_ports.len(), 9);
+    assert_eq!(s.control_plane.components.len(), 6);
+    assert!(
+        s.injection
+            .exclude
+            .iter()
+            .any(|g| g.as_str() == "gke-system")
+    );
+    assert_eq!(Settings::from_yaml_and_env(None, &[]).unwrap(), s);
+}
+
+#[test]
+fn istiod_profile_has_its_own_defaults() {
+    let s = load("profile: istiod\n").unwrap();
+    let names: Vec<_> = s
+        .control_plane
+        .components
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(names, ["istiod", "istio-ingressgateway"]);
+    assert_eq!(s.gateway.mode, GatewayMode::Off);
+    assert!(s.gateway.node_ports.is_empty());
+}
+
+#[test]
+fn file_values_override_defaults_and_maps_merge() {
+    let s = load(
+        "injection:\n  mode: enforce\n  exclude: [kube-system, 'legacy-*']\ngateway:\n  node_ports:\n    http2: 31000\n    https-kiali: 0\n",
+    )
+    .unwrap();
+    assert_eq!(s.injection.mode, Mode::Enforce);
+    assert_eq!(
+        s.injection.exclude.len(),
+        2,
+        "lists replace the default list"
+    );
+    assert_eq!(s.gateway.node_ports["http2"], 31000);
+    assert_eq!(s.gateway.node_ports["https-kiali"], 0, "0 unpins a port");
+    assert_eq!(
+        s.gateway.node_ports["tls"], 30158,
+        "maps merge with the profile's"
+    );
+}
+
+#[test]
+fn env_overrides_a_nested_key() {
+    let s = Settings::from_yaml_and_env(
+        Some("gateway:\n  node_ports:\n    http2: 31000\n"),
+        &env(&[
+            ("MESHKEEPER_GATEWAY__NODE_PORTS__HTTP2", "31381"),
+            ("MESHKEEPER_LEADER_ELECTION__NAMESPACE", "mesh-ops"),
+            ("MESHKEEPER_DRY_RUN", "true"),
+            ("MESHKEEPER_CLIENT__WRITE_QPS", "2.5"),
+            ("UNRELATED", "x"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(
+        s.gateway.node_ports["http2"], 31381,
+        "env wins over the file"
+    );
+    assert_eq!(s.leader_election.namespace, "mesh-ops");
+    assert!(s.dry_run);
+    assert_eq!(s.client.write_qps, 2.5);
+}
+
+#[test]
+fn env_overrides_a_list() {
+    let s = Settings::from_yaml_and_env(
+        None,
+        &env(&[("MESHKEEPER_INJECTION__EXCLUDE", "kube-system,team-*")]),
+    )
+    .unwrap();
+    let ex: Vec<_> = s.injection.exclude.iter().map(Glob::as_str).collect();
+    assert_eq!(ex, ["kube-system", "team-*"]);
+}
+
+#[test]
+fn env_string_that_looks_like_a_number_stays_a_string() {
+    let s = Settings::from_yaml_and_env(
+        None,
+        &env(&[("MESHKEEPER_CONTROL_PLANE__EXPECTED_VERSION", "1.5")]),
+    )
+    .unwrap();
+    assert_eq!(s.control_plane.expected_version, "1.5");
+}
+
+#[test]
+fn bad_inputs_name_the_key_the_value_and_what_is_allowed() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "gateway:\n  node_ports:\n    http2: 80\n",
+            "gateway.node_ports.http2: 80 is outside 30000-32767",
+        ),
+        (
+            "gateway:\n  node_ports:\n    http2: 31390\n",
+            "gateway.node_ports.https: 31390 is also pinned for http2",
+        ),
+        (
+            "profile: ambient\n",
+            "profile: \"ambient\" is not a profile (allowed: asm-onprem, istiod)",
+        ),
+        (
+            "injection:\n  mode: fix\n",
+            "injection.mode: \"fix\" is not one of enforce, audit, off",
+        ),
+        (
+            "injection:\n  modes: audit\n",
+            "injection.modes: unknown key \"modes\" (allowed: mode, label, include, exclude, selector, opt_out_label, overwrite_disabled)",
+        ),
+        (
+            "colour: blue\n",
+            "colour: unknown key \"colour\" (allowed: profile, dry_run, resync_seconds, http, client, leader_election, events, injection, reinjection, control_plane, gateway)",
+        ),
+        (
+            "http:\n  listen: localhost\n",
+            "http.listen: \"localhost\" is not HOST:PORT (e.g. 0.0.0.0:9090 or 127.0.0.1:9090)",
+        ),
+        (
+            "injection:\n  label: istio-injection\n",
+            "injection.label: \"istio-injection\" is not a label: expected key=value, e.g. istio-injection=enabled",
+        ),
+        (
+            "injection:\n  label: istio-injection=true\n",
+            "injection.label: \"istio-injection=true\" enables nothing: istio-injection must be \"enabled\"",
+        ),
+        (
+            "injection:\n  label: sidecar=on\n",
+            "injection.label: \"sidecar\" is not an injection label (allowed: istio-injection=enabled, istio.io/rev=<revision>)",
+        ),
+        (
+            "injection:\n  label: istio.io/rev=\n",
+            "injection.label: istio.io/rev needs a revision, e.g. istio.io/rev=asm-1234",
+        ),
+        (
+            "injection:\n  exclude: ['Kube_System']\n",
+            "injection.exclude[0]: \"Kube_System\" is not a namespace glob: 'K' is not allowed (use a-z, 0-9, '-', '*' and '?')",
+        ),
+        (
+            "injection:\n  include: []\n",
+            "injection.include: is empty, so no namespace is in scope (use [\"*\"] for all)",
+        ),
+        (
+            "injection:\n  selector: 'env in prod'\n",
+            "injection.selector: \"env in prod\": expected a parenthesised set of values, e.g. (a,b)",
+        ),
+        (
+            "client:\n  write_qps: 0\n",
+            "client.write_qps: 0 is outside (0, 1000]",
+        ),
+        (
+            "client:\n  write_burst: 0\n",
+            "client.write_burst: 0 is outside 1-1000",
+        ),
+        (
+            "client:\n  write_burst: -3\n",
+            "client.write_burst: invalid value: integer `-3`, expected u32",
+        ),
+        (
+            "resync_seconds: 1\n",
+            "resync_seconds: 1 is outside 10-86400",
+        ),
+        (
+            "dry_run: maybe\n",
+            "dry_run: invalid type: string \"maybe\", expected a boolean",
+        ),
+        (
+            "leader_election:\n  grace_seconds: 15\n",
+            "leader_election.grace_seconds: 15 must be at least 1 and less than lease_duration_seconds (15)",
+        ),
+        (
+            "leader_election:\n  namespace: My_NS\n",
+            "leader_election.namespace: \"My_NS\" is not a valid namespace name (DNS-1123 label)",
+        ),
+        (
+            "gateway:\n  mode: integrated\n",
+            "gateway.load_balancer_ip: is required when gateway.mode is integrated",
+        ),
+        (
+            "gateway:\n  load_balancer_ip: 10.0.0.300\n",
+            "gateway.load_balancer_ip: invalid IP address syntax",
+        ),
+        (
+            "gateway:\n  node_ports:\n    Bad_Name: 31999\n",
+            "gateway.node_ports.Bad_Name: \"Bad_Name\" is not a Service port name (DNS-1123 label: a-z, 0-9, '-')",
+        ),
+        (
+            "control_plane:\n  components:\n    - name: istiod\n      min_ready: 1\n    - name: istiod\n      min_ready: 2\n",
+            "control_plane.components[1].name: \"istiod\" is listed twice",
+        ),
+        (
+            "control_plane:\n  components:\n    - name: istiod\n",
+            "control_plane.components[0]: missing field `min_ready`",
+        ),
+        (
+            "gateway: [1, 2]\n",
+            "gateway: expected a mapping of keys, not [1,2]",
+        ),
+        ("http: 9090\n", "http: expected a mapping of keys, not 9090"),
+    ];
+    for (yaml, want) in cases {
+        let got = load(yaml).map(|_| ()).unwrap_err().to_string();
+        assert_eq!(&got, want, "for input:\n{yaml}");
+    }
+}
+
+#[test]
+fn all_semantic_errors_are_reported_at_once() {
+    let err = load("resync_seconds: 1\nclient:\n  write_burst: 0\n").unwrap_err();
+    assert_eq!(err.0.len(), 2);
+    assert_eq!(err.0[0].key, "resync_seconds");
+    assert_eq!(err.0[1].key, "client.write_burst");
+}
+
+#[test]
+fn bad_env_values_name_the_key() {
+    let err = Settings::from_yaml_and_env(
+        None,
+        &env(&[("MESHKEEPER_GATEWAY__NODE_PORTS__HTTP2", "80")]),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "gateway.node_ports.http2: 80 is outside 30000-32767"
+    );
+    let err =
+        Settings::from_yaml_and_env(None, &env(&[("MESHKEEPER_HTTP__PORT", "80")])).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "http.port: unknown key \"port\" (allowed: listen)"
+    );
+}
+
+#[test]
+fn malformed_yaml_is_an_error_not_a_panic() {
+    for yaml in [
+        "a: [unclosed\n",
+        "\t- x\n  y: :\n",
+        "- just\n- a list\n",
+        "42\n",
+    ] {
+        assert!(load(yaml).is_err(), "{yaml:?} should be rejected");
+    }
+}
+
+#[test]
+fn missing_config_file_names_the_path() {
+    let err =
+        Settings::load_from(Some(Path::new("/nonexistent/meshkeeper.yaml")), &[]).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("--config: cannot read /nonexistent/meshkeeper.yaml:"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_shipped_example_config_is_valid() {
+    let text = include_str!("../../../config/example.yaml");
+    let s = load(text).unwrap();
+    assert_eq!(s.profile, Profile::AsmOnprem);
+}

@@ -1,0 +1,404 @@
+//! Newtypes that parse at the edge, so an invalid value never travels inside the agent.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// A namespace-name glob: `*` matches any run of characters, `?` exactly one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Glob(String);
+
+impl Glob {
+    /// Whether `name` matches this glob (the whole name, not a substring).
+    pub fn matches(&self, name: &str) -> bool {
+        glob_match(self.0.as_bytes(), name.as_bytes())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Iterative glob match with single-star backtracking: linear in practice, no recursion.
+fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    p = sp + 1;
+                    t = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+impl TryFrom<String> for Glob {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        if s.is_empty() {
+            return Err("an empty pattern matches no namespace".into());
+        }
+        if let Some(c) = s.chars().find(|c| {
+            !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '*' | '?'))
+        }) {
+            return Err(format!(
+                "{s:?} is not a namespace glob: {c:?} is not allowed (use a-z, 0-9, '-', '*' and '?')"
+            ));
+        }
+        Ok(Glob(s))
+    }
+}
+
+impl From<Glob> for String {
+    fn from(g: Glob) -> String {
+        g.0
+    }
+}
+
+/// A label `key=value`, with key and value checked as Kubernetes checks them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct LabelPair {
+    pub key: String,
+    pub value: String,
+}
+
+impl LabelPair {
+    pub fn new(key: &str, value: &str) -> Self {
+        LabelPair {
+            key: key.to_string(),
+            value: value.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for LabelPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.key, self.value)
+    }
+}
+
+impl FromStr for LabelPair {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let Some((key, value)) = s.split_once('=') else {
+            return Err(format!(
+                "{s:?} is not a label: expected key=value, e.g. istio-injection=enabled"
+            ));
+        };
+        validate_label_key(key).map_err(|e| format!("{s:?}: label key {e}"))?;
+        validate_label_value(value).map_err(|e| format!("{s:?}: label value {e}"))?;
+        Ok(LabelPair::new(key, value))
+    }
+}
+
+impl TryFrom<String> for LabelPair {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<LabelPair> for String {
+    fn from(l: LabelPair) -> String {
+        l.to_string()
+    }
+}
+
+fn is_label_name(s: &str, max: usize) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= max
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253
+        && s.split('.').all(|part| {
+            let b = part.as_bytes();
+            !b.is_empty()
+                && b.len() <= 63
+                && b[0].is_ascii_alphanumeric()
+                && b[b.len() - 1].is_ascii_alphanumeric()
+                && b.iter()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        })
+}
+
+/// Checks a label key as the API server does: optional DNS-subdomain prefix, a name of at most 63 characters.
+pub fn validate_label_key(key: &str) -> Result<(), String> {
+    let (prefix, name) = match key.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    if let Some(p) = prefix {
+        if !is_dns_subdomain(p) {
+            return Err(format!(
+                "{key:?} has an invalid prefix {p:?} (must be a DNS subdomain)"
+            ));
+        }
+    }
+    if !is_label_name(name, 63) {
+        return Err(format!(
+            "{key:?} is invalid (at most 63 characters: alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric)"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a label value as the API server does (empty, or at most 63 characters of the label alphabet).
+pub fn validate_label_value(value: &str) -> Result<(), String> {
+    if value.is_empty() || is_label_name(value, 63) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{value:?} is invalid (at most 63 characters: alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric)"
+        ))
+    }
+}
+
+/// Whether `s` is a valid Kubernetes object name (DNS-1123 label, as namespaces and services need).
+pub fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
+/// A set-based label selector (`a=b,c!=d,e in (f,g),h,!i`), parsed at the edge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct LabelSelector {
+    text: String,
+    requirements: Vec<Requirement>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Requirement {
+    Eq(String, String),
+    NotEq(String, String),
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+    Exists(String),
+    NotExists(String),
+}
+
+impl Default for LabelSelector {
+    /// The empty selector, which matches everything.
+    fn default() -> Self {
+        LabelSelector {
+            text: String::new(),
+            requirements: Vec::new(),
+        }
+    }
+}
+
+impl LabelSelector {
+    /// Whether a set of labels satisfies every requirement.
+    pub fn matches<'a>(&self, get: impl Fn(&str) -> Option<&'a str>) -> bool {
+        self.requirements.iter().all(|r| match r {
+            Requirement::Eq(k, v) => get(k) == Some(v.as_str()),
+            Requirement::NotEq(k, v) => get(k) != Some(v.as_str()),
+            Requirement::In(k, vs) => get(k).is_some_and(|x| vs.iter().any(|v| v == x)),
+            Requirement::NotIn(k, vs) => get(k).is_none_or(|x| vs.iter().all(|v| v != x)),
+            Requirement::Exists(k) => get(k).is_some(),
+            Requirement::NotExists(k) => get(k).is_none(),
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+/// Splits on commas that are not inside parentheses.
+fn split_top_level(s: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0i32, 0);
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&s[start..]);
+    parts
+}
+
+fn parse_requirement(raw: &str) -> Result<Requirement, String> {
+    let r = raw.trim();
+    let key_ok = |k: &str| validate_label_key(k).map(|_| k.to_string());
+    let val_ok = |v: &str| validate_label_value(v.trim()).map(|_| v.trim().to_string());
+    let set = |rest: &str| -> Result<Vec<String>, String> {
+        let inner = rest
+            .trim()
+            .strip_prefix('(')
+            .and_then(|x| x.strip_suffix(')'))
+            .ok_or_else(|| format!("{r:?}: expected a parenthesised set of values, e.g. (a,b)"))?;
+        inner.split(',').map(val_ok).collect()
+    };
+    if let Some(k) = r.strip_prefix('!') {
+        return Ok(Requirement::NotExists(key_ok(k.trim())?));
+    }
+    if let Some((k, v)) = r.split_once("!=") {
+        return Ok(Requirement::NotEq(key_ok(k.trim())?, val_ok(v)?));
+    }
+    if let Some((k, v)) = r.split_once("==").or_else(|| r.split_once('=')) {
+        return Ok(Requirement::Eq(key_ok(k.trim())?, val_ok(v)?));
+    }
+    let mut words = r.splitn(2, char::is_whitespace);
+    let key = words.next().unwrap_or_default();
+    let rest = words.next().unwrap_or_default().trim();
+    if rest.is_empty() {
+        return Ok(Requirement::Exists(key_ok(key)?));
+    }
+    if let Some(vals) = rest.strip_prefix("notin") {
+        return Ok(Requirement::NotIn(key_ok(key)?, set(vals)?));
+    }
+    if let Some(vals) = rest.strip_prefix("in") {
+        return Ok(Requirement::In(key_ok(key)?, set(vals)?));
+    }
+    Err(format!(
+        "{r:?} is not a selector requirement (use k=v, k!=v, k in (a,b), k notin (a,b), k or !k)"
+    ))
+}
+
+impl TryFrom<String> for LabelSelector {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        if text.trim().is_empty() {
+            return Ok(LabelSelector {
+                text,
+                requirements: Vec::new(),
+            });
+        }
+        let requirements = split_top_level(&text)
+            .into_iter()
+            .map(parse_requirement)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(LabelSelector { text, requirements })
+    }
+}
+
+impl From<LabelSelector> for String {
+    fn from(s: LabelSelector) -> String {
+        s.text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn globs_match_whole_names() {
+        let cases = [
+            ("*", "anything", true),
+            ("team-*", "team-a", true),
+            ("team-*", "my-team-a", false),
+            ("*-prod", "shop-prod", true),
+            ("*-prod", "shop-prod-2", false),
+            ("a?c", "abc", true),
+            ("a?c", "ac", false),
+            ("kube-system", "kube-system", true),
+            ("kube-*-lease", "kube-node-lease", true),
+            ("*a*b*", "xxaxxbxx", true),
+            ("*a*b", "xxaxxbxx", false),
+        ];
+        for (pattern, name, want) in cases {
+            let g = Glob::try_from(pattern.to_string()).unwrap();
+            assert_eq!(g.matches(name), want, "{pattern} vs {name}");
+        }
+    }
+
+    #[test]
+    fn label_pairs_parse_and_reject() {
+        assert_eq!(
+            "istio.io/rev=asm-1234".parse::<LabelPair>().unwrap(),
+            LabelPair::new("istio.io/rev", "asm-1234")
+        );
+        assert_eq!("a=".parse::<LabelPair>().unwrap(), LabelPair::new("a", ""));
+        assert!(
+            "noequals"
+                .parse::<LabelPair>()
+                .unwrap_err()
+                .contains("expected key=value")
+        );
+        assert!(
+            "-a=b"
+                .parse::<LabelPair>()
+                .unwrap_err()
+                .contains("label key")
+        );
+        assert!(
+            "a=b c"
+                .parse::<LabelPair>()
+                .unwrap_err()
+                .contains("label value")
+        );
+        assert!(
+            "Bad_Prefix/a=b"
+                .parse::<LabelPair>()
+                .unwrap_err()
+                .contains("invalid prefix")
+        );
+    }
+
+    #[test]
+    fn selectors_cover_every_operator() {
+        let labels: BTreeMap<&str, &str> = [("env", "prod"), ("team", "a"), ("mesh", "")].into();
+        let get = |k: &str| labels.get(k).copied();
+        let cases = [
+            ("", true),
+            ("env=prod", true),
+            ("env==prod", true),
+            ("env!=prod", false),
+            ("env in (prod,staging)", true),
+            ("env notin (prod)", false),
+            ("missing notin (x)", true),
+            ("team", true),
+            ("!team", false),
+            ("!missing", true),
+            ("env=prod,team in (a, b),!missing", true),
+            ("mesh=", true),
+        ];
+        for (text, want) in cases {
+            let s = LabelSelector::try_from(text.to_string()).unwrap();
+            assert_eq!(s.matches(get), want, "{text}");
+        }
+        for bad in ["env in prod", "=x", "a b c", "env in (bad value)"] {
+            assert!(
+                LabelSelector::try_from(bad.to_string()).is_err(),
+                "{bad} should fail"
+            );
+        }
+    }
+}
