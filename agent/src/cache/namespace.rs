@@ -1,0 +1,92 @@
+//! Trimmed Namespaces: name, labels, and whether it is terminating.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Namespace;
+use serde::Serialize;
+
+use super::Cached;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NamespaceInfo {
+    pub name: String,
+    pub uid: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    /// deletionTimestamp set or phase Terminating: never touch it.
+    pub terminating: bool,
+}
+
+impl Cached for NamespaceInfo {
+    fn key(&self) -> String {
+        self.name.clone()
+    }
+}
+
+impl NamespaceInfo {
+    /// Keeps only what the checks read. Returns None for an object without a name (malformed).
+    pub fn from_object(ns: Namespace) -> Option<Self> {
+        let name = ns.metadata.name?;
+        let terminating = ns.metadata.deletion_timestamp.is_some()
+            || ns.status.and_then(|s| s.phase).as_deref() == Some("Terminating");
+        Some(NamespaceInfo {
+            name,
+            uid: ns.metadata.uid,
+            labels: ns.metadata.labels.unwrap_or_default(),
+            terminating,
+        })
+    }
+
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels.get(key).map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+impl NamespaceInfo {
+    /// A namespace for tests: `NamespaceInfo::test("team-a").labelled("istio-injection", "enabled")`.
+    pub fn test(name: &str) -> Self {
+        NamespaceInfo {
+            name: name.into(),
+            uid: Some(format!("uid-{name}")),
+            labels: BTreeMap::new(),
+            terminating: false,
+        }
+    }
+
+    pub fn labelled(mut self, k: &str, v: &str) -> Self {
+        self.labels.insert(k.into(), v.into());
+        self
+    }
+
+    pub fn terminating(mut self) -> Self {
+        self.terminating = true;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+
+    #[test]
+    fn trims_and_detects_terminating() {
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some("a".into()),
+                labels: Some([("k".to_string(), "v".to_string())].into()),
+                annotations: Some([("big".to_string(), "x".repeat(10_000))].into()),
+                deletion_timestamp: Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let info = NamespaceInfo::from_object(ns).unwrap();
+        assert_eq!(info.label("k"), Some("v"));
+        assert!(info.terminating);
+        assert!(
+            NamespaceInfo::from_object(Namespace::default()).is_none(),
+            "nameless object is skipped"
+        );
+    }
+}

@@ -1,0 +1,351 @@
+//! The `kubernetes-api` check: the API server answers, its version is supported, and the
+//! agent's ServiceAccount has every permission the enabled capabilities need (asked with
+//! SelfSubjectAccessReview, so a missing RBAC rule shows up before a write fails).
+
+use serde::Serialize;
+
+use super::{Check, Resource, View};
+use crate::config::{GatewayMode, Mode, Settings};
+use crate::findings::{CheckReport, Finding, Item, ObjectRef, Severity};
+
+/// The oldest Kubernetes minor version meshkeeper supports.
+pub const MIN_MINOR: u32 = 24;
+
+/// One permission the agent needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Permission {
+    pub verb: &'static str,
+    pub group: &'static str,
+    pub resource: &'static str,
+    /// None: cluster-wide (all namespaces / cluster-scoped).
+    pub namespace: Option<String>,
+    /// Which capability needs it.
+    pub why: &'static str,
+}
+
+impl Permission {
+    fn new(
+        verb: &'static str,
+        group: &'static str,
+        resource: &'static str,
+        why: &'static str,
+    ) -> Self {
+        Permission {
+            verb,
+            group,
+            resource,
+            namespace: None,
+            why,
+        }
+    }
+
+    fn in_namespace(mut self, ns: &str) -> Self {
+        self.namespace = Some(ns.to_string());
+        self
+    }
+
+    /// `get leases.coordination.k8s.io in meshkeeper`
+    pub fn describe(&self) -> String {
+        let res = if self.group.is_empty() {
+            self.resource.to_string()
+        } else {
+            format!("{}.{}", self.resource, self.group)
+        };
+        match &self.namespace {
+            Some(ns) => format!("{} {res} in {ns}", self.verb),
+            None => format!("{} {res}", self.verb),
+        }
+    }
+}
+
+/// What the probe saw of one permission: allowed, denied, or could not ask.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PermissionResult {
+    pub permission: Permission,
+    pub allowed: Result<bool, String>,
+}
+
+/// What the I/O layer learnt by asking the API server (filled before the checks run).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ApiProbe {
+    /// `gitVersion` of the server, or why it could not be read. None: not probed yet.
+    pub server_version: Option<Result<String, String>>,
+    pub permissions: Vec<PermissionResult>,
+}
+
+/// The permissions the enabled capabilities need, derived from the settings.
+pub fn required_permissions(s: &Settings) -> Vec<Permission> {
+    let mut p = Vec::new();
+    for verb in ["list", "watch"] {
+        p.push(Permission::new(
+            verb,
+            "",
+            "namespaces",
+            "injection policy: watch namespaces",
+        ));
+    }
+    if s.injection.mode == Mode::Enforce {
+        p.push(Permission::new(
+            "patch",
+            "",
+            "namespaces",
+            "injection policy: restore the injection label",
+        ));
+    }
+    if s.events.enabled {
+        p.push(Permission::new(
+            "create",
+            "events.k8s.io",
+            "events",
+            "events: report findings and actions",
+        ));
+    }
+    if s.leader_election.enabled {
+        let ns = &s.leader_election.namespace;
+        for verb in ["get", "create", "patch"] {
+            p.push(
+                Permission::new(verb, "coordination.k8s.io", "leases", "leader election")
+                    .in_namespace(ns),
+            );
+        }
+    }
+    if s.gateway.mode != GatewayMode::Off && s.gateway.repair {
+        let ns = &s.gateway.namespace;
+        p.push(
+            Permission::new("patch", "", "services", "gateway pin: repair drift").in_namespace(ns),
+        );
+    }
+    p
+}
+
+/// Parses `v1.36.0`, `v1.27.3-gke.100` or `v1.30+` into (major, minor).
+pub fn parse_version(git_version: &str) -> Option<(u32, u32)> {
+    let v = git_version.strip_prefix('v').unwrap_or(git_version);
+    let mut parts = v.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor_raw = parts.next()?;
+    let digits: String = minor_raw.chars().take_while(char::is_ascii_digit).collect();
+    Some((major, digits.parse().ok()?))
+}
+
+pub struct ApiCheck;
+
+pub const CHECK: &str = "kubernetes-api";
+
+fn finding(
+    reason: &'static str,
+    severity: Severity,
+    expected: String,
+    actual: String,
+    message: String,
+    hint: &str,
+) -> Finding {
+    Finding {
+        check: CHECK,
+        reason,
+        severity,
+        object: ObjectRef::cluster("kubernetes-api"),
+        expected,
+        actual,
+        remediable: false,
+        message,
+        hint: Some(hint.to_string()),
+    }
+}
+
+impl Check for ApiCheck {
+    fn name(&self) -> &'static str {
+        CHECK
+    }
+
+    fn title(&self) -> &'static str {
+        "Kubernetes API"
+    }
+
+    fn inputs(&self) -> &'static [Resource] {
+        &[]
+    }
+
+    fn evaluate(&self, view: &View<'_>) -> CheckReport {
+        let probe = view.api;
+        let mut items = Vec::new();
+        match &probe.server_version {
+            None => items.push(Item::skipped("can reach the Kubernetes API", "not probed yet")),
+            Some(Err(e)) => items.push(Item::finding(
+                "can reach the Kubernetes API",
+                finding(
+                    "ApiUnreachable",
+                    Severity::Error,
+                    "the API server answers".into(),
+                    e.clone(),
+                    format!("cannot reach the Kubernetes API: {e}"),
+                    "check --kubeconfig/--context, or the pod's network policy and service account token",
+                ),
+            )),
+            Some(Ok(version)) => {
+                items.push(Item::pass("can reach the Kubernetes API"));
+                let desc = format!("Kubernetes version {version} is supported (>= 1.{MIN_MINOR})");
+                match parse_version(version) {
+                    Some((1, minor)) if minor >= MIN_MINOR => items.push(Item::pass(desc)),
+                    _ => items.push(Item::finding(
+                        desc,
+                        finding(
+                            "UnsupportedKubernetesVersion",
+                            Severity::Warning,
+                            format!(">= v1.{MIN_MINOR}"),
+                            version.clone(),
+                            format!("Kubernetes {version} is older than v1.{MIN_MINOR} or unrecognised; results may be wrong"),
+                            "upgrade the cluster, or run an older meshkeeper",
+                        ),
+                    )),
+                }
+            }
+        }
+        for r in &probe.permissions {
+            let desc = format!("can {}", r.permission.describe());
+            let hint = format!(
+                "grant it in the chart's RBAC (needed by {}); check with: kubectl auth can-i {} {} --as=system:serviceaccount:<namespace>:<serviceaccount>",
+                r.permission.why, r.permission.verb, r.permission.resource
+            );
+            match &r.allowed {
+                Ok(true) => items.push(Item::pass(desc)),
+                Ok(false) => items.push(Item::finding(
+                    desc,
+                    Finding {
+                        object: ObjectRef::cluster(&format!("rbac:{}", r.permission.describe())),
+                        ..finding(
+                            "PermissionDenied",
+                            Severity::Error,
+                            "allowed".into(),
+                            "denied".into(),
+                            format!(
+                                "meshkeeper may not {} ({})",
+                                r.permission.describe(),
+                                r.permission.why
+                            ),
+                            &hint,
+                        )
+                    },
+                )),
+                Err(e) => items.push(Item::skipped(desc, format!("could not ask: {e}"))),
+            }
+        }
+        CheckReport {
+            check: CHECK,
+            title: self.title(),
+            items,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::Index;
+    use crate::config::Profile;
+    use crate::findings::Outcome;
+
+    fn run(probe: &ApiProbe) -> CheckReport {
+        let settings = Settings::defaults(Profile::AsmOnprem);
+        let namespaces = Index::default();
+        ApiCheck.evaluate(&View {
+            settings: &settings,
+            api: probe,
+            namespaces: &namespaces,
+        })
+    }
+
+    #[test]
+    fn versions_parse() {
+        assert_eq!(parse_version("v1.36.0"), Some((1, 36)));
+        assert_eq!(parse_version("v1.27.3-gke.100"), Some((1, 27)));
+        assert_eq!(parse_version("v1.30+"), Some((1, 30)));
+        assert_eq!(parse_version("garbage"), None);
+    }
+
+    #[test]
+    fn unreachable_api_is_an_error() {
+        let r = run(&ApiProbe {
+            server_version: Some(Err("connection refused".into())),
+            permissions: vec![],
+        });
+        let f: Vec<_> = r.findings().collect();
+        assert_eq!(f.len(), 1);
+        assert_eq!(
+            (f[0].reason, f[0].severity),
+            ("ApiUnreachable", Severity::Error)
+        );
+    }
+
+    #[test]
+    fn old_version_warns_and_supported_passes() {
+        let r = run(&ApiProbe {
+            server_version: Some(Ok("v1.23.4".into())),
+            permissions: vec![],
+        });
+        assert_eq!(
+            r.findings().map(|f| f.reason).collect::<Vec<_>>(),
+            ["UnsupportedKubernetesVersion"]
+        );
+        let r = run(&ApiProbe {
+            server_version: Some(Ok("v1.36.0".into())),
+            permissions: vec![],
+        });
+        assert_eq!(r.findings().count(), 0);
+        assert_eq!(r.items.len(), 2);
+    }
+
+    #[test]
+    fn denied_permission_is_an_error_naming_it_and_unknown_is_skipped() {
+        let s = Settings::defaults(Profile::AsmOnprem);
+        let perms = required_permissions(&s);
+        let results: Vec<_> = perms
+            .iter()
+            .enumerate()
+            .map(|(i, p)| PermissionResult {
+                permission: p.clone(),
+                allowed: match i {
+                    0 => Ok(false),
+                    1 => Err("timeout".into()),
+                    _ => Ok(true),
+                },
+            })
+            .collect();
+        let r = run(&ApiProbe {
+            server_version: Some(Ok("v1.36.0".into())),
+            permissions: results,
+        });
+        let f: Vec<_> = r.findings().collect();
+        assert_eq!(f.len(), 1);
+        assert_eq!(
+            f[0].message,
+            "meshkeeper may not list namespaces (injection policy: watch namespaces)"
+        );
+        assert!(matches!(r.items[3].outcome, Outcome::Skipped { .. }));
+    }
+
+    #[test]
+    fn required_permissions_follow_the_settings() {
+        let mut s = Settings::defaults(Profile::AsmOnprem);
+        let describe = |s: &Settings| {
+            required_permissions(s)
+                .iter()
+                .map(Permission::describe)
+                .collect::<Vec<_>>()
+        };
+        assert!(
+            !describe(&s).contains(&"patch namespaces".to_string()),
+            "audit mode needs no patch"
+        );
+        assert!(
+            describe(&s).contains(&"patch leases.coordination.k8s.io in meshkeeper".to_string())
+        );
+        s.injection.mode = Mode::Enforce;
+        s.leader_election.enabled = false;
+        s.gateway.repair = true;
+        let d = describe(&s);
+        assert!(d.contains(&"patch namespaces".to_string()));
+        assert!(d.contains(&"patch services in istio-system".to_string()));
+        assert!(!d.iter().any(|p| p.contains("leases")));
+    }
+}

@@ -1,0 +1,53 @@
+//! Checks: pure functions from the cluster state the caches hold to findings.
+//!
+//! ```text
+//!  caches + probes ──► View ──► Check::evaluate ──► CheckReport (items: pass / skipped / finding)
+//! ```
+//! Each check declares which cached resources it reads, so a change re-evaluates only the
+//! checks that depend on it. No check does I/O.
+
+pub mod api;
+
+use crate::cache::{Index, NamespaceInfo};
+use crate::config::Settings;
+use crate::findings::CheckReport;
+
+pub use api::{ApiProbe, Permission, PermissionResult};
+
+/// The resources the caches hold (also the `resource` label of watch metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Resource {
+    Namespaces,
+}
+
+impl Resource {
+    pub const ALL: &'static [Resource] = &[Resource::Namespaces];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resource::Namespaces => "namespaces",
+        }
+    }
+}
+
+/// Read-only view of everything the checks may look at.
+#[derive(Debug, Clone, Copy)]
+pub struct View<'a> {
+    pub settings: &'a Settings,
+    pub api: &'a ApiProbe,
+    pub namespaces: &'a Index<NamespaceInfo>,
+}
+
+/// One check: a name (metric label), a title (report heading), its inputs and its logic.
+pub trait Check: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn title(&self) -> &'static str;
+    /// Cached resources it reads; a change to one of them re-evaluates it.
+    fn inputs(&self) -> &'static [Resource];
+    fn evaluate(&self, view: &View<'_>) -> CheckReport;
+}
+
+/// Every check the agent runs, in report order.
+pub fn registry(_settings: &Settings) -> Vec<Box<dyn Check>> {
+    vec![Box::new(api::ApiCheck)]
+}
