@@ -163,7 +163,7 @@ impl Check for ApiCheck {
     }
 
     fn inputs(&self) -> &'static [Resource] {
-        &[]
+        &[Resource::ApiProbe]
     }
 
     fn evaluate(&self, view: &View<'_>) -> CheckReport {

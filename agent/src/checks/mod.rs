@@ -14,18 +14,22 @@ use crate::findings::CheckReport;
 
 pub use api::{ApiProbe, Permission, PermissionResult};
 
-/// The resources the caches hold (also the `resource` label of watch metrics).
+/// The inputs checks read: each watched resource (also the `resource` label of watch
+/// metrics) and the API probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Resource {
     Namespaces,
+    /// The result of asking the API server (version, permissions).
+    ApiProbe,
 }
 
 impl Resource {
-    pub const ALL: &'static [Resource] = &[Resource::Namespaces];
+    pub const ALL: &'static [Resource] = &[Resource::Namespaces, Resource::ApiProbe];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Resource::Namespaces => "namespaces",
+            Resource::ApiProbe => "api_probe",
         }
     }
 }

@@ -1,0 +1,124 @@
+//! Building the Kubernetes client: in-cluster config, or a kubeconfig (with a context);
+//! user agent `meshkeeper/<version>`; a per-request timeout.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+/// Where to find the cluster (from the CLI).
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+    pub timeout: Option<Duration>,
+}
+
+/// Why no client could be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot read kubeconfig {path}: {source}")]
+    ReadKubeconfig {
+        path: PathBuf,
+        source: kube::config::KubeconfigError,
+    },
+    #[error("invalid kubeconfig: {0}")]
+    Kubeconfig(#[source] kube::config::KubeconfigError),
+    #[error(
+        "no Kubernetes cluster found (not in a pod, no KUBECONFIG or ~/.kube/config): {0}; pass --kubeconfig, or try `meshkeeper demo`"
+    )]
+    Infer(#[source] kube::config::InferConfigError),
+    #[error("cannot build the Kubernetes client: {0}")]
+    Build(#[source] kube::Error),
+}
+
+pub const USER_AGENT: &str = concat!("meshkeeper/", env!("CARGO_PKG_VERSION"));
+
+/// Resolves the client configuration without connecting.
+pub async fn config(opts: &ClientOptions) -> Result<Config, ClientError> {
+    let kco = KubeConfigOptions {
+        context: opts.context.clone(),
+        ..Default::default()
+    };
+    let mut config = match (&opts.kubeconfig, &opts.context) {
+        (Some(path), _) => {
+            let kc = Kubeconfig::read_from(path).map_err(|source| ClientError::ReadKubeconfig {
+                path: path.clone(),
+                source,
+            })?;
+            Config::from_custom_kubeconfig(kc, &kco)
+                .await
+                .map_err(ClientError::Kubeconfig)?
+        }
+        (None, Some(_)) => Config::from_kubeconfig(&kco)
+            .await
+            .map_err(ClientError::Kubeconfig)?,
+        (None, None) => Config::infer().await.map_err(ClientError::Infer)?,
+    };
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(USER_AGENT),
+    ));
+    if let Some(t) = opts.timeout {
+        config.read_timeout = Some(t);
+        config.write_timeout = Some(t);
+        config.connect_timeout = Some(t.min(Duration::from_secs(10)));
+    }
+    Ok(config)
+}
+
+pub async fn build(opts: &ClientOptions) -> Result<Client, ClientError> {
+    let config = config(opts).await?;
+    Client::try_from(config).map_err(ClientError::Build)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn kubeconfig_with_context_and_user_agent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kubeconfig");
+        std::fs::write(
+            &path,
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: a\n  cluster: {server: 'http://127.0.0.1:1'}\n- name: b\n  cluster: {server: 'http://127.0.0.1:2'}\ncontexts:\n- name: a\n  context: {cluster: a, user: u}\n- name: b\n  context: {cluster: b, user: u, namespace: x}\nusers:\n- name: u\n  user: {token: t}\ncurrent-context: a\n",
+        )
+        .unwrap();
+        let opts = ClientOptions {
+            kubeconfig: Some(path.clone()),
+            context: Some("b".into()),
+            timeout: Some(Duration::from_secs(5)),
+        };
+        let c = config(&opts).await.unwrap();
+        assert_eq!(c.cluster_url.to_string(), "http://127.0.0.1:2/");
+        assert_eq!(c.default_namespace, "x");
+        assert!(
+            c.headers
+                .iter()
+                .any(|(k, v)| k == http::header::USER_AGENT && v == USER_AGENT)
+        );
+        assert_eq!(c.read_timeout, Some(Duration::from_secs(5)));
+
+        let missing = ClientOptions {
+            kubeconfig: Some(dir.path().join("nope")),
+            ..Default::default()
+        };
+        let err = config(&missing).await.unwrap_err().to_string();
+        assert!(err.starts_with("cannot read kubeconfig"), "{err}");
+
+        let bad_ctx = ClientOptions {
+            kubeconfig: Some(path),
+            context: Some("zzz".into()),
+            ..Default::default()
+        };
+        assert!(
+            config(&bad_ctx)
+                .await
+                .unwrap_err()
+                .to_string()
+                .contains("zzz")
+        );
+    }
+}

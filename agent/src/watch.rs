@@ -1,0 +1,251 @@
+//! Watchers: one kube-runtime watch per resource, trimming each object into its cache,
+//! counting events, marking readiness after the first complete list, and flagging the
+//! resource dirty so the evaluator re-runs only the checks that read it.
+//!
+//! ```text
+//!  API ─watch─► trim ─► Index (apply/delete/reset) ─► Dirty{resource} ─► evaluator
+//! ```
+
+use std::collections::BTreeSet;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex, RwLock};
+
+use futures::StreamExt;
+use kube::Api;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::cache::{Cached, Index};
+use crate::checks::Resource;
+use crate::metrics::Metrics;
+use crate::state::AgentState;
+
+/// Which inputs changed since the evaluator last looked.
+#[derive(Debug, Default)]
+pub struct Dirty {
+    set: Mutex<BTreeSet<Resource>>,
+    notify: Notify,
+}
+
+impl Dirty {
+    pub fn mark(&self, r: Resource) {
+        self.set.lock().unwrap_or_else(|p| p.into_inner()).insert(r);
+        self.notify.notify_one();
+    }
+
+    /// Takes everything marked so far.
+    pub fn take(&self) -> BTreeSet<Resource> {
+        std::mem::take(&mut *self.set.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Completes when something is (or already was) marked.
+    pub async fn changed(&self) {
+        self.notify.notified().await;
+    }
+}
+
+/// A shared cache.
+pub type Shared<T> = Arc<RwLock<Index<T>>>;
+
+/// What every watcher shares.
+#[derive(Clone)]
+pub struct WatchContext {
+    pub agent: Arc<AgentState>,
+    pub metrics: Metrics,
+    pub dirty: Arc<Dirty>,
+}
+
+/// Applies one watcher event to the cache; `buffer` holds a re-list in progress so the cache
+/// is replaced atomically at `InitDone` (never half-listed). Returns whether the cache changed.
+pub fn apply_event<K, T: Cached>(
+    event: Event<K>,
+    trim: &impl Fn(K) -> Option<T>,
+    cache: &RwLock<Index<T>>,
+    buffer: &mut Option<Vec<T>>,
+) -> Applied {
+    let write = || cache.write().unwrap_or_else(|p| p.into_inner());
+    match event {
+        Event::Init => {
+            *buffer = Some(Vec::new());
+            Applied::Nothing
+        }
+        Event::InitApply(k) => {
+            if let (Some(buf), Some(t)) = (buffer.as_mut(), trim(k)) {
+                buf.push(t);
+            }
+            Applied::Nothing
+        }
+        Event::InitDone => {
+            write().reset(buffer.take().unwrap_or_default());
+            Applied::Listed
+        }
+        Event::Apply(k) => match trim(k) {
+            Some(t) => {
+                write().apply(t);
+                Applied::Changed
+            }
+            None => Applied::Skipped,
+        },
+        Event::Delete(k) => match trim(k) {
+            Some(t) => {
+                write().delete(&t.key());
+                Applied::Changed
+            }
+            None => Applied::Skipped,
+        },
+    }
+}
+
+/// The effect of one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Nothing,
+    Listed,
+    Changed,
+    /// A malformed object (no name): logged and ignored.
+    Skipped,
+}
+
+/// Runs a watch until `shutdown`. Errors are counted and retried with kube-runtime's
+/// default backoff (a 410 Gone re-lists once); they never end the task.
+pub async fn run<K, T>(
+    api: Api<K>,
+    config: watcher::Config,
+    resource: Resource,
+    trim: impl Fn(K) -> Option<T> + Send + 'static,
+    cache: Shared<T>,
+    ctx: WatchContext,
+    shutdown: CancellationToken,
+) where
+    K: kube::Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    T: Cached,
+{
+    let name = resource.as_str();
+    ctx.agent.register_watch(name);
+    let stream = watcher::watcher(api, config).default_backoff();
+    let mut stream = std::pin::pin!(stream);
+    let mut buffer = None;
+    let span = tracing::info_span!("watch", resource = name);
+    async move {
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                next = stream.next() => next,
+            };
+            match next {
+                None => break,
+                Some(Ok(event)) => {
+                    if matches!(
+                        event,
+                        Event::Apply(_) | Event::Delete(_) | Event::InitApply(_)
+                    ) {
+                        ctx.metrics.watch_events.with_label_values(&[name]).inc();
+                    }
+                    match apply_event(event, &trim, &cache, &mut buffer) {
+                        Applied::Listed => {
+                            ctx.agent.mark_synced(name);
+                            tracing::debug!(
+                                objects = cache.read().map(|c| c.len()).unwrap_or(0),
+                                "listed"
+                            );
+                            ctx.dirty.mark(resource);
+                        }
+                        Applied::Changed => ctx.dirty.mark(resource),
+                        Applied::Skipped => {
+                            tracing::warn!("skipped a malformed object without a name")
+                        }
+                        Applied::Nothing => {}
+                    }
+                }
+                Some(Err(error)) => {
+                    ctx.metrics.watch_restarts.with_label_values(&[name]).inc();
+                    tracing::warn!(%error, "watch failed; retrying with backoff");
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::NamespaceInfo;
+    use k8s_openapi::api::core::v1::Namespace;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn ns(name: &str) -> Namespace {
+        Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn relist_replaces_the_cache_atomically_at_init_done() {
+        let cache = RwLock::new(Index::from_objects([
+            NamespaceInfo::from_object(ns("old")).unwrap()
+        ]));
+        let trim = NamespaceInfo::from_object;
+        let mut buf = None;
+        assert_eq!(
+            apply_event(Event::Init, &trim, &cache, &mut buf),
+            Applied::Nothing
+        );
+        apply_event(Event::InitApply(ns("a")), &trim, &cache, &mut buf);
+        apply_event(Event::InitApply(ns("b")), &trim, &cache, &mut buf);
+        assert!(
+            cache.read().unwrap().get("old").is_some(),
+            "old contents stay until InitDone"
+        );
+        assert_eq!(
+            apply_event(Event::InitDone, &trim, &cache, &mut buf),
+            Applied::Listed
+        );
+        let names: Vec<_> = cache
+            .read()
+            .unwrap()
+            .iter()
+            .map(|n| n.name.clone())
+            .collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(
+            apply_event(Event::Apply(ns("c")), &trim, &cache, &mut buf),
+            Applied::Changed
+        );
+        assert_eq!(
+            apply_event(Event::Delete(ns("a")), &trim, &cache, &mut buf),
+            Applied::Changed
+        );
+        assert_eq!(
+            apply_event(Event::Apply(Namespace::default()), &trim, &cache, &mut buf),
+            Applied::Skipped
+        );
+        let names: Vec<_> = cache
+            .read()
+            .unwrap()
+            .iter()
+            .map(|n| n.name.clone())
+            .collect();
+        assert_eq!(names, ["b", "c"]);
+    }
+
+    #[tokio::test]
+    async fn dirty_coalesces_marks() {
+        let d = Dirty::default();
+        d.mark(Resource::Namespaces);
+        d.mark(Resource::Namespaces);
+        d.mark(Resource::ApiProbe);
+        d.changed().await; // a permit was stored by mark: returns at once
+        assert_eq!(d.take().len(), 2);
+        assert!(d.take().is_empty());
+    }
+}
