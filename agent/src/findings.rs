@@ -126,7 +126,7 @@ pub enum Outcome {
     Skipped {
         reason: String,
     },
-    Finding(Finding),
+    Finding(Box<Finding>),
 }
 
 /// One line of a check's report.
@@ -155,7 +155,7 @@ impl Item {
     pub fn finding(description: impl Into<String>, finding: Finding) -> Self {
         Item {
             description: description.into(),
-            outcome: Outcome::Finding(finding),
+            outcome: Outcome::Finding(Box::new(finding)),
         }
     }
 }
@@ -171,7 +171,7 @@ pub struct CheckReport {
 impl CheckReport {
     pub fn findings(&self) -> impl Iterator<Item = &Finding> {
         self.items.iter().filter_map(|i| match &i.outcome {
-            Outcome::Finding(f) => Some(f),
+            Outcome::Finding(f) => Some(f.as_ref()),
             _ => None,
         })
     }

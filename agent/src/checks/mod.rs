@@ -8,6 +8,9 @@
 
 pub mod api;
 
+use std::collections::BTreeSet;
+
+use crate::actuator::Action;
 use crate::cache::{Index, NamespaceInfo};
 use crate::config::Settings;
 use crate::findings::CheckReport;
@@ -49,6 +52,40 @@ pub trait Check: Send + Sync {
     /// Cached resources it reads; a change to one of them re-evaluates it.
     fn inputs(&self) -> &'static [Resource];
     fn evaluate(&self, view: &View<'_>) -> CheckReport;
+    /// The writes that would repair this report's remediable findings (enforce mode only);
+    /// report-only checks keep the default.
+    fn plan(&self, _view: &View<'_>, _report: &CheckReport) -> Vec<Action> {
+        Vec::new()
+    }
+}
+
+/// One check's evaluation and plan.
+#[derive(Debug)]
+pub struct Evaluation {
+    pub report: CheckReport,
+    pub actions: Vec<Action>,
+}
+
+/// Evaluates the checks that read a changed input (all of them when `dirty` is None).
+pub fn evaluate(
+    checks: &[Box<dyn Check>],
+    view: &View<'_>,
+    dirty: Option<&BTreeSet<Resource>>,
+) -> Vec<Evaluation> {
+    checks
+        .iter()
+        .filter(|c| dirty.is_none_or(|d| c.inputs().iter().any(|r| d.contains(r))))
+        .map(|c| {
+            let report = c.evaluate(view);
+            let actions = c.plan(view, &report);
+            Evaluation { report, actions }
+        })
+        .collect()
+}
+
+/// Names of the registered checks (labels of `meshkeeper_findings`).
+pub fn names(checks: &[Box<dyn Check>]) -> Vec<&'static str> {
+    checks.iter().map(|c| c.name()).collect()
 }
 
 /// Every check the agent runs, in report order.

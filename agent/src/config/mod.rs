@@ -467,13 +467,13 @@ impl Settings {
                 "is required when gateway.mode is integrated".to_string(),
             );
         }
-        if !load_balancer_ip_annotation.is_empty() {
-            if let Err(e) = validate_label_key(load_balancer_ip_annotation) {
-                errs.push(
-                    "gateway.load_balancer_ip_annotation",
-                    format!("annotation key {e}"),
-                );
-            }
+        if !load_balancer_ip_annotation.is_empty()
+            && let Err(e) = validate_label_key(load_balancer_ip_annotation)
+        {
+            errs.push(
+                "gateway.load_balancer_ip_annotation",
+                format!("annotation key {e}"),
+            );
         }
         let mut by_port: BTreeMap<u16, &str> = BTreeMap::new();
         for (name, port) in node_ports {
@@ -564,17 +564,17 @@ fn humanize_config(e: config::ConfigError) -> String {
 
 /// Rewrites serde's wording into the agent's: name the bad value and what is allowed.
 fn humanize_serde(msg: String) -> String {
-    if let Some(rest) = msg.strip_prefix("unknown field `") {
-        if let Some((field, expected)) = rest.split_once("`, expected ") {
-            let allowed = expected.replace("one of ", "").replace('`', "");
-            return format!("unknown key {field:?} (allowed: {allowed})");
-        }
+    if let Some(rest) = msg.strip_prefix("unknown field `")
+        && let Some((field, expected)) = rest.split_once("`, expected ")
+    {
+        let allowed = expected.replace("one of ", "").replace('`', "");
+        return format!("unknown key {field:?} (allowed: {allowed})");
     }
-    if let Some(rest) = msg.strip_prefix("unknown variant `") {
-        if let Some((variant, expected)) = rest.split_once("`, expected ") {
-            let allowed = expected.replace("one of ", "").replace('`', "");
-            return format!("{variant:?} is not one of {allowed}");
-        }
+    if let Some(rest) = msg.strip_prefix("unknown variant `")
+        && let Some((variant, expected)) = rest.split_once("`, expected ")
+    {
+        let allowed = expected.replace("one of ", "").replace('`', "");
+        return format!("{variant:?} is not one of {allowed}");
     }
     msg
 }
@@ -619,9 +619,8 @@ fn coerce_like(value: &mut Value, like: &Value) {
             // A map whose defaults all share one type (e.g. node_ports) types its new keys too.
             let uniform = uniform_type(defaults.values());
             for (k, v) in map.iter_mut() {
-                match defaults.get(k).or(uniform) {
-                    Some(d) => coerce_like(v, d),
-                    None => {}
+                if let Some(d) = defaults.get(k).or(uniform) {
+                    coerce_like(v, d)
                 }
             }
         }

@@ -150,12 +150,12 @@ pub fn validate_label_key(key: &str) -> Result<(), String> {
         Some((p, n)) => (Some(p), n),
         None => (None, key),
     };
-    if let Some(p) = prefix {
-        if !is_dns_subdomain(p) {
-            return Err(format!(
-                "{key:?} has an invalid prefix {p:?} (must be a DNS subdomain)"
-            ));
-        }
+    if let Some(p) = prefix
+        && !is_dns_subdomain(p)
+    {
+        return Err(format!(
+            "{key:?} has an invalid prefix {p:?} (must be a DNS subdomain)"
+        ));
     }
     if !is_label_name(name, 63) {
         return Err(format!(

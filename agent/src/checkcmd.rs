@@ -1,0 +1,222 @@
+//! `meshkeeper check`: load the caches once, run every check, print a report grouped by check
+//! (a mark per item, a hint under each failure), or JSON. Exit code: 0 all good, 1 a finding
+//! of severity error, 2 could not run.
+
+use std::fmt::Write as _;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Client;
+use kube::api::{Api, ListParams};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::cache::{Index, NamespaceInfo};
+use crate::checks::{self, Resource, View};
+use crate::config::{Mode, Settings};
+use crate::findings::{CheckReport, Outcome, Severity};
+use crate::runtime::probe_api;
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+/// Why the checks could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("cannot list {resource}: {source}")]
+    List {
+        resource: &'static str,
+        source: kube::Error,
+    },
+}
+
+/// Lists every object of a kind, page by page.
+pub async fn list_all<K>(api: &Api<K>, resource: &'static str) -> Result<Vec<K>, CheckError>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut out = Vec::new();
+    let mut lp = ListParams::default().limit(500);
+    loop {
+        let page = api
+            .list(&lp)
+            .await
+            .map_err(|source| CheckError::List { resource, source })?;
+        out.extend(page.items);
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => lp = lp.continue_token(&token),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// The result of a one-shot run.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckRun {
+    pub reports: Vec<CheckReport>,
+    /// The API could not be reached: nothing else could be checked.
+    pub unreachable: bool,
+}
+
+impl CheckRun {
+    pub fn count(&self, severity: Severity) -> usize {
+        self.reports
+            .iter()
+            .flat_map(|r| r.findings())
+            .filter(|f| f.severity == severity)
+            .count()
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        if self.unreachable {
+            2
+        } else if self.count(Severity::Error) > 0 {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+/// Loads once and evaluates every registered check.
+pub async fn run(settings: &Settings, client: &Client) -> Result<CheckRun, CheckError> {
+    let probe = probe_api(client, &checks::api::required_permissions(settings)).await;
+    let unreachable = matches!(probe.server_version, Some(Err(_)));
+    let namespaces = if unreachable || settings.injection.mode == Mode::Off {
+        Index::default()
+    } else {
+        let items = list_all(
+            &Api::<Namespace>::all(client.clone()),
+            Resource::Namespaces.as_str(),
+        )
+        .await?;
+        Index::from_objects(items.into_iter().filter_map(NamespaceInfo::from_object))
+    };
+    let registry = checks::registry(settings);
+    let view = View {
+        settings,
+        api: &probe,
+        namespaces: &namespaces,
+    };
+    let reports = checks::evaluate(&registry, &view, None)
+        .into_iter()
+        .map(|e| e.report)
+        .collect();
+    Ok(CheckRun {
+        reports,
+        unreachable,
+    })
+}
+
+/// The human report, in the spirit of `linkerd check`.
+pub fn render_text(run: &CheckRun) -> String {
+    let mut out = String::new();
+    for r in &run.reports {
+        let _ = writeln!(out, "{}\n{}", r.title, "-".repeat(r.title.chars().count()));
+        for item in &r.items {
+            match &item.outcome {
+                Outcome::Pass => {
+                    let _ = writeln!(out, "√ {}", item.description);
+                }
+                Outcome::Skipped { reason } => {
+                    let _ = writeln!(out, "- {} (skipped: {reason})", item.description);
+                }
+                Outcome::Finding(f) => {
+                    let mark = match f.severity {
+                        Severity::Error => "×",
+                        Severity::Warning => "‼",
+                        Severity::Info => "i",
+                    };
+                    let _ = writeln!(out, "{mark} {}", item.description);
+                    let _ = writeln!(out, "    {}", f.message);
+                    let _ = writeln!(out, "    expected: {}, actual: {}", f.expected, f.actual);
+                    if let Some(h) = &f.hint {
+                        let _ = writeln!(out, "    hint: {h}");
+                    }
+                }
+            }
+        }
+        out.push('\n');
+    }
+    let (e, w) = (run.count(Severity::Error), run.count(Severity::Warning));
+    let verdict = match run.exit_code() {
+        0 if w == 0 => "√ all checks passed".to_string(),
+        0 => format!("‼ {w} warning(s), no errors"),
+        1 => format!("× {e} error(s), {w} warning(s)"),
+        _ => "× could not reach the Kubernetes API".to_string(),
+    };
+    let _ = writeln!(out, "Status check results are {verdict}");
+    out
+}
+
+pub fn render_json(run: &CheckRun) -> String {
+    let v = json!({
+        "checks": run.reports,
+        "summary": {
+            "errors": run.count(Severity::Error),
+            "warnings": run.count(Severity::Warning),
+            "info": run.count(Severity::Info),
+        },
+        "exit_code": run.exit_code(),
+    });
+    serde_json::to_string_pretty(&v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::findings::{Item, test_support::finding};
+
+    fn sample() -> CheckRun {
+        let mut err = finding("injection", "InjectionLabelMissing", "team-a");
+        err.severity = Severity::Error;
+        err.hint =
+            Some("kubectl label namespace team-a istio-injection=enabled --overwrite".into());
+        CheckRun {
+            reports: vec![CheckReport {
+                check: "injection",
+                title: "Injection policy",
+                items: vec![
+                    Item::pass("namespace team-b carries istio-injection=enabled"),
+                    Item::skipped("namespace kube-system", "excluded"),
+                    Item::finding("namespace team-a carries istio-injection=enabled", err),
+                ],
+            }],
+            unreachable: false,
+        }
+    }
+
+    #[test]
+    fn text_report_has_marks_hints_and_verdict() {
+        let text = render_text(&sample());
+        assert_eq!(
+            text,
+            "Injection policy\n----------------\n\
+             √ namespace team-b carries istio-injection=enabled\n\
+             - namespace kube-system (skipped: excluded)\n\
+             × namespace team-a carries istio-injection=enabled\n    InjectionLabelMissing on team-a\n    expected: x, actual: y\n    hint: kubectl label namespace team-a istio-injection=enabled --overwrite\n\n\
+             Status check results are × 1 error(s), 0 warning(s)\n"
+        );
+    }
+
+    #[test]
+    fn exit_codes_and_json() {
+        let mut run = sample();
+        assert_eq!(run.exit_code(), 1);
+        let v: serde_json::Value = serde_json::from_str(&render_json(&run)).unwrap();
+        assert_eq!(v["summary"]["errors"], 1);
+        assert_eq!(v["checks"][0]["items"][2]["outcome"], "finding");
+        assert_eq!(
+            v["checks"][0]["items"][2]["reason"],
+            "InjectionLabelMissing"
+        );
+        run.reports[0].items.truncate(2);
+        assert_eq!(run.exit_code(), 0);
+        assert!(render_text(&run).ends_with("Status check results are √ all checks passed\n"));
+        run.unreachable = true;
+        assert_eq!(run.exit_code(), 2);
+    }
+}
