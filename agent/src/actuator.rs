@@ -133,15 +133,7 @@ impl Actuator {
             .with_max_delay(Duration::from_secs(2))
             .with_max_times(3)
             .with_jitter();
-        Actuator {
-            client,
-            limiter,
-            agent,
-            metrics,
-            events,
-            dry_run,
-            backoff,
-        }
+        Actuator { client, limiter, agent, metrics, events, dry_run, backoff }
     }
 
     /// Gates, writes (with retries on 429/5xx), records. Never panics, never loops forever.
@@ -168,32 +160,13 @@ impl Actuator {
         let attempt = || async {
             let waited = self.limiter.acquire().await;
             if !waited.is_zero() {
-                self.metrics
-                    .write_throttled
-                    .with_label_values(&[action.kind])
-                    .inc();
+                self.metrics.write_throttled.with_label_values(&[action.kind]).inc();
             }
             let r = match &action.patch {
-                PatchBody::Merge(v) => {
-                    api.patch(&action.object.name, &params, &Patch::Merge(v))
-                        .await
-                }
-                PatchBody::Strategic(v) => {
-                    api.patch(&action.object.name, &params, &Patch::Strategic(v))
-                        .await
-                }
-                PatchBody::Json(p) => {
-                    api.patch(
-                        &action.object.name,
-                        &params,
-                        &Patch::<Value>::Json(p.clone()),
-                    )
-                    .await
-                }
-                PatchBody::Apply(v) => {
-                    api.patch(&action.object.name, &params, &Patch::Apply(v))
-                        .await
-                }
+                PatchBody::Merge(v) => api.patch(&action.object.name, &params, &Patch::Merge(v)).await,
+                PatchBody::Strategic(v) => api.patch(&action.object.name, &params, &Patch::Strategic(v)).await,
+                PatchBody::Json(p) => api.patch(&action.object.name, &params, &Patch::<Value>::Json(p.clone())).await,
+                PatchBody::Apply(v) => api.patch(&action.object.name, &params, &Patch::Apply(v)).await,
             };
             r.map(|_| ())
         };
@@ -217,15 +190,13 @@ impl Actuator {
             tracing::debug!(kind = action.kind, object = %action.object, why, "action not attempted");
             return;
         }
-        self.metrics
-            .actions
-            .with_label_values(&[action.kind, result.label()])
-            .inc();
+        self.metrics.actions.with_label_values(&[action.kind, result.label()]).inc();
+        if action.kind == crate::checks::injection::ACTION {
+            self.metrics.label_repairs.with_label_values(&[result.label()]).inc();
+        }
         let error = match result {
             ActionResult::Forbidden(m) | ActionResult::Error(m) => Some(m.clone()),
-            ActionResult::Conflict => {
-                Some("the object changed meanwhile; will re-plan on fresh state".into())
-            }
+            ActionResult::Conflict => Some("the object changed meanwhile; will re-plan on fresh state".into()),
             ActionResult::NotFound => Some("the object no longer exists".into()),
             _ => None,
         };
@@ -247,11 +218,7 @@ impl Actuator {
         });
         let (reason, warning, note) = match result {
             ActionResult::Success => (action.reason.to_string(), false, action.description.clone()),
-            ActionResult::DryRun => (
-                action.reason.to_string(),
-                false,
-                format!("dry run: {}", action.description),
-            ),
+            ActionResult::DryRun => (action.reason.to_string(), false, format!("dry run: {}", action.description)),
             _ => (
                 format!("{}Failed", action.reason),
                 true,

@@ -4,13 +4,14 @@
 
 use std::fmt::Write as _;
 
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
 use kube::api::{Api, ListParams};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::cache::{Index, NamespaceInfo};
+use crate::cache::{Index, NamespaceInfo, WebhookConfigInfo};
 use crate::checks::{self, Resource, View};
 use crate::config::{Mode, Settings};
 use crate::findings::{CheckReport, Outcome, Severity};
@@ -27,10 +28,7 @@ pub enum Output {
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
     #[error("cannot list {resource}: {source}")]
-    List {
-        resource: &'static str,
-        source: kube::Error,
-    },
+    List { resource: &'static str, source: kube::Error },
 }
 
 /// Lists every object of a kind, page by page.
@@ -41,10 +39,7 @@ where
     let mut out = Vec::new();
     let mut lp = ListParams::default().limit(500);
     loop {
-        let page = api
-            .list(&lp)
-            .await
-            .map_err(|source| CheckError::List { resource, source })?;
+        let page = api.list(&lp).await.map_err(|source| CheckError::List { resource, source })?;
         out.extend(page.items);
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(token) => lp = lp.continue_token(&token),
@@ -63,11 +58,7 @@ pub struct CheckRun {
 
 impl CheckRun {
     pub fn count(&self, severity: Severity) -> usize {
-        self.reports
-            .iter()
-            .flat_map(|r| r.findings())
-            .filter(|f| f.severity == severity)
-            .count()
+        self.reports.iter().flat_map(|r| r.findings()).filter(|f| f.severity == severity).count()
     }
 
     pub fn exit_code(&self) -> u8 {
@@ -85,30 +76,24 @@ impl CheckRun {
 pub async fn run(settings: &Settings, client: &Client) -> Result<CheckRun, CheckError> {
     let probe = probe_api(client, &checks::api::required_permissions(settings)).await;
     let unreachable = matches!(probe.server_version, Some(Err(_)));
-    let namespaces = if unreachable || settings.injection.mode == Mode::Off {
+    let skip = unreachable || settings.injection.mode == Mode::Off;
+    let namespaces = if skip {
         Index::default()
     } else {
-        let items = list_all(
-            &Api::<Namespace>::all(client.clone()),
-            Resource::Namespaces.as_str(),
-        )
-        .await?;
+        let items = list_all(&Api::<Namespace>::all(client.clone()), Resource::Namespaces.as_str()).await?;
         Index::from_objects(items.into_iter().filter_map(NamespaceInfo::from_object))
     };
-    let registry = checks::registry(settings);
-    let view = View {
-        settings,
-        api: &probe,
-        namespaces: &namespaces,
+    let webhooks = if skip {
+        Index::default()
+    } else {
+        let api = Api::<MutatingWebhookConfiguration>::all(client.clone());
+        let items = list_all(&api, Resource::Webhooks.as_str()).await?;
+        Index::from_objects(items.into_iter().filter_map(WebhookConfigInfo::from_object))
     };
-    let reports = checks::evaluate(&registry, &view, None)
-        .into_iter()
-        .map(|e| e.report)
-        .collect();
-    Ok(CheckRun {
-        reports,
-        unreachable,
-    })
+    let registry = checks::registry(settings);
+    let view = View { settings, api: &probe, namespaces: &namespaces, webhooks: &webhooks };
+    let reports = checks::evaluate(&registry, &view, None).into_iter().map(|e| e.report).collect();
+    Ok(CheckRun { reports, unreachable })
 }
 
 /// The human report, in the spirit of `linkerd check`.
@@ -173,8 +158,7 @@ mod tests {
     fn sample() -> CheckRun {
         let mut err = finding("injection", "InjectionLabelMissing", "team-a");
         err.severity = Severity::Error;
-        err.hint =
-            Some("kubectl label namespace team-a istio-injection=enabled --overwrite".into());
+        err.hint = Some("kubectl label namespace team-a istio-injection=enabled --overwrite".into());
         CheckRun {
             reports: vec![CheckReport {
                 check: "injection",
@@ -209,10 +193,7 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&render_json(&run)).unwrap();
         assert_eq!(v["summary"]["errors"], 1);
         assert_eq!(v["checks"][0]["items"][2]["outcome"], "finding");
-        assert_eq!(
-            v["checks"][0]["items"][2]["reason"],
-            "InjectionLabelMissing"
-        );
+        assert_eq!(v["checks"][0]["items"][2]["reason"], "InjectionLabelMissing");
         run.reports[0].items.truncate(2);
         assert_eq!(run.exit_code(), 0);
         assert!(render_text(&run).ends_with("Status check results are √ all checks passed\n"));

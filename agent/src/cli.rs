@@ -75,24 +75,10 @@ mod tests {
     #[test]
     fn cli_is_consistent_and_parses_global_flags_anywhere() {
         Cli::command().debug_assert();
-        let c = Cli::try_parse_from([
-            "meshkeeper",
-            "check",
-            "--kubeconfig",
-            "k",
-            "-o",
-            "json",
-            "--context",
-            "c",
-        ])
-        .unwrap();
+        let c =
+            Cli::try_parse_from(["meshkeeper", "check", "--kubeconfig", "k", "-o", "json", "--context", "c"]).unwrap();
         assert_eq!(c.kubeconfig.as_deref(), Some(std::path::Path::new("k")));
-        assert!(matches!(
-            c.command,
-            Command::Check {
-                output: Output::Json
-            }
-        ));
+        assert!(matches!(c.command, Command::Check { output: Output::Json }));
         let c = Cli::try_parse_from(["meshkeeper", "--log-format", "json", "run"]).unwrap();
         assert_eq!(c.log_format, LogFormat::Json);
         assert!(Cli::try_parse_from(["meshkeeper", "run", "--log-format", "xml"]).is_err());

@@ -19,10 +19,7 @@ pub struct ClientOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot read kubeconfig {path}: {source}")]
-    ReadKubeconfig {
-        path: PathBuf,
-        source: kube::config::KubeconfigError,
-    },
+    ReadKubeconfig { path: PathBuf, source: kube::config::KubeconfigError },
     #[error("invalid kubeconfig: {0}")]
     Kubeconfig(#[source] kube::config::KubeconfigError),
     #[error(
@@ -37,29 +34,17 @@ pub const USER_AGENT: &str = concat!("meshkeeper/", env!("CARGO_PKG_VERSION"));
 
 /// Resolves the client configuration without connecting.
 pub async fn config(opts: &ClientOptions) -> Result<Config, ClientError> {
-    let kco = KubeConfigOptions {
-        context: opts.context.clone(),
-        ..Default::default()
-    };
+    let kco = KubeConfigOptions { context: opts.context.clone(), ..Default::default() };
     let mut config = match (&opts.kubeconfig, &opts.context) {
         (Some(path), _) => {
-            let kc = Kubeconfig::read_from(path).map_err(|source| ClientError::ReadKubeconfig {
-                path: path.clone(),
-                source,
-            })?;
-            Config::from_custom_kubeconfig(kc, &kco)
-                .await
-                .map_err(ClientError::Kubeconfig)?
+            let kc = Kubeconfig::read_from(path)
+                .map_err(|source| ClientError::ReadKubeconfig { path: path.clone(), source })?;
+            Config::from_custom_kubeconfig(kc, &kco).await.map_err(ClientError::Kubeconfig)?
         }
-        (None, Some(_)) => Config::from_kubeconfig(&kco)
-            .await
-            .map_err(ClientError::Kubeconfig)?,
+        (None, Some(_)) => Config::from_kubeconfig(&kco).await.map_err(ClientError::Kubeconfig)?,
         (None, None) => Config::infer().await.map_err(ClientError::Infer)?,
     };
-    config.headers.push((
-        http::header::USER_AGENT,
-        http::HeaderValue::from_static(USER_AGENT),
-    ));
+    config.headers.push((http::header::USER_AGENT, http::HeaderValue::from_static(USER_AGENT)));
     if let Some(t) = opts.timeout {
         config.read_timeout = Some(t);
         config.write_timeout = Some(t);
@@ -94,31 +79,14 @@ mod tests {
         let c = config(&opts).await.unwrap();
         assert_eq!(c.cluster_url.to_string(), "http://127.0.0.1:2/");
         assert_eq!(c.default_namespace, "x");
-        assert!(
-            c.headers
-                .iter()
-                .any(|(k, v)| k == http::header::USER_AGENT && v == USER_AGENT)
-        );
+        assert!(c.headers.iter().any(|(k, v)| k == http::header::USER_AGENT && v == USER_AGENT));
         assert_eq!(c.read_timeout, Some(Duration::from_secs(5)));
 
-        let missing = ClientOptions {
-            kubeconfig: Some(dir.path().join("nope")),
-            ..Default::default()
-        };
+        let missing = ClientOptions { kubeconfig: Some(dir.path().join("nope")), ..Default::default() };
         let err = config(&missing).await.unwrap_err().to_string();
         assert!(err.starts_with("cannot read kubeconfig"), "{err}");
 
-        let bad_ctx = ClientOptions {
-            kubeconfig: Some(path),
-            context: Some("zzz".into()),
-            ..Default::default()
-        };
-        assert!(
-            config(&bad_ctx)
-                .await
-                .unwrap_err()
-                .to_string()
-                .contains("zzz")
-        );
+        let bad_ctx = ClientOptions { kubeconfig: Some(path), context: Some("zzz".into()), ..Default::default() };
+        assert!(config(&bad_ctx).await.unwrap_err().to_string().contains("zzz"));
     }
 }

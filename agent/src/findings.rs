@@ -109,11 +109,7 @@ pub struct FindingKey {
 
 impl Finding {
     pub fn key(&self) -> FindingKey {
-        FindingKey {
-            check: self.check,
-            reason: self.reason,
-            object: self.object.clone(),
-        }
+        FindingKey { check: self.check, reason: self.reason, object: self.object.clone() }
     }
 }
 
@@ -139,24 +135,13 @@ pub struct Item {
 
 impl Item {
     pub fn pass(description: impl Into<String>) -> Self {
-        Item {
-            description: description.into(),
-            outcome: Outcome::Pass,
-        }
+        Item { description: description.into(), outcome: Outcome::Pass }
     }
     pub fn skipped(description: impl Into<String>, reason: impl Into<String>) -> Self {
-        Item {
-            description: description.into(),
-            outcome: Outcome::Skipped {
-                reason: reason.into(),
-            },
-        }
+        Item { description: description.into(), outcome: Outcome::Skipped { reason: reason.into() } }
     }
     pub fn finding(description: impl Into<String>, finding: Finding) -> Self {
-        Item {
-            description: description.into(),
-            outcome: Outcome::Finding(Box::new(finding)),
-        }
+        Item { description: description.into(), outcome: Outcome::Finding(Box::new(finding)) }
     }
 }
 
@@ -192,9 +177,7 @@ pub struct Diff {
 
 impl FindingSet {
     pub fn from_findings<'a>(findings: impl IntoIterator<Item = &'a Finding>) -> Self {
-        FindingSet {
-            by_key: findings.into_iter().map(|f| (f.key(), f.clone())).collect(),
-        }
+        FindingSet { by_key: findings.into_iter().map(|f| (f.key(), f.clone())).collect() }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Finding> {
@@ -213,14 +196,8 @@ impl FindingSet {
     /// Other checks' findings are untouched, so checks can be re-evaluated independently.
     pub fn replace_check(&mut self, check: &str, new: Vec<Finding>) -> Diff {
         let mut diff = Diff::default();
-        let mut fresh: BTreeMap<FindingKey, Finding> =
-            new.into_iter().map(|f| (f.key(), f)).collect();
-        let old_keys: Vec<FindingKey> = self
-            .by_key
-            .keys()
-            .filter(|k| k.check == check)
-            .cloned()
-            .collect();
+        let mut fresh: BTreeMap<FindingKey, Finding> = new.into_iter().map(|f| (f.key(), f)).collect();
+        let old_keys: Vec<FindingKey> = self.by_key.keys().filter(|k| k.check == check).cloned().collect();
         for key in old_keys {
             match fresh.remove(&key) {
                 Some(f) => {
@@ -280,10 +257,7 @@ mod tests {
         let mut set = FindingSet::default();
         let d = set.replace_check(
             "injection",
-            vec![
-                finding("injection", "Missing", "a"),
-                finding("injection", "Missing", "b"),
-            ],
+            vec![finding("injection", "Missing", "a"), finding("injection", "Missing", "b")],
         );
         assert_eq!(d.appeared.len(), 2);
         assert!(d.resolved.is_empty());
@@ -291,39 +265,18 @@ mod tests {
         // Same findings again: nothing new (no duplicate Events).
         let d = set.replace_check(
             "injection",
-            vec![
-                finding("injection", "Missing", "a"),
-                finding("injection", "Missing", "b"),
-            ],
+            vec![finding("injection", "Missing", "a"), finding("injection", "Missing", "b")],
         );
         assert_eq!(d, Diff::default());
 
         // b resolved, c appeared; another check's findings untouched.
-        set.replace_check(
-            "gateway",
-            vec![finding("gateway", "NodePortDrift", "istio-system")],
-        );
+        set.replace_check("gateway", vec![finding("gateway", "NodePortDrift", "istio-system")]);
         let d = set.replace_check(
             "injection",
-            vec![
-                finding("injection", "Missing", "a"),
-                finding("injection", "Missing", "c"),
-            ],
+            vec![finding("injection", "Missing", "a"), finding("injection", "Missing", "c")],
         );
-        assert_eq!(
-            d.appeared
-                .iter()
-                .map(|f| f.object.name.as_str())
-                .collect::<Vec<_>>(),
-            ["c"]
-        );
-        assert_eq!(
-            d.resolved
-                .iter()
-                .map(|f| f.object.name.as_str())
-                .collect::<Vec<_>>(),
-            ["b"]
-        );
+        assert_eq!(d.appeared.iter().map(|f| f.object.name.as_str()).collect::<Vec<_>>(), ["c"]);
+        assert_eq!(d.resolved.iter().map(|f| f.object.name.as_str()).collect::<Vec<_>>(), ["b"]);
         assert_eq!(set.len(), 3);
         assert_eq!(set.counts()[&("injection", Severity::Warning)], 2);
     }
@@ -341,13 +294,7 @@ mod tests {
 
     #[test]
     fn object_refs_render_like_kubectl() {
-        assert_eq!(
-            ObjectRef::namespace("team-a").to_string(),
-            "namespace/team-a"
-        );
-        assert_eq!(
-            ObjectRef::new("v1", "Service", Some("istio-system"), "gw").to_string(),
-            "service/istio-system/gw"
-        );
+        assert_eq!(ObjectRef::namespace("team-a").to_string(), "namespace/team-a");
+        assert_eq!(ObjectRef::new("v1", "Service", Some("istio-system"), "gw").to_string(), "service/istio-system/gw");
     }
 }

@@ -39,12 +39,9 @@ async fn metrics(State(s): State<HttpState>) -> Response {
 async fn healthz(State(s): State<HttpState>) -> Response {
     match s.agent.stalled() {
         None => ([(header::CONTENT_TYPE, TEXT)], "ok\n").into_response(),
-        Some(why) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            [(header::CONTENT_TYPE, TEXT)],
-            format!("{why}\n"),
-        )
-            .into_response(),
+        Some(why) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, TEXT)], format!("{why}\n")).into_response()
+        }
     }
 }
 
@@ -54,16 +51,8 @@ async fn readyz(State(s): State<HttpState>) -> Response {
     if pending.is_empty() {
         ([(header::CONTENT_TYPE, TEXT)], "ready\n").into_response()
     } else {
-        let body = format!(
-            "not ready: waiting for the first list of {}\n",
-            pending.join(", ")
-        );
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::CONTENT_TYPE, TEXT)],
-            body,
-        )
-            .into_response()
+        let body = format!("not ready: waiting for the first list of {}\n", pending.join(", "));
+        (StatusCode::SERVICE_UNAVAILABLE, [(header::CONTENT_TYPE, TEXT)], body).into_response()
     }
 }
 
@@ -72,11 +61,7 @@ async fn status(State(s): State<HttpState>) -> Response {
 }
 
 async fn not_found() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        [(header::CONTENT_TYPE, TEXT)],
-        "not found: try /metrics, /healthz, /readyz or /status\n",
-    )
+    (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, TEXT)], "not found: try /metrics, /healthz, /readyz or /status\n")
         .into_response()
 }
 
@@ -86,9 +71,7 @@ pub async fn serve(
     state: HttpState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
 }
 
 #[cfg(test)]
@@ -101,46 +84,17 @@ mod tests {
     use tower::ServiceExt;
 
     fn app() -> (Router, Arc<AgentState>) {
-        let agent = Arc::new(AgentState::new(
-            serde_json::json!({"profile": "asm-onprem"}),
-            Duration::from_secs(600),
-        ));
-        (
-            router(HttpState {
-                agent: agent.clone(),
-                metrics: Metrics::new(),
-            }),
-            agent,
-        )
+        let agent = Arc::new(AgentState::new(serde_json::json!({"profile": "asm-onprem"}), Duration::from_secs(600)));
+        (router(HttpState { agent: agent.clone(), metrics: Metrics::new() }), agent)
     }
 
     async fn call(app: &Router, method: Method, uri: &str) -> (StatusCode, String, String) {
-        let resp = app
-            .clone()
-            .oneshot(
-                Request::builder()
-                    .method(method)
-                    .uri(uri)
-                    .body(Body::empty())
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
+        let resp =
+            app.clone().oneshot(Request::builder().method(method).uri(uri).body(Body::empty()).unwrap()).await.unwrap();
         let status = resp.status();
-        let ctype = resp
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default();
-        let body = String::from_utf8(
-            resp.into_body()
-                .collect()
-                .await
-                .unwrap()
-                .to_bytes()
-                .to_vec(),
-        )
-        .unwrap();
+        let ctype =
+            resp.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        let body = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
         (status, ctype, body)
     }
 
@@ -151,10 +105,7 @@ mod tests {
         assert_eq!((s, ct.as_str()), (StatusCode::OK, PROM_TEXT));
         assert!(body.contains("meshkeeper_build_info"));
         let (s, ct, body) = call(&app, Method::GET, "/healthz").await;
-        assert_eq!(
-            (s, ct.as_str(), body.as_str()),
-            (StatusCode::OK, TEXT, "ok\n")
-        );
+        assert_eq!((s, ct.as_str(), body.as_str()), (StatusCode::OK, TEXT, "ok\n"));
         let (s, ct, body) = call(&app, Method::GET, "/status").await;
         assert_eq!((s, ct.as_str()), (StatusCode::OK, "application/json"));
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -168,21 +119,12 @@ mod tests {
         let (app, _) = app();
         for path in ["/metrics", "/healthz", "/readyz", "/status"] {
             let (s, _, body) = call(&app, Method::HEAD, path).await;
-            assert!(
-                s == StatusCode::OK || s == StatusCode::SERVICE_UNAVAILABLE,
-                "{path}: {s}"
-            );
+            assert!(s == StatusCode::OK || s == StatusCode::SERVICE_UNAVAILABLE, "{path}: {s}");
             assert!(body.is_empty(), "HEAD has no body");
             for m in [Method::POST, Method::PUT, Method::DELETE, Method::PATCH] {
                 let resp = app
                     .clone()
-                    .oneshot(
-                        Request::builder()
-                            .method(m.clone())
-                            .uri(path)
-                            .body(Body::empty())
-                            .unwrap(),
-                    )
+                    .oneshot(Request::builder().method(m.clone()).uri(path).body(Body::empty()).unwrap())
                     .await
                     .unwrap();
                 assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED, "{m} {path}");
@@ -197,10 +139,7 @@ mod tests {
         agent.register_watch("namespaces");
         let (s, _, body) = call(&app, Method::GET, "/readyz").await;
         assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(
-            body,
-            "not ready: waiting for the first list of namespaces\n"
-        );
+        assert_eq!(body, "not ready: waiting for the first list of namespaces\n");
         agent.mark_synced("namespaces");
         let (s, _, _) = call(&app, Method::GET, "/readyz").await;
         assert_eq!(s, StatusCode::OK);
@@ -209,10 +148,7 @@ mod tests {
     #[tokio::test]
     async fn healthz_fails_when_the_evaluator_stalls() {
         let agent = Arc::new(AgentState::new(serde_json::json!({}), Duration::ZERO));
-        let app = router(HttpState {
-            agent,
-            metrics: Metrics::new(),
-        });
+        let app = router(HttpState { agent, metrics: Metrics::new() });
         tokio::time::sleep(Duration::from_millis(2)).await; // NB: lets the zero budget elapse
         let (s, _, body) = call(&app, Method::GET, "/healthz").await;
         assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);

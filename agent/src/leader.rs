@@ -19,11 +19,7 @@ pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum LeaderError {
     #[error("cannot set up leader election on lease {namespace}/{name}: {source}")]
-    Setup {
-        namespace: String,
-        name: String,
-        source: kube_lease_manager::LeaseManagerError,
-    },
+    Setup { namespace: String, name: String, source: kube_lease_manager::LeaseManagerError },
     #[error("leader election stopped unexpectedly: {0}")]
     Stopped(String),
 }
@@ -36,11 +32,7 @@ pub fn identity(configured: &str) -> String {
     std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|h| h.trim().to_string())
-        })
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()))
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| format!("meshkeeper-{}", std::process::id()))
 }
@@ -62,14 +54,8 @@ pub async fn run(
     metrics: Metrics,
     shutdown: CancellationToken,
 ) -> Result<(), LeaderError> {
-    let LeaderElectionSettings {
-        enabled,
-        namespace,
-        lease_name,
-        identity: _,
-        lease_duration_seconds,
-        grace_seconds,
-    } = settings;
+    let LeaderElectionSettings { enabled, namespace, lease_name, identity: _, lease_duration_seconds, grace_seconds } =
+        settings;
     if !enabled {
         set(&agent, &metrics, true);
         shutdown.cancelled().await;
@@ -84,11 +70,7 @@ pub async fn run(
         .with_field_manager("meshkeeper")
         .build()
         .await
-        .map_err(|source| LeaderError::Setup {
-            namespace: namespace.clone(),
-            name: lease_name.clone(),
-            source,
-        })?;
+        .map_err(|source| LeaderError::Setup { namespace: namespace.clone(), name: lease_name.clone(), source })?;
     tracing::info!(lease = %format!("{namespace}/{lease_name}"), %identity, "joined leader election");
     let (mut rx, handle) = manager.watch().await;
     let result = loop {
@@ -127,28 +109,15 @@ mod tests {
 
     #[tokio::test]
     async fn disabled_election_makes_this_replica_leader_until_shutdown() {
-        let (svc, _handle) = tower_test::mock::pair::<
-            http::Request<kube::client::Body>,
-            http::Response<kube::client::Body>,
-        >();
+        let (svc, _handle) =
+            tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
         let client = Client::new(svc, "default");
-        let agent = Arc::new(AgentState::new(
-            serde_json::json!({}),
-            Duration::from_secs(60),
-        ));
+        let agent = Arc::new(AgentState::new(serde_json::json!({}), Duration::from_secs(60)));
         let metrics = Metrics::new();
-        let mut s =
-            crate::config::Settings::defaults(crate::config::Profile::AsmOnprem).leader_election;
+        let mut s = crate::config::Settings::defaults(crate::config::Profile::AsmOnprem).leader_election;
         s.enabled = false;
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(run(
-            client,
-            s,
-            "me".into(),
-            agent.clone(),
-            metrics.clone(),
-            shutdown.clone(),
-        ));
+        let task = tokio::spawn(run(client, s, "me".into(), agent.clone(), metrics.clone(), shutdown.clone()));
         // Wait (bounded) until leadership is taken, observed through the gauge.
         tokio::time::timeout(Duration::from_secs(5), async {
             while metrics.leader.get() != 1 {

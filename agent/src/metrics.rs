@@ -1,14 +1,12 @@
 //! Prometheus metrics of the agent. One struct, registered once; gauges about cache sizes are
 //! read at scrape time from the caches themselves, so nothing has to be kept in step.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::findings::{FindingSet, Severity};
@@ -25,6 +23,7 @@ pub struct Metrics {
     pub findings: IntGaugeVec,
     pub actions: IntCounterVec,
     pub write_throttled: IntCounterVec,
+    pub label_repairs: IntCounterVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -37,24 +36,14 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let build_info = must(IntGaugeVec::new(
-            Opts::new(
-                "meshkeeper_build_info",
-                "Build information; the value is always 1.",
-            ),
+            Opts::new("meshkeeper_build_info", "Build information; the value is always 1."),
             &["version"],
         ));
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
-        let leader = must(IntGauge::new(
-            "meshkeeper_leader",
-            "1 when this replica holds the leader Lease and may act, else 0.",
-        ));
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let leader =
+            must(IntGauge::new("meshkeeper_leader", "1 when this replica holds the leader Lease and may act, else 0."));
         let watch_events = must(IntCounterVec::new(
-            Opts::new(
-                "meshkeeper_watch_events_total",
-                "Watch events received, by resource.",
-            ),
+            Opts::new("meshkeeper_watch_events_total", "Watch events received, by resource."),
             &["resource"],
         ));
         let watch_restarts = must(IntCounterVec::new(
@@ -69,23 +58,15 @@ impl Metrics {
                 "meshkeeper_reconcile_duration_seconds",
                 "Time to evaluate a check (or run a controller pass), by controller.",
             )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-            ]),
+            .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
             &["controller"],
         ));
         let reconcile_errors = must(IntCounterVec::new(
-            Opts::new(
-                "meshkeeper_reconcile_errors_total",
-                "Errors of a controller pass, by controller and reason.",
-            ),
+            Opts::new("meshkeeper_reconcile_errors_total", "Errors of a controller pass, by controller and reason."),
             &["controller", "reason"],
         ));
         let findings = must(IntGaugeVec::new(
-            Opts::new(
-                "meshkeeper_findings",
-                "Current findings, by check and severity.",
-            ),
+            Opts::new("meshkeeper_findings", "Current findings, by check and severity."),
             &["check", "severity"],
         ));
         let actions = must(IntCounterVec::new(
@@ -102,8 +83,16 @@ impl Metrics {
             ),
             &["action"],
         ));
+        let label_repairs = must(IntCounterVec::new(
+            Opts::new(
+                "meshkeeper_label_repairs_total",
+                "Injection-label repairs attempted, by result (success, dry_run, conflict, forbidden, not_found, error).",
+            ),
+            &["result"],
+        ));
         for c in [
-            Box::new(build_info) as Box<dyn Collector>,
+            Box::new(label_repairs.clone()) as Box<dyn Collector>,
+            Box::new(build_info),
             Box::new(leader.clone()),
             Box::new(watch_events.clone()),
             Box::new(watch_restarts.clone()),
@@ -116,9 +105,7 @@ impl Metrics {
             must(registry.register(c));
         }
         #[cfg(target_os = "linux")]
-        must(registry.register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        )));
+        must(registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self())));
         Metrics {
             registry,
             leader,
@@ -129,6 +116,7 @@ impl Metrics {
             findings,
             actions,
             write_throttled,
+            label_repairs,
         }
     }
 
@@ -144,19 +132,14 @@ impl Metrics {
         for check in checks {
             for sev in Severity::ALL {
                 let n = counts.get(&(*check, sev)).copied().unwrap_or(0);
-                self.findings
-                    .with_label_values(&[check, sev.as_str()])
-                    .set(n as i64);
+                self.findings.with_label_values(&[check, sev.as_str()]).set(n as i64);
             }
         }
     }
 
     /// Starts timing a controller pass; observed when the guard drops.
     pub fn time(&self, controller: &str) -> ReconcileTimer {
-        ReconcileTimer {
-            histogram: self.reconcile_duration.with_label_values(&[controller]),
-            start: Instant::now(),
-        }
+        ReconcileTimer { histogram: self.reconcile_duration.with_label_values(&[controller]), start: Instant::now() }
     }
 
     /// The text exposition of every metric.
@@ -188,39 +171,27 @@ impl Drop for ReconcileTimer {
     }
 }
 
-type Reader = Arc<dyn Fn() -> i64 + Send + Sync>;
+type Reader = Box<dyn Fn() -> Vec<(Vec<String>, i64)> + Send + Sync>;
 
-/// A gauge family whose values are read from closures at scrape time
-/// (e.g. `meshkeeper_cache_objects{resource}` reads each cache's length).
+/// A gauge family whose series are read at scrape time (e.g. `meshkeeper_cache_objects`
+/// reads each cache's length). Series the reader no longer returns disappear.
 pub struct ScrapeGauges {
     desc: Desc,
     gauge: IntGaugeVec,
-    readers: Vec<(String, Reader)>,
+    read: Reader,
 }
 
 impl ScrapeGauges {
-    pub fn new(name: &str, help: &str, label: &str) -> Self {
-        let gauge = must(IntGaugeVec::new(Opts::new(name, help), &[label]));
-        let desc = gauge
-            .desc()
-            .into_iter()
-            .next()
-            .cloned()
-            .unwrap_or_else(|| unreachable!("a vec has one desc"));
-        ScrapeGauges {
-            desc,
-            gauge,
-            readers: Vec::new(),
-        }
-    }
-
-    pub fn with(
-        mut self,
-        label_value: &str,
-        read: impl Fn() -> i64 + Send + Sync + 'static,
+    /// `read` returns (label values in the order of `labels`, value) per series.
+    pub fn new(
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        read: impl Fn() -> Vec<(Vec<String>, i64)> + Send + Sync + 'static,
     ) -> Self {
-        self.readers.push((label_value.to_string(), Arc::new(read)));
-        self
+        let gauge = must(IntGaugeVec::new(Opts::new(name, help), labels));
+        let desc = gauge.desc().into_iter().next().cloned().unwrap_or_else(|| unreachable!("a vec has one desc"));
+        ScrapeGauges { desc, gauge, read: Box::new(read) }
     }
 }
 
@@ -230,8 +201,12 @@ impl Collector for ScrapeGauges {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        for (label, read) in &self.readers {
-            self.gauge.with_label_values(&[label]).set(read());
+        self.gauge.reset();
+        for (labels, value) in (self.read)() {
+            let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
+            if let Ok(g) = self.gauge.get_metric_with_label_values(&refs) {
+                g.set(value);
+            }
         }
         self.gauge.collect()
     }
@@ -245,18 +220,14 @@ mod tests {
     #[test]
     fn renders_every_family_with_help_and_scrape_time_gauges() {
         let m = Metrics::new();
-        let n = Arc::new(std::sync::atomic::AtomicI64::new(3));
+        let n = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(3));
         let n2 = n.clone();
-        m.register_scrape_gauges(
-            ScrapeGauges::new(
-                "meshkeeper_cache_objects",
-                "Objects in each cache.",
-                "resource",
-            )
-            .with("namespaces", move || {
-                n2.load(std::sync::atomic::Ordering::Relaxed)
-            }),
-        );
+        m.register_scrape_gauges(ScrapeGauges::new(
+            "meshkeeper_cache_objects",
+            "Objects in each cache.",
+            &["resource"],
+            move || vec![(vec!["namespaces".to_string()], n2.load(std::sync::atomic::Ordering::Relaxed))],
+        ));
         m.watch_events.with_label_values(&["namespaces"]).inc();
         let mut set = FindingSet::default();
         set.replace_check("injection", vec![finding("injection", "Missing", "a")]);
@@ -265,23 +236,13 @@ mod tests {
             let _t = m.time("injection");
         }
         let text = m.render();
-        assert!(
-            text.contains("meshkeeper_build_info{version=\"0.1.0\"} 1"),
-            "{text}"
-        );
+        assert!(text.contains("meshkeeper_build_info{version=\"0.1.0\"} 1"), "{text}");
         assert!(text.contains("meshkeeper_cache_objects{resource=\"namespaces\"} 3"));
         assert!(text.contains("meshkeeper_findings{check=\"injection\",severity=\"warning\"} 1"));
         assert!(text.contains("meshkeeper_findings{check=\"injection\",severity=\"error\"} 0"));
-        assert!(
-            text.contains(
-                "meshkeeper_reconcile_duration_seconds_count{controller=\"injection\"} 1"
-            )
-        );
+        assert!(text.contains("meshkeeper_reconcile_duration_seconds_count{controller=\"injection\"} 1"));
         n.store(7, std::sync::atomic::Ordering::Relaxed);
-        assert!(
-            m.render()
-                .contains("meshkeeper_cache_objects{resource=\"namespaces\"} 7")
-        );
+        assert!(m.render().contains("meshkeeper_cache_objects{resource=\"namespaces\"} 7"));
         assert!(text.contains("# HELP meshkeeper_leader "));
     }
 }

@@ -16,12 +16,7 @@ pub struct TokenBucket {
 impl TokenBucket {
     /// A full bucket.
     pub fn new(refill_per_sec: f64, capacity: u32, now: Instant) -> Self {
-        TokenBucket {
-            capacity: f64::from(capacity),
-            refill_per_sec,
-            tokens: f64::from(capacity),
-            last: now,
-        }
+        TokenBucket { capacity: f64::from(capacity), refill_per_sec, tokens: f64::from(capacity), last: now }
     }
 
     fn refill(&mut self, now: Instant) {
@@ -35,11 +30,7 @@ impl TokenBucket {
     pub fn reserve(&mut self, now: Instant) -> Duration {
         self.refill(now);
         self.tokens -= 1.0;
-        if self.tokens >= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(-self.tokens / self.refill_per_sec)
-        }
+        if self.tokens >= 0.0 { Duration::ZERO } else { Duration::from_secs_f64(-self.tokens / self.refill_per_sec) }
     }
 }
 
@@ -56,9 +47,7 @@ pub struct WriteLimiter {
 
 impl WriteLimiter {
     pub fn new(qps: f64, burst: u32) -> Self {
-        WriteLimiter {
-            bucket: Mutex::new(TokenBucket::new(qps, burst, now())),
-        }
+        WriteLimiter { bucket: Mutex::new(TokenBucket::new(qps, burst, now())) }
     }
 
     /// Waits for a token; returns how long it waited.
@@ -118,9 +107,6 @@ mod tests {
         assert!(waited[10..].iter().all(|w| !w.is_zero()));
         // 5 writes past the burst at 5/s take ~1 s of (paused, auto-advanced) time.
         let elapsed = start.elapsed();
-        assert!(
-            elapsed >= Duration::from_millis(900) && elapsed <= Duration::from_millis(1100),
-            "{elapsed:?}"
-        );
+        assert!(elapsed >= Duration::from_millis(900) && elapsed <= Duration::from_millis(1100), "{elapsed:?}");
     }
 }

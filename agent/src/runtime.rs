@@ -15,9 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
-};
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::authorization::v1::{ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
 use kube::api::{Api, PostParams};
@@ -28,8 +27,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::actuator::{Action, ActionResult, Actuator};
-use crate::cache::NamespaceInfo;
-use crate::checks::{self, ApiProbe, Check, Permission, PermissionResult, Resource, View};
+use crate::cache::{NamespaceInfo, WebhookConfigInfo};
+use crate::checks::{self, ApiProbe, Check, Permission, PermissionResult, Resource, View, injection};
 use crate::config::{Mode, Settings};
 use crate::findings::ObjectRef;
 use crate::http::{self, HttpState};
@@ -46,10 +45,7 @@ pub const INFLIGHT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
+    Listen { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("{0}")]
     Leader(#[from] leader::LeaderError),
     #[error("task {0} ended unexpectedly")]
@@ -62,6 +58,7 @@ pub enum RunError {
 #[derive(Clone, Default)]
 pub struct Caches {
     pub namespaces: Shared<NamespaceInfo>,
+    pub webhooks: Shared<WebhookConfigInfo>,
 }
 
 /// What the evaluator needs.
@@ -80,17 +77,10 @@ struct Evaluator {
 impl Evaluator {
     fn pass(&self, dirty: Option<&BTreeSet<Resource>>) {
         let evaluations = {
-            let namespaces = self
-                .caches
-                .namespaces
-                .read()
-                .unwrap_or_else(|p| p.into_inner());
+            let namespaces = self.caches.namespaces.read().unwrap_or_else(|p| p.into_inner());
+            let webhooks = self.caches.webhooks.read().unwrap_or_else(|p| p.into_inner());
             let probe = self.probe.read().unwrap_or_else(|p| p.into_inner());
-            let view = View {
-                settings: &self.settings,
-                api: &probe,
-                namespaces: &namespaces,
-            };
+            let view = View { settings: &self.settings, api: &probe, namespaces: &namespaces, webhooks: &webhooks };
             let _t = self.metrics.time("evaluate");
             checks::evaluate(&self.checks, &view, dirty)
         };
@@ -105,14 +95,10 @@ impl Evaluator {
             }
             planned.extend(ev.actions);
         }
-        self.metrics
-            .set_findings(&checks::names(&self.checks), &self.agent.findings());
+        self.metrics.set_findings(&checks::names(&self.checks), &self.agent.findings());
         if !planned.is_empty() && self.actions.try_send(planned).is_err() {
             // The actuator is busy; the next pass re-plans whatever is still needed.
-            self.metrics
-                .reconcile_errors
-                .with_label_values(&["evaluate", "action_queue_full"])
-                .inc();
+            self.metrics.reconcile_errors.with_label_values(&["evaluate", "action_queue_full"]).inc();
         }
         self.agent.beat();
     }
@@ -149,9 +135,7 @@ impl Cooldown {
 
     /// Whether the action may be attempted at `now`.
     pub fn ready(&self, a: &Action, now: Instant) -> bool {
-        self.failures
-            .get(&Self::key(a))
-            .is_none_or(|(_, until)| now >= *until)
+        self.failures.get(&Self::key(a)).is_none_or(|(_, until)| now >= *until)
     }
 
     /// Records a result; returns when to re-plan if it failed.
@@ -194,13 +178,9 @@ async fn run_actuator(
                 continue;
             }
             // NB: an in-flight write is not cancelled by shutdown, only bounded.
-            let result = match tokio::time::timeout(INFLIGHT_TIMEOUT, actuator.execute(&action))
-                .await
-            {
+            let result = match tokio::time::timeout(INFLIGHT_TIMEOUT, actuator.execute(&action)).await {
                 Ok(r) => r,
-                Err(_) => {
-                    ActionResult::Error(format!("no answer within {}s", INFLIGHT_TIMEOUT.as_secs()))
-                }
+                Err(_) => ActionResult::Error(format!("no answer within {}s", INFLIGHT_TIMEOUT.as_secs())),
             };
             if let Some(at) = cooldown.record(&action, &result, Instant::now()) {
                 // Re-plan on fresh state once the cooldown has passed.
@@ -216,18 +196,9 @@ async fn run_actuator(
 
 /// Asks the API server for its version and, by SelfSubjectAccessReview, for each permission.
 pub async fn probe_api(client: &Client, permissions: &[Permission]) -> ApiProbe {
-    let server_version = Some(
-        client
-            .apiserver_version()
-            .await
-            .map(|v| v.git_version)
-            .map_err(|e| e.to_string()),
-    );
+    let server_version = Some(client.apiserver_version().await.map(|v| v.git_version).map_err(|e| e.to_string()));
     if matches!(server_version, Some(Err(_))) {
-        return ApiProbe {
-            server_version,
-            permissions: Vec::new(),
-        };
+        return ApiProbe { server_version, permissions: Vec::new() };
     }
     let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
     let mut results = Vec::new();
@@ -249,15 +220,9 @@ pub async fn probe_api(client: &Client, permissions: &[Permission]) -> ApiProbe 
             Ok(r) => Ok(r.status.map(|s| s.allowed).unwrap_or(false)),
             Err(e) => Err(e.to_string()),
         };
-        results.push(PermissionResult {
-            permission: p.clone(),
-            allowed,
-        });
+        results.push(PermissionResult { permission: p.clone(), allowed });
     }
-    ApiProbe {
-        server_version,
-        permissions: results,
-    }
+    ApiProbe { server_version, permissions: results }
 }
 
 async fn run_prober(
@@ -284,88 +249,124 @@ async fn run_prober(
     }
 }
 
+type Tasks = JoinSet<(&'static str, Result<(), String>)>;
+
+/// Starts one watch task feeding `cache`.
+fn spawn_watch<K, T>(
+    tasks: &mut Tasks,
+    api: Api<K>,
+    resource: Resource,
+    trim: fn(K) -> Option<T>,
+    cache: &Shared<T>,
+    ctx: &WatchContext,
+    shutdown: &CancellationToken,
+) where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    T: crate::cache::Cached,
+{
+    let (cache, ctx, token) = (cache.clone(), ctx.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        watch::run(api, watcher::Config::default(), resource, trim, cache, ctx, token).await;
+        (resource.as_str(), Ok(()))
+    });
+}
+
+/// Gauges computed at scrape time from the caches: sizes, and the injection policy's view.
+fn register_cache_gauges(metrics: &Metrics, caches: &Caches, settings: &Settings) {
+    let c = caches.clone();
+    metrics.register_scrape_gauges(ScrapeGauges::new(
+        "meshkeeper_cache_objects",
+        "Objects held in each cache (trimmed).",
+        &["resource"],
+        move || {
+            let len = |n: usize| n as i64;
+            vec![
+                (vec![Resource::Namespaces.as_str().into()], len(c.namespaces.read().map(|i| i.len()).unwrap_or(0))),
+                (vec![Resource::Webhooks.as_str().into()], len(c.webhooks.read().map(|i| i.len()).unwrap_or(0))),
+            ]
+        },
+    ));
+    if settings.injection.mode == Mode::Off {
+        return;
+    }
+    let (nss, policy) = (caches.namespaces.clone(), settings.injection.clone());
+    metrics.register_scrape_gauges(ScrapeGauges::new(
+        "meshkeeper_namespaces",
+        "Namespaces by injection-policy state.",
+        &["state"],
+        move || {
+            let idx = nss.read().unwrap_or_else(|p| p.into_inner());
+            let (states, _) = injection::tally(&idx, &policy);
+            states.into_iter().map(|(s, n)| (vec![s.as_str().to_string()], n)).collect()
+        },
+    ));
+    let (nss, policy) = (caches.namespaces.clone(), settings.injection.clone());
+    metrics.register_scrape_gauges(ScrapeGauges::new(
+        "meshkeeper_namespace_injection_compliant",
+        "1 when an in-scope namespace carries the injection label the policy wants, else 0.",
+        &["namespace"],
+        move || {
+            let idx = nss.read().unwrap_or_else(|p| p.into_inner());
+            let (_, compliant) = injection::tally(&idx, &policy);
+            compliant.into_iter().map(|(ns, ok)| (vec![ns], i64::from(ok))).collect()
+        },
+    ));
+}
+
 /// Runs the daemon until `shutdown` is cancelled (then returns Ok) or a task fails.
-pub async fn run(
-    settings: Settings,
-    client: Client,
-    shutdown: CancellationToken,
-) -> Result<(), RunError> {
+pub async fn run(settings: Settings, client: Client, shutdown: CancellationToken) -> Result<(), RunError> {
     let resync = Duration::from_secs(settings.resync_seconds);
     let metrics = Metrics::new();
-    let agent = Arc::new(AgentState::new(
-        settings.summary(),
-        resync * 2 + Duration::from_secs(60),
-    ));
+    let agent = Arc::new(AgentState::new(settings.summary(), resync * 2 + Duration::from_secs(60)));
     let addr = settings.http.listen.0;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| RunError::Listen { addr, source })?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| RunError::Listen { addr, source })?;
     let local = listener.local_addr().unwrap_or(addr);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), listen = %local, config = %settings.summary(), "meshkeeper starting");
 
     let caches = Caches::default();
-    let ns_cache = caches.namespaces.clone();
-    metrics.register_scrape_gauges(
-        ScrapeGauges::new(
-            "meshkeeper_cache_objects",
-            "Objects held in each cache (trimmed).",
-            "resource",
-        )
-        .with(Resource::Namespaces.as_str(), move || {
-            ns_cache.read().map(|c| c.len() as i64).unwrap_or(0)
-        }),
-    );
+    register_cache_gauges(&metrics, &caches, &settings);
     let dirty = Arc::new(Dirty::default());
     let probe = Arc::new(RwLock::new(ApiProbe::default()));
     let identity = leader::identity(&settings.leader_election.identity);
 
     // Tasks that must live as long as the process; any that ends early is fatal.
     let work = shutdown.child_token();
-    let mut tasks: JoinSet<(&'static str, Result<(), String>)> = JoinSet::new();
+    let mut tasks = Tasks::new();
 
     let (events, events_task) = if settings.events.enabled {
-        let (sink, task) = report::events::spawn(
-            client.clone(),
-            identity.clone(),
-            metrics.clone(),
-            work.clone(),
-        );
+        let (sink, task) = report::events::spawn(client.clone(), identity.clone(), metrics.clone(), work.clone());
         (sink, Some(task))
     } else {
         (EventSink::disabled(metrics.clone()), None)
     };
 
-    let wctx = WatchContext {
-        agent: agent.clone(),
-        metrics: metrics.clone(),
-        dirty: dirty.clone(),
-    };
+    let wctx = WatchContext { agent: agent.clone(), metrics: metrics.clone(), dirty: dirty.clone() };
     if settings.injection.mode != Mode::Off {
-        let api: Api<Namespace> = Api::all(client.clone());
-        let (cache, ctx, token) = (caches.namespaces.clone(), wctx.clone(), work.clone());
-        tasks.spawn(async move {
-            watch::run(
-                api,
-                watcher::Config::default(),
-                Resource::Namespaces,
-                NamespaceInfo::from_object,
-                cache,
-                ctx,
-                token,
-            )
-            .await;
-            ("watch namespaces", Ok(()))
-        });
+        let nss: Api<Namespace> = Api::all(client.clone());
+        spawn_watch(
+            &mut tasks,
+            nss,
+            Resource::Namespaces,
+            NamespaceInfo::from_object,
+            &caches.namespaces,
+            &wctx,
+            &work,
+        );
+        let whs: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+        spawn_watch(
+            &mut tasks,
+            whs,
+            Resource::Webhooks,
+            WebhookConfigInfo::from_object,
+            &caches.webhooks,
+            &wctx,
+            &work,
+        );
     }
 
     {
-        let (client, settings, probe, dirty, token) = (
-            client.clone(),
-            settings.clone(),
-            probe.clone(),
-            dirty.clone(),
-            work.clone(),
-        );
+        let (client, settings, probe, dirty, token) =
+            (client.clone(), settings.clone(), probe.clone(), dirty.clone(), work.clone());
         tasks.spawn(async move {
             run_prober(client, settings, probe, dirty, resync, token).await;
             ("api prober", Ok(()))
@@ -392,36 +393,16 @@ pub async fn run(
         });
     }
 
-    let limiter = Arc::new(WriteLimiter::new(
-        settings.client.write_qps,
-        settings.client.write_burst,
-    ));
-    let actuator = Actuator::new(
-        client.clone(),
-        limiter,
-        agent.clone(),
-        metrics.clone(),
-        events,
-        settings.dry_run,
-    );
+    let limiter = Arc::new(WriteLimiter::new(settings.client.write_qps, settings.client.write_burst));
+    let actuator = Actuator::new(client.clone(), limiter, agent.clone(), metrics.clone(), events, settings.dry_run);
     let actuator_token = CancellationToken::new();
-    let actuator_task = tokio::spawn(run_actuator(
-        actuator,
-        action_rx,
-        dirty.clone(),
-        actuator_token.clone(),
-    ));
+    let actuator_task = tokio::spawn(run_actuator(actuator, action_rx, dirty.clone(), actuator_token.clone()));
 
     // Leadership outlives the actuator at shutdown: its token is cancelled last.
     let leader_token = CancellationToken::new();
     {
-        let (client, le, agent, metrics, token) = (
-            client.clone(),
-            settings.leader_election.clone(),
-            agent.clone(),
-            metrics.clone(),
-            leader_token.clone(),
-        );
+        let (client, le, agent, metrics, token) =
+            (client.clone(), settings.leader_election.clone(), agent.clone(), metrics.clone(), leader_token.clone());
         tasks.spawn(async move {
             let r = leader::run(client, le, identity, agent, metrics, token).await;
             ("leader election", r.map_err(|e| e.to_string()))
@@ -430,18 +411,11 @@ pub async fn run(
 
     let http_token = CancellationToken::new();
     let http_stop = http_token.clone();
-    let http_state = HttpState {
-        agent: agent.clone(),
-        metrics: metrics.clone(),
-    };
-    let mut http_task = tokio::spawn(async move {
-        http::serve(
-            listener,
-            http_state,
-            async move { http_stop.cancelled().await },
-        )
-        .await
-    });
+    let http_state = HttpState { agent: agent.clone(), metrics: metrics.clone() };
+    let mut http_task =
+        tokio::spawn(
+            async move { http::serve(listener, http_state, async move { http_stop.cancelled().await }).await },
+        );
 
     let outcome = tokio::select! {
         _ = shutdown.cancelled() => Ok(()),
@@ -462,10 +436,7 @@ pub async fn run(
     // 3. leadership is released; 4. HTTP stops.
     work.cancel();
     actuator_token.cancel();
-    if tokio::time::timeout(INFLIGHT_TIMEOUT + Duration::from_secs(1), actuator_task)
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(INFLIGHT_TIMEOUT + Duration::from_secs(1), actuator_task).await.is_err() {
         tracing::warn!("the in-flight write did not finish in time");
     }
     leader_token.cancel();
@@ -509,29 +480,17 @@ mod tests {
         let t0 = Instant::now();
         let a = action("a");
         assert!(c.ready(&a, t0));
-        assert_eq!(
-            c.record(&a, &ActionResult::Forbidden("no".into()), t0),
-            Some(t0 + Duration::from_secs(1))
-        );
+        assert_eq!(c.record(&a, &ActionResult::Forbidden("no".into()), t0), Some(t0 + Duration::from_secs(1)));
         assert!(!c.ready(&a, t0));
         assert!(c.ready(&action("b"), t0), "other objects are not held back");
-        assert_eq!(
-            c.record(&a, &ActionResult::Conflict, t0),
-            Some(t0 + Duration::from_secs(2))
-        );
-        assert_eq!(
-            c.record(&a, &ActionResult::Error("x".into()), t0),
-            Some(t0 + Duration::from_secs(4))
-        );
+        assert_eq!(c.record(&a, &ActionResult::Conflict, t0), Some(t0 + Duration::from_secs(2)));
+        assert_eq!(c.record(&a, &ActionResult::Error("x".into()), t0), Some(t0 + Duration::from_secs(4)));
         for _ in 0..20 {
             c.record(&a, &ActionResult::Error("x".into()), t0);
         }
         assert!(c.ready(&a, t0 + Cooldown::MAX));
         assert_eq!(c.record(&a, &ActionResult::Success, t0), None);
         assert!(c.ready(&a, t0));
-        assert_eq!(
-            c.record(&a, &ActionResult::NotAttempted("not the leader"), t0),
-            None
-        );
+        assert_eq!(c.record(&a, &ActionResult::NotAttempted("not the leader"), t0), None);
     }
 }

@@ -47,10 +47,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 impl AgentState {
@@ -81,11 +78,7 @@ impl AgentState {
 
     /// Watches that have not completed their first list yet.
     pub fn pending_watches(&self) -> Vec<&'static str> {
-        lock(&self.watches)
-            .iter()
-            .filter(|(_, synced)| !**synced)
-            .map(|(r, _)| *r)
-            .collect()
+        lock(&self.watches).iter().filter(|(_, synced)| !**synced).map(|(r, _)| *r).collect()
     }
 
     pub fn is_ready(&self) -> bool {
@@ -111,8 +104,7 @@ impl AgentState {
     /// None when alive; otherwise why not.
     pub fn stalled(&self) -> Option<String> {
         let since = lock(&self.heartbeat).elapsed();
-        (since > self.stall_after)
-            .then(|| format!("evaluator has not run for {}s", since.as_secs()))
+        (since > self.stall_after).then(|| format!("evaluator has not run for {}s", since.as_secs()))
     }
 
     // --- findings and actions ---
@@ -120,32 +112,17 @@ impl AgentState {
     /// Stores a check's report and returns what appeared and resolved since its last one.
     pub fn record_report(&self, report: CheckReport) -> crate::findings::Diff {
         let findings: Vec<Finding> = report.findings().cloned().collect();
-        let diff = self
-            .findings
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .replace_check(report.check, findings);
-        self.reports
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(report.check, report);
+        let diff = self.findings.write().unwrap_or_else(|p| p.into_inner()).replace_check(report.check, findings);
+        self.reports.write().unwrap_or_else(|p| p.into_inner()).insert(report.check, report);
         diff
     }
 
     pub fn findings(&self) -> FindingSet {
-        self.findings
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.findings.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn reports(&self) -> Vec<CheckReport> {
-        self.reports
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect()
+        self.reports.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
     }
 
     pub fn record_action(&self, record: ActionRecord) {
@@ -163,10 +140,8 @@ impl AgentState {
     /// The `/status` document.
     pub fn status_json(&self) -> Value {
         let findings: Vec<Finding> = self.findings().iter().cloned().collect();
-        let watches: BTreeMap<&str, &str> = lock(&self.watches)
-            .iter()
-            .map(|(r, s)| (*r, if *s { "synced" } else { "syncing" }))
-            .collect();
+        let watches: BTreeMap<&str, &str> =
+            lock(&self.watches).iter().map(|(r, s)| (*r, if *s { "synced" } else { "syncing" })).collect();
         json!({
             "version": env!("CARGO_PKG_VERSION"),
             "ready": self.is_ready(),

@@ -139,19 +139,13 @@ pub async fn run<K, T>(
             match next {
                 None => break,
                 Some(Ok(event)) => {
-                    if matches!(
-                        event,
-                        Event::Apply(_) | Event::Delete(_) | Event::InitApply(_)
-                    ) {
+                    if matches!(event, Event::Apply(_) | Event::Delete(_) | Event::InitApply(_)) {
                         ctx.metrics.watch_events.with_label_values(&[name]).inc();
                     }
                     match apply_event(event, &trim, &cache, &mut buffer) {
                         Applied::Listed => {
                             ctx.agent.mark_synced(name);
-                            tracing::debug!(
-                                objects = cache.read().map(|c| c.len()).unwrap_or(0),
-                                "listed"
-                            );
+                            tracing::debug!(objects = cache.read().map(|c| c.len()).unwrap_or(0), "listed");
                             ctx.dirty.mark(resource);
                         }
                         Applied::Changed => ctx.dirty.mark(resource),
@@ -180,61 +174,25 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     fn ns(name: &str) -> Namespace {
-        Namespace {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        }
+        Namespace { metadata: ObjectMeta { name: Some(name.into()), ..Default::default() }, ..Default::default() }
     }
 
     #[test]
     fn relist_replaces_the_cache_atomically_at_init_done() {
-        let cache = RwLock::new(Index::from_objects([
-            NamespaceInfo::from_object(ns("old")).unwrap()
-        ]));
+        let cache = RwLock::new(Index::from_objects([NamespaceInfo::from_object(ns("old")).unwrap()]));
         let trim = NamespaceInfo::from_object;
         let mut buf = None;
-        assert_eq!(
-            apply_event(Event::Init, &trim, &cache, &mut buf),
-            Applied::Nothing
-        );
+        assert_eq!(apply_event(Event::Init, &trim, &cache, &mut buf), Applied::Nothing);
         apply_event(Event::InitApply(ns("a")), &trim, &cache, &mut buf);
         apply_event(Event::InitApply(ns("b")), &trim, &cache, &mut buf);
-        assert!(
-            cache.read().unwrap().get("old").is_some(),
-            "old contents stay until InitDone"
-        );
-        assert_eq!(
-            apply_event(Event::InitDone, &trim, &cache, &mut buf),
-            Applied::Listed
-        );
-        let names: Vec<_> = cache
-            .read()
-            .unwrap()
-            .iter()
-            .map(|n| n.name.clone())
-            .collect();
+        assert!(cache.read().unwrap().get("old").is_some(), "old contents stay until InitDone");
+        assert_eq!(apply_event(Event::InitDone, &trim, &cache, &mut buf), Applied::Listed);
+        let names: Vec<_> = cache.read().unwrap().iter().map(|n| n.name.clone()).collect();
         assert_eq!(names, ["a", "b"]);
-        assert_eq!(
-            apply_event(Event::Apply(ns("c")), &trim, &cache, &mut buf),
-            Applied::Changed
-        );
-        assert_eq!(
-            apply_event(Event::Delete(ns("a")), &trim, &cache, &mut buf),
-            Applied::Changed
-        );
-        assert_eq!(
-            apply_event(Event::Apply(Namespace::default()), &trim, &cache, &mut buf),
-            Applied::Skipped
-        );
-        let names: Vec<_> = cache
-            .read()
-            .unwrap()
-            .iter()
-            .map(|n| n.name.clone())
-            .collect();
+        assert_eq!(apply_event(Event::Apply(ns("c")), &trim, &cache, &mut buf), Applied::Changed);
+        assert_eq!(apply_event(Event::Delete(ns("a")), &trim, &cache, &mut buf), Applied::Changed);
+        assert_eq!(apply_event(Event::Apply(Namespace::default()), &trim, &cache, &mut buf), Applied::Skipped);
+        let names: Vec<_> = cache.read().unwrap().iter().map(|n| n.name.clone()).collect();
         assert_eq!(names, ["b", "c"]);
     }
 

@@ -53,25 +53,16 @@ fn label_action(ns: &str) -> Action {
 
 fn status(code: u16, reason: &str, message: &str) -> Response<Body> {
     let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": reason, "code": code});
-    Response::builder()
-        .status(code)
-        .body(Body::from(serde_json::to_vec(&body).unwrap()))
-        .unwrap()
+    Response::builder().status(code).body(Body::from(serde_json::to_vec(&body).unwrap())).unwrap()
 }
 
 fn ok_namespace(name: &str) -> Response<Body> {
     let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {"istio-injection": "enabled"}}});
-    Response::builder()
-        .status(200)
-        .body(Body::from(serde_json::to_vec(&body).unwrap()))
-        .unwrap()
+    Response::builder().status(200).body(Body::from(serde_json::to_vec(&body).unwrap())).unwrap()
 }
 
 /// Serves `responses` in order, asserting each request is the expected PATCH; returns the requests' (uri, body).
-async fn serve(
-    mut handle: Handle,
-    responses: Vec<Response<Body>>,
-) -> Vec<(String, String, serde_json::Value)> {
+async fn serve(mut handle: Handle, responses: Vec<Response<Body>>) -> Vec<(String, String, serde_json::Value)> {
     let mut seen = Vec::new();
     for resp in responses {
         let (req, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
@@ -79,10 +70,7 @@ async fn serve(
             .expect("the actuator never sent the expected request")
             .expect("mock closed");
         assert_eq!(req.method(), http::Method::PATCH);
-        let ctype = req.headers()[http::header::CONTENT_TYPE]
-            .to_str()
-            .unwrap()
-            .to_string();
+        let ctype = req.headers()[http::header::CONTENT_TYPE].to_str().unwrap().to_string();
         let uri = req.uri().to_string();
         let body: serde_json::Value =
             serde_json::from_slice(&req.into_body().collect().await.unwrap().to_bytes()).unwrap();
@@ -96,45 +84,21 @@ async fn serve(
 async fn leader_patches_with_field_manager_and_records() {
     let (act, handle, agent, metrics) = setup(true, true, false, 5.0, 10);
     let server = tokio::spawn(serve(handle, vec![ok_namespace("team-a")]));
-    assert_eq!(
-        act.execute(&label_action("team-a")).await,
-        ActionResult::Success
-    );
+    assert_eq!(act.execute(&label_action("team-a")).await, ActionResult::Success);
     let seen = server.await.unwrap();
-    assert_eq!(
-        seen[0].0,
-        "/api/v1/namespaces/team-a?&fieldManager=meshkeeper"
-    );
+    assert_eq!(seen[0].0, "/api/v1/namespaces/team-a?&fieldManager=meshkeeper");
     assert_eq!(seen[0].1, "application/merge-patch+json");
-    assert_eq!(
-        seen[0].2,
-        json!({"metadata": {"labels": {"istio-injection": "enabled"}}})
-    );
+    assert_eq!(seen[0].2, json!({"metadata": {"labels": {"istio-injection": "enabled"}}}));
     assert_eq!(agent.recent_actions()[0].result, "success");
-    assert_eq!(
-        metrics
-            .actions
-            .with_label_values(&["restore_injection_label", "success"])
-            .get(),
-        1
-    );
+    assert_eq!(metrics.actions.with_label_values(&["restore_injection_label", "success"]).get(), 1);
 }
 
 #[tokio::test]
 async fn follower_and_unsynced_replicas_write_nothing() {
-    for (leader, ready, why) in [
-        (false, true, "not the leader"),
-        (true, false, "caches not synced"),
-    ] {
+    for (leader, ready, why) in [(false, true, "not the leader"), (true, false, "caches not synced")] {
         let (act, mut handle, agent, _) = setup(leader, ready, false, 5.0, 10);
-        assert_eq!(
-            act.execute(&label_action("team-a")).await,
-            ActionResult::NotAttempted(why)
-        );
-        assert!(
-            handle.next_request().now_or_never().is_none(),
-            "no request may have been sent"
-        );
+        assert_eq!(act.execute(&label_action("team-a")).await, ActionResult::NotAttempted(why));
+        assert!(handle.next_request().now_or_never().is_none(), "no request may have been sent");
         assert!(agent.recent_actions().is_empty());
     }
 }
@@ -143,15 +107,9 @@ async fn follower_and_unsynced_replicas_write_nothing() {
 async fn dry_run_sends_dry_run_all() {
     let (act, handle, _, _) = setup(true, true, true, 5.0, 10);
     let server = tokio::spawn(serve(handle, vec![ok_namespace("team-a")]));
-    assert_eq!(
-        act.execute(&label_action("team-a")).await,
-        ActionResult::DryRun
-    );
+    assert_eq!(act.execute(&label_action("team-a")).await, ActionResult::DryRun);
     let seen = server.await.unwrap();
-    assert_eq!(
-        seen[0].0,
-        "/api/v1/namespaces/team-a?&dryRun=All&fieldManager=meshkeeper"
-    );
+    assert_eq!(seen[0].0, "/api/v1/namespaces/team-a?&dryRun=All&fieldManager=meshkeeper");
 }
 
 #[tokio::test(start_paused = true)]
@@ -167,28 +125,14 @@ async fn server_errors_and_throttling_are_retried_then_succeed() {
     ));
     assert_eq!(act.execute(&label_action("a")).await, ActionResult::Success);
     assert_eq!(server.await.unwrap().len(), 3);
-    assert_eq!(
-        metrics
-            .actions
-            .with_label_values(&["restore_injection_label", "success"])
-            .get(),
-        1
-    );
+    assert_eq!(metrics.actions.with_label_values(&["restore_injection_label", "success"]).get(), 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn persistent_server_errors_give_up_after_bounded_retries() {
     let (act, handle, agent, _) = setup(true, true, false, 5.0, 10);
-    let server = tokio::spawn(serve(
-        handle,
-        (0..4)
-            .map(|_| status(503, "ServiceUnavailable", "down"))
-            .collect(),
-    ));
-    assert!(matches!(
-        act.execute(&label_action("a")).await,
-        ActionResult::Error(_)
-    ));
+    let server = tokio::spawn(serve(handle, (0..4).map(|_| status(503, "ServiceUnavailable", "down")).collect()));
+    assert!(matches!(act.execute(&label_action("a")).await, ActionResult::Error(_)));
     assert_eq!(server.await.unwrap().len(), 4, "one try and three retries");
     assert_eq!(agent.recent_actions()[0].result, "error");
 }
@@ -196,60 +140,30 @@ async fn persistent_server_errors_give_up_after_bounded_retries() {
 #[tokio::test]
 async fn conflict_and_forbidden_are_not_retried() {
     let (act, handle, _, _) = setup(true, true, false, 5.0, 10);
-    let server = tokio::spawn(serve(
-        handle,
-        vec![status(409, "Conflict", "the object has been modified")],
-    ));
-    assert_eq!(
-        act.execute(&label_action("a")).await,
-        ActionResult::Conflict
-    );
+    let server = tokio::spawn(serve(handle, vec![status(409, "Conflict", "the object has been modified")]));
+    assert_eq!(act.execute(&label_action("a")).await, ActionResult::Conflict);
     assert_eq!(server.await.unwrap().len(), 1);
 
     let (act, handle, agent, metrics) = setup(true, true, false, 5.0, 10);
     let msg = "namespaces \"a\" is forbidden: User \"system:serviceaccount:meshkeeper:meshkeeper\" cannot patch resource \"namespaces\" in API group \"\" at the cluster scope";
     let server = tokio::spawn(serve(handle, vec![status(403, "Forbidden", msg)]));
-    assert_eq!(
-        act.execute(&label_action("a")).await,
-        ActionResult::Forbidden(msg.to_string())
-    );
+    assert_eq!(act.execute(&label_action("a")).await, ActionResult::Forbidden(msg.to_string()));
     assert_eq!(server.await.unwrap().len(), 1);
     assert_eq!(agent.recent_actions()[0].error.as_deref(), Some(msg));
-    assert_eq!(
-        metrics
-            .actions
-            .with_label_values(&["restore_injection_label", "forbidden"])
-            .get(),
-        1
-    );
+    assert_eq!(metrics.actions.with_label_values(&["restore_injection_label", "forbidden"]).get(), 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn writes_beyond_the_burst_wait_for_the_token_bucket() {
     let (act, handle, _, metrics) = setup(true, true, false, 2.0, 2);
-    let server = tokio::spawn(serve(
-        handle,
-        (0..4).map(|i| ok_namespace(&format!("n{i}"))).collect(),
-    ));
+    let server = tokio::spawn(serve(handle, (0..4).map(|i| ok_namespace(&format!("n{i}"))).collect()));
     let start = tokio::time::Instant::now();
     for i in 0..4 {
-        assert_eq!(
-            act.execute(&label_action(&format!("n{i}"))).await,
-            ActionResult::Success
-        );
+        assert_eq!(act.execute(&label_action(&format!("n{i}"))).await, ActionResult::Success);
     }
     server.await.unwrap();
     // 2 burst tokens, then 2 more at 2/s: about 1 s of (paused, auto-advanced) time.
     let elapsed = start.elapsed();
-    assert!(
-        elapsed >= Duration::from_millis(950) && elapsed < Duration::from_millis(1100),
-        "{elapsed:?}"
-    );
-    assert_eq!(
-        metrics
-            .write_throttled
-            .with_label_values(&["restore_injection_label"])
-            .get(),
-        2
-    );
+    assert!(elapsed >= Duration::from_millis(950) && elapsed < Duration::from_millis(1100), "{elapsed:?}");
+    assert_eq!(metrics.write_throttled.with_label_values(&["restore_injection_label"]).get(), 2);
 }

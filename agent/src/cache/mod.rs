@@ -3,10 +3,12 @@
 //! object stays small; checks borrow them read-only.
 
 pub mod namespace;
+pub mod webhook;
 
 use std::collections::BTreeMap;
 
 pub use namespace::NamespaceInfo;
+pub use webhook::{Selector, WebhookConfigInfo, WebhookInfo};
 
 /// A trimmed object that can live in an [`Index`].
 pub trait Cached: Clone + Send + Sync + 'static {
@@ -22,9 +24,7 @@ pub struct Index<T> {
 
 impl<T> Default for Index<T> {
     fn default() -> Self {
-        Index {
-            objects: BTreeMap::new(),
-        }
+        Index { objects: BTreeMap::new() }
     }
 }
 
@@ -80,14 +80,8 @@ mod tests {
         assert_eq!(idx.get("a").map(|n| n.labels.len()), Some(1));
         idx.delete("a");
         idx.delete("missing");
-        assert_eq!(
-            idx.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(),
-            ["b"]
-        );
+        assert_eq!(idx.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(), ["b"]);
         idx.reset([NamespaceInfo::test("c")]);
-        assert_eq!(
-            idx.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(),
-            ["c"]
-        );
+        assert_eq!(idx.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(), ["c"]);
     }
 }

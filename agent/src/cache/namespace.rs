@@ -11,6 +11,8 @@ use super::Cached;
 pub struct NamespaceInfo {
     pub name: String,
     pub uid: Option<String>,
+    /// The version the decision was made on (a repair carries it as a precondition).
+    pub resource_version: Option<String>,
     pub labels: BTreeMap<String, String>,
     /// deletionTimestamp set or phase Terminating: never touch it.
     pub terminating: bool,
@@ -31,6 +33,7 @@ impl NamespaceInfo {
         Some(NamespaceInfo {
             name,
             uid: ns.metadata.uid,
+            resource_version: ns.metadata.resource_version,
             labels: ns.metadata.labels.unwrap_or_default(),
             terminating,
         })
@@ -48,6 +51,7 @@ impl NamespaceInfo {
         NamespaceInfo {
             name: name.into(),
             uid: Some(format!("uid-{name}")),
+            resource_version: Some("1".into()),
             labels: BTreeMap::new(),
             terminating: false,
         }
@@ -84,9 +88,6 @@ mod tests {
         let info = NamespaceInfo::from_object(ns).unwrap();
         assert_eq!(info.label("k"), Some("v"));
         assert!(info.terminating);
-        assert!(
-            NamespaceInfo::from_object(Namespace::default()).is_none(),
-            "nameless object is skipped"
-        );
+        assert!(NamespaceInfo::from_object(Namespace::default()).is_none(), "nameless object is skipped");
     }
 }

@@ -24,19 +24,8 @@ pub struct Permission {
 }
 
 impl Permission {
-    fn new(
-        verb: &'static str,
-        group: &'static str,
-        resource: &'static str,
-        why: &'static str,
-    ) -> Self {
-        Permission {
-            verb,
-            group,
-            resource,
-            namespace: None,
-            why,
-        }
+    fn new(verb: &'static str, group: &'static str, resource: &'static str, why: &'static str) -> Self {
+        Permission { verb, group, resource, namespace: None, why }
     }
 
     fn in_namespace(mut self, ns: &str) -> Self {
@@ -46,11 +35,8 @@ impl Permission {
 
     /// `get leases.coordination.k8s.io in meshkeeper`
     pub fn describe(&self) -> String {
-        let res = if self.group.is_empty() {
-            self.resource.to_string()
-        } else {
-            format!("{}.{}", self.resource, self.group)
-        };
+        let res =
+            if self.group.is_empty() { self.resource.to_string() } else { format!("{}.{}", self.resource, self.group) };
         match &self.namespace {
             Some(ns) => format!("{} {res} in {ns}", self.verb),
             None => format!("{} {res}", self.verb),
@@ -76,44 +62,32 @@ pub struct ApiProbe {
 /// The permissions the enabled capabilities need, derived from the settings.
 pub fn required_permissions(s: &Settings) -> Vec<Permission> {
     let mut p = Vec::new();
-    for verb in ["list", "watch"] {
-        p.push(Permission::new(
-            verb,
-            "",
-            "namespaces",
-            "injection policy: watch namespaces",
-        ));
+    if s.injection.mode != Mode::Off {
+        for verb in ["list", "watch"] {
+            p.push(Permission::new(verb, "", "namespaces", "injection policy: watch namespaces"));
+            p.push(Permission::new(
+                verb,
+                "admissionregistration.k8s.io",
+                "mutatingwebhookconfigurations",
+                "injection policy: cross-check the injector's namespaceSelector",
+            ));
+        }
     }
     if s.injection.mode == Mode::Enforce {
-        p.push(Permission::new(
-            "patch",
-            "",
-            "namespaces",
-            "injection policy: restore the injection label",
-        ));
+        p.push(Permission::new("patch", "", "namespaces", "injection policy: restore the injection label"));
     }
     if s.events.enabled {
-        p.push(Permission::new(
-            "create",
-            "events.k8s.io",
-            "events",
-            "events: report findings and actions",
-        ));
+        p.push(Permission::new("create", "events.k8s.io", "events", "events: report findings and actions"));
     }
     if s.leader_election.enabled {
         let ns = &s.leader_election.namespace;
         for verb in ["get", "create", "patch"] {
-            p.push(
-                Permission::new(verb, "coordination.k8s.io", "leases", "leader election")
-                    .in_namespace(ns),
-            );
+            p.push(Permission::new(verb, "coordination.k8s.io", "leases", "leader election").in_namespace(ns));
         }
     }
     if s.gateway.mode != GatewayMode::Off && s.gateway.repair {
         let ns = &s.gateway.namespace;
-        p.push(
-            Permission::new("patch", "", "services", "gateway pin: repair drift").in_namespace(ns),
-        );
+        p.push(Permission::new("patch", "", "services", "gateway pin: repair drift").in_namespace(ns));
     }
     p
 }
@@ -218,11 +192,7 @@ impl Check for ApiCheck {
                             Severity::Error,
                             "allowed".into(),
                             "denied".into(),
-                            format!(
-                                "meshkeeper may not {} ({})",
-                                r.permission.describe(),
-                                r.permission.why
-                            ),
+                            format!("meshkeeper may not {} ({})", r.permission.describe(), r.permission.why),
                             &hint,
                         )
                     },
@@ -230,11 +200,7 @@ impl Check for ApiCheck {
                 Err(e) => items.push(Item::skipped(desc, format!("could not ask: {e}"))),
             }
         }
-        CheckReport {
-            check: CHECK,
-            title: self.title(),
-            items,
-        }
+        CheckReport { check: CHECK, title: self.title(), items }
     }
 }
 
@@ -247,12 +213,8 @@ mod tests {
 
     fn run(probe: &ApiProbe) -> CheckReport {
         let settings = Settings::defaults(Profile::AsmOnprem);
-        let namespaces = Index::default();
-        ApiCheck.evaluate(&View {
-            settings: &settings,
-            api: probe,
-            namespaces: &namespaces,
-        })
+        let (namespaces, webhooks) = (Index::default(), Index::default());
+        ApiCheck.evaluate(&View { settings: &settings, api: probe, namespaces: &namespaces, webhooks: &webhooks })
     }
 
     #[test]
@@ -265,32 +227,17 @@ mod tests {
 
     #[test]
     fn unreachable_api_is_an_error() {
-        let r = run(&ApiProbe {
-            server_version: Some(Err("connection refused".into())),
-            permissions: vec![],
-        });
+        let r = run(&ApiProbe { server_version: Some(Err("connection refused".into())), permissions: vec![] });
         let f: Vec<_> = r.findings().collect();
         assert_eq!(f.len(), 1);
-        assert_eq!(
-            (f[0].reason, f[0].severity),
-            ("ApiUnreachable", Severity::Error)
-        );
+        assert_eq!((f[0].reason, f[0].severity), ("ApiUnreachable", Severity::Error));
     }
 
     #[test]
     fn old_version_warns_and_supported_passes() {
-        let r = run(&ApiProbe {
-            server_version: Some(Ok("v1.23.4".into())),
-            permissions: vec![],
-        });
-        assert_eq!(
-            r.findings().map(|f| f.reason).collect::<Vec<_>>(),
-            ["UnsupportedKubernetesVersion"]
-        );
-        let r = run(&ApiProbe {
-            server_version: Some(Ok("v1.36.0".into())),
-            permissions: vec![],
-        });
+        let r = run(&ApiProbe { server_version: Some(Ok("v1.23.4".into())), permissions: vec![] });
+        assert_eq!(r.findings().map(|f| f.reason).collect::<Vec<_>>(), ["UnsupportedKubernetesVersion"]);
+        let r = run(&ApiProbe { server_version: Some(Ok("v1.36.0".into())), permissions: vec![] });
         assert_eq!(r.findings().count(), 0);
         assert_eq!(r.items.len(), 2);
     }
@@ -311,35 +258,20 @@ mod tests {
                 },
             })
             .collect();
-        let r = run(&ApiProbe {
-            server_version: Some(Ok("v1.36.0".into())),
-            permissions: results,
-        });
+        let r = run(&ApiProbe { server_version: Some(Ok("v1.36.0".into())), permissions: results });
         let f: Vec<_> = r.findings().collect();
         assert_eq!(f.len(), 1);
-        assert_eq!(
-            f[0].message,
-            "meshkeeper may not list namespaces (injection policy: watch namespaces)"
-        );
+        assert_eq!(f[0].message, "meshkeeper may not list namespaces (injection policy: watch namespaces)");
         assert!(matches!(r.items[3].outcome, Outcome::Skipped { .. }));
+        assert_eq!(r.items[3].description, "can list mutatingwebhookconfigurations.admissionregistration.k8s.io");
     }
 
     #[test]
     fn required_permissions_follow_the_settings() {
         let mut s = Settings::defaults(Profile::AsmOnprem);
-        let describe = |s: &Settings| {
-            required_permissions(s)
-                .iter()
-                .map(Permission::describe)
-                .collect::<Vec<_>>()
-        };
-        assert!(
-            !describe(&s).contains(&"patch namespaces".to_string()),
-            "audit mode needs no patch"
-        );
-        assert!(
-            describe(&s).contains(&"patch leases.coordination.k8s.io in meshkeeper".to_string())
-        );
+        let describe = |s: &Settings| required_permissions(s).iter().map(Permission::describe).collect::<Vec<_>>();
+        assert!(!describe(&s).contains(&"patch namespaces".to_string()), "audit mode needs no patch");
+        assert!(describe(&s).contains(&"patch leases.coordination.k8s.io in meshkeeper".to_string()));
         s.injection.mode = Mode::Enforce;
         s.leader_election.enabled = false;
         s.gateway.repair = true;

@@ -7,11 +7,12 @@
 //! checks that depend on it. No check does I/O.
 
 pub mod api;
+pub mod injection;
 
 use std::collections::BTreeSet;
 
 use crate::actuator::Action;
-use crate::cache::{Index, NamespaceInfo};
+use crate::cache::{Index, NamespaceInfo, WebhookConfigInfo};
 use crate::config::Settings;
 use crate::findings::CheckReport;
 
@@ -22,16 +23,19 @@ pub use api::{ApiProbe, Permission, PermissionResult};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Resource {
     Namespaces,
+    /// MutatingWebhookConfigurations.
+    Webhooks,
     /// The result of asking the API server (version, permissions).
     ApiProbe,
 }
 
 impl Resource {
-    pub const ALL: &'static [Resource] = &[Resource::Namespaces, Resource::ApiProbe];
+    pub const ALL: &'static [Resource] = &[Resource::Namespaces, Resource::Webhooks, Resource::ApiProbe];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Resource::Namespaces => "namespaces",
+            Resource::Webhooks => "mutatingwebhookconfigurations",
             Resource::ApiProbe => "api_probe",
         }
     }
@@ -43,6 +47,7 @@ pub struct View<'a> {
     pub settings: &'a Settings,
     pub api: &'a ApiProbe,
     pub namespaces: &'a Index<NamespaceInfo>,
+    pub webhooks: &'a Index<WebhookConfigInfo>,
 }
 
 /// One check: a name (metric label), a title (report heading), its inputs and its logic.
@@ -67,11 +72,7 @@ pub struct Evaluation {
 }
 
 /// Evaluates the checks that read a changed input (all of them when `dirty` is None).
-pub fn evaluate(
-    checks: &[Box<dyn Check>],
-    view: &View<'_>,
-    dirty: Option<&BTreeSet<Resource>>,
-) -> Vec<Evaluation> {
+pub fn evaluate(checks: &[Box<dyn Check>], view: &View<'_>, dirty: Option<&BTreeSet<Resource>>) -> Vec<Evaluation> {
     checks
         .iter()
         .filter(|c| dirty.is_none_or(|d| c.inputs().iter().any(|r| d.contains(r))))
@@ -89,6 +90,10 @@ pub fn names(checks: &[Box<dyn Check>]) -> Vec<&'static str> {
 }
 
 /// Every check the agent runs, in report order.
-pub fn registry(_settings: &Settings) -> Vec<Box<dyn Check>> {
-    vec![Box::new(api::ApiCheck)]
+pub fn registry(settings: &Settings) -> Vec<Box<dyn Check>> {
+    let mut checks: Vec<Box<dyn Check>> = vec![Box::new(api::ApiCheck)];
+    if settings.injection.mode != crate::config::Mode::Off {
+        checks.push(Box::new(injection::InjectionCheck));
+    }
+    checks
 }

@@ -23,9 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use profile::Profile;
-pub use types::{
-    Glob, LabelPair, LabelSelector, is_dns_label, validate_label_key, validate_label_value,
-};
+pub use types::{Glob, LabelPair, LabelSelector, is_dns_label, validate_label_key, validate_label_value};
 
 /// The environment variable prefix for overrides.
 pub const ENV_PREFIX: &str = "MESHKEEPER";
@@ -68,9 +66,7 @@ pub struct ListenAddr(pub SocketAddr);
 impl TryFrom<String> for ListenAddr {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        s.parse()
-            .map(ListenAddr)
-            .map_err(|_| format!("{s:?} is not HOST:PORT (e.g. 0.0.0.0:9090 or 127.0.0.1:9090)"))
+        s.parse().map(ListenAddr).map_err(|_| format!("{s:?} is not HOST:PORT (e.g. 0.0.0.0:9090 or 127.0.0.1:9090)"))
     }
 }
 
@@ -215,33 +211,25 @@ impl Settings {
     }
 
     /// As [`Settings::load`], with the environment given explicitly (for tests).
-    pub fn load_from(
-        file: Option<&Path>,
-        env: &[(String, String)],
-    ) -> Result<Settings, ConfigErrors> {
+    pub fn load_from(file: Option<&Path>, env: &[(String, String)]) -> Result<Settings, ConfigErrors> {
         let text = match file {
-            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
-                ConfigErrors::one("--config", format!("cannot read {}: {e}", path.display()))
-            })?),
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| ConfigErrors::one("--config", format!("cannot read {}: {e}", path.display())))?,
+            ),
             None => None,
         };
         Settings::from_yaml_and_env(text.as_deref(), env)
     }
 
     /// Parses YAML text (None = no file) with environment overrides, then validates.
-    pub fn from_yaml_and_env(
-        yaml: Option<&str>,
-        env: &[(String, String)],
-    ) -> Result<Settings, ConfigErrors> {
+    pub fn from_yaml_and_env(yaml: Option<&str>, env: &[(String, String)]) -> Result<Settings, ConfigErrors> {
         let user = merged_user_config(yaml, env)?;
         let profile = match user.get("profile") {
             None | Some(Value::Null) => Profile::AsmOnprem,
             Some(Value::String(s)) => s.parse().map_err(|e| ConfigErrors::one("profile", e))?,
             Some(other) => {
-                return Err(ConfigErrors::one(
-                    "profile",
-                    format!("{other} is not a string ({})", Profile::ALLOWED),
-                ));
+                return Err(ConfigErrors::one("profile", format!("{other} is not a string ({})", Profile::ALLOWED)));
             }
         };
         let defaults = serde_json::to_value(Settings::defaults(profile))
@@ -275,34 +263,18 @@ impl Settings {
         } = self;
 
         if !(10..=86_400).contains(resync_seconds) {
-            errs.push(
-                "resync_seconds",
-                format!("{resync_seconds} is outside 10-86400"),
-            );
+            errs.push("resync_seconds", format!("{resync_seconds} is outside 10-86400"));
         }
 
-        let ClientSettings {
-            write_qps,
-            write_burst,
-            timeout_seconds,
-        } = client;
+        let ClientSettings { write_qps, write_burst, timeout_seconds } = client;
         if !(write_qps.is_finite() && *write_qps > 0.0 && *write_qps <= 1000.0) {
-            errs.push(
-                "client.write_qps",
-                format!("{write_qps} is outside (0, 1000]"),
-            );
+            errs.push("client.write_qps", format!("{write_qps} is outside (0, 1000]"));
         }
         if !(1..=1000).contains(write_burst) {
-            errs.push(
-                "client.write_burst",
-                format!("{write_burst} is outside 1-1000"),
-            );
+            errs.push("client.write_burst", format!("{write_burst} is outside 1-1000"));
         }
         if !(1..=600).contains(timeout_seconds) {
-            errs.push(
-                "client.timeout_seconds",
-                format!("{timeout_seconds} is outside 1-600"),
-            );
+            errs.push("client.timeout_seconds", format!("{timeout_seconds} is outside 1-600"));
         }
 
         let LeaderElectionSettings {
@@ -326,21 +298,17 @@ impl Settings {
             );
         }
         if identity.len() > 128 {
-            errs.push(
-                "leader_election.identity",
-                format!("{} characters is longer than 128", identity.len()),
-            );
+            errs.push("leader_election.identity", format!("{} characters is longer than 128", identity.len()));
         }
         if !(2..=300).contains(lease_duration_seconds) {
-            errs.push(
-                "leader_election.lease_duration_seconds",
-                format!("{lease_duration_seconds} is outside 2-300"),
-            );
+            errs.push("leader_election.lease_duration_seconds", format!("{lease_duration_seconds} is outside 2-300"));
         }
         if *grace_seconds == 0 || grace_seconds >= lease_duration_seconds {
             errs.push(
                 "leader_election.grace_seconds",
-                format!("{grace_seconds} must be at least 1 and less than lease_duration_seconds ({lease_duration_seconds})"),
+                format!(
+                    "{grace_seconds} must be at least 1 and less than lease_duration_seconds ({lease_duration_seconds})"
+                ),
             );
         }
 
@@ -365,29 +333,20 @@ impl Settings {
             "istio.io/rev" => {}
             other => errs.push(
                 "injection.label",
-                format!("{other:?} is not an injection label (allowed: istio-injection=enabled, istio.io/rev=<revision>)"),
+                format!(
+                    "{other:?} is not an injection label (allowed: istio-injection=enabled, istio.io/rev=<revision>)"
+                ),
             ),
         }
         if include.is_empty() {
-            errs.push(
-                "injection.include",
-                "is empty, so no namespace is in scope (use [\"*\"] for all)".to_string(),
-            );
+            errs.push("injection.include", "is empty, so no namespace is in scope (use [\"*\"] for all)".to_string());
         }
         if opt_out_label.key == label.key {
-            errs.push(
-                "injection.opt_out_label",
-                format!("uses the enforced label's key {:?}", label.key),
-            );
+            errs.push("injection.opt_out_label", format!("uses the enforced label's key {:?}", label.key));
         }
 
-        let ControlPlaneSettings {
-            namespace,
-            components,
-            expected_version,
-            injector_webhook,
-            ignored_namespaces,
-        } = control_plane;
+        let ControlPlaneSettings { namespace, components, expected_version, injector_webhook, ignored_namespaces } =
+            control_plane;
         if !is_dns_label(namespace) {
             errs.push(
                 "control_plane.namespace",
@@ -395,10 +354,7 @@ impl Settings {
             );
         }
         if components.is_empty() {
-            errs.push(
-                "control_plane.components",
-                "is empty: list at least one control-plane Deployment".to_string(),
-            );
+            errs.push("control_plane.components", "is empty: list at least one control-plane Deployment".to_string());
         }
         let mut seen = std::collections::BTreeSet::new();
         for (i, c) in components.iter().enumerate() {
@@ -408,23 +364,14 @@ impl Settings {
                     format!("{:?} is not a valid Deployment name", c.name),
                 );
             } else if !seen.insert(c.name.as_str()) {
-                errs.push(
-                    &format!("control_plane.components[{i}].name"),
-                    format!("{:?} is listed twice", c.name),
-                );
+                errs.push(&format!("control_plane.components[{i}].name"), format!("{:?} is listed twice", c.name));
             }
         }
         if expected_version.chars().any(char::is_whitespace) {
-            errs.push(
-                "control_plane.expected_version",
-                format!("{expected_version:?} contains white space"),
-            );
+            errs.push("control_plane.expected_version", format!("{expected_version:?} contains white space"));
         }
         if injector_webhook.is_empty() || injector_webhook.len() > 253 {
-            errs.push(
-                "control_plane.injector_webhook",
-                format!("{injector_webhook:?} is not a valid object name"),
-            );
+            errs.push("control_plane.injector_webhook", format!("{injector_webhook:?} is not a valid object name"));
         }
         for (i, ns) in ignored_namespaces.iter().enumerate() {
             if !is_dns_label(ns) {
@@ -450,39 +397,24 @@ impl Settings {
             node_ports,
         } = gateway;
         if !is_dns_label(namespace) {
-            errs.push(
-                "gateway.namespace",
-                format!("{namespace:?} is not a valid namespace name (DNS-1123 label)"),
-            );
+            errs.push("gateway.namespace", format!("{namespace:?} is not a valid namespace name (DNS-1123 label)"));
         }
         if !is_dns_label(service) {
-            errs.push(
-                "gateway.service",
-                format!("{service:?} is not a valid Service name (DNS-1123 label)"),
-            );
+            errs.push("gateway.service", format!("{service:?} is not a valid Service name (DNS-1123 label)"));
         }
         if *mode == GatewayMode::Integrated && load_balancer_ip.is_none() {
-            errs.push(
-                "gateway.load_balancer_ip",
-                "is required when gateway.mode is integrated".to_string(),
-            );
+            errs.push("gateway.load_balancer_ip", "is required when gateway.mode is integrated".to_string());
         }
         if !load_balancer_ip_annotation.is_empty()
             && let Err(e) = validate_label_key(load_balancer_ip_annotation)
         {
-            errs.push(
-                "gateway.load_balancer_ip_annotation",
-                format!("annotation key {e}"),
-            );
+            errs.push("gateway.load_balancer_ip_annotation", format!("annotation key {e}"));
         }
         let mut by_port: BTreeMap<u16, &str> = BTreeMap::new();
         for (name, port) in node_ports {
             let key = format!("gateway.node_ports.{name}");
             if !is_port_name(name) {
-                errs.push(
-                    &key,
-                    format!("{name:?} is not a Service port name (DNS-1123 label: a-z, 0-9, '-')"),
-                );
+                errs.push(&key, format!("{name:?} is not a Service port name (DNS-1123 label: a-z, 0-9, '-')"));
             }
             if *port == 0 {
                 continue;
@@ -520,18 +452,12 @@ fn merged_user_config(yaml: Option<&str>, env: &[(String, String)]) -> Result<Va
     let mut builder = config::Config::builder();
     if let Some(text) = yaml {
         // An empty file (or one holding only comments) is an empty map, not an error.
-        if !text
-            .lines()
-            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
-        {
+        if !text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
             builder = builder.add_source(config::File::from_str(text, config::FileFormat::Yaml));
         }
     }
-    let env_map: std::collections::HashMap<String, String> = env
-        .iter()
-        .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}_")))
-        .cloned()
-        .collect();
+    let env_map: std::collections::HashMap<String, String> =
+        env.iter().filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}_"))).cloned().collect();
     let mut environment = config::Environment::with_prefix(ENV_PREFIX)
         .prefix_separator("_")
         .separator("__")
@@ -541,20 +467,13 @@ fn merged_user_config(yaml: Option<&str>, env: &[(String, String)]) -> Result<Va
     for key in LIST_KEYS {
         environment = environment.with_list_parse_key(key);
     }
-    let built = builder
-        .add_source(environment)
-        .build()
-        .map_err(|e| ConfigErrors::one("--config", humanize_config(e)))?;
-    let value: Value = built
-        .try_deserialize()
-        .map_err(|e| ConfigErrors::one("--config", humanize_config(e)))?;
+    let built =
+        builder.add_source(environment).build().map_err(|e| ConfigErrors::one("--config", humanize_config(e)))?;
+    let value: Value = built.try_deserialize().map_err(|e| ConfigErrors::one("--config", humanize_config(e)))?;
     match value {
         Value::Object(_) => Ok(value),
         Value::Null => Ok(Value::Object(Default::default())),
-        other => Err(ConfigErrors::one(
-            "--config",
-            format!("the file must hold a YAML mapping, not {other}"),
-        )),
+        other => Err(ConfigErrors::one("--config", format!("the file must hold a YAML mapping, not {other}"))),
     }
 }
 
@@ -585,11 +504,7 @@ fn deep_merge(base: &mut Value, over: &Value, path: &str) -> Result<(), ConfigEr
     match (base, over) {
         (Value::Object(b), Value::Object(o)) => {
             for (k, v) in o {
-                let child = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
+                let child = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
                 match b.get_mut(k) {
                     Some(slot) => deep_merge(slot, v, &child)?,
                     None => {
@@ -599,10 +514,9 @@ fn deep_merge(base: &mut Value, over: &Value, path: &str) -> Result<(), ConfigEr
             }
             Ok(())
         }
-        (Value::Object(_), v) if !v.is_null() => Err(ConfigErrors::one(
-            path,
-            format!("expected a mapping of keys, not {v}"),
-        )),
+        (Value::Object(_), v) if !v.is_null() => {
+            Err(ConfigErrors::one(path, format!("expected a mapping of keys, not {v}")))
+        }
         (slot, v) => {
             *slot = v.clone();
             Ok(())
@@ -630,10 +544,7 @@ fn coerce_like(value: &mut Value, like: &Value) {
             }
         }
         (v @ Value::String(_), Value::Number(_)) => {
-            if let Some(n) = v
-                .as_str()
-                .and_then(|s| s.trim().parse::<serde_json::Number>().ok())
-            {
+            if let Some(n) = v.as_str().and_then(|s| s.trim().parse::<serde_json::Number>().ok()) {
                 *v = Value::Number(n);
             }
         }
@@ -642,9 +553,7 @@ fn coerce_like(value: &mut Value, like: &Value) {
             Some("false") => *v = Value::Bool(false),
             _ => {}
         },
-        (v @ (Value::Number(_) | Value::Bool(_)), Value::String(_)) => {
-            *v = Value::String(v.to_string())
-        }
+        (v @ (Value::Number(_) | Value::Bool(_)), Value::String(_)) => *v = Value::String(v.to_string()),
         _ => {}
     }
 }
@@ -676,11 +585,7 @@ impl ConfigErrors {
     }
 
     fn push(&mut self, key: &str, message: String) {
-        let key = if key.is_empty() || key == "." {
-            "(top level)".to_string()
-        } else {
-            key.to_string()
-        };
+        let key = if key.is_empty() || key == "." { "(top level)".to_string() } else { key.to_string() };
         self.0.push(ConfigError { key, message });
     }
 

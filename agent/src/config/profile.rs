@@ -56,30 +56,15 @@ pub const ASM_ONPREM_NODE_PORTS: &[(&str, u16)] = &[
 ];
 
 /// Namespaces that are never in the injection policy's scope by default.
-const SYSTEM_NAMESPACES: &[&str] = &[
-    "kube-system",
-    "kube-public",
-    "kube-node-lease",
-    "istio-system",
-    "gke-system",
-    "gke-connect",
-];
+const SYSTEM_NAMESPACES: &[&str] =
+    &["kube-system", "kube-public", "kube-node-lease", "istio-system", "gke-system", "gke-connect"];
 
 fn globs(names: &[&str]) -> Vec<Glob> {
-    names
-        .iter()
-        .filter_map(|n| Glob::try_from(n.to_string()).ok())
-        .collect()
+    names.iter().filter_map(|n| Glob::try_from(n.to_string()).ok()).collect()
 }
 
 fn components(names: &[&str]) -> Vec<Component> {
-    names
-        .iter()
-        .map(|n| Component {
-            name: n.to_string(),
-            min_ready: 1,
-        })
-        .collect()
+    names.iter().map(|n| Component { name: n.to_string(), min_ready: 1 }).collect()
 }
 
 pub(super) fn defaults(profile: Profile) -> Settings {
@@ -98,32 +83,18 @@ pub(super) fn defaults(profile: Profile) -> Settings {
                 "istio-sidecar-injector",
                 "promsd",
             ]),
-            ASM_ONPREM_NODE_PORTS
-                .iter()
-                .map(|(n, p)| (n.to_string(), *p))
-                .collect(),
+            ASM_ONPREM_NODE_PORTS.iter().map(|(n, p)| (n.to_string(), *p)).collect(),
             GatewayMode::Manual,
             vec!["gke-system".into(), "kube-system".into()],
         ),
-        Profile::Istiod => (
-            components(&["istiod", "istio-ingressgateway"]),
-            BTreeMap::new(),
-            GatewayMode::Off,
-            vec![],
-        ),
+        Profile::Istiod => (components(&["istiod", "istio-ingressgateway"]), BTreeMap::new(), GatewayMode::Off, vec![]),
     };
     Settings {
         profile,
         dry_run: false,
         resync_seconds: 300,
-        http: HttpSettings {
-            listen: ListenAddr(std::net::SocketAddr::from(([0, 0, 0, 0], 9090))),
-        },
-        client: ClientSettings {
-            write_qps: 5.0,
-            write_burst: 10,
-            timeout_seconds: 30,
-        },
+        http: HttpSettings { listen: ListenAddr(std::net::SocketAddr::from(([0, 0, 0, 0], 9090))) },
+        client: ClientSettings { write_qps: 5.0, write_burst: 10, timeout_seconds: 30 },
         leader_election: LeaderElectionSettings {
             enabled: true,
             namespace: "meshkeeper".into(),

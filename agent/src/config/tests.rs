@@ -5,10 +5,7 @@ fn load(yaml: &str) -> Result<Settings, ConfigErrors> {
 }
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 #[test]
@@ -18,24 +15,14 @@ fn empty_file_gives_the_asm_onprem_defaults() {
     assert_eq!(s.gateway.node_ports["http2"], 31380);
     assert_eq!(s.gateway.node_ports.len(), 9);
     assert_eq!(s.control_plane.components.len(), 6);
-    assert!(
-        s.injection
-            .exclude
-            .iter()
-            .any(|g| g.as_str() == "gke-system")
-    );
+    assert!(s.injection.exclude.iter().any(|g| g.as_str() == "gke-system"));
     assert_eq!(Settings::from_yaml_and_env(None, &[]).unwrap(), s);
 }
 
 #[test]
 fn istiod_profile_has_its_own_defaults() {
     let s = load("profile: istiod\n").unwrap();
-    let names: Vec<_> = s
-        .control_plane
-        .components
-        .iter()
-        .map(|c| c.name.as_str())
-        .collect();
+    let names: Vec<_> = s.control_plane.components.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["istiod", "istio-ingressgateway"]);
     assert_eq!(s.gateway.mode, GatewayMode::Off);
     assert!(s.gateway.node_ports.is_empty());
@@ -48,17 +35,10 @@ fn file_values_override_defaults_and_maps_merge() {
     )
     .unwrap();
     assert_eq!(s.injection.mode, Mode::Enforce);
-    assert_eq!(
-        s.injection.exclude.len(),
-        2,
-        "lists replace the default list"
-    );
+    assert_eq!(s.injection.exclude.len(), 2, "lists replace the default list");
     assert_eq!(s.gateway.node_ports["http2"], 31000);
     assert_eq!(s.gateway.node_ports["https-kiali"], 0, "0 unpins a port");
-    assert_eq!(
-        s.gateway.node_ports["tls"], 30158,
-        "maps merge with the profile's"
-    );
+    assert_eq!(s.gateway.node_ports["tls"], 30158, "maps merge with the profile's");
 }
 
 #[test]
@@ -74,10 +54,7 @@ fn env_overrides_a_nested_key() {
         ]),
     )
     .unwrap();
-    assert_eq!(
-        s.gateway.node_ports["http2"], 31381,
-        "env wins over the file"
-    );
+    assert_eq!(s.gateway.node_ports["http2"], 31381, "env wins over the file");
     assert_eq!(s.leader_election.namespace, "mesh-ops");
     assert!(s.dry_run);
     assert_eq!(s.client.write_qps, 2.5);
@@ -85,44 +62,25 @@ fn env_overrides_a_nested_key() {
 
 #[test]
 fn env_overrides_a_list() {
-    let s = Settings::from_yaml_and_env(
-        None,
-        &env(&[("MESHKEEPER_INJECTION__EXCLUDE", "kube-system,team-*")]),
-    )
-    .unwrap();
+    let s =
+        Settings::from_yaml_and_env(None, &env(&[("MESHKEEPER_INJECTION__EXCLUDE", "kube-system,team-*")])).unwrap();
     let ex: Vec<_> = s.injection.exclude.iter().map(Glob::as_str).collect();
     assert_eq!(ex, ["kube-system", "team-*"]);
 }
 
 #[test]
 fn env_string_that_looks_like_a_number_stays_a_string() {
-    let s = Settings::from_yaml_and_env(
-        None,
-        &env(&[("MESHKEEPER_CONTROL_PLANE__EXPECTED_VERSION", "1.5")]),
-    )
-    .unwrap();
+    let s = Settings::from_yaml_and_env(None, &env(&[("MESHKEEPER_CONTROL_PLANE__EXPECTED_VERSION", "1.5")])).unwrap();
     assert_eq!(s.control_plane.expected_version, "1.5");
 }
 
 #[test]
 fn bad_inputs_name_the_key_the_value_and_what_is_allowed() {
     let cases: &[(&str, &str)] = &[
-        (
-            "gateway:\n  node_ports:\n    http2: 80\n",
-            "gateway.node_ports.http2: 80 is outside 30000-32767",
-        ),
-        (
-            "gateway:\n  node_ports:\n    http2: 31390\n",
-            "gateway.node_ports.https: 31390 is also pinned for http2",
-        ),
-        (
-            "profile: ambient\n",
-            "profile: \"ambient\" is not a profile (allowed: asm-onprem, istiod)",
-        ),
-        (
-            "injection:\n  mode: fix\n",
-            "injection.mode: \"fix\" is not one of enforce, audit, off",
-        ),
+        ("gateway:\n  node_ports:\n    http2: 80\n", "gateway.node_ports.http2: 80 is outside 30000-32767"),
+        ("gateway:\n  node_ports:\n    http2: 31390\n", "gateway.node_ports.https: 31390 is also pinned for http2"),
+        ("profile: ambient\n", "profile: \"ambient\" is not a profile (allowed: asm-onprem, istiod)"),
+        ("injection:\n  mode: fix\n", "injection.mode: \"fix\" is not one of enforce, audit, off"),
         (
             "injection:\n  modes: audit\n",
             "injection.modes: unknown key \"modes\" (allowed: mode, label, include, exclude, selector, opt_out_label, overwrite_disabled)",
@@ -163,26 +121,11 @@ fn bad_inputs_name_the_key_the_value_and_what_is_allowed() {
             "injection:\n  selector: 'env in prod'\n",
             "injection.selector: \"env in prod\": expected a parenthesised set of values, e.g. (a,b)",
         ),
-        (
-            "client:\n  write_qps: 0\n",
-            "client.write_qps: 0 is outside (0, 1000]",
-        ),
-        (
-            "client:\n  write_burst: 0\n",
-            "client.write_burst: 0 is outside 1-1000",
-        ),
-        (
-            "client:\n  write_burst: -3\n",
-            "client.write_burst: invalid value: integer `-3`, expected u32",
-        ),
-        (
-            "resync_seconds: 1\n",
-            "resync_seconds: 1 is outside 10-86400",
-        ),
-        (
-            "dry_run: maybe\n",
-            "dry_run: invalid type: string \"maybe\", expected a boolean",
-        ),
+        ("client:\n  write_qps: 0\n", "client.write_qps: 0 is outside (0, 1000]"),
+        ("client:\n  write_burst: 0\n", "client.write_burst: 0 is outside 1-1000"),
+        ("client:\n  write_burst: -3\n", "client.write_burst: invalid value: integer `-3`, expected u32"),
+        ("resync_seconds: 1\n", "resync_seconds: 1 is outside 10-86400"),
+        ("dry_run: maybe\n", "dry_run: invalid type: string \"maybe\", expected a boolean"),
         (
             "leader_election:\n  grace_seconds: 15\n",
             "leader_election.grace_seconds: 15 must be at least 1 and less than lease_duration_seconds (15)",
@@ -191,14 +134,8 @@ fn bad_inputs_name_the_key_the_value_and_what_is_allowed() {
             "leader_election:\n  namespace: My_NS\n",
             "leader_election.namespace: \"My_NS\" is not a valid namespace name (DNS-1123 label)",
         ),
-        (
-            "gateway:\n  mode: integrated\n",
-            "gateway.load_balancer_ip: is required when gateway.mode is integrated",
-        ),
-        (
-            "gateway:\n  load_balancer_ip: 10.0.0.300\n",
-            "gateway.load_balancer_ip: invalid IP address syntax",
-        ),
+        ("gateway:\n  mode: integrated\n", "gateway.load_balancer_ip: is required when gateway.mode is integrated"),
+        ("gateway:\n  load_balancer_ip: 10.0.0.300\n", "gateway.load_balancer_ip: invalid IP address syntax"),
         (
             "gateway:\n  node_ports:\n    Bad_Name: 31999\n",
             "gateway.node_ports.Bad_Name: \"Bad_Name\" is not a Service port name (DNS-1123 label: a-z, 0-9, '-')",
@@ -211,10 +148,7 @@ fn bad_inputs_name_the_key_the_value_and_what_is_allowed() {
             "control_plane:\n  components:\n    - name: istiod\n",
             "control_plane.components[0]: missing field `min_ready`",
         ),
-        (
-            "gateway: [1, 2]\n",
-            "gateway: expected a mapping of keys, not [1,2]",
-        ),
+        ("gateway: [1, 2]\n", "gateway: expected a mapping of keys, not [1,2]"),
         ("http: 9090\n", "http: expected a mapping of keys, not 9090"),
     ];
     for (yaml, want) in cases {
@@ -233,44 +167,23 @@ fn all_semantic_errors_are_reported_at_once() {
 
 #[test]
 fn bad_env_values_name_the_key() {
-    let err = Settings::from_yaml_and_env(
-        None,
-        &env(&[("MESHKEEPER_GATEWAY__NODE_PORTS__HTTP2", "80")]),
-    )
-    .unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "gateway.node_ports.http2: 80 is outside 30000-32767"
-    );
-    let err =
-        Settings::from_yaml_and_env(None, &env(&[("MESHKEEPER_HTTP__PORT", "80")])).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "http.port: unknown key \"port\" (allowed: listen)"
-    );
+    let err = Settings::from_yaml_and_env(None, &env(&[("MESHKEEPER_GATEWAY__NODE_PORTS__HTTP2", "80")])).unwrap_err();
+    assert_eq!(err.to_string(), "gateway.node_ports.http2: 80 is outside 30000-32767");
+    let err = Settings::from_yaml_and_env(None, &env(&[("MESHKEEPER_HTTP__PORT", "80")])).unwrap_err();
+    assert_eq!(err.to_string(), "http.port: unknown key \"port\" (allowed: listen)");
 }
 
 #[test]
 fn malformed_yaml_is_an_error_not_a_panic() {
-    for yaml in [
-        "a: [unclosed\n",
-        "\t- x\n  y: :\n",
-        "- just\n- a list\n",
-        "42\n",
-    ] {
+    for yaml in ["a: [unclosed\n", "\t- x\n  y: :\n", "- just\n- a list\n", "42\n"] {
         assert!(load(yaml).is_err(), "{yaml:?} should be rejected");
     }
 }
 
 #[test]
 fn missing_config_file_names_the_path() {
-    let err =
-        Settings::load_from(Some(Path::new("/nonexistent/meshkeeper.yaml")), &[]).unwrap_err();
-    assert!(
-        err.to_string()
-            .starts_with("--config: cannot read /nonexistent/meshkeeper.yaml:"),
-        "{err}"
-    );
+    let err = Settings::load_from(Some(Path::new("/nonexistent/meshkeeper.yaml")), &[]).unwrap_err();
+    assert!(err.to_string().starts_with("--config: cannot read /nonexistent/meshkeeper.yaml:"), "{err}");
 }
 
 #[test]

@@ -54,9 +54,9 @@ impl TryFrom<String> for Glob {
         if s.is_empty() {
             return Err("an empty pattern matches no namespace".into());
         }
-        if let Some(c) = s.chars().find(|c| {
-            !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '*' | '?'))
-        }) {
+        if let Some(c) =
+            s.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '*' | '?')))
+        {
             return Err(format!(
                 "{s:?} is not a namespace glob: {c:?} is not allowed (use a-z, 0-9, '-', '*' and '?')"
             ));
@@ -81,10 +81,7 @@ pub struct LabelPair {
 
 impl LabelPair {
     pub fn new(key: &str, value: &str) -> Self {
-        LabelPair {
-            key: key.to_string(),
-            value: value.to_string(),
-        }
+        LabelPair { key: key.to_string(), value: value.to_string() }
     }
 }
 
@@ -98,9 +95,7 @@ impl FromStr for LabelPair {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let Some((key, value)) = s.split_once('=') else {
-            return Err(format!(
-                "{s:?} is not a label: expected key=value, e.g. istio-injection=enabled"
-            ));
+            return Err(format!("{s:?} is not a label: expected key=value, e.g. istio-injection=enabled"));
         };
         validate_label_key(key).map_err(|e| format!("{s:?}: label key {e}"))?;
         validate_label_value(value).map_err(|e| format!("{s:?}: label value {e}"))?;
@@ -127,8 +122,7 @@ fn is_label_name(s: &str, max: usize) -> bool {
         && b.len() <= max
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 fn is_dns_subdomain(s: &str) -> bool {
@@ -139,8 +133,7 @@ fn is_dns_subdomain(s: &str) -> bool {
                 && b.len() <= 63
                 && b[0].is_ascii_alphanumeric()
                 && b[b.len() - 1].is_ascii_alphanumeric()
-                && b.iter()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+                && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         })
 }
 
@@ -153,9 +146,7 @@ pub fn validate_label_key(key: &str) -> Result<(), String> {
     if let Some(p) = prefix
         && !is_dns_subdomain(p)
     {
-        return Err(format!(
-            "{key:?} has an invalid prefix {p:?} (must be a DNS subdomain)"
-        ));
+        return Err(format!("{key:?} has an invalid prefix {p:?} (must be a DNS subdomain)"));
     }
     if !is_label_name(name, 63) {
         return Err(format!(
@@ -183,8 +174,7 @@ pub fn is_dns_label(s: &str) -> bool {
         && b.len() <= 63
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
 /// A set-based label selector (`a=b,c!=d,e in (f,g),h,!i`), parsed at the edge.
@@ -208,10 +198,7 @@ enum Requirement {
 impl Default for LabelSelector {
     /// The empty selector, which matches everything.
     fn default() -> Self {
-        LabelSelector {
-            text: String::new(),
-            requirements: Vec::new(),
-        }
+        LabelSelector { text: String::new(), requirements: Vec::new() }
     }
 }
 
@@ -285,24 +272,16 @@ fn parse_requirement(raw: &str) -> Result<Requirement, String> {
     if let Some(vals) = rest.strip_prefix("in") {
         return Ok(Requirement::In(key_ok(key)?, set(vals)?));
     }
-    Err(format!(
-        "{r:?} is not a selector requirement (use k=v, k!=v, k in (a,b), k notin (a,b), k or !k)"
-    ))
+    Err(format!("{r:?} is not a selector requirement (use k=v, k!=v, k in (a,b), k notin (a,b), k or !k)"))
 }
 
 impl TryFrom<String> for LabelSelector {
     type Error = String;
     fn try_from(text: String) -> Result<Self, Self::Error> {
         if text.trim().is_empty() {
-            return Ok(LabelSelector {
-                text,
-                requirements: Vec::new(),
-            });
+            return Ok(LabelSelector { text, requirements: Vec::new() });
         }
-        let requirements = split_top_level(&text)
-            .into_iter()
-            .map(parse_requirement)
-            .collect::<Result<Vec<_>, _>>()?;
+        let requirements = split_top_level(&text).into_iter().map(parse_requirement).collect::<Result<Vec<_>, _>>()?;
         Ok(LabelSelector { text, requirements })
     }
 }
@@ -341,35 +320,12 @@ mod tests {
 
     #[test]
     fn label_pairs_parse_and_reject() {
-        assert_eq!(
-            "istio.io/rev=asm-1234".parse::<LabelPair>().unwrap(),
-            LabelPair::new("istio.io/rev", "asm-1234")
-        );
+        assert_eq!("istio.io/rev=asm-1234".parse::<LabelPair>().unwrap(), LabelPair::new("istio.io/rev", "asm-1234"));
         assert_eq!("a=".parse::<LabelPair>().unwrap(), LabelPair::new("a", ""));
-        assert!(
-            "noequals"
-                .parse::<LabelPair>()
-                .unwrap_err()
-                .contains("expected key=value")
-        );
-        assert!(
-            "-a=b"
-                .parse::<LabelPair>()
-                .unwrap_err()
-                .contains("label key")
-        );
-        assert!(
-            "a=b c"
-                .parse::<LabelPair>()
-                .unwrap_err()
-                .contains("label value")
-        );
-        assert!(
-            "Bad_Prefix/a=b"
-                .parse::<LabelPair>()
-                .unwrap_err()
-                .contains("invalid prefix")
-        );
+        assert!("noequals".parse::<LabelPair>().unwrap_err().contains("expected key=value"));
+        assert!("-a=b".parse::<LabelPair>().unwrap_err().contains("label key"));
+        assert!("a=b c".parse::<LabelPair>().unwrap_err().contains("label value"));
+        assert!("Bad_Prefix/a=b".parse::<LabelPair>().unwrap_err().contains("invalid prefix"));
     }
 
     #[test]
@@ -395,10 +351,7 @@ mod tests {
             assert_eq!(s.matches(get), want, "{text}");
         }
         for bad in ["env in prod", "=x", "a b c", "env in (bad value)"] {
-            assert!(
-                LabelSelector::try_from(bad.to_string()).is_err(),
-                "{bad} should fail"
-            );
+            assert!(LabelSelector::try_from(bad.to_string()).is_err(), "{bad} should fail");
         }
     }
 }

@@ -78,10 +78,7 @@ impl EventSink {
             return;
         }
         if tx.try_send(ev).is_err() {
-            self.metrics
-                .reconcile_errors
-                .with_label_values(&["events", "queue_full"])
-                .inc();
+            self.metrics.reconcile_errors.with_label_values(&["events", "queue_full"]).inc();
         }
     }
 }
@@ -94,17 +91,8 @@ pub fn spawn(
     shutdown: CancellationToken,
 ) -> (EventSink, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<EventRequest>(QUEUE);
-    let sink = EventSink {
-        tx: Some(tx),
-        metrics: metrics.clone(),
-    };
-    let recorder = Recorder::new(
-        client,
-        Reporter {
-            controller: "meshkeeper".into(),
-            instance: Some(identity),
-        },
-    );
+    let sink = EventSink { tx: Some(tx), metrics: metrics.clone() };
+    let recorder = Recorder::new(client, Reporter { controller: "meshkeeper".into(), instance: Some(identity) });
     let task = tokio::spawn(async move {
         loop {
             let ev = tokio::select! {
@@ -112,25 +100,15 @@ pub fn spawn(
                 ev = rx.recv() => match ev { Some(ev) => ev, None => break },
             };
             let event = Event {
-                type_: if ev.warning {
-                    EventType::Warning
-                } else {
-                    EventType::Normal
-                },
+                type_: if ev.warning { EventType::Warning } else { EventType::Normal },
                 reason: ev.reason.clone(),
                 note: Some(ev.note.clone()),
                 action: ev.action.clone(),
                 secondary: None,
             };
-            if let Err(error) = recorder
-                .publish(&event, &object_reference(&ev.object))
-                .await
-            {
+            if let Err(error) = recorder.publish(&event, &object_reference(&ev.object)).await {
                 let reason = crate::actuator::error_reason(&error);
-                metrics
-                    .reconcile_errors
-                    .with_label_values(&["events", reason])
-                    .inc();
+                metrics.reconcile_errors.with_label_values(&["events", reason]).inc();
                 tracing::warn!(%error, object = %ev.object, reason = %ev.reason, "could not publish Event");
             }
         }
@@ -152,10 +130,7 @@ mod tests {
         assert_eq!(ev.reason, "InjectionLabelMissing");
         assert!(ev.note.len() <= 1004 && ev.note.ends_with('…'));
         let r = object_reference(&ev.object);
-        assert_eq!(
-            (r.kind.as_deref(), r.name.as_deref(), r.namespace),
-            (Some("Namespace"), Some("team-a"), None)
-        );
+        assert_eq!((r.kind.as_deref(), r.name.as_deref(), r.namespace), (Some("Namespace"), Some("team-a"), None));
     }
 
     #[tokio::test]
@@ -163,10 +138,7 @@ mod tests {
         let m = Metrics::new();
         EventSink::disabled(m.clone()).send(EventRequest::for_finding(&finding("x", "R", "a")));
         let (tx, mut rx) = mpsc::channel(1);
-        let sink = EventSink {
-            tx: Some(tx),
-            metrics: m.clone(),
-        };
+        let sink = EventSink { tx: Some(tx), metrics: m.clone() };
         let mut f = finding("x", "R", "a");
         f.object = ObjectRef::cluster("kubernetes-api");
         sink.send(EventRequest::for_finding(&f));
@@ -174,11 +146,6 @@ mod tests {
         sink.send(EventRequest::for_finding(&finding("x", "R", "a")));
         sink.send(EventRequest::for_finding(&finding("x", "R", "b")));
         assert!(rx.try_recv().is_ok());
-        assert_eq!(
-            m.reconcile_errors
-                .with_label_values(&["events", "queue_full"])
-                .get(),
-            1
-        );
+        assert_eq!(m.reconcile_errors.with_label_values(&["events", "queue_full"]).get(), 1);
     }
 }
