@@ -4,18 +4,19 @@
 
 use std::fmt::Write as _;
 
-use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
-use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
 use kube::api::{Api, ListParams};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::cache::{Index, NamespaceInfo, WebhookConfigInfo};
+use crate::cache::{
+    Cached, DeploymentInfo, Index, NamespaceInfo, NodeInfo, PodInfo, ServiceInfo, Snapshot, WebhookConfigInfo,
+};
 use crate::checks::{self, Resource, View};
 use crate::config::{Mode, Settings};
 use crate::findings::{CheckReport, Outcome, Severity};
-use crate::runtime::probe_api;
+use crate::runtime::{probe_api, probe_mtls};
+use crate::state::unix_now;
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -72,26 +73,62 @@ impl CheckRun {
     }
 }
 
+/// Lists a kind and trims it into an index.
+async fn load<K, T>(client: &Client, resource: Resource, trim: fn(K) -> Option<T>) -> Result<Index<T>, CheckError>
+where
+    K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+    T: Cached,
+{
+    let items = list_all(&Api::<K>::all(client.clone()), resource.as_str()).await?;
+    Ok(Index::from_objects(items.into_iter().filter_map(trim)))
+}
+
+/// As [`load`], for namespaced kinds listed across all namespaces.
+async fn load_all_ns<K, T>(
+    client: &Client,
+    resource: Resource,
+    trim: fn(K) -> Option<T>,
+) -> Result<Index<T>, CheckError>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+    T: Cached,
+{
+    let items = list_all(&Api::<K>::all(client.clone()), resource.as_str()).await?;
+    Ok(Index::from_objects(items.into_iter().filter_map(trim)))
+}
+
 /// Loads once and evaluates every registered check.
 pub async fn run(settings: &Settings, client: &Client) -> Result<CheckRun, CheckError> {
-    let probe = probe_api(client, &checks::api::required_permissions(settings)).await;
+    let mut probe = probe_api(client, &checks::api::required_permissions(settings)).await;
     let unreachable = matches!(probe.server_version, Some(Err(_)));
-    let skip = unreachable || settings.injection.mode == Mode::Off;
-    let namespaces = if skip {
-        Index::default()
-    } else {
-        let items = list_all(&Api::<Namespace>::all(client.clone()), Resource::Namespaces.as_str()).await?;
-        Index::from_objects(items.into_iter().filter_map(NamespaceInfo::from_object))
-    };
-    let webhooks = if skip {
-        Index::default()
-    } else {
-        let api = Api::<MutatingWebhookConfiguration>::all(client.clone());
-        let items = list_all(&api, Resource::Webhooks.as_str()).await?;
-        Index::from_objects(items.into_iter().filter_map(WebhookConfigInfo::from_object))
-    };
+    let mut snap = Snapshot::default();
+    if !unreachable {
+        let injection = settings.injection.mode != Mode::Off;
+        let cp = settings.control_plane.enabled;
+        if injection {
+            snap.namespaces = load(client, Resource::Namespaces, NamespaceInfo::from_object).await?;
+        }
+        if injection || cp {
+            snap.webhooks = load(client, Resource::Webhooks, WebhookConfigInfo::from_object).await?;
+        }
+        if cp {
+            snap.deployments = load_all_ns(client, Resource::Deployments, DeploymentInfo::from_object).await?;
+            snap.pods = load_all_ns(client, Resource::Pods, PodInfo::from_object).await?;
+            snap.services = load_all_ns(client, Resource::Services, ServiceInfo::from_object).await?;
+            snap.nodes = load(client, Resource::Nodes, NodeInfo::from_object).await?;
+            probe.mtls = probe_mtls(client, &settings.control_plane.namespace).await;
+        }
+    }
     let registry = checks::registry(settings);
-    let view = View { settings, api: &probe, namespaces: &namespaces, webhooks: &webhooks };
+    let view = View::of(settings, &probe, &snap, unix_now() as i64);
     let reports = checks::evaluate(&registry, &view, None).into_iter().map(|e| e.report).collect();
     Ok(CheckRun { reports, unreachable })
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::findings::{FindingSet, Severity};
@@ -171,44 +171,55 @@ impl Drop for ReconcileTimer {
     }
 }
 
-type Reader = Box<dyn Fn() -> Vec<(Vec<String>, i64)> + Send + Sync>;
+/// One series read at scrape time: which family (index into the families given to
+/// [`ScrapeGauges::new`]), its label values, its value.
+pub type Sample = (usize, Vec<String>, f64);
 
-/// A gauge family whose series are read at scrape time (e.g. `meshkeeper_cache_objects`
-/// reads each cache's length). Series the reader no longer returns disappear.
+type Reader = Box<dyn Fn() -> Vec<Sample> + Send + Sync>;
+
+/// Gauge families whose series are all read at scrape time by one reader (e.g.
+/// `meshkeeper_cache_objects` reads each cache's length; the control-plane gauges share one
+/// assessment). Series the reader no longer returns disappear.
 pub struct ScrapeGauges {
-    desc: Desc,
-    gauge: IntGaugeVec,
+    descs: Vec<Desc>,
+    gauges: Vec<GaugeVec>,
     read: Reader,
 }
 
 impl ScrapeGauges {
-    /// `read` returns (label values in the order of `labels`, value) per series.
-    pub fn new(
+    /// `families`: (name, help, label names); `read` returns samples for them.
+    pub fn new(families: &[(&str, &str, &[&str])], read: impl Fn() -> Vec<Sample> + Send + Sync + 'static) -> Self {
+        let gauges: Vec<GaugeVec> =
+            families.iter().map(|(name, help, labels)| must(GaugeVec::new(Opts::new(*name, *help), labels))).collect();
+        let descs = gauges.iter().flat_map(|g| g.desc().into_iter().cloned()).collect();
+        ScrapeGauges { descs, gauges, read: Box::new(read) }
+    }
+
+    /// One family.
+    pub fn single(
         name: &str,
         help: &str,
         labels: &[&str],
-        read: impl Fn() -> Vec<(Vec<String>, i64)> + Send + Sync + 'static,
+        read: impl Fn() -> Vec<(Vec<String>, f64)> + Send + Sync + 'static,
     ) -> Self {
-        let gauge = must(IntGaugeVec::new(Opts::new(name, help), labels));
-        let desc = gauge.desc().into_iter().next().cloned().unwrap_or_else(|| unreachable!("a vec has one desc"));
-        ScrapeGauges { desc, gauge, read: Box::new(read) }
+        ScrapeGauges::new(&[(name, help, labels)], move || read().into_iter().map(|(l, v)| (0, l, v)).collect())
     }
 }
 
 impl Collector for ScrapeGauges {
     fn desc(&self) -> Vec<&Desc> {
-        vec![&self.desc]
+        self.descs.iter().collect()
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        self.gauge.reset();
-        for (labels, value) in (self.read)() {
+        self.gauges.iter().for_each(GaugeVec::reset);
+        for (family, labels, value) in (self.read)() {
             let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
-            if let Ok(g) = self.gauge.get_metric_with_label_values(&refs) {
+            if let Some(g) = self.gauges.get(family).and_then(|g| g.get_metric_with_label_values(&refs).ok()) {
                 g.set(value);
             }
         }
-        self.gauge.collect()
+        self.gauges.iter().flat_map(|g| g.collect()).collect()
     }
 }
 
@@ -222,11 +233,15 @@ mod tests {
         let m = Metrics::new();
         let n = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(3));
         let n2 = n.clone();
-        m.register_scrape_gauges(ScrapeGauges::new(
+        m.register_scrape_gauges(ScrapeGauges::single(
             "meshkeeper_cache_objects",
             "Objects in each cache.",
             &["resource"],
-            move || vec![(vec!["namespaces".to_string()], n2.load(std::sync::atomic::Ordering::Relaxed))],
+            move || vec![(vec!["namespaces".to_string()], n2.load(std::sync::atomic::Ordering::Relaxed) as f64)],
+        ));
+        m.register_scrape_gauges(ScrapeGauges::new(
+            &[("meshkeeper_test_healthy", "A gauge without labels.", &[]), ("meshkeeper_test_info", "Info.", &["v"])],
+            || vec![(0, vec![], 1.0), (1, vec!["1.4".into()], 1.0)],
         ));
         m.watch_events.with_label_values(&["namespaces"]).inc();
         let mut set = FindingSet::default();
@@ -244,5 +259,7 @@ mod tests {
         n.store(7, std::sync::atomic::Ordering::Relaxed);
         assert!(m.render().contains("meshkeeper_cache_objects{resource=\"namespaces\"} 7"));
         assert!(text.contains("# HELP meshkeeper_leader "));
+        assert!(text.contains("meshkeeper_test_healthy 1\n"), "{text}");
+        assert!(text.contains("meshkeeper_test_info{v=\"1.4\"} 1\n"));
     }
 }

@@ -16,8 +16,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authorization::v1::{ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec};
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use kube::Client;
 use kube::api::{Api, PostParams};
 use kube::runtime::watcher;
@@ -27,7 +28,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::actuator::{Action, ActionResult, Actuator};
-use crate::cache::{NamespaceInfo, WebhookConfigInfo};
+use crate::cache::{Caches, DeploymentInfo, NamespaceInfo, NodeInfo, PodInfo, ServiceInfo, WebhookConfigInfo};
+use crate::checks::control_plane::{self, MtlsObservation};
 use crate::checks::{self, ApiProbe, Check, Permission, PermissionResult, Resource, View, injection};
 use crate::config::{Mode, Settings};
 use crate::findings::ObjectRef;
@@ -37,6 +39,7 @@ use crate::metrics::{Metrics, ScrapeGauges};
 use crate::ratelimit::WriteLimiter;
 use crate::report::{self, events::EventRequest, events::EventSink};
 use crate::state::AgentState;
+use crate::state::unix_now;
 use crate::watch::{self, Dirty, Shared, WatchContext};
 
 /// How long an in-flight write may take to finish at shutdown.
@@ -52,13 +55,6 @@ pub enum RunError {
     TaskEnded(&'static str),
     #[error("task {task} failed: {message}")]
     TaskFailed { task: &'static str, message: String },
-}
-
-/// Every cache the checks read.
-#[derive(Clone, Default)]
-pub struct Caches {
-    pub namespaces: Shared<NamespaceInfo>,
-    pub webhooks: Shared<WebhookConfigInfo>,
 }
 
 /// What the evaluator needs.
@@ -77,10 +73,9 @@ struct Evaluator {
 impl Evaluator {
     fn pass(&self, dirty: Option<&BTreeSet<Resource>>) {
         let evaluations = {
-            let namespaces = self.caches.namespaces.read().unwrap_or_else(|p| p.into_inner());
-            let webhooks = self.caches.webhooks.read().unwrap_or_else(|p| p.into_inner());
+            let guards = self.caches.read();
             let probe = self.probe.read().unwrap_or_else(|p| p.into_inner());
-            let view = View { settings: &self.settings, api: &probe, namespaces: &namespaces, webhooks: &webhooks };
+            let view = View::locked(&self.settings, &probe, &guards, unix_now() as i64);
             let _t = self.metrics.time("evaluate");
             checks::evaluate(&self.checks, &view, dirty)
         };
@@ -198,7 +193,7 @@ async fn run_actuator(
 pub async fn probe_api(client: &Client, permissions: &[Permission]) -> ApiProbe {
     let server_version = Some(client.apiserver_version().await.map(|v| v.git_version).map_err(|e| e.to_string()));
     if matches!(server_version, Some(Err(_))) {
-        return ApiProbe { server_version, permissions: Vec::new() };
+        return ApiProbe { server_version, ..Default::default() };
     }
     let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
     let mut results = Vec::new();
@@ -222,7 +217,50 @@ pub async fn probe_api(client: &Client, permissions: &[Permission]) -> ApiProbe 
         };
         results.push(PermissionResult { permission: p.clone(), allowed });
     }
-    ApiProbe { server_version, permissions: results }
+    ApiProbe { server_version, permissions: results, mtls: MtlsObservation::NotProbed }
+}
+
+/// Reads the mesh-wide mTLS policy: PeerAuthentication `default` in the root namespace
+/// (Istio 1.5+), else MeshPolicy `default` (1.4). A group that is not served is a missing CRD.
+pub async fn probe_mtls(client: &Client, root_namespace: &str) -> MtlsObservation {
+    let candidates = [
+        ("security.istio.io", "v1beta1", "PeerAuthentication", "peerauthentications", Some(root_namespace)),
+        ("authentication.istio.io", "v1alpha1", "MeshPolicy", "meshpolicies", None),
+    ];
+    let mut served = false;
+    for (group, version, kind, plural, ns) in candidates {
+        let gv = format!("{group}/{version}");
+        match client.list_api_group_resources(&gv).await {
+            Ok(list) if list.resources.iter().any(|r| r.name == plural) => served = true,
+            Ok(_) => continue,
+            Err(kube::Error::Api(s)) if s.code == 404 => continue,
+            Err(e) => return MtlsObservation::Error(e.to_string()),
+        }
+        let ar = kube::core::ApiResource {
+            group: group.into(),
+            version: version.into(),
+            api_version: gv.clone(),
+            kind: kind.into(),
+            plural: plural.into(),
+        };
+        let api: Api<kube::api::DynamicObject> = match ns {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+            None => Api::all_with(client.clone(), &ar),
+        };
+        match api.get_opt("default").await {
+            Ok(Some(obj)) => {
+                let value = serde_json::to_value(&obj).unwrap_or_default();
+                let source = match ns {
+                    Some(ns) => format!("{kind} {ns}/default"),
+                    None => format!("{kind} default"),
+                };
+                return MtlsObservation::Mode { source, mode: control_plane::mtls_mode_of(kind, &value) };
+            }
+            Ok(None) => continue,
+            Err(e) => return MtlsObservation::Error(e.to_string()),
+        }
+    }
+    if served { MtlsObservation::NoPolicy } else { MtlsObservation::CrdMissing }
 }
 
 async fn run_prober(
@@ -242,7 +280,13 @@ async fn run_prober(
         }
         let fresh = tokio::select! {
             _ = shutdown.cancelled() => break,
-            fresh = probe_api(&client, &permissions) => fresh,
+            fresh = async {
+                let mut p = probe_api(&client, &permissions).await;
+                if settings.control_plane.enabled && matches!(p.server_version, Some(Ok(_))) {
+                    p.mtls = probe_mtls(&client, &settings.control_plane.namespace).await;
+                }
+                p
+            } => fresh,
         };
         *probe.write().unwrap_or_else(|p| p.into_inner()) = fresh;
         dirty.mark(Resource::ApiProbe);
@@ -251,66 +295,79 @@ async fn run_prober(
 
 type Tasks = JoinSet<(&'static str, Result<(), String>)>;
 
-/// Starts one watch task feeding `cache`.
-fn spawn_watch<K, T>(
-    tasks: &mut Tasks,
-    api: Api<K>,
-    resource: Resource,
-    trim: fn(K) -> Option<T>,
-    cache: &Shared<T>,
-    ctx: &WatchContext,
-    shutdown: &CancellationToken,
-) where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
-    T: crate::cache::Cached,
-{
-    let (cache, ctx, token) = (cache.clone(), ctx.clone(), shutdown.clone());
-    tasks.spawn(async move {
-        watch::run(api, watcher::Config::default(), resource, trim, cache, ctx, token).await;
-        (resource.as_str(), Ok(()))
-    });
+/// Starts watch tasks feeding the caches.
+struct Watches<'a> {
+    tasks: &'a mut Tasks,
+    ctx: &'a WatchContext,
+    shutdown: &'a CancellationToken,
 }
 
-/// Gauges computed at scrape time from the caches: sizes, and the injection policy's view.
+impl Watches<'_> {
+    fn spawn<K, T>(&mut self, api: Api<K>, resource: Resource, trim: fn(K) -> Option<T>, cache: &Shared<T>)
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+        T: crate::cache::Cached,
+    {
+        let (cache, ctx, token) = (cache.clone(), self.ctx.clone(), self.shutdown.clone());
+        self.tasks.spawn(async move {
+            watch::run(api, watcher::Config::default(), resource, trim, cache, ctx, token).await;
+            (resource.as_str(), Ok(()))
+        });
+    }
+}
+
+/// Gauges computed at scrape time from the caches: sizes, the injection policy's view, and
+/// the control plane's health. Nothing has to be kept in step with the caches.
 fn register_cache_gauges(metrics: &Metrics, caches: &Caches, settings: &Settings) {
     let c = caches.clone();
-    metrics.register_scrape_gauges(ScrapeGauges::new(
+    metrics.register_scrape_gauges(ScrapeGauges::single(
         "meshkeeper_cache_objects",
         "Objects held in each cache (trimmed).",
         &["resource"],
         move || {
-            let len = |n: usize| n as i64;
-            vec![
-                (vec![Resource::Namespaces.as_str().into()], len(c.namespaces.read().map(|i| i.len()).unwrap_or(0))),
-                (vec![Resource::Webhooks.as_str().into()], len(c.webhooks.read().map(|i| i.len()).unwrap_or(0))),
+            let g = c.read();
+            [
+                (Resource::Namespaces, g.namespaces.len()),
+                (Resource::Webhooks, g.webhooks.len()),
+                (Resource::Deployments, g.deployments.len()),
+                (Resource::Pods, g.pods.len()),
+                (Resource::Services, g.services.len()),
+                (Resource::Nodes, g.nodes.len()),
             ]
+            .into_iter()
+            .map(|(r, n)| (vec![r.as_str().to_string()], n as f64))
+            .collect()
         },
     ));
-    if settings.injection.mode == Mode::Off {
-        return;
+    if settings.injection.mode != Mode::Off {
+        let (c, policy) = (caches.clone(), settings.injection.clone());
+        metrics.register_scrape_gauges(ScrapeGauges::new(
+            &[
+                ("meshkeeper_namespaces", "Namespaces by injection-policy state.", &["state"]),
+                (
+                    "meshkeeper_namespace_injection_compliant",
+                    "1 when an in-scope namespace carries the injection label the policy wants, else 0.",
+                    &["namespace"],
+                ),
+            ],
+            move || {
+                let g = c.read();
+                let (states, compliant) = injection::tally(&g.namespaces, &policy);
+                let states = states.into_iter().map(|(s, n)| (0, vec![s.as_str().to_string()], n as f64));
+                let compliant = compliant.into_iter().map(|(ns, ok)| (1, vec![ns], if ok { 1.0 } else { 0.0 }));
+                states.chain(compliant).collect()
+            },
+        ));
     }
-    let (nss, policy) = (caches.namespaces.clone(), settings.injection.clone());
-    metrics.register_scrape_gauges(ScrapeGauges::new(
-        "meshkeeper_namespaces",
-        "Namespaces by injection-policy state.",
-        &["state"],
-        move || {
-            let idx = nss.read().unwrap_or_else(|p| p.into_inner());
-            let (states, _) = injection::tally(&idx, &policy);
-            states.into_iter().map(|(s, n)| (vec![s.as_str().to_string()], n)).collect()
-        },
-    ));
-    let (nss, policy) = (caches.namespaces.clone(), settings.injection.clone());
-    metrics.register_scrape_gauges(ScrapeGauges::new(
-        "meshkeeper_namespace_injection_compliant",
-        "1 when an in-scope namespace carries the injection label the policy wants, else 0.",
-        &["namespace"],
-        move || {
-            let idx = nss.read().unwrap_or_else(|p| p.into_inner());
-            let (_, compliant) = injection::tally(&idx, &policy);
-            compliant.into_iter().map(|(ns, ok)| (vec![ns], i64::from(ok))).collect()
-        },
-    ));
+    if settings.control_plane.enabled {
+        let (c, s) = (caches.clone(), settings.clone());
+        metrics.register_scrape_gauges(ScrapeGauges::new(control_plane::GAUGES, move || {
+            let g = c.read();
+            let probe = ApiProbe::default();
+            let view = View::locked(&s, &probe, &g, unix_now() as i64);
+            control_plane::samples(&control_plane::assess(&view), view.now)
+        }));
+    }
 }
 
 /// Runs the daemon until `shutdown` is cancelled (then returns Ok) or a task fails.
@@ -341,27 +398,25 @@ pub async fn run(settings: Settings, client: Client, shutdown: CancellationToken
     };
 
     let wctx = WatchContext { agent: agent.clone(), metrics: metrics.clone(), dirty: dirty.clone() };
-    if settings.injection.mode != Mode::Off {
-        let nss: Api<Namespace> = Api::all(client.clone());
-        spawn_watch(
-            &mut tasks,
-            nss,
-            Resource::Namespaces,
-            NamespaceInfo::from_object,
-            &caches.namespaces,
-            &wctx,
-            &work,
-        );
-        let whs: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-        spawn_watch(
-            &mut tasks,
-            whs,
-            Resource::Webhooks,
-            WebhookConfigInfo::from_object,
-            &caches.webhooks,
-            &wctx,
-            &work,
-        );
+    {
+        let c = &caches;
+        let mut w = Watches { tasks: &mut tasks, ctx: &wctx, shutdown: &work };
+        let all = || client.clone();
+        let injection = settings.injection.mode != Mode::Off;
+        let control_plane = settings.control_plane.enabled;
+        if injection {
+            w.spawn(Api::<Namespace>::all(all()), Resource::Namespaces, NamespaceInfo::from_object, &c.namespaces);
+        }
+        if injection || control_plane {
+            let api = Api::<MutatingWebhookConfiguration>::all(all());
+            w.spawn(api, Resource::Webhooks, WebhookConfigInfo::from_object, &c.webhooks);
+        }
+        if control_plane {
+            w.spawn(Api::<Deployment>::all(all()), Resource::Deployments, DeploymentInfo::from_object, &c.deployments);
+            w.spawn(Api::<Pod>::all(all()), Resource::Pods, PodInfo::from_object, &c.pods);
+            w.spawn(Api::<Service>::all(all()), Resource::Services, ServiceInfo::from_object, &c.services);
+            w.spawn(Api::<Node>::all(all()), Resource::Nodes, NodeInfo::from_object, &c.nodes);
+        }
     }
 
     {

@@ -48,8 +48,7 @@ impl Dirty {
     }
 }
 
-/// A shared cache.
-pub type Shared<T> = Arc<RwLock<Index<T>>>;
+pub use crate::cache::Shared;
 
 /// What every watcher shares.
 #[derive(Clone)]

@@ -4,11 +4,14 @@
 
 pub mod namespace;
 pub mod webhook;
+pub mod workload;
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 pub use namespace::NamespaceInfo;
 pub use webhook::{Selector, WebhookConfigInfo, WebhookInfo};
+pub use workload::{ContainerInfo, DeploymentInfo, NodeInfo, PodInfo, ServiceInfo, ServicePort, image_tag};
 
 /// A trimmed object that can live in an [`Index`].
 pub trait Cached: Clone + Send + Sync + 'static {
@@ -64,6 +67,58 @@ impl<T: Cached> Index<T> {
         i.reset(objs);
         i
     }
+}
+
+/// A cache shared between its watcher (writer) and the evaluator (reader).
+pub type Shared<T> = Arc<RwLock<Index<T>>>;
+
+/// Every cache the checks read.
+#[derive(Clone, Default)]
+pub struct Caches {
+    pub namespaces: Shared<NamespaceInfo>,
+    pub webhooks: Shared<WebhookConfigInfo>,
+    pub deployments: Shared<DeploymentInfo>,
+    pub pods: Shared<PodInfo>,
+    pub services: Shared<ServiceInfo>,
+    pub nodes: Shared<NodeInfo>,
+}
+
+fn read<T>(s: &Shared<T>) -> RwLockReadGuard<'_, Index<T>> {
+    s.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Read locks on every cache, held while the checks run.
+pub struct Guards<'a> {
+    pub namespaces: RwLockReadGuard<'a, Index<NamespaceInfo>>,
+    pub webhooks: RwLockReadGuard<'a, Index<WebhookConfigInfo>>,
+    pub deployments: RwLockReadGuard<'a, Index<DeploymentInfo>>,
+    pub pods: RwLockReadGuard<'a, Index<PodInfo>>,
+    pub services: RwLockReadGuard<'a, Index<ServiceInfo>>,
+    pub nodes: RwLockReadGuard<'a, Index<NodeInfo>>,
+}
+
+impl Caches {
+    pub fn read(&self) -> Guards<'_> {
+        Guards {
+            namespaces: read(&self.namespaces),
+            webhooks: read(&self.webhooks),
+            deployments: read(&self.deployments),
+            pods: read(&self.pods),
+            services: read(&self.services),
+            nodes: read(&self.nodes),
+        }
+    }
+}
+
+/// Owned indexes of every kind (one-shot `meshkeeper check`, tests).
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub namespaces: Index<NamespaceInfo>,
+    pub webhooks: Index<WebhookConfigInfo>,
+    pub deployments: Index<DeploymentInfo>,
+    pub pods: Index<PodInfo>,
+    pub services: Index<ServiceInfo>,
+    pub nodes: Index<NodeInfo>,
 }
 
 #[cfg(test)]

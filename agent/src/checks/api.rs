@@ -57,6 +57,8 @@ pub struct ApiProbe {
     /// `gitVersion` of the server, or why it could not be read. None: not probed yet.
     pub server_version: Option<Result<String, String>>,
     pub permissions: Vec<PermissionResult>,
+    /// The mesh-wide mTLS policy, as read (for the control-plane check).
+    pub mtls: super::control_plane::MtlsObservation,
 }
 
 /// The permissions the enabled capabilities need, derived from the settings.
@@ -207,14 +209,14 @@ impl Check for ApiCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::Index;
+    use crate::cache::Snapshot;
     use crate::config::Profile;
     use crate::findings::Outcome;
 
     fn run(probe: &ApiProbe) -> CheckReport {
         let settings = Settings::defaults(Profile::AsmOnprem);
-        let (namespaces, webhooks) = (Index::default(), Index::default());
-        ApiCheck.evaluate(&View { settings: &settings, api: probe, namespaces: &namespaces, webhooks: &webhooks })
+        let snapshot = Snapshot::default();
+        ApiCheck.evaluate(&View::of(&settings, probe, &snapshot, 0))
     }
 
     #[test]
@@ -227,7 +229,7 @@ mod tests {
 
     #[test]
     fn unreachable_api_is_an_error() {
-        let r = run(&ApiProbe { server_version: Some(Err("connection refused".into())), permissions: vec![] });
+        let r = run(&ApiProbe { server_version: Some(Err("connection refused".into())), ..Default::default() });
         let f: Vec<_> = r.findings().collect();
         assert_eq!(f.len(), 1);
         assert_eq!((f[0].reason, f[0].severity), ("ApiUnreachable", Severity::Error));
@@ -235,9 +237,9 @@ mod tests {
 
     #[test]
     fn old_version_warns_and_supported_passes() {
-        let r = run(&ApiProbe { server_version: Some(Ok("v1.23.4".into())), permissions: vec![] });
+        let r = run(&ApiProbe { server_version: Some(Ok("v1.23.4".into())), ..Default::default() });
         assert_eq!(r.findings().map(|f| f.reason).collect::<Vec<_>>(), ["UnsupportedKubernetesVersion"]);
-        let r = run(&ApiProbe { server_version: Some(Ok("v1.36.0".into())), permissions: vec![] });
+        let r = run(&ApiProbe { server_version: Some(Ok("v1.36.0".into())), ..Default::default() });
         assert_eq!(r.findings().count(), 0);
         assert_eq!(r.items.len(), 2);
     }
@@ -258,7 +260,8 @@ mod tests {
                 },
             })
             .collect();
-        let r = run(&ApiProbe { server_version: Some(Ok("v1.36.0".into())), permissions: results });
+        let r =
+            run(&ApiProbe { server_version: Some(Ok("v1.36.0".into())), permissions: results, ..Default::default() });
         let f: Vec<_> = r.findings().collect();
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].message, "meshkeeper may not list namespaces (injection policy: watch namespaces)");

@@ -7,12 +7,15 @@
 //! checks that depend on it. No check does I/O.
 
 pub mod api;
+pub mod control_plane;
 pub mod injection;
 
 use std::collections::BTreeSet;
 
 use crate::actuator::Action;
-use crate::cache::{Index, NamespaceInfo, WebhookConfigInfo};
+use crate::cache::{
+    DeploymentInfo, Guards, Index, NamespaceInfo, NodeInfo, PodInfo, ServiceInfo, Snapshot, WebhookConfigInfo,
+};
 use crate::config::Settings;
 use crate::findings::CheckReport;
 
@@ -25,17 +28,33 @@ pub enum Resource {
     Namespaces,
     /// MutatingWebhookConfigurations.
     Webhooks,
+    Deployments,
+    Pods,
+    Services,
+    Nodes,
     /// The result of asking the API server (version, permissions).
     ApiProbe,
 }
 
 impl Resource {
-    pub const ALL: &'static [Resource] = &[Resource::Namespaces, Resource::Webhooks, Resource::ApiProbe];
+    pub const ALL: &'static [Resource] = &[
+        Resource::Namespaces,
+        Resource::Webhooks,
+        Resource::Deployments,
+        Resource::Pods,
+        Resource::Services,
+        Resource::Nodes,
+        Resource::ApiProbe,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Resource::Namespaces => "namespaces",
             Resource::Webhooks => "mutatingwebhookconfigurations",
+            Resource::Deployments => "deployments",
+            Resource::Pods => "pods",
+            Resource::Services => "services",
+            Resource::Nodes => "nodes",
             Resource::ApiProbe => "api_probe",
         }
     }
@@ -48,6 +67,44 @@ pub struct View<'a> {
     pub api: &'a ApiProbe,
     pub namespaces: &'a Index<NamespaceInfo>,
     pub webhooks: &'a Index<WebhookConfigInfo>,
+    pub deployments: &'a Index<DeploymentInfo>,
+    pub pods: &'a Index<PodInfo>,
+    pub services: &'a Index<ServiceInfo>,
+    pub nodes: &'a Index<NodeInfo>,
+    /// Unix seconds "now" (certificate expiry, restart windows).
+    pub now: i64,
+}
+
+impl<'a> View<'a> {
+    /// A view over locked caches.
+    pub fn locked(settings: &'a Settings, api: &'a ApiProbe, g: &'a Guards<'_>, now: i64) -> Self {
+        View {
+            settings,
+            api,
+            namespaces: &g.namespaces,
+            webhooks: &g.webhooks,
+            deployments: &g.deployments,
+            pods: &g.pods,
+            services: &g.services,
+            nodes: &g.nodes,
+            now,
+        }
+    }
+
+    /// A view over owned indexes.
+    pub fn of(settings: &'a Settings, api: &'a ApiProbe, s: &'a Snapshot, now: i64) -> Self {
+        View {
+            settings,
+            api,
+            namespaces: &s.namespaces,
+            webhooks: &s.webhooks,
+            deployments: &s.deployments,
+            pods: &s.pods,
+            services: &s.services,
+            nodes: &s.nodes,
+            now,
+        }
+    }
 }
 
 /// One check: a name (metric label), a title (report heading), its inputs and its logic.
@@ -94,6 +151,9 @@ pub fn registry(settings: &Settings) -> Vec<Box<dyn Check>> {
     let mut checks: Vec<Box<dyn Check>> = vec![Box::new(api::ApiCheck)];
     if settings.injection.mode != crate::config::Mode::Off {
         checks.push(Box::new(injection::InjectionCheck));
+    }
+    if settings.control_plane.enabled {
+        checks.push(Box::new(control_plane::ControlPlaneCheck));
     }
     checks
 }

@@ -149,6 +149,8 @@ pub struct ReinjectionSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ControlPlaneSettings {
+    /// Evaluate the control-plane health check (report only; never writes).
+    pub enabled: bool,
     /// Namespace of the mesh's control plane.
     pub namespace: String,
     /// Deployments that make up the control plane.
@@ -159,6 +161,31 @@ pub struct ControlPlaneSettings {
     pub injector_webhook: String,
     /// Namespaces holding Istio pieces that are not the mesh (GKE's own) and never count as a second mesh.
     pub ignored_namespaces: Vec<String>,
+    /// Warn when the injector's CA certificate expires within this many days.
+    pub cert_expiry_warning_days: u32,
+    /// A container that restarted within this window counts as crash-looping.
+    pub crashloop_window_minutes: u32,
+    /// The mesh-wide mTLS mode required: permissive, strict, or any.
+    pub mtls_mode: MtlsMode,
+    pub capacity: CapacitySettings,
+}
+
+/// The mesh-wide mTLS mode the policy (MeshPolicy or PeerAuthentication `default`) must have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MtlsMode {
+    Permissive,
+    Strict,
+    Any,
+}
+
+/// The install guide's minimum cluster size (allocatable totals).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapacitySettings {
+    pub min_nodes: u32,
+    pub min_cpu_cores: f64,
+    pub min_memory_gb: f64,
 }
 
 /// One control-plane Deployment and how many ready replicas it needs.
@@ -166,7 +193,19 @@ pub struct ControlPlaneSettings {
 #[serde(deny_unknown_fields)]
 pub struct Component {
     pub name: String,
+    #[serde(default = "one")]
     pub min_ready: u32,
+    /// Whether its image tag is the mesh version (false for e.g. promsd, a Prometheus).
+    #[serde(default = "yes")]
+    pub versioned: bool,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Which Service type the gateway pin expects and what it pins.
@@ -345,8 +384,38 @@ impl Settings {
             errs.push("injection.opt_out_label", format!("uses the enforced label's key {:?}", label.key));
         }
 
-        let ControlPlaneSettings { namespace, components, expected_version, injector_webhook, ignored_namespaces } =
-            control_plane;
+        let ControlPlaneSettings {
+            enabled: _,
+            namespace,
+            components,
+            expected_version,
+            injector_webhook,
+            ignored_namespaces,
+            cert_expiry_warning_days,
+            crashloop_window_minutes,
+            mtls_mode: _,
+            capacity: CapacitySettings { min_nodes, min_cpu_cores, min_memory_gb },
+        } = control_plane;
+        if !(1..=3650).contains(cert_expiry_warning_days) {
+            errs.push(
+                "control_plane.cert_expiry_warning_days",
+                format!("{cert_expiry_warning_days} is outside 1-3650"),
+            );
+        }
+        if !(1..=1440).contains(crashloop_window_minutes) {
+            errs.push(
+                "control_plane.crashloop_window_minutes",
+                format!("{crashloop_window_minutes} is outside 1-1440"),
+            );
+        }
+        if *min_nodes > 100_000 {
+            errs.push("control_plane.capacity.min_nodes", format!("{min_nodes} is more than 100000"));
+        }
+        for (key, v) in [("min_cpu_cores", min_cpu_cores), ("min_memory_gb", min_memory_gb)] {
+            if !(v.is_finite() && *v >= 0.0) {
+                errs.push(&format!("control_plane.capacity.{key}"), format!("{v} must be a number >= 0"));
+            }
+        }
         if !is_dns_label(namespace) {
             errs.push(
                 "control_plane.namespace",

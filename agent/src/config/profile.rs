@@ -64,7 +64,8 @@ fn globs(names: &[&str]) -> Vec<Glob> {
 }
 
 fn components(names: &[&str]) -> Vec<Component> {
-    names.iter().map(|n| Component { name: n.to_string(), min_ready: 1 }).collect()
+    // promsd is a Prometheus: its tag is not the mesh version.
+    names.iter().map(|n| Component { name: n.to_string(), min_ready: 1, versioned: *n != "promsd" }).collect()
 }
 
 pub(super) fn defaults(profile: Profile) -> Settings {
@@ -115,11 +116,16 @@ pub(super) fn defaults(profile: Profile) -> Settings {
         },
         reinjection: ReinjectionSettings { mode: Mode::Audit },
         control_plane: ControlPlaneSettings {
+            enabled: true,
             namespace: "istio-system".into(),
             components: control_components,
             expected_version: String::new(),
             injector_webhook: "istio-sidecar-injector".into(),
             ignored_namespaces: ignored,
+            cert_expiry_warning_days: 30,
+            crashloop_window_minutes: 10,
+            mtls_mode: MtlsMode::Any,
+            capacity: CapacitySettings { min_nodes: 4, min_cpu_cores: 4.0, min_memory_gb: 15.0 },
         },
         gateway: GatewaySettings {
             mode: gateway_mode,

@@ -145,8 +145,17 @@ fn bad_inputs_name_the_key_the_value_and_what_is_allowed() {
             "control_plane.components[1].name: \"istiod\" is listed twice",
         ),
         (
-            "control_plane:\n  components:\n    - name: istiod\n",
-            "control_plane.components[0]: missing field `min_ready`",
+            "control_plane:\n  components:\n    - name: istiod\n      replicas: 2\n",
+            "control_plane.components[0].replicas: unknown key \"replicas\" (allowed: name, min_ready, versioned)",
+        ),
+        ("control_plane:\n  mtls_mode: on\n", "control_plane.mtls_mode: \"on\" is not one of permissive, strict, any"),
+        (
+            "control_plane:\n  cert_expiry_warning_days: 0\n",
+            "control_plane.cert_expiry_warning_days: 0 is outside 1-3650",
+        ),
+        (
+            "control_plane:\n  capacity:\n    min_memory_gb: -1\n",
+            "control_plane.capacity.min_memory_gb: -1 must be a number >= 0",
         ),
         ("gateway: [1, 2]\n", "gateway: expected a mapping of keys, not [1,2]"),
         ("http: 9090\n", "http: expected a mapping of keys, not 9090"),
@@ -155,6 +164,16 @@ fn bad_inputs_name_the_key_the_value_and_what_is_allowed() {
         let got = load(yaml).map(|_| ()).unwrap_err().to_string();
         assert_eq!(&got, want, "for input:\n{yaml}");
     }
+}
+
+#[test]
+fn components_default_min_ready_and_versioned() {
+    let s = load(
+        "control_plane:\n  components:\n    - name: istiod\n    - {name: promsd, versioned: false, min_ready: 2}\n",
+    )
+    .unwrap();
+    assert_eq!(s.control_plane.components[0], Component { name: "istiod".into(), min_ready: 1, versioned: true });
+    assert_eq!(s.control_plane.components[1], Component { name: "promsd".into(), min_ready: 2, versioned: false });
 }
 
 #[test]

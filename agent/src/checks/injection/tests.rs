@@ -91,13 +91,8 @@ fn repair_patch_touches_only_the_label_and_carries_the_resource_version() {
     assert_eq!(p["metadata"]["labels"], json!({"istio.io/rev": "asm-1234", "istio-injection": null}));
 }
 
-fn view_with<'a>(
-    s: &'a Settings,
-    nss: &'a Index<NamespaceInfo>,
-    whs: &'a Index<WebhookConfigInfo>,
-    api: &'a super::super::ApiProbe,
-) -> View<'a> {
-    View { settings: s, api, namespaces: nss, webhooks: whs }
+fn snapshot(nss: &Index<NamespaceInfo>, whs: &Index<WebhookConfigInfo>) -> crate::cache::Snapshot {
+    crate::cache::Snapshot { namespaces: nss.clone(), webhooks: whs.clone(), ..Default::default() }
 }
 
 fn webhook(name: &str, sel: &[(&str, &str)]) -> WebhookConfigInfo {
@@ -131,7 +126,8 @@ fn plan_repairs_only_in_enforce_mode_and_only_remediable_namespaces() {
     ]);
     let whs = Index::from_objects([webhook("istio-sidecar-injector", &[("istio-injection", "enabled")])]);
     let api = Default::default();
-    let view = view_with(&s, &nss, &whs, &api);
+    let snap = snapshot(&nss, &whs);
+    let view = View::of(&s, &api, &snap, 0);
     let report = InjectionCheck.evaluate(&view);
     let actions = InjectionCheck.plan(&view, &report);
     let targets: Vec<_> = actions.iter().map(|a| (a.object.name.as_str(), a.reason)).collect();
@@ -146,7 +142,8 @@ fn plan_repairs_only_in_enforce_mode_and_only_remediable_namespaces() {
         ]
     );
     s.injection.mode = Mode::Audit;
-    let view = view_with(&s, &nss, &whs, &api);
+    let snap = snapshot(&nss, &whs);
+    let view = View::of(&s, &api, &snap, 0);
     assert!(InjectionCheck.plan(&view, &report).is_empty(), "audit mode plans no writes");
 }
 
@@ -157,7 +154,8 @@ fn a_compliant_cluster_plans_nothing() {
     let nss = Index::from_objects((0..50).map(|i| ns(&format!("n{i}"), &[("istio-injection", "enabled")])));
     let whs = Index::default();
     let api = Default::default();
-    let view = view_with(&s, &nss, &whs, &api);
+    let snap = snapshot(&nss, &whs);
+    let view = View::of(&s, &api, &snap, 0);
     let report = InjectionCheck.evaluate(&view);
     assert!(InjectionCheck.plan(&view, &report).is_empty());
     assert_eq!(report.findings().count(), 0);
@@ -190,7 +188,8 @@ fn revision_policy_looks_for_the_revisioned_webhook_first() {
         webhook("istio-sidecar-injector-asm-1234", &[("istio.io/rev", "asm-1234")]),
     ]);
     let api = Default::default();
-    let report = InjectionCheck.evaluate(&view_with(&s, &nss, &whs, &api));
+    let snap = snapshot(&nss, &whs);
+    let report = InjectionCheck.evaluate(&View::of(&s, &api, &snap, 0));
     assert_eq!(report.items[0].outcome, Outcome::Pass);
 }
 

@@ -1,0 +1,722 @@
+//! Control-plane health: is the mesh able to work? Report only: this check never writes.
+//!
+//! ```text
+//!  caches (deployments, pods, services, nodes, webhooks) + mTLS probe
+//!      └─► assess() ─► ControlPlaneStatus ─┬─► report (findings with hints)
+//!                                          └─► gauges at scrape time, injector-health gate
+//! ```
+//! GKE on VMware's own Istio pieces (pilot and ingress gateway in gke-system, citadel in
+//! kube-system) are never counted as the mesh nor as a second control plane.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use x509_parser::pem::Pem;
+
+use super::{Check, Resource, View};
+use crate::cache::{DeploymentInfo, PodInfo, image_tag};
+use crate::config::{Component, ControlPlaneSettings, MtlsMode};
+use crate::findings::{CheckReport, Finding, Item, ObjectRef, Severity};
+
+pub const CHECK: &str = "control-plane";
+
+/// Waiting reasons that mean a container cannot run.
+const BAD_WAITING: &[&str] =
+    &["CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError", "InvalidImageName"];
+
+/// Names that identify a mesh control plane (for the one-mesh rule).
+const CONTROL_PLANE_NAMES: &[&str] = &["istio-pilot", "istiod"];
+
+/// What the mTLS probe found (I/O fills it; interpreted here).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub enum MtlsObservation {
+    #[default]
+    NotProbed,
+    /// Neither MeshPolicy nor PeerAuthentication is served (CRDs not installed).
+    CrdMissing,
+    /// The CRDs exist but no `default` policy: Istio's default applies (PERMISSIVE).
+    NoPolicy,
+    /// `source` e.g. `PeerAuthentication istio-system/default`; mode in upper case.
+    Mode {
+        source: String,
+        mode: String,
+    },
+    Error(String),
+}
+
+/// The mTLS mode of a MeshPolicy (1.4) or PeerAuthentication (1.5+) object.
+pub fn mtls_mode_of(kind: &str, obj: &serde_json::Value) -> String {
+    let spec = &obj["spec"];
+    match kind {
+        // 1.4: peers: [{mtls: {mode: PERMISSIVE}}]; `mtls: {}` or no mode means STRICT; no peers: no mTLS.
+        "MeshPolicy" => match spec["peers"].as_array().and_then(|p| p.iter().find(|x| x.get("mtls").is_some())) {
+            Some(peer) => peer["mtls"]["mode"].as_str().unwrap_or("STRICT").to_uppercase(),
+            None => "DISABLE".into(),
+        },
+        // UNSET inherits, and at the root means PERMISSIVE.
+        _ => match spec["mtls"]["mode"].as_str().map(str::to_uppercase) {
+            None => "PERMISSIVE".into(),
+            Some(m) if m == "UNSET" => "PERMISSIVE".into(),
+            Some(m) => m,
+        },
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ComponentStatus {
+    pub name: String,
+    pub min_ready: u32,
+    pub present: bool,
+    pub desired: i32,
+    pub available: i32,
+    pub updated: i32,
+    pub ready_pods: i32,
+    /// (pod, container, why)
+    pub crashlooping: Vec<(String, String, String)>,
+    /// The image tag of its first container, if versioned.
+    pub version: Option<String>,
+    pub versioned: bool,
+}
+
+impl ComponentStatus {
+    pub fn is_ready(&self) -> bool {
+        self.present
+            && self.available >= self.min_ready as i32
+            && self.ready_pods >= self.min_ready as i32
+            && self.crashlooping.is_empty()
+    }
+}
+
+/// The injector's CA bundle, as far as it could be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum CaStatus {
+    Missing,
+    Invalid(String),
+    /// Earliest notAfter (unix seconds) of the certificates in the bundle.
+    Valid {
+        not_after: i64,
+        subject: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WebhookStatus {
+    pub config: String,
+    pub present: bool,
+    pub ca: Vec<(String, CaStatus)>,
+    /// (webhook, service ns/name, Some(ready backends) or None when the Service is missing)
+    pub backends: Vec<(String, String, Option<usize>)>,
+    pub failure_policies: Vec<(String, String)>,
+}
+
+impl WebhookStatus {
+    /// The re-injection gate: injecting can work right now.
+    pub fn healthy(&self, now: i64) -> bool {
+        self.present
+            && !self.backends.is_empty()
+            && self.backends.iter().all(|(_, _, n)| n.is_some_and(|n| n > 0))
+            && self.ca.iter().all(|(_, c)| matches!(c, CaStatus::Valid { not_after, .. } if *not_after > now))
+    }
+
+    /// The earliest CA expiry across the webhooks.
+    pub fn ca_expiry(&self) -> Option<i64> {
+        self.ca
+            .iter()
+            .filter_map(|(_, c)| match c {
+                CaStatus::Valid { not_after, .. } => Some(*not_after),
+                _ => None,
+            })
+            .min()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Capacity {
+    pub nodes: usize,
+    pub ready_nodes: usize,
+    pub cpu_millis: i64,
+    pub memory_bytes: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ControlPlaneStatus {
+    pub components: Vec<ComponentStatus>,
+    pub webhook: WebhookStatus,
+    pub capacity: Capacity,
+    /// Control-plane Deployments outside the mesh's namespace (and not GKE's own).
+    pub other_meshes: Vec<(String, String)>,
+}
+
+impl ControlPlaneStatus {
+    /// `meshkeeper_control_plane_healthy`: every component ready and the injector healthy.
+    pub fn healthy(&self, now: i64) -> bool {
+        self.components.iter().all(ComponentStatus::is_ready) && self.webhook.healthy(now)
+    }
+}
+
+/// Parses a PEM CA bundle; the earliest expiry wins.
+pub fn parse_ca_bundle(bundle: &[u8]) -> CaStatus {
+    if bundle.iter().all(u8::is_ascii_whitespace) {
+        return CaStatus::Missing;
+    }
+    let mut earliest: Option<(i64, String)> = None;
+    let mut count = 0;
+    for pem in Pem::iter_from_buffer(bundle) {
+        let pem = match pem {
+            Ok(p) => p,
+            Err(e) => return CaStatus::Invalid(format!("not PEM: {e}")),
+        };
+        if pem.label != "CERTIFICATE" {
+            continue;
+        }
+        let cert = match pem.parse_x509() {
+            Ok(c) => c,
+            Err(e) => return CaStatus::Invalid(format!("not an X.509 certificate: {e}")),
+        };
+        count += 1;
+        let not_after = cert.validity().not_after.timestamp();
+        if earliest.as_ref().is_none_or(|(t, _)| not_after < *t) {
+            earliest = Some((not_after, cert.subject().to_string()));
+        }
+    }
+    match earliest {
+        Some((not_after, subject)) if count > 0 => CaStatus::Valid { not_after, subject },
+        _ => CaStatus::Invalid("no CERTIFICATE block in the bundle".into()),
+    }
+}
+
+fn pods_of<'a>(
+    d: &'a DeploymentInfo,
+    pods: impl Iterator<Item = &'a PodInfo> + 'a,
+) -> impl Iterator<Item = &'a PodInfo> + 'a {
+    pods.filter(move |p| {
+        p.namespace == d.namespace && !d.selector.match_labels.is_empty() && d.selector.matches(&p.labels)
+    })
+}
+
+fn component_status(c: &Component, cp: &ControlPlaneSettings, view: &View<'_>) -> ComponentStatus {
+    let key = format!("{}/{}", cp.namespace, c.name);
+    let window = i64::from(cp.crashloop_window_minutes) * 60;
+    let Some(d) = view.deployments.get(&key) else {
+        return ComponentStatus {
+            name: c.name.clone(),
+            min_ready: c.min_ready,
+            present: false,
+            desired: 0,
+            available: 0,
+            updated: 0,
+            ready_pods: 0,
+            crashlooping: Vec::new(),
+            version: None,
+            versioned: c.versioned,
+        };
+    };
+    let mut ready_pods = 0;
+    let mut crashlooping = Vec::new();
+    for p in pods_of(d, view.pods.iter()) {
+        if p.ready && !p.terminating {
+            ready_pods += 1;
+        }
+        for ct in p.containers.iter().chain(p.init_containers.iter()) {
+            if let Some(r) = ct.waiting_reason.as_deref().filter(|r| BAD_WAITING.contains(r)) {
+                crashlooping.push((p.name.clone(), ct.name.clone(), r.to_string()));
+            } else if ct.restart_count > 0 && ct.last_terminated_at.is_some_and(|t| view.now - t <= window) {
+                crashlooping.push((
+                    p.name.clone(),
+                    ct.name.clone(),
+                    format!("restarted {} times, last within {} min", ct.restart_count, cp.crashloop_window_minutes),
+                ));
+            }
+        }
+    }
+    ComponentStatus {
+        name: c.name.clone(),
+        min_ready: c.min_ready,
+        present: true,
+        desired: d.desired,
+        available: d.available,
+        updated: d.updated,
+        ready_pods,
+        crashlooping,
+        version: if c.versioned { d.images.first().and_then(|(_, i)| image_tag(i)).map(str::to_string) } else { None },
+        versioned: c.versioned,
+    }
+}
+
+/// The injector webhook configuration meant by the settings (revisioned first).
+pub fn injector_config_names(view: &View<'_>) -> Vec<String> {
+    let label = &view.settings.injection.label;
+    let mut names = Vec::new();
+    if label.key == super::injection::ISTIO_REV {
+        names.push(format!("istio-sidecar-injector-{}", label.value));
+    }
+    names.push(view.settings.control_plane.injector_webhook.clone());
+    names
+}
+
+fn webhook_status(view: &View<'_>) -> WebhookStatus {
+    let names = injector_config_names(view);
+    let found = names.iter().find_map(|n| view.webhooks.get(n));
+    let Some(config) = found else {
+        return WebhookStatus {
+            config: names.join(" or "),
+            present: false,
+            ca: vec![],
+            backends: vec![],
+            failure_policies: vec![],
+        };
+    };
+    let mut st = WebhookStatus {
+        config: config.name.clone(),
+        present: true,
+        ca: vec![],
+        backends: vec![],
+        failure_policies: vec![],
+    };
+    for w in &config.webhooks {
+        st.ca.push((w.name.clone(), w.ca_bundle.as_deref().map(parse_ca_bundle).unwrap_or(CaStatus::Missing)));
+        st.failure_policies.push((w.name.clone(), w.failure_policy.clone().unwrap_or_else(|| "Fail".into())));
+        if let Some((ns, name, _)) = &w.service {
+            let ready = view.services.get(&format!("{ns}/{name}")).map(|svc| {
+                view.pods
+                    .iter()
+                    .filter(|p| {
+                        p.namespace == *ns
+                            && !svc.selector.is_empty()
+                            && svc.selector.iter().all(|(k, v)| p.labels.get(k) == Some(v))
+                            && p.ready
+                            && !p.terminating
+                    })
+                    .count()
+            });
+            st.backends.push((w.name.clone(), format!("{ns}/{name}"), ready));
+        }
+    }
+    st
+}
+
+/// Everything the check and the gauges need, from the caches alone.
+pub fn assess(view: &View<'_>) -> ControlPlaneStatus {
+    let cp = &view.settings.control_plane;
+    let components = cp.components.iter().map(|c| component_status(c, cp, view)).collect();
+    let ignored: BTreeSet<&str> = cp.ignored_namespaces.iter().map(String::as_str).collect();
+    let other_meshes = view
+        .deployments
+        .iter()
+        .filter(|d| d.namespace != cp.namespace && !ignored.contains(d.namespace.as_str()))
+        .filter(|d| {
+            CONTROL_PLANE_NAMES.contains(&d.name.as_str())
+                || d.labels.get("istio").is_some_and(|v| v == "pilot")
+                || d.labels.get("app").is_some_and(|v| v == "istiod")
+        })
+        .map(|d| (d.namespace.clone(), d.name.clone()))
+        .collect();
+    let capacity = Capacity {
+        nodes: view.nodes.len(),
+        ready_nodes: view.nodes.iter().filter(|n| n.ready).count(),
+        cpu_millis: view.nodes.iter().map(|n| n.cpu_millis).sum(),
+        memory_bytes: view.nodes.iter().map(|n| n.memory_bytes).sum(),
+    };
+    ControlPlaneStatus { components, webhook: webhook_status(view), capacity, other_meshes }
+}
+
+struct Builder<'a> {
+    items: Vec<Item>,
+    cp: &'a ControlPlaneSettings,
+}
+
+impl Builder<'_> {
+    fn pass(&mut self, d: String) {
+        self.items.push(Item::pass(d));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn find(
+        &mut self,
+        desc: String,
+        reason: &'static str,
+        severity: Severity,
+        object: ObjectRef,
+        expected: String,
+        actual: String,
+        message: String,
+        hint: String,
+    ) {
+        self.items.push(Item::finding(
+            desc,
+            Finding {
+                check: CHECK,
+                reason,
+                severity,
+                object,
+                expected,
+                actual,
+                remediable: false,
+                message,
+                hint: Some(hint),
+            },
+        ));
+    }
+
+    fn deploy(&self, name: &str) -> ObjectRef {
+        ObjectRef::new("apps/v1", "Deployment", Some(&self.cp.namespace), name)
+    }
+}
+
+fn days(secs: i64) -> i64 {
+    secs.div_euclid(86_400)
+}
+
+/// Builds the report from the assessment (pure).
+pub fn report(status: &ControlPlaneStatus, view: &View<'_>, title: &'static str) -> CheckReport {
+    let cp = &view.settings.control_plane;
+    let ns = &cp.namespace;
+    let mut b = Builder { items: Vec::new(), cp };
+
+    for c in &status.components {
+        let desc = format!("{}: Deployment present in {ns}", c.name);
+        if !c.present {
+            b.find(
+                desc,
+                "ComponentMissing",
+                Severity::Error,
+                b.deploy(&c.name),
+                "present".into(),
+                "not found".into(),
+                format!("{}: no Deployment in {ns}", c.name),
+                format!("kubectl -n {ns} get deploy; reinstall the control plane (istioctl manifest apply)"),
+            );
+            continue;
+        }
+        b.pass(desc);
+        let desc = format!("{}: at least {} replica(s) available and ready", c.name, c.min_ready);
+        let available = c.available.min(c.ready_pods);
+        if available < c.min_ready as i32 {
+            b.find(
+                desc,
+                "ComponentUnavailable",
+                Severity::Error,
+                b.deploy(&c.name),
+                format!(">= {} available", c.min_ready),
+                format!("{}/{} available, {} pod(s) ready", c.available, c.desired, c.ready_pods),
+                format!("{}: {}/{} available", c.name, c.available, c.desired),
+                format!("kubectl -n {ns} describe deploy {}", c.name),
+            );
+        } else if c.available < c.desired {
+            b.find(
+                desc,
+                "ComponentDegraded",
+                Severity::Warning,
+                b.deploy(&c.name),
+                format!("{} available", c.desired),
+                format!("{}/{} available", c.available, c.desired),
+                format!("{}: {}/{} available (above its minimum of {})", c.name, c.available, c.desired, c.min_ready),
+                format!("kubectl -n {ns} describe deploy {}", c.name),
+            );
+        } else {
+            b.pass(desc);
+        }
+        let desc = format!("{}: no container crash-looping", c.name);
+        if let Some((pod, container, why)) = c.crashlooping.first() {
+            b.find(
+                desc,
+                "ComponentCrashLooping",
+                Severity::Error,
+                ObjectRef::new("v1", "Pod", Some(ns), pod),
+                "running".into(),
+                format!("{container}: {why}"),
+                format!("{}: pod {pod} container {container}: {why}", c.name),
+                format!("kubectl -n {ns} logs {pod} -c {container} --previous"),
+            );
+        } else {
+            b.pass(desc);
+        }
+    }
+
+    let versions: BTreeMap<&str, &str> =
+        status.components.iter().filter_map(|c| c.version.as_deref().map(|v| (c.name.as_str(), v))).collect();
+    let distinct: BTreeSet<&str> = versions.values().copied().collect();
+    let desc = "control-plane components run one version".to_string();
+    if distinct.len() > 1 {
+        let actual = versions.iter().map(|(c, v)| format!("{c}={v}")).collect::<Vec<_>>().join(", ");
+        b.find(
+            desc,
+            "VersionSkew",
+            Severity::Warning,
+            ObjectRef::namespace(ns),
+            "one version".into(),
+            actual.clone(),
+            format!("control-plane components run different versions: {actual}"),
+            "finish the upgrade: every component should run the same tag".into(),
+        );
+    } else {
+        b.pass(desc);
+    }
+    if !cp.expected_version.is_empty() {
+        for (c, v) in &versions {
+            let desc = format!("{c}: runs {}", cp.expected_version);
+            if *v != cp.expected_version {
+                b.find(
+                    desc,
+                    "UnexpectedVersion",
+                    Severity::Error,
+                    b.deploy(c),
+                    cp.expected_version.clone(),
+                    v.to_string(),
+                    format!("{c} runs {v}, expected {}", cp.expected_version),
+                    format!("kubectl -n {ns} get deploy {c} -o jsonpath='{{.spec.template.spec.containers[*].image}}'"),
+                );
+            } else {
+                b.pass(desc);
+            }
+        }
+    }
+
+    let wh = &status.webhook;
+    let wref = ObjectRef::new("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", None, &wh.config);
+    let desc = format!("injector webhook {} present", wh.config);
+    if !wh.present {
+        b.find(
+            desc,
+            "InjectorWebhookMissing",
+            Severity::Error,
+            wref.clone(),
+            "present".into(),
+            "not found".into(),
+            format!("MutatingWebhookConfiguration {} not found: no pod gets a sidecar", wh.config),
+            "kubectl get mutatingwebhookconfigurations; reinstall the sidecar injector".into(),
+        );
+    } else {
+        b.pass(desc);
+        for (w, svc, ready) in &wh.backends {
+            let desc = format!("webhook {w}: service {svc} has a ready backend");
+            match ready {
+                None => b.find(
+                    desc,
+                    "InjectorServiceMissing",
+                    Severity::Error,
+                    wref.clone(),
+                    "service present".into(),
+                    "not found".into(),
+                    format!("webhook {w} calls service {svc}, which does not exist"),
+                    format!("kubectl get svc -n {}", svc.split('/').next().unwrap_or_default()),
+                ),
+                Some(0) => b.find(
+                    desc,
+                    "InjectorNoReadyBackend",
+                    Severity::Error,
+                    wref.clone(),
+                    ">= 1 ready pod".into(),
+                    "0 ready pods".into(),
+                    format!("webhook {w}: service {svc} has no ready pod; pods are created without a sidecar (or not at all with failurePolicy Fail)"),
+                    format!("kubectl -n {} get pods -l <the service's selector>; kubectl get endpoints -n {} {}", svc.split('/').next().unwrap_or_default(), svc.split('/').next().unwrap_or_default(), svc.split('/').nth(1).unwrap_or_default()),
+                ),
+                Some(n) => b.pass(format!("{desc} ({n})")),
+            }
+        }
+        for (w, ca) in &wh.ca {
+            let desc = format!("webhook {w}: caBundle is a valid, unexpired X.509 certificate");
+            let warn_secs = i64::from(cp.cert_expiry_warning_days) * 86_400;
+            match ca {
+                CaStatus::Missing => b.find(desc, "CaBundleMissing", Severity::Error, wref.clone(), "a PEM CA bundle".into(), "empty".into(),
+                    format!("webhook {w} has no caBundle: the API server cannot verify the injector (x509 errors)"),
+                    "restart the injector so it patches its caBundle, or check the certificate provisioner".into()),
+                CaStatus::Invalid(e) => b.find(desc, "CaBundleInvalid", Severity::Error, wref.clone(), "a PEM CA bundle".into(), e.clone(),
+                    format!("webhook {w} caBundle is unusable: {e}"),
+                    format!("kubectl get mutatingwebhookconfiguration {} -o jsonpath='{{.webhooks[0].clientConfig.caBundle}}' | base64 -d | openssl x509 -noout -dates", wh.config)),
+                CaStatus::Valid { not_after, subject } if *not_after <= view.now => b.find(desc, "CaExpired", Severity::Error, wref.clone(),
+                    "not expired".into(), format!("expired {} day(s) ago", days(view.now - not_after)),
+                    format!("webhook {w} CA ({subject}) has expired: pod creation fails with x509 errors"),
+                    "rotate the injector's CA (istio-ca-secret / citadel) and restart the injector".into()),
+                CaStatus::Valid { not_after, subject } if *not_after - view.now < warn_secs => b.find(desc, "CaExpiringSoon", Severity::Warning, wref.clone(),
+                    format!("valid for >= {} days", cp.cert_expiry_warning_days), format!("expires in {} day(s)", days(not_after - view.now)),
+                    format!("webhook {w} CA ({subject}) expires in {} day(s)", days(not_after - view.now)),
+                    "rotate the injector's CA before it expires".into()),
+                CaStatus::Valid { not_after, .. } => b.pass(format!("{desc} (expires in {} days)", days(not_after - view.now))),
+            }
+        }
+        for (w, policy) in &wh.failure_policies {
+            b.pass(format!("webhook {w}: failurePolicy {policy}"));
+        }
+    }
+
+    let desc = format!("one mesh: no control plane outside {ns} (ignoring {})", cp.ignored_namespaces.join(", "));
+    if status.other_meshes.is_empty() {
+        b.pass(desc.clone());
+    }
+    for (ons, name) in &status.other_meshes {
+        b.find(
+            desc.clone(),
+            "SecondControlPlane",
+            Severity::Error,
+            ObjectRef::new("apps/v1", "Deployment", Some(ons), name),
+            format!("a control plane only in {ns}"),
+            format!("{ons}/{name}"),
+            format!("a second control plane {name} runs in {ons}; the install guide allows one mesh"),
+            format!("kubectl -n {ons} get deploy {name}; remove it or add {ons} to control_plane.ignored_namespaces if it is not a mesh"),
+        );
+    }
+
+    let cap = &status.capacity;
+    let want = &cp.capacity;
+    let cores = cap.cpu_millis as f64 / 1000.0;
+    let gb = cap.memory_bytes as f64 / 1e9;
+    let desc = format!(
+        "cluster capacity: >= {} nodes, {} vCPU, {} GB allocatable",
+        want.min_nodes, want.min_cpu_cores, want.min_memory_gb
+    );
+    let actual = format!("{} nodes, {cores:.1} vCPU, {gb:.1} GB", cap.nodes);
+    if (cap.nodes as u64) < u64::from(want.min_nodes) || cores < want.min_cpu_cores || gb < want.min_memory_gb {
+        b.find(
+            desc,
+            "CapacityBelowMinimum",
+            Severity::Warning,
+            ObjectRef::cluster("nodes"),
+            format!("{} nodes, {} vCPU, {} GB", want.min_nodes, want.min_cpu_cores, want.min_memory_gb),
+            actual.clone(),
+            format!("the cluster ({actual}) is below the install guide's minimum"),
+            "add nodes to the user cluster (gkectl update / the node pool's replicas)".into(),
+        );
+    } else {
+        b.pass(format!("{desc} ({actual})"));
+    }
+
+    let desc = format!(
+        "mesh-wide mTLS mode is {}",
+        match cp.mtls_mode {
+            MtlsMode::Permissive => "PERMISSIVE",
+            MtlsMode::Strict => "STRICT",
+            MtlsMode::Any => "known",
+        }
+    );
+    match (&view.api.mtls, cp.mtls_mode) {
+        (MtlsObservation::NotProbed, _) => b.items.push(Item::skipped(desc, "not probed yet")),
+        (MtlsObservation::CrdMissing, _) => {
+            b.items.push(Item::skipped(desc, "neither MeshPolicy nor PeerAuthentication is installed"))
+        }
+        (MtlsObservation::Error(e), _) => b.items.push(Item::skipped(desc, format!("could not read the policy: {e}"))),
+        (_, MtlsMode::Any) => b.pass(desc),
+        (obs, want) => {
+            let (source, mode) = match obs {
+                MtlsObservation::Mode { source, mode } => (source.clone(), mode.clone()),
+                _ => ("no default policy".to_string(), "PERMISSIVE".to_string()),
+            };
+            let want_s = if want == MtlsMode::Strict { "STRICT" } else { "PERMISSIVE" };
+            if mode == want_s {
+                b.pass(format!("{desc} ({source})"));
+            } else {
+                b.find(
+                    desc,
+                    "MtlsModeMismatch",
+                    Severity::Error,
+                    ObjectRef::namespace(ns),
+                    want_s.into(),
+                    format!("{mode} ({source})"),
+                    format!("mesh-wide mTLS is {mode} ({source}), policy wants {want_s}"),
+                    "istioctl manifest apply --set values.global.mtls.enabled=true (STRICT) or edit the default policy"
+                        .into(),
+                );
+            }
+        }
+    }
+    CheckReport { check: CHECK, title, items: b.items }
+}
+
+/// The gauge families of this check (read at scrape time by [`samples`]).
+pub const GAUGES: &[(&str, &str, &[&str])] = &[
+    (
+        "meshkeeper_control_plane_healthy",
+        "1 when every control-plane component is ready and the injector webhook is healthy, else 0.",
+        &[],
+    ),
+    (
+        "meshkeeper_control_plane_component_ready",
+        "1 when the component has its minimum of ready replicas and no crash-looping container.",
+        &["component"],
+    ),
+    (
+        "meshkeeper_control_plane_component_replicas",
+        "Replicas of a control-plane component by state (desired, available, updated, ready_pods).",
+        &["component", "state"],
+    ),
+    (
+        "meshkeeper_control_plane_version_info",
+        "The image tag each versioned control-plane component runs; the value is always 1.",
+        &["component", "version"],
+    ),
+    (
+        "meshkeeper_injector_webhook_healthy",
+        "1 when the injector webhook exists, has a valid unexpired CA bundle and a ready backend, else 0.",
+        &[],
+    ),
+    (
+        "meshkeeper_injector_ca_expiry_timestamp_seconds",
+        "Unix time at which the injector webhook's CA certificate expires (earliest in the bundle).",
+        &[],
+    ),
+    (
+        "meshkeeper_cluster_capacity",
+        "Cluster size from node allocatable: nodes, ready_nodes, cpu_cores, memory_bytes.",
+        &["resource"],
+    ),
+];
+
+/// The series of [`GAUGES`] for an assessment.
+pub fn samples(st: &ControlPlaneStatus, now: i64) -> Vec<crate::metrics::Sample> {
+    let b = |x: bool| if x { 1.0 } else { 0.0 };
+    let mut out = vec![(0, vec![], b(st.healthy(now))), (4, vec![], b(st.webhook.healthy(now)))];
+    for c in &st.components {
+        out.push((1, vec![c.name.clone()], b(c.is_ready())));
+        for (state, n) in
+            [("desired", c.desired), ("available", c.available), ("updated", c.updated), ("ready_pods", c.ready_pods)]
+        {
+            out.push((2, vec![c.name.clone(), state.into()], f64::from(n)));
+        }
+        if let Some(v) = &c.version {
+            out.push((3, vec![c.name.clone(), v.clone()], 1.0));
+        }
+    }
+    if let Some(t) = st.webhook.ca_expiry() {
+        out.push((5, vec![], t as f64));
+    }
+    let cap = &st.capacity;
+    for (r, v) in [
+        ("nodes", cap.nodes as f64),
+        ("ready_nodes", cap.ready_nodes as f64),
+        ("cpu_cores", cap.cpu_millis as f64 / 1000.0),
+        ("memory_bytes", cap.memory_bytes as f64),
+    ] {
+        out.push((6, vec![r.into()], v));
+    }
+    out
+}
+
+pub struct ControlPlaneCheck;
+
+impl Check for ControlPlaneCheck {
+    fn name(&self) -> &'static str {
+        CHECK
+    }
+
+    fn title(&self) -> &'static str {
+        "Control plane"
+    }
+
+    fn inputs(&self) -> &'static [Resource] {
+        &[
+            Resource::Deployments,
+            Resource::Pods,
+            Resource::Services,
+            Resource::Nodes,
+            Resource::Webhooks,
+            Resource::ApiProbe,
+        ]
+    }
+
+    fn evaluate(&self, view: &View<'_>) -> CheckReport {
+        report(&assess(view), view, self.title())
+    }
+}
+
+#[cfg(test)]
+mod tests;
