@@ -43,6 +43,8 @@ pub struct Action {
     pub description: String,
     pub resource: ApiResource,
     pub patch: PatchBody,
+    /// The field repaired, for per-field metrics (e.g. `node_port:http2`).
+    pub field: Option<String>,
 }
 
 /// How an action ended.
@@ -193,6 +195,10 @@ impl Actuator {
         self.metrics.actions.with_label_values(&[action.kind, result.label()]).inc();
         if action.kind == crate::checks::injection::ACTION {
             self.metrics.label_repairs.with_label_values(&[result.label()]).inc();
+        }
+        if action.kind == crate::checks::gateway::ACTION {
+            let field = action.field.as_deref().unwrap_or("unknown");
+            self.metrics.gateway_repairs.with_label_values(&[field, result.label()]).inc();
         }
         let error = match result {
             ActionResult::Forbidden(m) | ActionResult::Error(m) => Some(m.clone()),

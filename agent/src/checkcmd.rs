@@ -122,9 +122,11 @@ pub async fn run(settings: &Settings, client: &Client) -> Result<CheckRun, Check
         if cp {
             snap.deployments = load_all_ns(client, Resource::Deployments, DeploymentInfo::from_object).await?;
             snap.pods = load_all_ns(client, Resource::Pods, PodInfo::from_object).await?;
-            snap.services = load_all_ns(client, Resource::Services, ServiceInfo::from_object).await?;
             snap.nodes = load(client, Resource::Nodes, NodeInfo::from_object).await?;
             probe.mtls = probe_mtls(client, &settings.control_plane.namespace).await;
+        }
+        if cp || settings.gateway.mode != crate::config::GatewayMode::Off {
+            snap.services = load_all_ns(client, Resource::Services, ServiceInfo::from_object).await?;
         }
     }
     let registry = checks::registry(settings);

@@ -24,6 +24,7 @@ pub struct Metrics {
     pub actions: IntCounterVec,
     pub write_throttled: IntCounterVec,
     pub label_repairs: IntCounterVec,
+    pub gateway_repairs: IntCounterVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -90,8 +91,16 @@ impl Metrics {
             ),
             &["result"],
         ));
+        let gateway_repairs = must(IntCounterVec::new(
+            Opts::new(
+                "meshkeeper_gateway_repairs_total",
+                "Gateway pin repairs attempted, by field (load_balancer_ip, node_port:<port name>) and result.",
+            ),
+            &["field", "result"],
+        ));
         for c in [
             Box::new(label_repairs.clone()) as Box<dyn Collector>,
+            Box::new(gateway_repairs.clone()),
             Box::new(build_info),
             Box::new(leader.clone()),
             Box::new(watch_events.clone()),
@@ -117,6 +126,7 @@ impl Metrics {
             actions,
             write_throttled,
             label_repairs,
+            gateway_repairs,
         }
     }
 

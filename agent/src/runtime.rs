@@ -30,8 +30,8 @@ use tokio_util::sync::CancellationToken;
 use crate::actuator::{Action, ActionResult, Actuator};
 use crate::cache::{Caches, DeploymentInfo, NamespaceInfo, NodeInfo, PodInfo, ServiceInfo, WebhookConfigInfo};
 use crate::checks::control_plane::{self, MtlsObservation};
-use crate::checks::{self, ApiProbe, Check, Permission, PermissionResult, Resource, View, injection};
-use crate::config::{Mode, Settings};
+use crate::checks::{self, ApiProbe, Check, Permission, PermissionResult, Resource, View, gateway, injection};
+use crate::config::{GatewayMode, Mode, Settings};
 use crate::findings::ObjectRef;
 use crate::http::{self, HttpState};
 use crate::leader;
@@ -73,9 +73,10 @@ struct Evaluator {
 impl Evaluator {
     fn pass(&self, dirty: Option<&BTreeSet<Resource>>) {
         let evaluations = {
+            let actions = self.agent.recent_actions();
             let guards = self.caches.read();
             let probe = self.probe.read().unwrap_or_else(|p| p.into_inner());
-            let view = View::locked(&self.settings, &probe, &guards, unix_now() as i64);
+            let view = View::locked(&self.settings, &probe, &guards, unix_now() as i64, &actions);
             let _t = self.metrics.time("evaluate");
             checks::evaluate(&self.checks, &view, dirty)
         };
@@ -177,6 +178,9 @@ async fn run_actuator(
                 Ok(r) => r,
                 Err(_) => ActionResult::Error(format!("no answer within {}s", INFLIGHT_TIMEOUT.as_secs())),
             };
+            if !matches!(result, ActionResult::NotAttempted(_)) {
+                dirty.mark(Resource::Actions);
+            }
             if let Some(at) = cooldown.record(&action, &result, Instant::now()) {
                 // Re-plan on fresh state once the cooldown has passed.
                 let dirty = dirty.clone();
@@ -318,7 +322,7 @@ impl Watches<'_> {
 
 /// Gauges computed at scrape time from the caches: sizes, the injection policy's view, and
 /// the control plane's health. Nothing has to be kept in step with the caches.
-fn register_cache_gauges(metrics: &Metrics, caches: &Caches, settings: &Settings) {
+fn register_cache_gauges(metrics: &Metrics, caches: &Caches, settings: &Settings, agent: &Arc<AgentState>) {
     let c = caches.clone();
     metrics.register_scrape_gauges(ScrapeGauges::single(
         "meshkeeper_cache_objects",
@@ -364,8 +368,18 @@ fn register_cache_gauges(metrics: &Metrics, caches: &Caches, settings: &Settings
         metrics.register_scrape_gauges(ScrapeGauges::new(control_plane::GAUGES, move || {
             let g = c.read();
             let probe = ApiProbe::default();
-            let view = View::locked(&s, &probe, &g, unix_now() as i64);
+            let view = View::locked(&s, &probe, &g, unix_now() as i64, &[]);
             control_plane::samples(&control_plane::assess(&view), view.now)
+        }));
+    }
+    if settings.gateway.mode != GatewayMode::Off {
+        let (c, s, agent) = (caches.clone(), settings.clone(), agent.clone());
+        metrics.register_scrape_gauges(ScrapeGauges::new(gateway::GAUGES, move || {
+            let actions = agent.recent_actions();
+            let g = c.read();
+            let probe = ApiProbe::default();
+            let view = View::locked(&s, &probe, &g, unix_now() as i64, &actions);
+            gateway::samples(&gateway::assess(&view), &s.gateway)
         }));
     }
 }
@@ -381,7 +395,7 @@ pub async fn run(settings: Settings, client: Client, shutdown: CancellationToken
     tracing::info!(version = env!("CARGO_PKG_VERSION"), listen = %local, config = %settings.summary(), "meshkeeper starting");
 
     let caches = Caches::default();
-    register_cache_gauges(&metrics, &caches, &settings);
+    register_cache_gauges(&metrics, &caches, &settings, &agent);
     let dirty = Arc::new(Dirty::default());
     let probe = Arc::new(RwLock::new(ApiProbe::default()));
     let identity = leader::identity(&settings.leader_election.identity);
@@ -414,8 +428,10 @@ pub async fn run(settings: Settings, client: Client, shutdown: CancellationToken
         if control_plane {
             w.spawn(Api::<Deployment>::all(all()), Resource::Deployments, DeploymentInfo::from_object, &c.deployments);
             w.spawn(Api::<Pod>::all(all()), Resource::Pods, PodInfo::from_object, &c.pods);
-            w.spawn(Api::<Service>::all(all()), Resource::Services, ServiceInfo::from_object, &c.services);
             w.spawn(Api::<Node>::all(all()), Resource::Nodes, NodeInfo::from_object, &c.nodes);
+        }
+        if control_plane || settings.gateway.mode != GatewayMode::Off {
+            w.spawn(Api::<Service>::all(all()), Resource::Services, ServiceInfo::from_object, &c.services);
         }
     }
 
@@ -526,6 +542,7 @@ mod tests {
             description: String::new(),
             resource: ApiResource::erase::<Ns>(&()),
             patch: crate::actuator::PatchBody::Merge(serde_json::json!({})),
+            field: None,
         }
     }
 

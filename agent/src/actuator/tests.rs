@@ -48,6 +48,7 @@ fn label_action(ns: &str) -> Action {
         description: format!("set istio-injection=enabled on namespace {ns}"),
         resource: ApiResource::erase::<Namespace>(&()),
         patch: PatchBody::Merge(json!({"metadata": {"labels": {"istio-injection": "enabled"}}})),
+        field: None,
     }
 }
 

@@ -199,8 +199,10 @@ pub struct ServiceInfo {
     pub annotations: BTreeMap<String, String>,
     /// IPs in status.loadBalancer.ingress.
     pub ingress_ips: Vec<String>,
-    /// Field managers per top-level field set they own (for naming a contesting manager).
-    pub managers: Vec<String>,
+    /// Which field managers own each port's nodePort (by port number), from managedFields.
+    pub node_port_managers: BTreeMap<i32, Vec<String>>,
+    /// Which field managers own `spec.loadBalancerIP` / the annotations.
+    pub ip_managers: Vec<String>,
 }
 
 impl Cached for ServiceInfo {
@@ -214,7 +216,7 @@ impl ServiceInfo {
         let namespace = s.metadata.namespace?;
         let name = s.metadata.name?;
         let spec = s.spec.unwrap_or_default();
-        let managers = s.metadata.managed_fields.iter().flatten().filter_map(|m| m.manager.clone()).collect();
+        let (node_port_managers, ip_managers) = field_owners(s.metadata.managed_fields.as_deref().unwrap_or_default());
         Some(ServiceInfo {
             namespace,
             name,
@@ -243,9 +245,38 @@ impl ServiceInfo {
                 .into_iter()
                 .filter_map(|i| i.ip)
                 .collect(),
-            managers,
+            node_port_managers,
+            ip_managers,
         })
     }
+}
+
+/// Reads FieldsV1 ownership of `spec.ports[port=N].nodePort`, `spec.loadBalancerIP` and
+/// `metadata.annotations` per manager (the only fields the gateway pin needs to name).
+fn field_owners(
+    managed: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry],
+) -> (BTreeMap<i32, Vec<String>>, Vec<String>) {
+    let mut ports: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+    let mut ip = Vec::new();
+    for entry in managed {
+        let (Some(manager), Some(fields)) = (&entry.manager, &entry.fields_v1) else { continue };
+        let f = &fields.0;
+        if let Some(items) = f.pointer("/f:spec/f:ports").and_then(|p| p.as_object()) {
+            for (key, item) in items {
+                let port = key
+                    .strip_prefix("k:")
+                    .and_then(|k| serde_json::from_str::<serde_json::Value>(k).ok())
+                    .and_then(|k| k["port"].as_i64());
+                if let (Some(port), true) = (port, item.get("f:nodePort").is_some()) {
+                    ports.entry(port as i32).or_default().push(manager.clone());
+                }
+            }
+        }
+        if f.pointer("/f:spec/f:loadBalancerIP").is_some() || f.pointer("/f:metadata/f:annotations").is_some() {
+            ip.push(manager.clone());
+        }
+    }
+    (ports, ip)
 }
 
 // === Nodes ===
@@ -323,6 +354,26 @@ mod tests {
         assert_eq!(parse_quantity(&Quantity("3936256Ki".into()), 1.0), 4_030_726_144);
         assert_eq!(parse_quantity(&Quantity("bogus".into()), 1.0), 0);
         assert_eq!(parse_quantity(&Quantity("1Xi".into()), 1.0), 0);
+    }
+
+    #[test]
+    fn services_record_who_owns_node_ports() {
+        let svc: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"namespace": "istio-system", "name": "istio-ingressgateway", "managedFields": [
+                {"manager": "istio-operator", "operation": "Apply", "fieldsType": "FieldsV1",
+                 "fieldsV1": {"f:spec": {"f:ports": {"k:{\"port\":80,\"protocol\":\"TCP\"}": {".": {}, "f:nodePort": {}}}}}},
+                {"manager": "meshkeeper", "operation": "Update", "fieldsType": "FieldsV1",
+                 "fieldsV1": {"f:spec": {"f:loadBalancerIP": {}, "f:ports": {"k:{\"port\":443,\"protocol\":\"TCP\"}": {"f:nodePort": {}}}}}},
+                {"manager": "broken", "fieldsV1": {"f:spec": {"f:ports": {"k:not-json": {"f:nodePort": {}}}}}}
+            ]},
+            "spec": {"type": "NodePort", "ports": [{"name": "http2", "port": 80, "nodePort": 31380}]}
+        }))
+        .unwrap();
+        let s = ServiceInfo::from_object(svc).unwrap();
+        assert_eq!(s.node_port_managers[&80], ["istio-operator"]);
+        assert_eq!(s.node_port_managers[&443], ["meshkeeper"]);
+        assert_eq!(s.ip_managers, ["meshkeeper"]);
+        assert_eq!(s.ports[0].protocol, "TCP");
     }
 
     #[test]

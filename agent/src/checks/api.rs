@@ -87,6 +87,23 @@ pub fn required_permissions(s: &Settings) -> Vec<Permission> {
             p.push(Permission::new(verb, "coordination.k8s.io", "leases", "leader election").in_namespace(ns));
         }
     }
+    if s.control_plane.enabled {
+        for (verb, group, resource) in [
+            ("list", "apps", "deployments"),
+            ("watch", "apps", "deployments"),
+            ("list", "", "pods"),
+            ("watch", "", "pods"),
+            ("list", "", "nodes"),
+            ("watch", "", "nodes"),
+        ] {
+            p.push(Permission::new(verb, group, resource, "control-plane health"));
+        }
+    }
+    if s.control_plane.enabled || s.gateway.mode != GatewayMode::Off {
+        for verb in ["list", "watch"] {
+            p.push(Permission::new(verb, "", "services", "control-plane health and gateway pin"));
+        }
+    }
     if s.gateway.mode != GatewayMode::Off && s.gateway.repair {
         let ns = &s.gateway.namespace;
         p.push(Permission::new("patch", "", "services", "gateway pin: repair drift").in_namespace(ns));

@@ -378,6 +378,7 @@ impl Check for InjectionCheck {
                     description: format!("{verb} {} on namespace {} (was: {})", repair.set, ns.name, d.state.as_str()),
                     resource: ApiResource::erase::<Namespace>(&()),
                     patch: PatchBody::Merge(repair_patch(ns, &repair)),
+                    field: None,
                 })
             })
             .collect()

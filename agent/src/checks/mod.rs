@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod control_plane;
+pub mod gateway;
 pub mod injection;
 
 use std::collections::BTreeSet;
@@ -18,6 +19,7 @@ use crate::cache::{
 };
 use crate::config::Settings;
 use crate::findings::CheckReport;
+use crate::state::ActionRecord;
 
 pub use api::{ApiProbe, Permission, PermissionResult};
 
@@ -32,6 +34,8 @@ pub enum Resource {
     Pods,
     Services,
     Nodes,
+    /// The actuator's record of recent actions (the gateway pin counts its repairs).
+    Actions,
     /// The result of asking the API server (version, permissions).
     ApiProbe,
 }
@@ -44,6 +48,7 @@ impl Resource {
         Resource::Pods,
         Resource::Services,
         Resource::Nodes,
+        Resource::Actions,
         Resource::ApiProbe,
     ];
 
@@ -55,6 +60,7 @@ impl Resource {
             Resource::Pods => "pods",
             Resource::Services => "services",
             Resource::Nodes => "nodes",
+            Resource::Actions => "actions",
             Resource::ApiProbe => "api_probe",
         }
     }
@@ -73,11 +79,19 @@ pub struct View<'a> {
     pub nodes: &'a Index<NodeInfo>,
     /// Unix seconds "now" (certificate expiry, restart windows).
     pub now: i64,
+    /// What the actuator did recently (oldest first).
+    pub recent_actions: &'a [ActionRecord],
 }
 
 impl<'a> View<'a> {
     /// A view over locked caches.
-    pub fn locked(settings: &'a Settings, api: &'a ApiProbe, g: &'a Guards<'_>, now: i64) -> Self {
+    pub fn locked(
+        settings: &'a Settings,
+        api: &'a ApiProbe,
+        g: &'a Guards<'_>,
+        now: i64,
+        recent_actions: &'a [ActionRecord],
+    ) -> Self {
         View {
             settings,
             api,
@@ -88,6 +102,7 @@ impl<'a> View<'a> {
             services: &g.services,
             nodes: &g.nodes,
             now,
+            recent_actions,
         }
     }
 
@@ -103,6 +118,7 @@ impl<'a> View<'a> {
             services: &s.services,
             nodes: &s.nodes,
             now,
+            recent_actions: &[],
         }
     }
 }
@@ -154,6 +170,9 @@ pub fn registry(settings: &Settings) -> Vec<Box<dyn Check>> {
     }
     if settings.control_plane.enabled {
         checks.push(Box::new(control_plane::ControlPlaneCheck));
+    }
+    if settings.gateway.mode != crate::config::GatewayMode::Off {
+        checks.push(Box::new(gateway::GatewayCheck));
     }
     checks
 }

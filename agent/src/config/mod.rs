@@ -233,6 +233,10 @@ pub struct GatewaySettings {
     pub load_balancer_ip_annotation: String,
     /// Pinned nodePort per Service port name; 0 leaves that port unpinned.
     pub node_ports: BTreeMap<String, u16>,
+    /// After this many repairs of the pin within `contest_window_minutes`, stop repairing
+    /// (another controller keeps changing it back) and report the pin as contested.
+    pub contest_repairs: u32,
+    pub contest_window_minutes: u32,
 }
 
 // === impl Settings ===
@@ -464,7 +468,15 @@ impl Settings {
             load_balancer_ip,
             load_balancer_ip_annotation,
             node_ports,
+            contest_repairs,
+            contest_window_minutes,
         } = gateway;
+        if !(1..=1000).contains(contest_repairs) {
+            errs.push("gateway.contest_repairs", format!("{contest_repairs} is outside 1-1000"));
+        }
+        if !(1..=1440).contains(contest_window_minutes) {
+            errs.push("gateway.contest_window_minutes", format!("{contest_window_minutes} is outside 1-1440"));
+        }
         if !is_dns_label(namespace) {
             errs.push("gateway.namespace", format!("{namespace:?} is not a valid namespace name (DNS-1123 label)"));
         }

@@ -135,6 +135,8 @@ pub(super) fn defaults(profile: Profile) -> Settings {
             load_balancer_ip: None,
             load_balancer_ip_annotation: String::new(),
             node_ports,
+            contest_repairs: 3,
+            contest_window_minutes: 10,
         },
     }
 }

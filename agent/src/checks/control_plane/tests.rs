@@ -103,7 +103,8 @@ fn healthy() -> Snapshot {
         load_balancer_ip: None,
         annotations: BTreeMap::new(),
         ingress_ips: vec![],
-        managers: vec![],
+        node_port_managers: BTreeMap::new(),
+        ip_managers: vec![],
     };
     let webhook = WebhookConfigInfo {
         name: "istio-sidecar-injector".into(),
