@@ -60,12 +60,6 @@ pub fn apply(
 
 /// Records a non-apply write (create, update, patch) by `manager` in `new.metadata.managedFields`
 /// (operation `Update`), taking ownership of every field it changed away from other managers.
-pub fn record_update(
-    old: Option<&Value>,
-    new: &mut Value,
-    manager: &str,
-    subresource: Option<&str>,
-    now: &str,
-) {
+pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, subresource: Option<&str>, now: &str) {
     let _ = (old, new, manager, subresource, now);
 }
