@@ -40,6 +40,12 @@ if [ -d helm/meshkeeper ]; then
   step "helm lint + template + schema validation" helm_checks
 fi
 
+dashboards() {
+  python3 scripts/gen-dashboard.py --check
+  python3 scripts/check-dashboards.py
+}
+step "dashboards: generated, valid, every query parses" dashboards
+
 if ls dashboards/*.rules.yaml >/dev/null 2>&1; then
   step "promtool check rules" promtool check rules dashboards/*.rules.yaml
   if ls dashboards/tests/*.yaml >/dev/null 2>&1; then
