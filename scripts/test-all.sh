@@ -1,67 +1,132 @@
 #!/usr/bin/env bash
-# The test command: installs what it needs, then runs every check the project has.
-# Usage: ./scripts/test-all.sh   (from anywhere)
+# The test command (README: `./scripts/test-all.sh`; CI: `bash .ci/run`). Works from any cwd.
+#
+# Installs the tools it needs (scripts/install-tools.sh, fast when they are there), then runs
+# every check the project has, each step announced and timed, and stops at the first failure:
+#
+#   fmt · clippy -D warnings · cargo test (both crates, unit + integration) · helm lint/template
+#   + schema validation · promtool rules (when dashboards/ has them) · cargo deny (offline) ·
+#   hadolint
+#
+# MESHKEEPER_REQUIRE_TOOLS=1 makes tests that need kubectl, promtool or helm fail instead of
+# skipping when the tool is missing.
 set -euo pipefail
+
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+
 "$ROOT/scripts/install-tools.sh"
 # shellcheck disable=SC1091
 . "$ROOT/.tools/env.sh"
-# Tests that need kubectl, promtool or helm fail (instead of skipping) when this is set.
+
 export MESHKEEPER_REQUIRE_TOOLS=1
-export CARGO_TERM_COLOR=never
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export CARGO_TERM_PROGRESS_WHEN=never
+
+# Kubernetes versions whose schemas the rendered chart must satisfy: the oldest we support
+# (k8s-openapi feature v1_33) and a newer one, when the installed kubernetes-validate has it.
+K8S_VERSIONS=(1.33.0 1.36.0)
 
 SUMMARY=()
-step() {
-  local name="$1"; shift
-  printf '\n==> %s\n' "$name"
-  local start=$SECONDS
-  "$@"
-  SUMMARY+=("ok  $(printf '%4ds' $((SECONDS - start)))  $name")
-}
-
-step "cargo fmt --check" cargo fmt --all -- --check
-step "cargo clippy -D warnings" cargo clippy --workspace --all-targets --locked -- -D warnings
-step "cargo test" cargo test --workspace --locked
-
-if [ -d helm/meshkeeper ]; then
-  helm_checks() {
-    helm lint --strict helm/meshkeeper
-    local out; out="$(mktemp -d)"
-    helm template meshkeeper helm/meshkeeper --namespace meshkeeper > "$out/default.yaml"
-    kubernetes-validate --strict -k 1.33.0 "$out/default.yaml"
-    for values in helm/meshkeeper/ci/*.yaml; do
-      [ -e "$values" ] || continue
-      helm lint --strict helm/meshkeeper -f "$values"
-      helm template meshkeeper helm/meshkeeper --namespace meshkeeper -f "$values" > "$out/$(basename "$values")"
-      kubernetes-validate --strict -k 1.33.0 "$out/$(basename "$values")"
-    done
-  }
-  step "helm lint + template + schema validation" helm_checks
-fi
-
-dashboards() {
-  python3 scripts/gen-dashboard.py --check
-  python3 scripts/check-dashboards.py
-}
-step "dashboards: generated, valid, every query parses" dashboards
-
-if ls dashboards/*.rules.yaml >/dev/null 2>&1; then
-  step "promtool check rules" promtool check rules dashboards/*.rules.yaml
-  if ls dashboards/tests/*.yaml >/dev/null 2>&1; then
-    step "promtool test rules" promtool test rules dashboards/tests/*.yaml
+CURRENT=""
+render_dir="$(mktemp -d)" # rendered chart manifests
+T0=$SECONDS
+on_exit() {
+  local rc=$?
+  if [ "$rc" -ne 0 ] && [ -n "$CURRENT" ]; then
+    SUMMARY+=("FAIL $(printf '%5ds' $((SECONDS - STEP_START)))  $CURRENT")
   fi
+  if [ "${#SUMMARY[@]}" -gt 0 ]; then
+    printf '\n==================== summary ====================\n'
+    printf '%s\n' "${SUMMARY[@]}"
+    printf 'total %ds: %s\n' $((SECONDS - T0)) "$([ "$rc" -eq 0 ] && echo 'all steps passed' || echo "FAILED (exit $rc)")"
+  fi
+  rm -rf "$render_dir"
+}
+trap on_exit EXIT
+
+# step NAME COMMAND...: runs COMMAND under a header, records its time; a failure ends the script.
+step() {
+  CURRENT="$1"
+  shift
+  printf '\n==================== %s ====================\n' "$CURRENT"
+  printf '$ %s\n' "$*"
+  STEP_START=$SECONDS
+  "$@"
+  SUMMARY+=("ok   $(printf '%5ds' $((SECONDS - STEP_START)))  $CURRENT")
+  CURRENT=""
+}
+
+# --- Rust ------------------------------------------------------------------------------------
+step "cargo fmt" cargo fmt --all -- --check
+step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
+# `-- --quiet`: one dot per test, failures in full, and cargo's "Running <binary>" lines kept.
+step "cargo test" cargo test --workspace --locked -- --quiet
+
+# --- Helm chart --------------------------------------------------------------------------------
+
+# validate FILE: kubernetes-validate --strict against every version the package has schemas for.
+validate() {
+  local file="$1" v have
+  have="$(python3 - <<'PY' 2>/dev/null || true
+import kubernetes_validate, os
+d = os.path.join(os.path.dirname(kubernetes_validate.__file__), "kubernetes-json-schema")
+print(" ".join(sorted(x[1:].split("-")[0] for x in os.listdir(d) if x.endswith("-local-strict"))))
+PY
+)"
+  for v in "${K8S_VERSIONS[@]}"; do
+    if [ "$v" != "${K8S_VERSIONS[0]}" ] && [[ " $have " != *" $v "* ]]; then
+      echo "(kubernetes-validate has no schemas for $v; skipped)"
+      continue
+    fi
+    echo "--- kubernetes-validate --strict -k $v $(basename "$file")"
+    # CRD kinds (ServiceMonitor) have no bundled schema: kubernetes-validate only warns on them.
+    kubernetes-validate --strict --quiet -k "$v" "$file"
+  done
+}
+
+helm_chart() {
+  local chart=helm/meshkeeper values name
+  helm lint --strict "$chart"
+  echo "--- helm template (default values)"
+  helm template meshkeeper "$chart" --namespace meshkeeper >"$render_dir/default.yaml"
+  validate "$render_dir/default.yaml"
+  for values in "$chart"/ci/*.yaml; do
+    [ -e "$values" ] || continue
+    name="$(basename "$values" .yaml)"
+    echo "--- helm lint --strict -f $values"
+    helm lint --strict "$chart" -f "$values"
+    echo "--- helm template -f $values"
+    helm template meshkeeper "$chart" --namespace meshkeeper -f "$values" >"$render_dir/$name.yaml"
+    validate "$render_dir/$name.yaml"
+  done
+}
+if [ -f helm/meshkeeper/Chart.yaml ]; then
+  step "helm chart" helm_chart
 fi
 
-deny() {
-  # cargo metadata needs every platform's crates present; fetching uses crates.io only.
-  cargo fetch --locked -q
-  local cfg; cfg="$(mktemp)"
-  sed "s|@ADVISORY_DB@|$MESHKEEPER_ADVISORY_DB|" deny.toml > "$cfg"
-  cargo deny --offline --config "$cfg" check
-}
-[ -f deny.toml ] && step "cargo deny (offline)" deny
-[ -f Dockerfile ] && step "hadolint Dockerfile" hadolint Dockerfile
+# --- Prometheus rules and dashboards (only once they exist) ------------------------------------
+shopt -s nullglob
+rule_files=(dashboards/*.yaml dashboards/*.yml)
+rule_tests=(dashboards/tests/*.yaml dashboards/tests/*.yml)
+shopt -u nullglob
+if [ "${#rule_files[@]}" -gt 0 ]; then
+  step "promtool check rules" promtool check rules "${rule_files[@]}"
+fi
+if [ "${#rule_tests[@]}" -gt 0 ]; then
+  step "promtool test rules" promtool test rules "${rule_tests[@]}"
+fi
+if [ -f scripts/check-dashboards.py ]; then
+  step "dashboards" python3 scripts/check-dashboards.py
+fi
 
-printf '\n==> summary\n'
-printf '%s\n' "${SUMMARY[@]}"
+# --- Supply chain and image --------------------------------------------------------------------
+deny() {
+  # cargo metadata wants every platform's manifests; this fetches them from crates.io if missing.
+  cargo fetch --locked --quiet
+  cargo deny --offline check
+}
+step "cargo deny" deny
+if [ -f Dockerfile ]; then
+  step "hadolint" hadolint Dockerfile
+fi
