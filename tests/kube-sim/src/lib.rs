@@ -2,3 +2,5 @@
 //! kube-sim (under construction)
 pub mod patch;
 pub mod rbac;
+pub mod resources;
+pub mod selectors;
