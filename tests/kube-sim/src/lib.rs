@@ -4,3 +4,4 @@ pub mod patch;
 pub mod rbac;
 pub mod resources;
 pub mod selectors;
+pub mod store;
