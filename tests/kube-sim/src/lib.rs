@@ -1,7 +1,363 @@
 #![forbid(unsafe_code)]
-//! kube-sim (under construction)
+//! kube-sim: a simulated Kubernetes API server for meshkeeper's tests, benchmarks and demo.
+//!
+//! It speaks the real HTTP API (discovery, get/list/watch with bookmarks, 410 and streaming
+//! lists, create/update/delete, merge/JSON/strategic patches and server-side apply) over plain
+//! HTTP on 127.0.0.1, writes a kubeconfig pointing at itself, and can inject faults. See
+//! README.md for what it does and where it is simpler than a real API server.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! let sim = kube_sim::Sim::start(kube_sim::SimOptions::default()).await?;
+//! println!("kubectl --kubeconfig {} get ns", sim.kubeconfig_path().display());
+//! # Ok(()) }
+//! ```
+
+pub mod actors;
 pub mod patch;
 pub mod rbac;
 pub mod resources;
+pub mod seed;
 pub mod selectors;
+pub mod server;
 pub mod store;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::watch;
+
+pub use server::{FaultRule, RequestRecord};
+pub use store::{ApiError, PatchType, WriteOpts};
+
+use server::{FaultState, Shared, lock};
+
+/// How to start a simulated cluster.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    /// 0 picks a free port.
+    pub port: u16,
+    /// Watch events kept for watches that resume from a resourceVersion (older ones get 410).
+    pub history: usize,
+    /// Period of BOOKMARK events on watches that allow them (a real server: about a minute).
+    pub bookmark_interval: Duration,
+    /// Run the cluster actors (scheduler/kubelet, deployment controller, sidecar injector).
+    pub actors: bool,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions { port: 0, history: 10_000, bookmark_interval: Duration::from_secs(1), actors: true }
+    }
+}
+
+impl SimOptions {
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+    pub fn history(mut self, n: usize) -> Self {
+        self.history = n;
+        self
+    }
+    pub fn bookmark_interval(mut self, d: Duration) -> Self {
+        self.bookmark_interval = d;
+        self
+    }
+    pub fn actors(mut self, on: bool) -> Self {
+        self.actors = on;
+        self
+    }
+}
+
+/// A running simulated cluster.
+pub struct Sim {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+    server: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    actors: Option<actors::Actors>,
+}
+
+/// The in-process API: the same write path as HTTP, for test setup, assertions and actors.
+#[derive(Clone)]
+pub struct Cluster {
+    shared: Arc<Shared>,
+}
+
+/// Fault injection from test code.
+#[derive(Clone)]
+pub struct Faults {
+    shared: Arc<Shared>,
+}
+
+impl Sim {
+    pub async fn start(opts: SimOptions) -> std::io::Result<Sim> {
+        let (drop_watches, _) = watch::channel(0);
+        let shared = Arc::new(Shared {
+            store: Mutex::new(store::Store::new(opts.history)),
+            faults: Mutex::new(FaultState::default()),
+            requests: Mutex::new(Default::default()),
+            drop_watches,
+            bookmark_interval: opts.bookmark_interval,
+        });
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port)).await?;
+        let addr = listener.local_addr()?;
+        let dir = tempfile::tempdir()?;
+        let sim = Sim { shared: shared.clone(), addr, dir, server: Mutex::new(None), actors: None };
+        std::fs::write(sim.kubeconfig_path(), kubeconfig(&sim.url(), "kube-sim-admin-token"))?;
+        *lock(&sim.server) = Some(serve(listener, shared.clone()));
+        let mut sim = sim;
+        if opts.actors {
+            sim.actors = Some(actors::Actors::start(sim.cluster()));
+        }
+        Ok(sim)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A kubeconfig (admin) pointing at this server.
+    pub fn kubeconfig_path(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+
+    pub fn cluster(&self) -> Cluster {
+        Cluster { shared: self.shared.clone() }
+    }
+
+    pub fn faults(&self) -> Faults {
+        Faults { shared: self.shared.clone() }
+    }
+
+    pub fn actors(&self) -> Option<&actors::Actors> {
+        self.actors.as_ref()
+    }
+
+    /// Every request served so far (oldest first, bounded).
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        lock(&self.shared.requests).iter().cloned().collect()
+    }
+
+    pub fn clear_requests(&self) {
+        lock(&self.shared.requests).clear();
+    }
+
+    /// Stops serving: connections are cut and new ones refused; the state is kept.
+    pub async fn stop(&self) {
+        let handle = lock(&self.server).take();
+        if let Some(h) = handle {
+            h.abort();
+            let _ = h.await;
+        }
+        self.faults().drop_watches();
+    }
+
+    /// Serves again on the same port.
+    pub async fn restart(&self) -> std::io::Result<()> {
+        self.stop().await;
+        let listener = tokio::net::TcpListener::bind(self.addr).await?;
+        *lock(&self.server) = Some(serve(listener, self.shared.clone()));
+        Ok(())
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        if let Some(h) = lock(&self.server).take() {
+            h.abort();
+        }
+    }
+}
+
+fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {
+    let app = axum::Router::new().fallback(server::handle).with_state(shared);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::warn!(error = %e, "kube-sim server stopped");
+        }
+    })
+}
+
+/// A kubeconfig for `url` with a bearer token.
+pub fn kubeconfig(url: &str, token: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: kube-sim\n  cluster:\n    server: {url}\ncontexts:\n- name: kube-sim\n  context:\n    cluster: kube-sim\n    user: admin\n    namespace: default\ncurrent-context: kube-sim\nusers:\n- name: admin\n  user:\n    token: {token}\n"
+    )
+}
+
+// === impl Cluster ===
+
+impl Cluster {
+    fn ti(&self, api_version: &str, plural: &str) -> Result<usize, ApiError> {
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        lock(&self.shared.store)
+            .type_index(group, version, plural)
+            .ok_or_else(|| ApiError::new(404, "NotFound", format!("no resource {plural} in {api_version}")))
+    }
+
+    pub fn get(&self, api_version: &str, plural: &str, ns: &str, name: &str) -> Option<Value> {
+        let ti = self.ti(api_version, plural).ok()?;
+        lock(&self.shared.store).get(ti, ns, name).map(|s| (*s.value).clone())
+    }
+
+    pub fn list(&self, api_version: &str, plural: &str, ns: Option<&str>) -> Vec<Value> {
+        let Ok(ti) = self.ti(api_version, plural) else { return vec![] };
+        lock(&self.shared.store).iter(ti, ns, None).map(|(_, s)| (*s.value).clone()).collect()
+    }
+
+    pub fn count(&self, api_version: &str, plural: &str) -> usize {
+        self.ti(api_version, plural).map(|ti| lock(&self.shared.store).count(ti)).unwrap_or(0)
+    }
+
+    pub fn create(&self, api_version: &str, plural: &str, ns: &str, obj: Value) -> Result<Value, ApiError> {
+        let ti = self.ti(api_version, plural)?;
+        lock(&self.shared.store).create(ti, ns, obj, &WriteOpts::default(), "kube-sim")
+    }
+
+    /// Creates or replaces (keeps nothing of the old object but its identity).
+    pub fn upsert(&self, api_version: &str, plural: &str, ns: &str, mut obj: Value) -> Result<Value, ApiError> {
+        let ti = self.ti(api_version, plural)?;
+        let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let mut store = lock(&self.shared.store);
+        let exists = store.get(ti, ns, &name).is_some();
+        if exists {
+            if let Some(m) = obj["metadata"].as_object_mut() {
+                m.remove("resourceVersion");
+            }
+            store.update(ti, ns, &name, obj, None, &WriteOpts::default(), "kube-sim")
+        } else {
+            store.create(ti, ns, obj, &WriteOpts::default(), "kube-sim")
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn patch(
+        &self,
+        api_version: &str,
+        plural: &str,
+        ns: &str,
+        name: &str,
+        pt: PatchType,
+        body: &Value,
+        manager: &str,
+    ) -> Result<Value, ApiError> {
+        let ti = self.ti(api_version, plural)?;
+        let opts = WriteOpts { force: pt == PatchType::Apply, ..Default::default() };
+        lock(&self.shared.store).patch(ti, ns, name, pt, body, None, &opts, manager)
+    }
+
+    pub fn patch_status(
+        &self,
+        api_version: &str,
+        plural: &str,
+        ns: &str,
+        name: &str,
+        body: &Value,
+    ) -> Result<Value, ApiError> {
+        let ti = self.ti(api_version, plural)?;
+        lock(&self.shared.store).patch(
+            ti,
+            ns,
+            name,
+            PatchType::Merge,
+            body,
+            Some("status"),
+            &WriteOpts::default(),
+            "kube-sim",
+        )
+    }
+
+    pub fn delete(&self, api_version: &str, plural: &str, ns: &str, name: &str) -> Result<Value, ApiError> {
+        let ti = self.ti(api_version, plural)?;
+        lock(&self.shared.store).delete(ti, ns, name, &WriteOpts::default())
+    }
+
+    /// Every change from now on (in-process watch for actors and tests).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<store::Event>> {
+        lock(&self.shared.store).events.subscribe()
+    }
+
+    /// The resource plural of an event.
+    pub fn resource_of(&self, ev: &store::Event) -> String {
+        lock(&self.shared.store).types.get(ev.resource).map(|r| r.plural.clone()).unwrap_or_default()
+    }
+
+    pub fn resource_version(&self) -> u64 {
+        lock(&self.shared.store).rv
+    }
+
+    /// Registers a custom resource type (as creating its CRD does).
+    pub fn register_crd(
+        &self,
+        group: &str,
+        version: &str,
+        kind: &str,
+        plural: &str,
+        namespaced: bool,
+    ) -> Result<Value, ApiError> {
+        let scope = if namespaced { "Namespaced" } else { "Cluster" };
+        self.create(
+            "apiextensions.k8s.io/v1",
+            "customresourcedefinitions",
+            "",
+            serde_json::json!({"metadata": {"name": format!("{plural}.{group}")}, "spec": {"group": group, "scope": scope,
+                "names": {"kind": kind, "plural": plural, "singular": kind.to_lowercase()},
+                "versions": [{"name": version, "served": true, "storage": true}]}}),
+        )
+    }
+}
+
+// === impl Faults ===
+
+impl Faults {
+    /// The next `n` requests with this verb (get, list, watch, create, update, patch, delete)
+    /// on this resource plural fail with `code` (429 gets a Retry-After of 1 s).
+    pub fn fail_next(&self, verb: &str, resource: &str, n: u32, code: u16) {
+        lock(&self.shared.faults).rules.push(FaultRule {
+            verb: Some(verb.into()),
+            resource: Some(resource.into()),
+            name: None,
+            remaining: n,
+            code,
+            retry_after: (code == 429).then_some(1),
+        });
+    }
+
+    pub fn add(&self, rule: FaultRule) {
+        lock(&self.shared.faults).rules.push(rule);
+    }
+
+    pub fn clear(&self) {
+        *lock(&self.shared.faults) = FaultState::default();
+    }
+
+    /// Adds latency to requests on a resource (None: every request).
+    pub fn latency(&self, resource: Option<&str>, d: Duration) {
+        lock(&self.shared.faults).latency = Some((resource.map(str::to_string), d));
+    }
+
+    /// Cuts every open watch connection.
+    pub fn drop_watches(&self) {
+        self.shared.drop_watches.send_modify(|n| *n += 1);
+    }
+
+    /// Forgets the watch history: resuming from any older resourceVersion gets 410 Gone.
+    pub fn compact(&self) {
+        lock(&self.shared.store).compact();
+        self.drop_watches();
+    }
+}
+
+/// Writes text to a file (for binaries printing paths).
+pub fn write_file(path: &Path, text: &str) -> std::io::Result<()> {
+    std::fs::write(path, text)
+}

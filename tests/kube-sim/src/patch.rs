@@ -338,10 +338,11 @@ fn to_fields_v1(paths: impl IntoIterator<Item = Path>) -> Value {
         for (i, seg) in p.iter().enumerate() {
             let Value::Object(m) = cur else { break };
             cur = m.entry(fv1_key(seg)).or_insert_with(|| Value::Object(Map::new()));
-            if matches!(seg, Seg::Key(_)) && i + 1 < p.len() {
-                if let Value::Object(km) = cur {
-                    km.entry(".").or_insert_with(|| Value::Object(Map::new()));
-                }
+            if matches!(seg, Seg::Key(_))
+                && i + 1 < p.len()
+                && let Value::Object(km) = cur
+            {
+                km.entry(".").or_insert_with(|| Value::Object(Map::new()));
             }
         }
     }

@@ -36,6 +36,7 @@ impl ResourceType {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn rt(
     group: &str,
     version: &str,
@@ -207,4 +208,52 @@ pub fn version_doc() -> Value {
 
 pub fn core_versions() -> Value {
     json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}]})
+}
+
+/// `/openapi/v3`: the index of per-group-version documents.
+pub fn openapi_index(all: &[ResourceType]) -> Value {
+    let mut paths = serde_json::Map::new();
+    for r in all {
+        let gv =
+            if r.group.is_empty() { format!("api/{}", r.version) } else { format!("apis/{}/{}", r.group, r.version) };
+        paths.insert(gv.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{gv}?hash=kube-sim")}));
+    }
+    json!({"paths": paths})
+}
+
+/// `/openapi/v3/api/v1` etc.: a minimal document. It declares, for each resource, the
+/// operations with their group-version-kind and the `fieldValidation` parameter, which is
+/// what kubectl checks before it relies on server-side field validation. No schemas.
+pub fn openapi_doc(all: &[ResourceType], group: &str, version: &str) -> Option<Value> {
+    let rs: Vec<&ResourceType> = all.iter().filter(|r| r.group == group && r.version == version).collect();
+    if rs.is_empty() {
+        return None;
+    }
+    let mut paths = serde_json::Map::new();
+    let base = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
+    for r in rs {
+        let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
+        let op = |verb: &str| {
+            json!({"operationId": format!("{verb}{}", r.kind), "x-kubernetes-action": verb, "x-kubernetes-group-version-kind": gvk,
+                "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+                               {"name": "dryRun", "in": "query", "schema": {"type": "string"}},
+                               {"name": "fieldManager", "in": "query", "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "OK"}}})
+        };
+        let item = if r.namespaced {
+            format!("{base}/namespaces/{{namespace}}/{}/{{name}}", r.plural)
+        } else {
+            format!("{base}/{}/{{name}}", r.plural)
+        };
+        let coll = if r.namespaced {
+            format!("{base}/namespaces/{{namespace}}/{}", r.plural)
+        } else {
+            format!("{base}/{}", r.plural)
+        };
+        paths.insert(item, json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}));
+        paths.insert(coll, json!({"get": op("list"), "post": op("post")}));
+    }
+    Some(
+        json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.36.0"}, "paths": paths, "components": {"schemas": {}}}),
+    )
 }

@@ -390,6 +390,7 @@ impl Store {
     }
 
     /// Commits a new version of an object (create when `old` is None).
+    #[allow(clippy::too_many_arguments)]
     fn commit(
         &mut self,
         ti: usize,
@@ -556,11 +557,11 @@ impl Store {
         if rt.namespaced {
             self.namespace_state(ns)?;
         }
-        if obj["metadata"]["name"].as_str().is_none_or(str::is_empty) {
-            if let Some(prefix) = obj["metadata"]["generateName"].as_str() {
-                self.uid += 1;
-                obj["metadata"]["name"] = json!(format!("{prefix}{:05x}", self.uid & 0xfffff));
-            }
+        if obj["metadata"]["name"].as_str().is_none_or(str::is_empty)
+            && let Some(prefix) = obj["metadata"]["generateName"].as_str().map(str::to_string)
+        {
+            self.uid += 1;
+            obj["metadata"]["name"] = json!(format!("{prefix}{:05x}", self.uid & 0xfffff));
         }
         let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
         let key = (if rt.namespaced { ns.to_string() } else { String::new() }, name.clone());
@@ -572,16 +573,17 @@ impl Store {
             m.remove("resourceVersion");
         }
         let created = self.commit(ti, key, None, obj, None, opts, manager)?;
-        if rt.kind == "CustomResourceDefinition" && !opts.dry_run {
-            if let Some(t) = resources::from_crd(&created) {
-                if self.type_index(&t.group, &t.version, &t.plural).is_none() {
-                    self.types.push(t);
-                }
-            }
+        if rt.kind == "CustomResourceDefinition"
+            && !opts.dry_run
+            && let Some(t) = resources::from_crd(&created)
+            && self.type_index(&t.group, &t.version, &t.plural).is_none()
+        {
+            self.types.push(t);
         }
         Ok(created)
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub fn update(
         &mut self,
         ti: usize,

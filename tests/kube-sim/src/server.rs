@@ -1,0 +1,763 @@
+//! The HTTP face of the store: discovery, get/list/watch/create/update/patch/delete as the
+//! Kubernetes API answers them, and fault injection.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, watch};
+
+use crate::resources::{self, ResourceType};
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::store::{ApiError, PatchType, Store, WriteOpts};
+
+/// A recorded request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRecord {
+    pub verb: String,
+    pub group: String,
+    pub resource: String,
+    pub subresource: Option<String>,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub code: u16,
+    pub field_manager: Option<String>,
+    pub user_agent: String,
+}
+
+/// A fault: the next `remaining` requests matching verb/resource fail with `code`.
+#[derive(Debug, Clone)]
+pub struct FaultRule {
+    pub verb: Option<String>,
+    pub resource: Option<String>,
+    pub name: Option<String>,
+    pub remaining: u32,
+    pub code: u16,
+    pub retry_after: Option<u32>,
+}
+
+#[derive(Default)]
+pub struct FaultState {
+    pub rules: Vec<FaultRule>,
+    pub latency: Option<(Option<String>, Duration)>,
+}
+
+/// Everything the handlers share.
+pub struct Shared {
+    pub store: Mutex<Store>,
+    pub faults: Mutex<FaultState>,
+    pub requests: Mutex<VecDeque<RequestRecord>>,
+    /// Bumped to drop every open watch.
+    pub drop_watches: watch::Sender<u64>,
+    pub bookmark_interval: Duration,
+}
+
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+const MAX_RECORDS: usize = 100_000;
+
+fn json_response(code: u16, v: &Value) -> Response {
+    let mut r = Response::new(Body::from(serde_json::to_vec(v).unwrap_or_default()));
+    *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn error_response(e: &ApiError) -> Response {
+    json_response(e.code, &e.status())
+}
+
+/// The parts of a resource path.
+#[derive(Debug, Clone, Default)]
+struct Target {
+    group: String,
+    version: String,
+    namespace: Option<String>,
+    plural: String,
+    name: Option<String>,
+    sub: Option<String>,
+    watch_path: bool,
+}
+
+fn parse_path(path: &str) -> Option<Target> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, version, mut rest) = match segs.as_slice() {
+        ["api", v, rest @ ..] => (String::new(), v.to_string(), rest.to_vec()),
+        ["apis", g, v, rest @ ..] => (g.to_string(), v.to_string(), rest.to_vec()),
+        _ => return None,
+    };
+    let mut t = Target { group, version, ..Default::default() };
+    if rest.first() == Some(&"watch") {
+        t.watch_path = true;
+        rest.remove(0);
+    }
+    if rest.len() >= 3 && rest[0] == "namespaces" {
+        t.namespace = Some(rest[1].to_string());
+        rest.drain(0..2);
+    }
+    match rest.as_slice() {
+        [plural] => t.plural = plural.to_string(),
+        [plural, name] => {
+            t.plural = plural.to_string();
+            t.name = Some(name.to_string());
+        }
+        [plural, name, sub] => {
+            t.plural = plural.to_string();
+            t.name = Some(name.to_string());
+            t.sub = Some(sub.to_string());
+        }
+        _ => return None,
+    }
+    // `/api/v1/namespaces/{name}` is the namespace object itself.
+    if t.plural.is_empty() {
+        return None;
+    }
+    Some(t)
+}
+
+fn query_map(q: Option<&str>) -> std::collections::HashMap<String, String> {
+    q.unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            Some((decode(k)?, decode(v)?))
+        })
+        .collect()
+}
+
+fn decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let h = std::str::from_utf8(&b[i + 1..i + 3]).ok()?;
+                out.push(u8::from_str_radix(h, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn default_manager(headers: &HeaderMap) -> String {
+    let ua = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("unknown");
+    ua.split('/').next().unwrap_or(ua).to_string()
+}
+
+pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let q = query_map(parts.uri.query());
+    let body = match axum::body::to_bytes(body, 64 * 1024 * 1024).await {
+        Ok(b) => b,
+        Err(e) => return error_response(&ApiError::new(400, "BadRequest", format!("cannot read the body: {e}"))),
+    };
+    let method = parts.method.clone();
+    // Discovery and other non-resource paths.
+    if let Some(r) = non_resource(&shared, &method, &path) {
+        return r;
+    }
+    let Some(t) = parse_path(&path) else {
+        return error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource"));
+    };
+    let verb = match (&method, &t.name, q.get("watch").map(String::as_str), t.watch_path) {
+        (&Method::GET, _, Some("true" | "1"), _) | (&Method::GET, _, _, true) => "watch",
+        (&Method::GET, Some(_), _, _) => "get",
+        (&Method::GET, None, _, _) => "list",
+        (&Method::POST, _, _, _) => "create",
+        (&Method::PUT, _, _, _) => "update",
+        (&Method::PATCH, _, _, _) => "patch",
+        (&Method::DELETE, Some(_), _, _) => "delete",
+        (&Method::DELETE, None, _, _) => "deletecollection",
+        _ => {
+            return error_response(&ApiError::new(
+                405,
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource".to_string(),
+            ));
+        }
+    };
+    // kube-sim speaks JSON only: like a server that cannot decode a type's protobuf, answer 415
+    // so client-go falls back to JSON.
+    let ctype = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if !body.is_empty() && ctype.starts_with("application/vnd.kubernetes.protobuf") {
+        return error_response(&ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
+        ));
+    }
+    let manager = q.get("fieldManager").cloned().unwrap_or_else(|| default_manager(&parts.headers));
+    let user_agent =
+        parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let response = dispatch(&shared, &t, verb, &q, &parts.headers, &body, &manager).await;
+    let code = response.status().as_u16();
+    let mut rec = lock(&shared.requests);
+    if rec.len() == MAX_RECORDS {
+        rec.pop_front();
+    }
+    rec.push_back(RequestRecord {
+        verb: verb.into(),
+        group: t.group.clone(),
+        resource: t.plural.clone(),
+        subresource: t.sub.clone(),
+        namespace: t.namespace.clone(),
+        name: t.name.clone(),
+        code,
+        field_manager: (matches!(verb, "create" | "update" | "patch")).then(|| manager.clone()),
+        user_agent,
+    });
+    response
+}
+
+fn non_resource(shared: &Shared, method: &Method, path: &str) -> Option<Response> {
+    let path = path.trim_end_matches('/');
+    if method != Method::GET {
+        return None;
+    }
+    let store = lock(&shared.store);
+    let types = &store.types;
+    let v = match path {
+        "/version" => resources::version_doc(),
+        "/api" => resources::core_versions(),
+        "/apis" => resources::group_list(types),
+        "/healthz" | "/livez" | "/readyz" => {
+            return Some((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], "ok").into_response());
+        }
+        "/openapi/v3" => resources::openapi_index(types),
+        "/openapi/v2" => {
+            return Some(error_response(&ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )));
+        }
+        _ => {
+            let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+            match segs.as_slice() {
+                ["openapi", "v3", "api", v] => resources::openapi_doc(types, "", v)?,
+                ["openapi", "v3", "apis", g, v] => resources::openapi_doc(types, g, v)?,
+                ["api", v] => resources::resource_list(types, "", v)?,
+                ["apis", g] => {
+                    let versions: Vec<String> = types.iter().filter(|r| r.group == *g).map(|r| r.version.clone()).fold(
+                        Vec::new(),
+                        |mut a, v| {
+                            if !a.contains(&v) {
+                                a.push(v);
+                            }
+                            a
+                        },
+                    );
+                    if versions.is_empty() {
+                        return Some(error_response(&ApiError::new(
+                            404,
+                            "NotFound",
+                            "the server could not find the requested resource",
+                        )));
+                    }
+                    resources::group_doc(g, &versions)
+                }
+                ["apis", g, v] => match resources::resource_list(types, g, v) {
+                    Some(l) => l,
+                    None => {
+                        return Some(error_response(&ApiError::new(
+                            404,
+                            "NotFound",
+                            "the server could not find the requested resource",
+                        )));
+                    }
+                },
+                _ => return None,
+            }
+        }
+    };
+    Some(json_response(200, &v))
+}
+
+fn check_faults(shared: &Shared, verb: &str, t: &Target) -> Option<Response> {
+    let mut f = lock(&shared.faults);
+    let rule = f.rules.iter_mut().find(|r| {
+        r.remaining > 0
+            && r.verb.as_deref().is_none_or(|v| v == verb)
+            && r.resource.as_deref().is_none_or(|res| res == t.plural)
+            && r.name.as_deref().is_none_or(|n| Some(n) == t.name.as_deref())
+    })?;
+    rule.remaining -= 1;
+    let (code, retry) = (rule.code, rule.retry_after);
+    f.rules.retain(|r| r.remaining > 0);
+    let reason = match code {
+        403 => "Forbidden",
+        409 => "Conflict",
+        410 => "Expired",
+        429 => "TooManyRequests",
+        500 => "InternalError",
+        503 => "ServiceUnavailable",
+        504 => "Timeout",
+        _ => "InternalError",
+    };
+    let mut e = ApiError::new(code, reason, format!("injected fault: {reason}"));
+    if code == 409 {
+        e.message = format!(
+            "Operation cannot be fulfilled on {} \"{}\": the object has been modified; please apply your changes to the latest version and try again",
+            t.plural,
+            t.name.clone().unwrap_or_default()
+        );
+    }
+    let mut r = error_response(&e);
+    if let Some(s) = retry {
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+    }
+    Some(r)
+}
+
+async fn dispatch(
+    shared: &Arc<Shared>,
+    t: &Target,
+    verb: &str,
+    q: &std::collections::HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &Bytes,
+    manager: &str,
+) -> Response {
+    let latency = lock(&shared.faults).latency.clone();
+    if let Some((res, d)) = latency
+        && res.as_deref().is_none_or(|r| r == t.plural)
+    {
+        tokio::time::sleep(d).await;
+    }
+    if let Some(r) = check_faults(shared, verb, t) {
+        return r;
+    }
+    let ti = {
+        let store = lock(&shared.store);
+        store.type_index(&t.group, &t.version, &t.plural)
+    };
+    let Some(ti) = ti else {
+        return error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource"));
+    };
+    let rt: ResourceType = lock(&shared.store).types[ti].clone();
+    if rt.create_only {
+        return access_review(&rt, verb, body);
+    }
+    let ns = t.namespace.clone().unwrap_or_default();
+    if rt.namespaced && t.namespace.is_none() && !matches!(verb, "list" | "watch") {
+        return error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource"));
+    }
+    if let Some(sub) = &t.sub
+        && !rt.subresources.contains(sub)
+    {
+        return error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource"));
+    }
+    let opts = WriteOpts {
+        dry_run: q.get("dryRun").is_some_and(|v| v == "All"),
+        field_manager: q.get("fieldManager").cloned(),
+        force: q.get("force").is_some_and(|v| v == "true"),
+    };
+    let parse_body = |b: &Bytes| -> Result<Value, ApiError> {
+        serde_json::from_slice(b)
+            .map_err(|e| ApiError::new(400, "BadRequest", format!("the body of the request could not be decoded: {e}")))
+    };
+    let name = t.name.clone().unwrap_or_default();
+    let result = match verb {
+        "get" => {
+            let store = lock(&shared.store);
+            return match store.get(ti, if rt.namespaced { &ns } else { "" }, &name) {
+                Some(s) => {
+                    let mut r = Response::new(Body::from(s.json.clone()));
+                    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                    r
+                }
+                None => error_response(&ApiError::not_found(&rt, &name)),
+            };
+        }
+        "list" => return list(shared, ti, &rt, t.namespace.as_deref(), q),
+        "watch" => return watch(shared.clone(), ti, &rt, t.namespace.clone(), t.name.clone(), q),
+        "create" => {
+            if t.sub.as_deref() == Some("eviction") {
+                return evict(shared, ti, &ns, &name);
+            }
+            parse_body(body).and_then(|b| lock(&shared.store).create(ti, &ns, b, &opts, manager))
+        }
+        "update" => parse_body(body)
+            .and_then(|b| lock(&shared.store).update(ti, &ns, &name, b, t.sub.as_deref(), &opts, manager)),
+        "patch" => {
+            let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            let pt = match ctype.split(';').next().unwrap_or_default().trim() {
+                "application/merge-patch+json" => PatchType::Merge,
+                "application/json-patch+json" => PatchType::Json,
+                "application/strategic-merge-patch+json" => PatchType::Strategic,
+                "application/apply-patch+yaml" | "application/apply-patch+json" | "application/apply-patch+cbor" => {
+                    PatchType::Apply
+                }
+                other => {
+                    return error_response(&ApiError::new(
+                        415,
+                        "UnsupportedMediaType",
+                        format!(
+                            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {other:?})"
+                        ),
+                    ));
+                }
+            };
+            let parsed = if pt == PatchType::Apply {
+                serde_yaml::from_slice::<Value>(body)
+                    .map_err(|e| ApiError::new(400, "BadRequest", format!("error decoding YAML: {e}")))
+            } else {
+                parse_body(body)
+            };
+            if pt == PatchType::Apply && q.get("fieldManager").is_none() {
+                return error_response(&ApiError::new(
+                    422,
+                    "Invalid",
+                    "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+                ));
+            }
+            parsed.and_then(|b| lock(&shared.store).patch(ti, &ns, &name, pt, &b, t.sub.as_deref(), &opts, manager))
+        }
+        "delete" => lock(&shared.store).delete(ti, &ns, &name, &opts),
+        "deletecollection" => {
+            let mut store = lock(&shared.store);
+            let keys: Vec<(String, String)> =
+                store.iter(ti, t.namespace.as_deref(), None).map(|(k, _)| k.clone()).collect();
+            for (kns, kname) in keys {
+                let _ = store.delete(ti, &kns, &kname, &opts);
+            }
+            Ok(json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}))
+        }
+        _ => Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        )),
+    };
+    match result {
+        Ok(v) => json_response(if verb == "create" { 201 } else { 200 }, &v),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// SelfSubjectAccessReview / SelfSubjectRulesReview: the admin may do everything.
+fn access_review(rt: &ResourceType, verb: &str, body: &Bytes) -> Response {
+    if verb != "create" {
+        return error_response(&ApiError::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        ));
+    }
+    let mut v: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => {
+            return error_response(&ApiError::new(
+                400,
+                "BadRequest",
+                format!("the body of the request could not be decoded: {e}"),
+            ));
+        }
+    };
+    v["apiVersion"] = json!("authorization.k8s.io/v1");
+    v["kind"] = json!(rt.kind);
+    v["status"] = if rt.kind == "SelfSubjectAccessReview" {
+        json!({"allowed": true, "reason": "kube-sim: authorization is not enforced (the admin may do everything)"})
+    } else {
+        json!({"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}], "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}], "incomplete": false})
+    };
+    json_response(201, &v)
+}
+
+/// pods/eviction honouring PodDisruptionBudgets.
+fn evict(shared: &Shared, ti: usize, ns: &str, name: &str) -> Response {
+    let mut store = lock(&shared.store);
+    let rt = store.types[ti].clone();
+    let Some(pod) = store.get(ti, ns, name).map(|s| s.value.clone()) else {
+        return error_response(&ApiError::not_found(&rt, name));
+    };
+    if let Some(pdb_ti) = store.type_index("policy", "v1", "poddisruptionbudgets") {
+        let pods: Vec<Value> = store.iter(ti, Some(ns), None).map(|(_, s)| (*s.value).clone()).collect();
+        for (_, pdb) in store.iter(pdb_ti, Some(ns), None) {
+            let sel = &pdb.value["spec"]["selector"]["matchLabels"];
+            let matches =
+                |p: &Value| sel.as_object().is_some_and(|m| m.iter().all(|(k, v)| &p["metadata"]["labels"][k] == v));
+            if !matches(&pod) {
+                continue;
+            }
+            let healthy = pods
+                .iter()
+                .filter(|p| {
+                    matches(p)
+                        && p["status"]["conditions"]
+                            .as_array()
+                            .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+                })
+                .count() as i64;
+            let total = pods.iter().filter(|p| matches(p)).count() as i64;
+            let min_available = pdb.value["spec"]["minAvailable"]
+                .as_i64()
+                .or_else(|| pdb.value["spec"]["maxUnavailable"].as_i64().map(|m| total - m))
+                .unwrap_or(0);
+            if healthy - 1 < min_available {
+                return error_response(
+                    &ApiError::new(
+                        429,
+                        "TooManyRequests",
+                        "Cannot evict pod as it would violate the pod's disruption budget.",
+                    )
+                    .with_details(name, "", "pods"),
+                );
+            }
+        }
+    }
+    match store.delete(ti, ns, name, &WriteOpts::default()) {
+        Ok(_) => json_response(
+            201,
+            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+        ),
+        Err(e) => error_response(&e),
+    }
+}
+
+fn list(
+    shared: &Shared,
+    ti: usize,
+    rt: &ResourceType,
+    ns: Option<&str>,
+    q: &std::collections::HashMap<String, String>,
+) -> Response {
+    let labels = match LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or("")) {
+        Ok(l) => l,
+        Err(e) => return error_response(&ApiError::new(400, "BadRequest", e)),
+    };
+    let fields = match FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or("")) {
+        Ok(f) => f,
+        Err(e) => return error_response(&ApiError::new(400, "BadRequest", e)),
+    };
+    let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0).unwrap_or(usize::MAX);
+    let store = lock(&shared.store);
+    let after = match q.get("continue").filter(|c| !c.is_empty()) {
+        None => None,
+        Some(c) => match decode_continue(c) {
+            Some((rv, key)) if rv >= store.compacted_below => Some(key),
+            Some(_) => {
+                return error_response(&ApiError::new(
+                    410,
+                    "Expired",
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+                ));
+            }
+            None => {
+                return error_response(&ApiError::new(
+                    400,
+                    "BadRequest",
+                    "continue key is not valid: illegal base64 data",
+                ));
+            }
+        },
+    };
+    let mut out: Vec<u8> = Vec::with_capacity(1024);
+    let mut n = 0;
+    let mut next = None;
+    let mut last_key = None;
+    let filtering = !labels.is_empty() || q.contains_key("fieldSelector");
+    for (k, s) in store.iter(ti, ns, after.as_ref()) {
+        if filtering && !(labels.matches(&s.value) && fields.matches(&s.value)) {
+            continue;
+        }
+        if n == limit {
+            next = last_key.clone();
+            break;
+        }
+        if n > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&s.json);
+        n += 1;
+        last_key = Some(k.clone());
+    }
+    let rv = store.list_rv();
+    let cont = next.map(|k: (String, String)| encode_continue(store.rv, &k)).unwrap_or_default();
+    drop(store);
+    let mut meta = json!({"resourceVersion": rv});
+    if !cont.is_empty() {
+        meta["continue"] = json!(cont);
+    }
+    let head = format!(
+        "{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":{},\"items\":[",
+        rt.kind,
+        rt.api_version(),
+        meta
+    );
+    let mut body = head.into_bytes();
+    body.extend_from_slice(&out);
+    body.extend_from_slice(b"]}");
+    let mut r = Response::new(Body::from(body));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn encode_continue(rv: u64, key: &(String, String)) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(json!({"rv": rv, "ns": key.0, "name": key.1}).to_string())
+}
+
+fn decode_continue(c: &str) -> Option<(u64, (String, String))> {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::STANDARD.decode(c).ok()?;
+    let v: Value = serde_json::from_slice(&raw).ok()?;
+    Some((v["rv"].as_u64()?, (v["ns"].as_str()?.to_string(), v["name"].as_str()?.to_string())))
+}
+
+fn bookmark(rt: &ResourceType, rv: u64, initial_end: bool) -> Bytes {
+    let mut meta = json!({"resourceVersion": rv.to_string()});
+    if initial_end {
+        meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    }
+    let mut v = serde_json::to_vec(
+        &json!({"type": "BOOKMARK", "object": {"kind": rt.kind, "apiVersion": rt.api_version(), "metadata": meta}}),
+    )
+    .unwrap_or_default();
+    v.push(b'\n');
+    Bytes::from(v)
+}
+
+fn watch(
+    shared: Arc<Shared>,
+    ti: usize,
+    rt: &ResourceType,
+    ns: Option<String>,
+    name: Option<String>,
+    q: &std::collections::HashMap<String, String>,
+) -> Response {
+    let labels = match LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or("")) {
+        Ok(l) => l,
+        Err(e) => return error_response(&ApiError::new(400, "BadRequest", e)),
+    };
+    let mut fields = match FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or("")) {
+        Ok(f) => f,
+        Err(e) => return error_response(&ApiError::new(400, "BadRequest", e)),
+    };
+    if let Some(n) = &name {
+        fields = FieldSelector::parse(&format!("metadata.name={n}")).unwrap_or(fields);
+    }
+    let bookmarks = q.get("allowWatchBookmarks").is_some_and(|v| v == "true");
+    let timeout = q
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(1800));
+    let initial = q.get("sendInitialEvents").is_some_and(|v| v == "true");
+    let rv_param: Option<u64> = q.get("resourceVersion").filter(|r| !r.is_empty()).and_then(|r| r.parse().ok());
+    let rt = rt.clone();
+    let matches = {
+        let (labels, fields, ns) = (labels.clone(), fields.clone(), ns.clone());
+        move |obj: &Value| {
+            ns.as_deref().is_none_or(|n| obj["metadata"]["namespace"].as_str() == Some(n))
+                && labels.matches(obj)
+                && fields.matches(obj)
+        }
+    };
+    // Under the store lock: the backlog and the live subscription, so nothing falls between.
+    let (backlog, mut live, start_rv) = {
+        let store = lock(&shared.store);
+        let live = store.events.subscribe();
+        let mut backlog: Vec<Bytes> = Vec::new();
+        let start_rv = store.rv;
+        match (initial, rv_param) {
+            (true, _) | (false, None) | (false, Some(0)) => {
+                for (_, s) in store.iter(ti, ns.as_deref(), None) {
+                    if matches(&s.value) {
+                        let mut v =
+                            serde_json::to_vec(&json!({"type": "ADDED", "object": &*s.value})).unwrap_or_default();
+                        v.push(b'\n');
+                        backlog.push(Bytes::from(v));
+                    }
+                }
+                if initial {
+                    backlog.push(bookmark(&rt, start_rv, true));
+                }
+            }
+            (false, Some(rv)) => match store.history_since(rv) {
+                Ok(evs) => {
+                    for e in evs.iter().filter(|e| e.resource == ti && matches(&e.object)) {
+                        backlog.push(e.line.clone());
+                    }
+                }
+                Err(e) => {
+                    let mut v = serde_json::to_vec(&json!({"type": "ERROR", "object": e.status()})).unwrap_or_default();
+                    v.push(b'\n');
+                    backlog.push(Bytes::from(v));
+                    return stream_response(
+                        futures::stream::iter(backlog.into_iter().map(Ok::<_, Infallible>)).boxed(),
+                    );
+                }
+            },
+        }
+        (backlog, live, start_rv)
+    };
+    let mut dropped = shared.drop_watches.subscribe();
+    dropped.mark_unchanged();
+    let interval = shared.bookmark_interval;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(256);
+    tokio::spawn(async move {
+        for b in backlog {
+            if tx.send(Ok(b)).await.is_err() {
+                return;
+            }
+        }
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut tick = tokio::time::interval(interval);
+        tick.tick().await;
+        let mut last_rv = start_rv;
+        loop {
+            tokio::select! {
+                _ = &mut deadline => return,
+                _ = dropped.changed() => return,
+                _ = tick.tick(), if bookmarks => {
+                    if tx.send(Ok(bookmark(&rt, last_rv, false))).await.is_err() { return; }
+                }
+                ev = live.recv() => match ev {
+                    Ok(e) => {
+                        last_rv = last_rv.max(e.rv);
+                        if e.resource == ti && e.rv > start_rv && matches(&e.object) && tx.send(Ok(e.line.clone())).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return,
+                },
+            }
+        }
+    });
+    stream_response(tokio_stream_from(rx))
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, Infallible>>,
+) -> futures::stream::BoxStream<'static, Result<Bytes, Infallible>> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+}
+
+fn stream_response(s: futures::stream::BoxStream<'static, Result<Bytes, Infallible>>) -> Response {
+    let mut r = Response::new(Body::from_stream(s));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
