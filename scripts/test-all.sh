@@ -10,6 +10,10 @@
 #
 # MESHKEEPER_REQUIRE_TOOLS=1 makes tests that need kubectl, promtool or helm fail instead of
 # skipping when the tool is missing.
+#
+# For local iteration only: MK_SKIP="clippy test" skips the steps with those ids (fmt clippy test
+# helm rules rules-test dashboards deny hadolint; shown as "skip" in the summary). CI never
+# sets it.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -45,8 +49,17 @@ on_exit() {
 }
 trap on_exit EXIT
 
-# step NAME COMMAND...: runs COMMAND under a header, records its time; a failure ends the script.
+# step ID NAME COMMAND...: runs COMMAND under a header, records its time; a failure ends the
+# script.
 step() {
+  local id="$1" word
+  shift
+  for word in ${MK_SKIP:-}; do
+    if [ "$word" = "$id" ]; then
+      SUMMARY+=("skip        $1 (MK_SKIP)")
+      return 0
+    fi
+  done
   CURRENT="$1"
   shift
   printf '\n==================== %s ====================\n' "$CURRENT"
@@ -58,10 +71,10 @@ step() {
 }
 
 # --- Rust ------------------------------------------------------------------------------------
-step "cargo fmt" cargo fmt --all -- --check
-step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
+step fmt "cargo fmt" cargo fmt --all -- --check
+step clippy "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 # `-- --quiet`: one dot per test, failures in full, and cargo's "Running <binary>" lines kept.
-step "cargo test" cargo test --workspace --locked -- --quiet
+step test "cargo test" cargo test --workspace --locked -- --quiet
 
 # --- Helm chart --------------------------------------------------------------------------------
 
@@ -102,7 +115,7 @@ helm_chart() {
   done
 }
 if [ -f helm/meshkeeper/Chart.yaml ]; then
-  step "helm chart" helm_chart
+  step helm "helm chart" helm_chart
 fi
 
 # --- Prometheus rules and dashboards (only once they exist) ------------------------------------
@@ -111,13 +124,13 @@ rule_files=(dashboards/*.yaml dashboards/*.yml)
 rule_tests=(dashboards/tests/*.yaml dashboards/tests/*.yml)
 shopt -u nullglob
 if [ "${#rule_files[@]}" -gt 0 ]; then
-  step "promtool check rules" promtool check rules "${rule_files[@]}"
+  step rules "promtool check rules" promtool check rules "${rule_files[@]}"
 fi
 if [ "${#rule_tests[@]}" -gt 0 ]; then
-  step "promtool test rules" promtool test rules "${rule_tests[@]}"
+  step rules-test "promtool test rules" promtool test rules "${rule_tests[@]}"
 fi
 if [ -f scripts/check-dashboards.py ]; then
-  step "dashboards" python3 scripts/check-dashboards.py
+  step dashboards "dashboards" python3 scripts/check-dashboards.py
 fi
 
 # --- Supply chain and image --------------------------------------------------------------------
@@ -126,7 +139,7 @@ deny() {
   cargo fetch --locked --quiet
   cargo deny --offline check
 }
-step "cargo deny" deny
+step deny "cargo deny" deny
 if [ -f Dockerfile ]; then
-  step "hadolint" hadolint Dockerfile
+  step hadolint "hadolint" hadolint Dockerfile
 fi
