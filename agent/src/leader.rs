@@ -37,12 +37,17 @@ pub fn identity(configured: &str) -> String {
         .unwrap_or_else(|| format!("meshkeeper-{}", std::process::id()))
 }
 
-fn set(agent: &AgentState, metrics: &Metrics, leader: bool) {
-    if agent.is_leader() != leader {
-        tracing::info!(leader, "leadership changed");
-    }
+/// Called with the new state whenever leadership changes (the daemon re-plans then).
+pub type OnChange = Box<dyn Fn(bool) + Send + Sync>;
+
+fn set(agent: &AgentState, metrics: &Metrics, on_change: &OnChange, leader: bool) {
+    let changed = agent.is_leader() != leader;
     agent.set_leader(leader);
     metrics.leader.set(i64::from(leader));
+    if changed {
+        tracing::info!(leader, "leadership changed");
+        on_change(leader);
+    }
 }
 
 /// Runs until `shutdown`; then releases the Lease. Returns an error only if election breaks.
@@ -52,14 +57,15 @@ pub async fn run(
     identity: String,
     agent: Arc<AgentState>,
     metrics: Metrics,
+    on_change: OnChange,
     shutdown: CancellationToken,
 ) -> Result<(), LeaderError> {
     let LeaderElectionSettings { enabled, namespace, lease_name, identity: _, lease_duration_seconds, grace_seconds } =
         settings;
     if !enabled {
-        set(&agent, &metrics, true);
+        set(&agent, &metrics, &on_change, true);
         shutdown.cancelled().await;
-        set(&agent, &metrics, false);
+        set(&agent, &metrics, &on_change, false);
         return Ok(());
     }
     let manager = LeaseManagerBuilder::new(client, &lease_name)
@@ -77,13 +83,13 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => break Ok(()),
             changed = rx.changed() => match changed {
-                Ok(()) => { let leader = *rx.borrow_and_update(); set(&agent, &metrics, leader); }
+                Ok(()) => { let leader = *rx.borrow_and_update(); set(&agent, &metrics, &on_change, leader); }
                 Err(_) => break Err(LeaderError::Stopped("the lease manager task ended".into())),
             },
         }
     };
     // Stop acting before letting go of the Lease.
-    set(&agent, &metrics, false);
+    set(&agent, &metrics, &on_change, false);
     // Dropping the receiver makes the manager release the Lease and end.
     drop(rx);
     match tokio::time::timeout(RELEASE_TIMEOUT, handle).await {
@@ -117,7 +123,11 @@ mod tests {
         let mut s = crate::config::Settings::defaults(crate::config::Profile::AsmOnprem).leader_election;
         s.enabled = false;
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(run(client, s, "me".into(), agent.clone(), metrics.clone(), shutdown.clone()));
+        let changes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = changes.clone();
+        let on_change: OnChange = Box::new(move |l| seen.lock().unwrap().push(l));
+        let task =
+            tokio::spawn(run(client, s, "me".into(), agent.clone(), metrics.clone(), on_change, shutdown.clone()));
         // Wait (bounded) until leadership is taken, observed through the gauge.
         tokio::time::timeout(Duration::from_secs(5), async {
             while metrics.leader.get() != 1 {
@@ -131,5 +141,6 @@ mod tests {
         task.await.unwrap().unwrap();
         assert!(!agent.is_leader());
         assert_eq!(metrics.leader.get(), 0);
+        assert_eq!(*changes.lock().unwrap(), [true, false], "each change is reported once");
     }
 }

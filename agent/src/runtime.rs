@@ -472,10 +472,18 @@ pub async fn run(settings: Settings, client: Client, shutdown: CancellationToken
     // Leadership outlives the actuator at shutdown: its token is cancelled last.
     let leader_token = CancellationToken::new();
     {
-        let (client, le, agent, metrics, token) =
-            (client.clone(), settings.leader_election.clone(), agent.clone(), metrics.clone(), leader_token.clone());
+        let (client, le, agent, metrics, token, dirty) = (
+            client.clone(),
+            settings.leader_election.clone(),
+            agent.clone(),
+            metrics.clone(),
+            leader_token.clone(),
+            dirty.clone(),
+        );
         tasks.spawn(async move {
-            let r = leader::run(client, le, identity, agent, metrics, token).await;
+            // Becoming leader re-plans everything: actions planned as a follower were not taken.
+            let on_change: leader::OnChange = Box::new(move |_| Resource::ALL.iter().for_each(|r| dirty.mark(*r)));
+            let r = leader::run(client, le, identity, agent, metrics, on_change, token).await;
             ("leader election", r.map_err(|e| e.to_string()))
         });
     }

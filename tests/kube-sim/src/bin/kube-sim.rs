@@ -38,11 +38,11 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    if seed == "asm-onprem" {
-        if let Err(e) = kube_sim::seed::asm_onprem(&sim.cluster()) {
-            eprintln!("kube-sim: seeding failed: {}", e.message);
-            return std::process::ExitCode::from(1);
-        }
+    if seed == "asm-onprem"
+        && let Err(e) = kube_sim::seed::asm_onprem(&sim.cluster())
+    {
+        eprintln!("kube-sim: seeding failed: {}", e.message);
+        return std::process::ExitCode::from(1);
     }
     println!("kube-sim serving {}\nexport KUBECONFIG={}", sim.url(), sim.kubeconfig_path().display());
     let _ = tokio::signal::ctrl_c().await;
