@@ -257,9 +257,11 @@ fn namespace_item(ns: &NamespaceInfo, policy: &InjectionSettings, d: &Decision) 
     let fix = format!("kubectl label namespace {} {want} --overwrite", ns.name);
     match d.state {
         NsState::Compliant => Item::pass(desc),
-        NsState::Terminating => Item::skipped(desc, "terminating"),
-        NsState::OptedOut => Item::skipped(desc, format!("opted out with {}", policy.opt_out_label)),
-        NsState::Excluded => Item::skipped(desc, "excluded by policy"),
+        NsState::Terminating => Item::skipped(format!("namespace {}", ns.name), "terminating"),
+        NsState::OptedOut => {
+            Item::skipped(format!("namespace {}", ns.name), format!("opted out with {}", policy.opt_out_label))
+        }
+        NsState::Excluded => Item::skipped(format!("namespace {}", ns.name), "excluded by policy"),
         NsState::Missing => finding(
             "InjectionLabelMissing",
             Severity::Warning,

@@ -286,6 +286,11 @@ impl Cluster {
         lock(&self.shared.store).events.subscribe()
     }
 
+    /// Adds a mutating admission hook (runs on every create).
+    pub fn add_admission(&self, hook: store::Admission) {
+        lock(&self.shared.store).admission.push(hook);
+    }
+
     /// The resource plural of an event.
     pub fn resource_of(&self, ev: &store::Event) -> String {
         lock(&self.shared.store).types.get(ev.resource).map(|r| r.plural.clone()).unwrap_or_default()

@@ -57,6 +57,8 @@ pub struct Shared {
     /// Bumped to drop every open watch.
     pub drop_watches: watch::Sender<u64>,
     pub bookmark_interval: Duration,
+    /// Some when RBAC is enforced (SimOptions::rbac).
+    pub auth: Option<Mutex<crate::auth::AuthState>>,
 }
 
 pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -100,7 +102,7 @@ fn parse_path(path: &str) -> Option<Target> {
         t.watch_path = true;
         rest.remove(0);
     }
-    if rest.len() >= 3 && rest[0] == "namespaces" {
+    if rest.len() >= 3 && rest[0] == "namespaces" && !(rest.len() == 3 && matches!(rest[2], "status" | "finalize")) {
         t.namespace = Some(rest[1].to_string());
         rest.drain(0..2);
     }
@@ -173,11 +175,37 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         Err(e) => return error_response(&ApiError::new(400, "BadRequest", format!("cannot read the body: {e}"))),
     };
     let method = parts.method.clone();
+    // Authentication: a known bearer token (only enforced with RBAC on; otherwise everyone is the admin).
+    let user = if shared.auth.is_some() {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        match token.and_then(crate::auth::authenticate) {
+            Some(u) => u,
+            None => return json_response(401, &crate::auth::unauthorized_status()),
+        }
+    } else {
+        crate::auth::admin()
+    };
+    let target = parse_path(&path);
+    // Authorization happens before anything else (faults, validation, discovery).
+    if let Some(auth) = &shared.auth {
+        let attrs = attributes(&method, &path, target.as_ref(), &q);
+        let store = lock(&shared.store);
+        let mut a = lock(auth);
+        a.sync(&store);
+        if !a.allowed(&user, &attrs) {
+            return json_response(403, &crate::auth::forbidden_status(&user, &attrs));
+        }
+    }
     // Discovery and other non-resource paths.
     if let Some(r) = non_resource(&shared, &method, &path) {
         return r;
     }
-    let Some(t) = parse_path(&path) else {
+    let Some(t) = target else {
         return error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource"));
     };
     let verb = match (&method, &t.name, q.get("watch").map(String::as_str), t.watch_path) {
@@ -210,7 +238,7 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
     let manager = q.get("fieldManager").cloned().unwrap_or_else(|| default_manager(&parts.headers));
     let user_agent =
         parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    let response = dispatch(&shared, &t, verb, &q, &parts.headers, &body, &manager).await;
+    let response = dispatch(&shared, &t, verb, &q, &parts.headers, &body, &manager, &user).await;
     let code = response.status().as_u16();
     let mut rec = lock(&shared.requests);
     if rec.len() == MAX_RECORDS {
@@ -228,6 +256,44 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         user_agent,
     });
     response
+}
+
+/// The authorizer's attributes of a request.
+fn attributes(
+    method: &Method,
+    path: &str,
+    t: Option<&Target>,
+    q: &std::collections::HashMap<String, String>,
+) -> crate::rbac::Attributes {
+    let Some(t) = t else {
+        return crate::rbac::Attributes {
+            verb: method.as_str().to_ascii_lowercase(),
+            path: Some(path.to_string()),
+            ..Default::default()
+        };
+    };
+    let watching = q.get("watch").is_some_and(|w| w == "true" || w == "1") || t.watch_path;
+    let verb = match (method, &t.name) {
+        (&Method::GET, _) if watching => "watch",
+        (&Method::GET, Some(_)) => "get",
+        (&Method::GET, None) => "list",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, Some(_)) => "delete",
+        (&Method::DELETE, None) => "deletecollection",
+        (m, _) => return crate::rbac::Attributes { verb: m.as_str().to_ascii_lowercase(), ..Default::default() },
+    };
+    // Like the real server's RequestInfo, `/api/v1/namespaces/x[/status]` carries namespace "x".
+    crate::rbac::Attributes {
+        verb: verb.into(),
+        api_group: t.group.clone(),
+        resource: t.plural.clone(),
+        subresource: t.sub.clone(),
+        namespace: if t.plural == "namespaces" && t.group.is_empty() { t.name.clone() } else { t.namespace.clone() },
+        name: t.name.clone(),
+        path: None,
+    }
 }
 
 fn non_resource(shared: &Shared, method: &Method, path: &str) -> Option<Response> {
@@ -338,6 +404,7 @@ async fn dispatch(
     headers: &HeaderMap,
     body: &Bytes,
     manager: &str,
+    user: &crate::rbac::User,
 ) -> Response {
     let latency = lock(&shared.faults).latency.clone();
     if let Some((res, d)) = latency
@@ -357,7 +424,7 @@ async fn dispatch(
     };
     let rt: ResourceType = lock(&shared.store).types[ti].clone();
     if rt.create_only {
-        return access_review(&rt, verb, body);
+        return access_review(shared, &rt, verb, body, user);
     }
     let ns = t.namespace.clone().unwrap_or_default();
     if rt.namespaced && t.namespace.is_none() && !matches!(verb, "list" | "watch") {

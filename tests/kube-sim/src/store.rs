@@ -108,6 +108,10 @@ pub enum PatchType {
 
 pub type Key = (String, String);
 
+/// A mutating admission hook: sees the store (read-only), the type, the namespace and the
+/// object about to be created, and may change it (the sidecar injector is one).
+pub type Admission = Arc<dyn Fn(&Store, &ResourceType, &str, &mut Value) + Send + Sync>;
+
 pub struct Store {
     pub types: Vec<ResourceType>,
     objects: HashMap<usize, BTreeMap<Key, Stored>>,
@@ -120,6 +124,7 @@ pub struct Store {
     next_ip: u32,
     uid: u64,
     pub events: broadcast::Sender<Arc<Event>>,
+    pub admission: Vec<Admission>,
 }
 
 pub fn now_rfc3339() -> String {
@@ -230,6 +235,7 @@ impl Store {
             next_ip: 1,
             uid: 0,
             events,
+            admission: Vec::new(),
         }
     }
 
@@ -571,6 +577,9 @@ impl Store {
         }
         if let Some(m) = obj["metadata"].as_object_mut() {
             m.remove("resourceVersion");
+        }
+        for hook in self.admission.clone() {
+            hook(self, &rt, &key.0, &mut obj);
         }
         let created = self.commit(ti, key, None, obj, None, opts, manager)?;
         if rt.kind == "CustomResourceDefinition"
