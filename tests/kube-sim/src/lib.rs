@@ -14,6 +14,7 @@
 //! ```
 
 pub mod actors;
+pub mod auth;
 pub mod patch;
 pub mod rbac;
 pub mod resources;
@@ -46,11 +47,13 @@ pub struct SimOptions {
     pub bookmark_interval: Duration,
     /// Run the cluster actors (scheduler/kubelet, deployment controller, sidecar injector).
     pub actors: bool,
+    /// Enforce authentication (bearer tokens) and RBAC; off: every request is the admin's.
+    pub rbac: bool,
 }
 
 impl Default for SimOptions {
     fn default() -> Self {
-        SimOptions { port: 0, history: 10_000, bookmark_interval: Duration::from_secs(1), actors: true }
+        SimOptions { port: 0, history: 10_000, bookmark_interval: Duration::from_secs(1), actors: true, rbac: false }
     }
 }
 
@@ -69,6 +72,10 @@ impl SimOptions {
     }
     pub fn actors(mut self, on: bool) -> Self {
         self.actors = on;
+        self
+    }
+    pub fn rbac(mut self, on: bool) -> Self {
+        self.rbac = on;
         self
     }
 }
@@ -97,8 +104,11 @@ pub struct Faults {
 impl Sim {
     pub async fn start(opts: SimOptions) -> std::io::Result<Sim> {
         let (drop_watches, _) = watch::channel(0);
+        let store = store::Store::new(opts.history);
+        let auth = opts.rbac.then(|| Mutex::new(auth::AuthState::new(&store)));
         let shared = Arc::new(Shared {
-            store: Mutex::new(store::Store::new(opts.history)),
+            auth,
+            store: Mutex::new(store),
             faults: Mutex::new(FaultState::default()),
             requests: Mutex::new(Default::default()),
             drop_watches,
@@ -108,7 +118,7 @@ impl Sim {
         let addr = listener.local_addr()?;
         let dir = tempfile::tempdir()?;
         let sim = Sim { shared: shared.clone(), addr, dir, server: Mutex::new(None), actors: None };
-        std::fs::write(sim.kubeconfig_path(), kubeconfig(&sim.url(), "kube-sim-admin-token"))?;
+        std::fs::write(sim.kubeconfig_path(), kubeconfig(&sim.url(), auth::ADMIN_TOKEN))?;
         *lock(&sim.server) = Some(serve(listener, shared.clone()));
         let mut sim = sim;
         if opts.actors {
@@ -128,6 +138,14 @@ impl Sim {
     /// A kubeconfig (admin) pointing at this server.
     pub fn kubeconfig_path(&self) -> PathBuf {
         self.dir.path().join("kubeconfig")
+    }
+
+    /// A kubeconfig whose bearer token authenticates as ServiceAccount `ns/name`
+    /// (`system:serviceaccount:ns:name`, groups `system:serviceaccounts[:ns]`, `system:authenticated`).
+    pub fn kubeconfig_for_service_account(&self, ns: &str, name: &str) -> std::io::Result<PathBuf> {
+        let path = self.dir.path().join(format!("kubeconfig-sa-{ns}-{name}"));
+        std::fs::write(&path, kubeconfig(&self.url(), &auth::service_account_token(ns, name)))?;
+        Ok(path)
     }
 
     pub fn cluster(&self) -> Cluster {

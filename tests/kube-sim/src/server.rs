@@ -523,8 +523,9 @@ async fn dispatch(
     }
 }
 
-/// SelfSubjectAccessReview / SelfSubjectRulesReview: the admin may do everything.
-fn access_review(rt: &ResourceType, verb: &str, body: &Bytes) -> Response {
+/// SelfSubjectAccessReview / SelfSubjectRulesReview, answered from the authorizer (without
+/// RBAC everyone is the admin, who may do everything).
+fn access_review(shared: &Shared, rt: &ResourceType, verb: &str, body: &Bytes, user: &crate::rbac::User) -> Response {
     if verb != "create" {
         return error_response(&ApiError::new(
             405,
@@ -533,7 +534,14 @@ fn access_review(rt: &ResourceType, verb: &str, body: &Bytes) -> Response {
         ));
     }
     let mut v: Value = match serde_json::from_slice(body) {
-        Ok(v) => v,
+        Ok(v @ Value::Object(_)) => v,
+        Ok(_) => {
+            return error_response(&ApiError::new(
+                400,
+                "BadRequest",
+                "the body of the request could not be decoded: expected an object",
+            ));
+        }
         Err(e) => {
             return error_response(&ApiError::new(
                 400,
@@ -544,10 +552,58 @@ fn access_review(rt: &ResourceType, verb: &str, body: &Bytes) -> Response {
     };
     v["apiVersion"] = json!("authorization.k8s.io/v1");
     v["kind"] = json!(rt.kind);
+    let s = |x: &Value| x.as_str().filter(|s| !s.is_empty()).map(str::to_string);
+    let spec = v["spec"].clone();
+    let store = lock(&shared.store);
+    let mut auth = shared.auth.as_ref().map(lock);
+    if let Some(a) = auth.as_mut() {
+        a.sync(&store);
+    }
+    let superuser = crate::auth::is_superuser(user);
     v["status"] = if rt.kind == "SelfSubjectAccessReview" {
-        json!({"allowed": true, "reason": "kube-sim: authorization is not enforced (the admin may do everything)"})
-    } else {
+        let ra = &spec["resourceAttributes"];
+        let nra = &spec["nonResourceAttributes"];
+        let attrs = if nra.is_object() {
+            crate::rbac::Attributes {
+                verb: s(&nra["verb"]).unwrap_or_default(),
+                path: Some(s(&nra["path"]).unwrap_or_default()),
+                ..Default::default()
+            }
+        } else {
+            crate::rbac::Attributes {
+                verb: s(&ra["verb"]).unwrap_or_default(),
+                api_group: s(&ra["group"]).unwrap_or_default(),
+                resource: s(&ra["resource"]).unwrap_or_default(),
+                subresource: s(&ra["subresource"]),
+                namespace: s(&ra["namespace"]),
+                name: s(&ra["name"]),
+                path: None,
+            }
+        };
+        let allowed = superuser || auth.as_ref().is_none_or(|a| a.allowed(user, &attrs));
+        if allowed {
+            json!({"allowed": true, "reason": if superuser || auth.is_none() { "system:masters may do everything" } else { "allowed by RBAC" }})
+        } else {
+            json!({"allowed": false})
+        }
+    } else if superuser || auth.is_none() {
         json!({"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}], "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}], "incomplete": false})
+    } else {
+        let ns = s(&spec["namespace"]).unwrap_or_default();
+        let rules = auth.as_ref().map(|a| a.authorizer.rules_for(user, &ns)).unwrap_or_default();
+        let (mut res, mut non) = (vec![], vec![]);
+        for r in rules {
+            if r.non_resource_urls.is_empty() {
+                let mut o = json!({"verbs": r.verbs, "apiGroups": r.api_groups, "resources": r.resources});
+                if !r.resource_names.is_empty() {
+                    o["resourceNames"] = json!(r.resource_names);
+                }
+                res.push(o);
+            } else {
+                non.push(json!({"verbs": r.verbs, "nonResourceURLs": r.non_resource_urls}));
+            }
+        }
+        json!({"resourceRules": res, "nonResourceRules": non, "incomplete": false})
     };
     json_response(201, &v)
 }

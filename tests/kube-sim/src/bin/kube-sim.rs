@@ -1,5 +1,5 @@
 #![forbid(unsafe_code)]
-//! `kube-sim [--port N] [--seed asm-onprem|empty] [--no-actors]`: serve a simulated cluster until Ctrl-C.
+//! `kube-sim [--port N] [--kubeconfig PATH] [--rbac] [--seed asm-onprem|empty] [--no-actors]`: serve a simulated cluster until Ctrl-C.
 
 use kube_sim::{Sim, SimOptions};
 
@@ -7,6 +7,7 @@ use kube_sim::{Sim, SimOptions};
 async fn main() -> std::process::ExitCode {
     let mut opts = SimOptions::default();
     let mut seed = "asm-onprem".to_string();
+    let mut kubeconfig_out: Option<std::path::PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -19,9 +20,17 @@ async fn main() -> std::process::ExitCode {
             },
             "--seed" => seed = args.next().unwrap_or_default(),
             "--no-actors" => opts.actors = false,
+            "--rbac" => opts.rbac = true,
+            "--kubeconfig" => match args.next() {
+                Some(p) => kubeconfig_out = Some(p.into()),
+                None => {
+                    eprintln!("kube-sim: --kubeconfig needs a path");
+                    return std::process::ExitCode::from(2);
+                }
+            },
             "-h" | "--help" => {
                 println!(
-                    "kube-sim [--port N] [--seed asm-onprem|empty] [--no-actors]\nServes a simulated Kubernetes API on 127.0.0.1 and prints a kubeconfig path."
+                    "kube-sim [--port N] [--kubeconfig PATH] [--rbac] [--seed asm-onprem|empty] [--no-actors]\nServes a simulated Kubernetes API on 127.0.0.1 and prints a kubeconfig path."
                 );
                 return std::process::ExitCode::SUCCESS;
             }
@@ -44,7 +53,15 @@ async fn main() -> std::process::ExitCode {
         eprintln!("kube-sim: seeding failed: {}", e.message);
         return std::process::ExitCode::from(1);
     }
-    println!("kube-sim serving {}\nexport KUBECONFIG={}", sim.url(), sim.kubeconfig_path().display());
+    let mut kc = sim.kubeconfig_path();
+    if let Some(out) = kubeconfig_out {
+        if let Err(e) = std::fs::copy(&kc, &out) {
+            eprintln!("kube-sim: cannot write {}: {e}", out.display());
+            return std::process::ExitCode::from(1);
+        }
+        kc = out;
+    }
+    println!("kube-sim serving {}\nexport KUBECONFIG={}", sim.url(), kc.display());
     let _ = tokio::signal::ctrl_c().await;
     std::process::ExitCode::SUCCESS
 }
