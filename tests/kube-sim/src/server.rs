@@ -212,6 +212,13 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         (&Method::GET, _, Some("true" | "1"), _) | (&Method::GET, _, _, true) => "watch",
         (&Method::GET, Some(_), _, _) => "get",
         (&Method::GET, None, _, _) => "list",
+        (&Method::POST, Some(_), _, _) if t.sub.is_none() => {
+            return error_response(&ApiError::new(
+                405,
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource",
+            ));
+        }
         (&Method::POST, _, _, _) => "create",
         (&Method::PUT, _, _, _) => "update",
         (&Method::PATCH, _, _, _) => "patch",
@@ -499,7 +506,14 @@ async fn dispatch(
                     "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
                 ));
             }
-            parsed.and_then(|b| lock(&shared.store).patch(ti, &ns, &name, pt, &b, t.sub.as_deref(), &opts, manager))
+            let mut store = lock(&shared.store);
+            let existed = store.get(ti, if rt.namespaced { &ns } else { "" }, &name).is_some();
+            let r = parsed.and_then(|b| store.patch(ti, &ns, &name, pt, &b, t.sub.as_deref(), &opts, manager));
+            // Server-side apply that creates answers 201 Created.
+            if !existed && let Ok(v) = &r {
+                return json_response(201, v);
+            }
+            r
         }
         "delete" => lock(&shared.store).delete(ti, &ns, &name, &opts),
         "deletecollection" => {

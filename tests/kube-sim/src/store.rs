@@ -318,7 +318,7 @@ impl Store {
         (*v).clone()
     }
 
-    fn namespace_state(&self, ns: &str) -> Result<(), ApiError> {
+    fn namespace_state(&self, ns: &str, rt: &ResourceType, name: &str) -> Result<(), ApiError> {
         let Some(nti) = self.type_index("", "v1", "namespaces") else { return Ok(()) };
         match self.get(nti, "", ns) {
             None => Err(ApiError::new(404, "NotFound", format!("namespaces \"{ns}\" not found")).with_details(
@@ -329,8 +329,12 @@ impl Store {
             Some(s) if s.value["metadata"]["deletionTimestamp"].is_string() => Err(ApiError::new(
                 403,
                 "Forbidden",
-                format!("unable to create new content in namespace {ns} because it is being terminated"),
-            )),
+                format!(
+                    "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                    rt.qualified()
+                ),
+            )
+            .with_details(name, &rt.group, &rt.plural)),
             Some(_) => Ok(()),
         }
     }
@@ -344,7 +348,23 @@ impl Store {
         old: Option<&Value>,
     ) -> Result<(), ApiError> {
         let name = key.1.clone();
-        if obj["spec"]["clusterIP"].as_str().is_none() {
+        if !obj["spec"].is_object() {
+            obj["spec"] = json!({});
+        }
+        let old_ip = old.and_then(|o| o["spec"]["clusterIP"].as_str()).filter(|s| !s.is_empty());
+        if let (Some(old_ip), Some(new_ip)) = (old_ip, obj["spec"]["clusterIP"].as_str().filter(|s| !s.is_empty()))
+            && old_ip != new_ip
+        {
+            return Err(ApiError::invalid(
+                rt,
+                &name,
+                vec![(
+                    "spec.clusterIPs[0]".into(),
+                    format!("Invalid value: []string{{\"{new_ip}\"}}: may not change once set"),
+                )],
+            ));
+        }
+        if obj["spec"]["clusterIP"].as_str().is_none_or(str::is_empty) {
             let ip = old.and_then(|o| o["spec"]["clusterIP"].as_str().map(str::to_string)).unwrap_or_else(|| {
                 self.next_ip += 1;
                 format!("10.96.{}.{}", (self.next_ip >> 8) & 255, self.next_ip & 255)
@@ -513,7 +533,11 @@ impl Store {
             && new["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty())
             && rt.kind != "Namespace"
         {
-            return Ok(self.remove(ti, &key));
+            let gone = self.remove(ti, &key);
+            if rt.namespaced {
+                self.finish_namespace(&key.0);
+            }
+            return Ok(gone);
         }
         Ok(self.put(ti, key, new, if old.is_some() { "MODIFIED" } else { "ADDED" }))
     }
@@ -560,9 +584,7 @@ impl Store {
         manager: &str,
     ) -> Result<Value, ApiError> {
         let rt = self.types[ti].clone();
-        if rt.namespaced {
-            self.namespace_state(ns)?;
-        }
+        check_shape(&obj)?;
         if obj["metadata"]["name"].as_str().is_none_or(str::is_empty)
             && let Some(prefix) = obj["metadata"]["generateName"].as_str().map(str::to_string)
         {
@@ -571,6 +593,9 @@ impl Store {
         }
         let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
         let key = (if rt.namespaced { ns.to_string() } else { String::new() }, name.clone());
+        if rt.namespaced {
+            self.namespace_state(ns, &rt, &name)?;
+        }
         if self.get(ti, &key.0, &name).is_some() {
             return Err(ApiError::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", rt.qualified()))
                 .with_details(&name, &rt.group, &rt.plural));
@@ -604,6 +629,7 @@ impl Store {
         manager: &str,
     ) -> Result<Value, ApiError> {
         let rt = self.types[ti].clone();
+        check_shape(&obj)?;
         let key = (if rt.namespaced { ns.to_string() } else { String::new() }, name.to_string());
         let body_name = obj["metadata"]["name"].as_str().unwrap_or(name);
         if body_name != name {
@@ -643,9 +669,12 @@ impl Store {
                 ApiError::new(409, "Conflict", patch::conflict_message(&c)).with_details(name, &rt.group, &rt.plural)
             }
         };
+        if pt != PatchType::Json {
+            check_shape(body)?;
+        }
         if pt == PatchType::Apply {
             if rt.namespaced && old.is_none() {
-                self.namespace_state(ns)?;
+                self.namespace_state(ns, &rt, name)?;
             }
             let mut applied = body.clone();
             applied["metadata"]["name"] = json!(name);
@@ -736,16 +765,76 @@ impl Store {
             .flat_map(|(t, m)| m.keys().filter(|k| k.0 == ns).map(|k| (*t, k.clone())).collect::<Vec<_>>())
             .collect();
         for (t, k) in contents {
+            let Some(obj) = self.objects.get(&t).and_then(|m| m.get(&k)).map(|s| s.value.clone()) else { continue };
+            if obj["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty()) {
+                // Held by a finalizer: marked for deletion; the namespace waits for it.
+                if !obj["metadata"]["deletionTimestamp"].is_string() {
+                    let mut v = (*obj).clone();
+                    v["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+                    self.rv += 1;
+                    v["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+                    self.put(t, k, v, "MODIFIED");
+                }
+                continue;
+            }
             self.rv += 1;
             self.remove(t, &k);
         }
-        self.rv += 1;
-        self.remove(ti, &key);
+        self.finish_namespace(&ns);
         terminating
+    }
+
+    /// Removes a terminating namespace once nothing is left in it.
+    fn finish_namespace(&mut self, ns: &str) {
+        let Some(nti) = self.type_index("", "v1", "namespaces") else { return };
+        let terminating = self.get(nti, "", ns).is_some_and(|s| s.value["metadata"]["deletionTimestamp"].is_string());
+        if !terminating {
+            return;
+        }
+        let start = (ns.to_string(), String::new());
+        let empty = self
+            .objects
+            .iter()
+            .filter(|(t, _)| self.types[**t].namespaced)
+            .all(|(_, m)| m.range(start.clone()..).next().is_none_or(|(k, _)| k.0 != ns));
+        if empty {
+            self.rv += 1;
+            self.remove(nti, &(String::new(), ns.to_string()));
+        }
     }
 
     pub fn list_rv(&self) -> String {
         self.rv.to_string()
+    }
+}
+
+/// A body must be an object whose metadata (if any) is an object: anything else is a 400, never a panic.
+fn check_shape(obj: &Value) -> Result<(), ApiError> {
+    let bad = |what: &str| {
+        Err(ApiError::new(400, "BadRequest", format!("the body of the request could not be decoded: {what}")))
+    };
+    match obj {
+        Value::Object(m) => match m.get("metadata") {
+            None | Some(Value::Object(_)) | Some(Value::Null) => {
+                for f in ["name", "namespace", "generateName", "resourceVersion", "uid"] {
+                    if obj["metadata"].get(f).is_some_and(|v| !v.is_string() && !v.is_null()) {
+                        return bad(&format!(
+                            "json: cannot unmarshal into Go struct field ObjectMeta.metadata.{f} of type string"
+                        ));
+                    }
+                }
+                for f in ["labels", "annotations"] {
+                    if obj["metadata"].get(f).is_some_and(|v| !v.is_object() && !v.is_null()) {
+                        return bad(&format!(
+                            "json: cannot unmarshal into Go struct field ObjectMeta.metadata.{f} of type map[string]string"
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            Some(_) => bad("json: cannot unmarshal into Go struct field of type v1.ObjectMeta"),
+        },
+        _ => bad("json: cannot unmarshal into Go value of type struct (the body is not an object)"),
     }
 }
 

@@ -1,0 +1,649 @@
+//! kube-sim over real HTTP: discovery, CRUD and Status bodies, concurrency, patches, lists,
+//! namespaces, finalizers, GC, dry-run, Services, eviction, faults, stop/restart.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn discovery_answers_like_v1_36() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    let v = c.get("/version").await.json();
+    assert_eq!(v["gitVersion"], "v1.36.0");
+    assert_eq!(v["major"], "1");
+    assert_eq!(v["minor"], "36");
+    assert!(v["platform"].is_string());
+    let api = c.get("/api").await.json();
+    assert_eq!(api["kind"], "APIVersions");
+    assert_eq!(api["versions"], json!(["v1"]));
+    let core = c.get("/api/v1").await.json();
+    assert_eq!(core["kind"], "APIResourceList");
+    let find = |list: &Value, name: &str| -> Value {
+        list["resources"].as_array().and_then(|a| a.iter().find(|r| r["name"] == name).cloned()).unwrap_or(Value::Null)
+    };
+    let pods = find(&core, "pods");
+    assert_eq!(pods["kind"], "Pod");
+    assert_eq!(pods["namespaced"], true);
+    assert_eq!(pods["singularName"], "pod");
+    assert!(pods["shortNames"].as_array().is_some_and(|s| s.contains(&json!("po"))));
+    assert!(pods["verbs"].as_array().is_some_and(|s| s.contains(&json!("watch"))));
+    for sub in ["pods/status", "pods/eviction", "services/status", "nodes/status"] {
+        assert!(find(&core, sub).is_object(), "{sub} in /api/v1");
+    }
+    assert_eq!(find(&core, "namespaces")["namespaced"], false);
+    let groups = c.get("/apis").await.json();
+    assert_eq!(groups["kind"], "APIGroupList");
+    let names: Vec<&str> = groups["groups"].as_array().unwrap().iter().filter_map(|g| g["name"].as_str()).collect();
+    for g in [
+        "apps",
+        "batch",
+        "policy",
+        "events.k8s.io",
+        "coordination.k8s.io",
+        "rbac.authorization.k8s.io",
+        "authorization.k8s.io",
+        "apiextensions.k8s.io",
+        "admissionregistration.k8s.io",
+    ] {
+        assert!(names.contains(&g), "group {g}");
+    }
+    let apps = c.get("/apis/apps/v1").await.json();
+    for sub in ["deployments", "deployments/status", "deployments/scale", "replicasets", "statefulsets", "daemonsets"] {
+        assert!(find(&apps, sub).is_object(), "{sub} in apps/v1");
+    }
+    assert_eq!(c.get("/apis/apps").await.json()["preferredVersion"]["version"], "v1");
+    assert_eq!(c.get("/apis/nope.example.com/v1").await.status, 404);
+}
+
+#[tokio::test]
+async fn crud_and_status_bodies() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    let r = c.post("/api/v1/namespaces", &ns_obj("team-a")).await;
+    assert_eq!(r.status, 201);
+    let ns = r.json();
+    assert!(ns["metadata"]["uid"].as_str().is_some_and(|u| !u.is_empty()));
+    assert!(ns["metadata"]["creationTimestamp"].is_string());
+    let rv1: u64 = ns["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+
+    // AlreadyExists
+    let r = c.post("/api/v1/namespaces", &ns_obj("team-a")).await;
+    assert_eq!(r.status, 409);
+    assert_eq!(
+        r.json(),
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "namespaces \"team-a\" already exists", "reason": "AlreadyExists",
+            "details": {"name": "team-a", "kind": "namespaces"}, "code": 409})
+    );
+    // NotFound
+    let r = c.get("/api/v1/namespaces/team-a/pods/nope").await;
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        r.json(),
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "pods \"nope\" not found", "reason": "NotFound",
+            "details": {"name": "nope", "kind": "pods"}, "code": 404})
+    );
+    let r = c.get("/apis/apps/v1/namespaces/team-a/deployments/nope").await;
+    assert_eq!(r.json()["message"], "deployments.apps \"nope\" not found");
+    assert_eq!(r.json()["details"]["group"], "apps");
+    // namespace must exist
+    let r = c.post("/api/v1/namespaces/ghost/pods", &pod("p", json!({}))).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["message"], "namespaces \"ghost\" not found");
+    // Invalid: label value
+    let mut bad = ns_obj("bad");
+    bad["metadata"]["labels"] = json!({"a": "-bad"});
+    let r = c.post("/api/v1/namespaces", &bad).await;
+    assert_eq!(r.status, 422);
+    let s = r.json();
+    assert_eq!(s["reason"], "Invalid");
+    assert_eq!(
+        s["message"],
+        "Namespace \"bad\" is invalid: metadata.labels: Invalid value: \"-bad\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
+    );
+    assert_eq!(s["details"]["kind"], "Namespace");
+    assert_eq!(s["details"]["causes"][0]["field"], "metadata.labels");
+    assert_eq!(s["details"]["causes"][0]["reason"], "FieldValueInvalid");
+    // Invalid: name
+    let r = c.post("/api/v1/namespaces", &ns_obj("Upper_Case")).await;
+    assert_eq!(r.status, 422);
+    assert!(r.json()["message"].as_str().unwrap().contains("metadata.name: Invalid value: \"Upper_Case\""));
+    // malformed body / wrong JSON type -> 400, never a panic
+    let r = c.req("POST", "/api/v1/namespaces", Some("application/json"), b"{not json").await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["reason"], "BadRequest");
+    let r = c.req("POST", "/api/v1/namespaces", Some("application/json"), b"[1,2]").await;
+    assert!(matches!(r.status, 400 | 422), "{}", r.status);
+    let r = c.req("POST", "/api/v1/namespaces", Some("application/json"), br#"{"metadata":{"name":7}}"#).await;
+    assert!(matches!(r.status, 400 | 422), "{}", r.status);
+    // unknown resource
+    assert_eq!(c.get("/api/v1/widgets").await.status, 404);
+    // generateName
+    let r = c.post("/api/v1/namespaces/team-a/configmaps", &json!({"metadata": {"generateName": "cfg-"}})).await;
+    assert_eq!(r.status, 201);
+    let name = r.json()["metadata"]["name"].as_str().unwrap().to_string();
+    assert!(name.starts_with("cfg-") && name.len() > 4, "{name}");
+    // resourceVersion is global and monotonic
+    let rv2: u64 = r.json()["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+    assert!(rv2 > rv1);
+    // delete
+    let r = c.delete(&format!("/api/v1/namespaces/team-a/configmaps/{name}")).await;
+    assert_eq!(r.status, 200);
+    assert!(sim.cluster().get("v1", "configmaps", "team-a", &name).is_none());
+    // 405
+    let r = c.req("POST", "/api/v1/namespaces/team-a/configmaps/x", Some("application/json"), b"{}").await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.json()["reason"], "MethodNotAllowed");
+}
+
+#[tokio::test]
+async fn generation_status_split_and_stale_resource_version() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    c.post("/api/v1/namespaces", &ns_obj("web")).await;
+    let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "nginx"}]}}}});
+    let created = c.post("/apis/apps/v1/namespaces/web/deployments", &d).await.json();
+    assert_eq!(created["metadata"]["generation"], 1);
+    let path = "/apis/apps/v1/namespaces/web/deployments/web";
+    // metadata change: no bump
+    let v = c.patch(path, "application/merge-patch+json", r#"{"metadata":{"labels":{"x":"y"}}}"#).await.json();
+    assert_eq!(v["metadata"]["generation"], 1);
+    // spec change: bump
+    let v = c.patch(path, "application/merge-patch+json", r#"{"spec":{"replicas":3}}"#).await.json();
+    assert_eq!(v["metadata"]["generation"], 2);
+    // status through the main resource is ignored
+    let v = c.patch(path, "application/merge-patch+json", r#"{"status":{"replicas":9}}"#).await.json();
+    assert!(v["status"]["replicas"].is_null(), "{}", v["status"]);
+    // status subresource: only status changes, no generation bump
+    let v = c
+        .patch(
+            &format!("{path}/status"),
+            "application/merge-patch+json",
+            r#"{"status":{"replicas":3},"spec":{"replicas":7}}"#,
+        )
+        .await
+        .json();
+    assert_eq!(v["status"]["replicas"], 3);
+    assert_eq!(v["spec"]["replicas"], 3);
+    assert_eq!(v["metadata"]["generation"], 2);
+    // PUT with a stale resourceVersion
+    let mut stale = created.clone();
+    stale["spec"]["replicas"] = json!(5);
+    let r = c.put(path, &stale).await;
+    assert_eq!(r.status, 409);
+    assert_eq!(
+        r.json(),
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "Operation cannot be fulfilled on deployments.apps \"web\": the object has been modified; please apply your changes to the latest version and try again",
+            "reason": "Conflict", "details": {"name": "web", "group": "apps", "kind": "deployments"}, "code": 409})
+    );
+    // patch carrying a stale resourceVersion
+    let rv = created["metadata"]["resourceVersion"].as_str().unwrap();
+    let r = c
+        .patch(
+            path,
+            "application/merge-patch+json",
+            &format!(r#"{{"metadata":{{"resourceVersion":"{rv}"}},"spec":{{"replicas":4}}}}"#),
+        )
+        .await;
+    assert_eq!(r.status, 409);
+    // PUT with the current one works
+    let mut cur = c.get(path).await.json();
+    cur["spec"]["replicas"] = json!(5);
+    let r = c.put(path, &cur).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["metadata"]["generation"], 3);
+    // namespaces: the exact message from the brief
+    let ns = c.get("/api/v1/namespaces/web").await.json();
+    c.patch("/api/v1/namespaces/web", "application/merge-patch+json", r#"{"metadata":{"labels":{"a":"b"}}}"#).await;
+    let r = c.put("/api/v1/namespaces/web", &ns).await;
+    assert_eq!(
+        r.json()["message"],
+        "Operation cannot be fulfilled on namespaces \"web\": the object has been modified; please apply your changes to the latest version and try again"
+    );
+}
+
+#[tokio::test]
+async fn every_patch_type_is_routed() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    c.post("/api/v1/namespaces", &ns_obj("p")).await;
+    c.post("/api/v1/namespaces/p/pods", &pod("a", json!({"app": "a"}))).await;
+    let path = "/api/v1/namespaces/p/pods/a";
+    let r = c.patch(path, "application/merge-patch+json", r#"{"metadata":{"labels":{"m":"1"}}}"#).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["metadata"]["labels"]["m"], "1");
+    let r =
+        c.patch(path, "application/json-patch+json", r#"[{"op":"add","path":"/metadata/labels/j","value":"2"}]"#).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["metadata"]["labels"]["j"], "2");
+    // a failed JSON-patch test is 422
+    let r = c
+        .patch(path, "application/json-patch+json", r#"[{"op":"test","path":"/metadata/labels/j","value":"x"}]"#)
+        .await;
+    assert_eq!(r.status, 422, "{}", String::from_utf8_lossy(&r.body));
+    // strategic merge: containers merge by name
+    let r = c
+        .patch(
+            path,
+            "application/strategic-merge-patch+json",
+            r#"{"spec":{"containers":[{"name":"side","image":"busybox"}]}}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let names: Vec<Value> =
+        r.json()["spec"]["containers"].as_array().unwrap().iter().map(|c| c["name"].clone()).collect();
+    assert_eq!(names, vec![json!("app"), json!("side")]);
+    // server-side apply, YAML body, needs a fieldManager
+    let apply = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\n  labels:\n    applied: \"yes\"\n";
+    let r = c.patch(path, "application/apply-patch+yaml", apply).await;
+    assert_eq!(r.status, 422);
+    let r = c.patch(&format!("{path}?fieldManager=tester"), "application/apply-patch+yaml", apply).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v = r.json();
+    assert_eq!(v["metadata"]["labels"]["applied"], "yes");
+    let managers: Vec<&str> =
+        v["metadata"]["managedFields"].as_array().unwrap().iter().filter_map(|m| m["manager"].as_str()).collect();
+    assert!(managers.contains(&"tester"), "{managers:?}");
+    assert!(managers.contains(&"kube-sim-test"), "default manager from the User-Agent: {managers:?}");
+    // apply creates when absent
+    let r = c
+        .patch(
+            "/api/v1/namespaces/p/configmaps/made?fieldManager=tester",
+            "application/apply-patch+yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: made\ndata:\n  k: v\n",
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    // conflict between managers, then force
+    let r = c
+        .patch(
+            "/api/v1/namespaces/p/configmaps/made?fieldManager=other",
+            "application/apply-patch+yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: made\ndata:\n  k: w\n",
+        )
+        .await;
+    assert_eq!(r.status, 409);
+    assert_eq!(r.json()["reason"], "Conflict");
+    assert!(r.json()["message"].as_str().unwrap().contains("conflict"), "{}", r.json()["message"]);
+    let r = c
+        .patch(
+            "/api/v1/namespaces/p/configmaps/made?fieldManager=other&force=true",
+            "application/apply-patch+yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: made\ndata:\n  k: w\n",
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(sim.cluster().get("v1", "configmaps", "p", "made").unwrap()["data"]["k"], "w");
+    // unknown patch type
+    let r = c.patch(path, "text/plain", "{}").await;
+    assert_eq!(r.status, 415);
+    assert_eq!(r.json()["reason"], "UnsupportedMediaType");
+    // strategic merge on a custom resource: 415
+    sim.cluster()
+        .register_crd("security.istio.io", "v1beta1", "PeerAuthentication", "peerauthentications", true)
+        .unwrap();
+    let r = c
+        .post(
+            "/apis/security.istio.io/v1beta1/namespaces/p/peerauthentications",
+            &json!({"apiVersion": "security.istio.io/v1beta1", "kind": "PeerAuthentication", "metadata": {"name": "default"}, "spec": {"mtls": {"mode": "STRICT"}}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let r = c
+        .patch(
+            "/apis/security.istio.io/v1beta1/namespaces/p/peerauthentications/default",
+            "application/strategic-merge-patch+json",
+            "{}",
+        )
+        .await;
+    assert_eq!(r.status, 415);
+    // malformed patch bodies are 400
+    let r = c.patch(path, "application/merge-patch+json", "{").await;
+    assert_eq!(r.status, 400);
+    let r = c.patch(path, "application/json-patch+json", r#"{"op":"add"}"#).await;
+    assert!(matches!(r.status, 400 | 422), "{}", r.status);
+}
+
+#[tokio::test]
+async fn list_selectors_and_pagination() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    let cl = sim.cluster();
+    for ns in ["a", "b"] {
+        cl.create("v1", "namespaces", "", ns_obj(ns)).unwrap();
+    }
+    cl.create("v1", "pods", "a", pod("p1", json!({"app": "web", "tier": "fe"}))).unwrap();
+    cl.create("v1", "pods", "a", pod("p2", json!({"app": "api"}))).unwrap();
+    cl.create("v1", "pods", "b", pod("p3", json!({"app": "web"}))).unwrap();
+    cl.create("v1", "pods", "b", pod("p4", json!({}))).unwrap();
+    let names = |v: Value| -> Vec<String> {
+        let mut n: Vec<String> = v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
+            .collect();
+        n.sort();
+        n
+    };
+    let q = |sel: &str| format!("/api/v1/pods?labelSelector={sel}");
+    assert_eq!(names(c.get(&q("app%3Dweb")).await.json()), ["p1", "p3"]);
+    assert_eq!(names(c.get(&q("app%3D%3Dweb")).await.json()), ["p1", "p3"]);
+    assert_eq!(names(c.get(&q("app!%3Dweb")).await.json()), ["p2", "p4"]);
+    assert_eq!(names(c.get(&q("app%20in%20(web,api)")).await.json()), ["p1", "p2", "p3"]);
+    assert_eq!(names(c.get(&q("app%20notin%20(web)")).await.json()), ["p2", "p4"]);
+    assert_eq!(names(c.get(&q("tier")).await.json()), ["p1"]);
+    assert_eq!(names(c.get(&q("!app")).await.json()), ["p4"]);
+    assert_eq!(names(c.get(&q("app%3Dweb,tier")).await.json()), ["p1"]);
+    let list = c.get("/api/v1/namespaces/a/pods").await.json();
+    assert_eq!(list["kind"], "PodList");
+    assert_eq!(list["apiVersion"], "v1");
+    assert!(list["metadata"]["resourceVersion"].is_string());
+    assert_eq!(names(list), ["p1", "p2"]);
+    // bad selector
+    let r = c.get(&q("app%20in%20web")).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["reason"], "BadRequest");
+    // field selectors
+    assert_eq!(names(c.get("/api/v1/pods?fieldSelector=metadata.name%3Dp3").await.json()), ["p3"]);
+    assert_eq!(names(c.get("/api/v1/pods?fieldSelector=metadata.namespace!%3Da").await.json()), ["p3", "p4"]);
+    let r = c.get("/api/v1/pods?fieldSelector=spec.bogus%3Dx").await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["message"], "field label not supported: spec.bogus");
+    // limit / continue
+    let page1 = c.get("/api/v1/pods?limit=3").await.json();
+    assert_eq!(page1["items"].as_array().unwrap().len(), 3);
+    let cont = page1["metadata"]["continue"].as_str().unwrap().to_string();
+    let page2 = c.get(&format!("/api/v1/pods?limit=3&continue={cont}")).await.json();
+    assert_eq!(page2["items"].as_array().unwrap().len(), 1);
+    assert!(page2["metadata"]["continue"].is_null() || page2["metadata"]["continue"] == "");
+    let mut all = names(page1);
+    all.extend(names(page2));
+    all.sort();
+    assert_eq!(all, ["p1", "p2", "p3", "p4"]);
+    assert_eq!(c.get("/api/v1/pods?continue=not-base64!").await.status, 400);
+    // a continue token older than the retained history: 410 Expired
+    cl.create("v1", "configmaps", "a", json!({"metadata": {"name": "later"}})).unwrap();
+    sim.faults().compact();
+    let r = c.get(&format!("/api/v1/pods?limit=3&continue={cont}")).await;
+    assert_eq!(r.status, 410);
+    assert_eq!(r.json()["reason"], "Expired");
+}
+
+#[tokio::test]
+async fn namespace_cascade_and_terminating() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    let cl = sim.cluster();
+    cl.create("v1", "namespaces", "", ns_obj("gone")).unwrap();
+    cl.create("v1", "pods", "gone", pod("p", json!({}))).unwrap();
+    cl.create("v1", "configmaps", "gone", json!({"metadata": {"name": "c"}})).unwrap();
+    // a finalizer keeps one object (and so the namespace) around
+    cl.create("v1", "configmaps", "gone", json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}}))
+        .unwrap();
+    let r = c.delete("/api/v1/namespaces/gone").await;
+    assert_eq!(r.status, 200);
+    let ns = cl.get("v1", "namespaces", "", "gone").expect("still terminating");
+    assert_eq!(ns["status"]["phase"], "Terminating");
+    assert!(ns["metadata"]["deletionTimestamp"].is_string());
+    assert!(cl.get("v1", "pods", "gone", "p").is_none());
+    assert!(cl.get("v1", "configmaps", "gone", "c").is_none());
+    let held = cl.get("v1", "configmaps", "gone", "held").expect("held by its finalizer");
+    assert!(held["metadata"]["deletionTimestamp"].is_string());
+    let r = c.post("/api/v1/namespaces/gone/configmaps", &json!({"metadata": {"name": "late"}})).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["reason"], "Forbidden");
+    assert_eq!(
+        r.json()["message"],
+        "configmaps \"late\" is forbidden: unable to create new content in namespace gone because it is being terminated"
+    );
+    // removing the last finalizer lets the object, then the namespace, go
+    c.patch(
+        "/api/v1/namespaces/gone/configmaps/held",
+        "application/merge-patch+json",
+        r#"{"metadata":{"finalizers":null}}"#,
+    )
+    .await;
+    assert!(cl.get("v1", "configmaps", "gone", "held").is_none());
+    assert!(cl.get("v1", "namespaces", "", "gone").is_none());
+}
+
+#[tokio::test]
+async fn owner_references_are_garbage_collected() {
+    let sim = sim().await;
+    let cl = sim.cluster();
+    cl.create("v1", "namespaces", "", ns_obj("gc")).unwrap();
+    let d = cl
+        .create(
+            "apps/v1",
+            "deployments",
+            "gc",
+            json!({"metadata": {"name": "d"}, "spec": {"selector": {"matchLabels": {"a": "b"}},
+                "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}}),
+        )
+        .unwrap();
+    let oref = |o: &Value, kind: &str, api: &str| json!([{"apiVersion": api, "kind": kind, "name": o["metadata"]["name"], "uid": o["metadata"]["uid"], "controller": true}]);
+    let rs = cl
+        .create(
+            "apps/v1",
+            "replicasets",
+            "gc",
+            json!({"metadata": {"name": "d-1", "ownerReferences": oref(&d, "Deployment", "apps/v1")},
+                "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}}),
+        )
+        .unwrap();
+    let mut p = pod("d-1-x", json!({"a": "b"}));
+    p["metadata"]["ownerReferences"] = oref(&rs, "ReplicaSet", "apps/v1");
+    cl.create("v1", "pods", "gc", p).unwrap();
+    cl.create("v1", "pods", "gc", pod("bystander", json!({"a": "b"}))).unwrap();
+    cl.delete("apps/v1", "deployments", "gc", "d").unwrap();
+    assert!(cl.get("apps/v1", "replicasets", "gc", "d-1").is_none());
+    assert!(cl.get("v1", "pods", "gc", "d-1-x").is_none());
+    assert!(cl.get("v1", "pods", "gc", "bystander").is_some());
+}
+
+#[tokio::test]
+async fn dry_run_stores_nothing() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    let cl = sim.cluster();
+    cl.create("v1", "namespaces", "", ns_obj("d")).unwrap();
+    let before = cl.resource_version();
+    let r = c.post("/api/v1/namespaces/d/configmaps?dryRun=All", &json!({"metadata": {"name": "x"}})).await;
+    assert_eq!(r.status, 201);
+    assert_eq!(r.json()["metadata"]["name"], "x");
+    assert!(cl.get("v1", "configmaps", "d", "x").is_none());
+    let r = c.post("/api/v1/namespaces/d/configmaps?dryRun=All", &json!({"metadata": {"name": "-x"}})).await;
+    assert_eq!(r.status, 422, "dry-run still validates");
+    let r = c
+        .patch(
+            "/api/v1/namespaces/d?dryRun=All",
+            "application/merge-patch+json",
+            r#"{"metadata":{"labels":{"k":"v"}}}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["metadata"]["labels"]["k"], "v");
+    assert!(cl.get("v1", "namespaces", "", "d").unwrap()["metadata"]["labels"]["k"].is_null());
+    let r = c.delete("/api/v1/namespaces/d?dryRun=All").await;
+    assert_eq!(r.status, 200);
+    assert!(cl.get("v1", "namespaces", "", "d").is_some());
+    assert_eq!(cl.resource_version(), before);
+    // fieldValidation=Strict is accepted
+    let r = c.post("/api/v1/namespaces/d/configmaps?fieldValidation=Strict", &json!({"metadata": {"name": "y"}})).await;
+    assert_eq!(r.status, 201);
+}
+
+#[tokio::test]
+async fn services_cluster_ip_and_node_ports() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    let cl = sim.cluster();
+    cl.create("v1", "namespaces", "", ns_obj("istio-system")).unwrap();
+    let svc = |name: &str, np: Option<u32>| {
+        let mut port = json!({"name": "http2", "port": 80, "targetPort": 80, "protocol": "TCP"});
+        if let Some(n) = np {
+            port["nodePort"] = json!(n);
+        }
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": {"type": "NodePort", "ports": [port]}})
+    };
+    let r = c.post("/api/v1/namespaces/istio-system/services", &svc("gw", Some(31380))).await;
+    assert_eq!(r.status, 201);
+    let v = r.json();
+    assert_eq!(v["spec"]["ports"][0]["nodePort"], 31380);
+    let ip = v["spec"]["clusterIP"].as_str().unwrap().to_string();
+    assert!(ip.starts_with("10.9") || ip.starts_with("10.10") || ip.starts_with("10.11"), "{ip}");
+    let auto = c.post("/api/v1/namespaces/istio-system/services", &svc("auto", None)).await.json();
+    let np = auto["spec"]["ports"][0]["nodePort"].as_u64().unwrap();
+    assert!((30000..=32767).contains(&np) && np != 31380);
+    let r = c.post("/api/v1/namespaces/istio-system/services", &svc("other", Some(31380))).await;
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.json()["message"],
+        "Service \"other\" is invalid: spec.ports[0].nodePort: Invalid value: 31380: provided port is already allocated"
+    );
+    let r = c.post("/api/v1/namespaces/istio-system/services", &svc("far", Some(80))).await;
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.json()["message"],
+        "Service \"far\" is invalid: spec.ports[0].nodePort: Invalid value: 80: provided port is not in the valid range. The range of valid ports is 30000-32767"
+    );
+    // clusterIP is immutable
+    let r = c
+        .patch(
+            "/api/v1/namespaces/istio-system/services/gw",
+            "application/merge-patch+json",
+            r#"{"spec":{"clusterIP":"10.96.99.99"}}"#,
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    // deleting releases the port
+    c.delete("/api/v1/namespaces/istio-system/services/gw").await;
+    let r = c.post("/api/v1/namespaces/istio-system/services", &svc("other", Some(31380))).await;
+    assert_eq!(r.status, 201);
+    // a type change to ClusterIP releases it too
+    c.patch(
+        "/api/v1/namespaces/istio-system/services/other",
+        "application/merge-patch+json",
+        r#"{"spec":{"type":"ClusterIP","ports":[{"name":"http2","port":80,"targetPort":80,"protocol":"TCP"}]}}"#,
+    )
+    .await;
+    let r = c.post("/api/v1/namespaces/istio-system/services", &svc("third", Some(31380))).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+}
+
+#[tokio::test]
+async fn eviction_honours_disruption_budgets() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    let cl = sim.cluster();
+    cl.create("v1", "namespaces", "", ns_obj("e")).unwrap();
+    for n in ["a", "b"] {
+        cl.create("v1", "pods", "e", pod(n, json!({"app": "x"}))).unwrap();
+        cl.patch_status(
+            "v1",
+            "pods",
+            "e",
+            n,
+            &json!({"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}),
+        )
+        .unwrap();
+    }
+    cl.create(
+        "policy/v1",
+        "poddisruptionbudgets",
+        "e",
+        json!({"metadata": {"name": "pdb"}, "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "x"}}}}),
+    )
+    .unwrap();
+    let ev = json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "a", "namespace": "e"}});
+    let r = c.post("/api/v1/namespaces/e/pods/a/eviction", &ev).await;
+    assert_eq!(r.status, 429);
+    assert_eq!(r.json()["reason"], "TooManyRequests");
+    assert_eq!(r.json()["message"], "Cannot evict pod as it would violate the pod's disruption budget.");
+    assert!(cl.get("v1", "pods", "e", "a").is_some());
+    cl.patch(
+        "policy/v1",
+        "poddisruptionbudgets",
+        "e",
+        "pdb",
+        kube_sim::PatchType::Merge,
+        &json!({"spec": {"minAvailable": 1}}),
+        "t",
+    )
+    .unwrap();
+    let r = c.post("/api/v1/namespaces/e/pods/a/eviction", &ev).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert!(cl.get("v1", "pods", "e", "a").is_none());
+}
+
+#[tokio::test]
+async fn crds_register_resources() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "meshpolicies.authentication.istio.io"},
+        "spec": {"group": "authentication.istio.io", "scope": "Cluster",
+            "names": {"kind": "MeshPolicy", "plural": "meshpolicies", "singular": "meshpolicy", "listKind": "MeshPolicyList"},
+            "versions": [{"name": "v1alpha1", "served": true, "storage": true}]}});
+    let r = c.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", &crd).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let disc = c.get("/apis/authentication.istio.io/v1alpha1").await;
+    assert_eq!(disc.status, 200);
+    assert!(disc.json()["resources"].as_array().unwrap().iter().any(|r| r["name"] == "meshpolicies"));
+    let r = c
+        .post(
+            "/apis/authentication.istio.io/v1alpha1/meshpolicies",
+            &json!({"apiVersion": "authentication.istio.io/v1alpha1", "kind": "MeshPolicy", "metadata": {"name": "default"}, "spec": {"peers": [{"mtls": {}}]}}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    assert_eq!(sim.cluster().count("authentication.istio.io/v1alpha1", "meshpolicies"), 1);
+}
+
+#[tokio::test]
+async fn faults_then_success() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    sim.faults().fail_next("list", "pods", 2, 429);
+    for _ in 0..2 {
+        let r = c.get("/api/v1/pods").await;
+        assert_eq!(r.status, 429);
+        assert_eq!(r.header("retry-after"), Some("1"));
+        assert_eq!(r.json()["reason"], "TooManyRequests");
+        assert_eq!(r.json()["kind"], "Status");
+    }
+    assert_eq!(c.get("/api/v1/pods").await.status, 200);
+    for (code, reason) in [(500, "InternalError"), (503, "ServiceUnavailable"), (403, "Forbidden"), (409, "Conflict")] {
+        sim.faults().fail_next("get", "namespaces", 1, code);
+        let r = c.get("/api/v1/namespaces/default").await;
+        assert_eq!(r.status, code);
+        assert_eq!(r.json()["reason"], reason);
+        assert_eq!(r.json()["code"], code);
+    }
+    // other verbs are untouched
+    sim.faults().fail_next("create", "configmaps", 1, 500);
+    assert_eq!(c.get("/api/v1/configmaps").await.status, 200);
+    let recorded = sim.requests();
+    assert!(recorded.iter().any(|r| r.verb == "list" && r.resource == "pods" && r.code == 429));
+    sim.clear_requests();
+    assert!(sim.requests().is_empty());
+}
+
+#[tokio::test]
+async fn stop_refuses_then_restart_serves_with_state() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    sim.cluster().create("v1", "namespaces", "", ns_obj("kept")).unwrap();
+    sim.stop().await;
+    assert!(c.try_req("GET", "/api/v1/namespaces/kept", None, b"").await.is_err(), "refused while down");
+    sim.restart().await.unwrap();
+    let r = c.get("/api/v1/namespaces/kept").await;
+    assert_eq!(r.status, 200);
+}

@@ -1,0 +1,195 @@
+//! A minimal HTTP/1.1 client over tokio's TcpStream (kube-sim's tests need no HTTP crate).
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+pub const ADMIN: &str = "kube-sim-admin-token";
+/// Failure bound for any single step.
+pub const BOUND: Duration = Duration::from_secs(10);
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+pub struct Client {
+    pub addr: std::net::SocketAddr,
+    pub token: Option<String>,
+}
+
+impl Client {
+    pub fn new(addr: std::net::SocketAddr) -> Client {
+        Client { addr, token: Some(ADMIN.into()) }
+    }
+    pub fn with_token(addr: std::net::SocketAddr, token: Option<&str>) -> Client {
+        Client { addr, token: token.map(str::to_string) }
+    }
+
+    async fn send(&self, method: &str, path: &str, ctype: Option<&str>, body: &[u8]) -> std::io::Result<TcpStream> {
+        let mut s = TcpStream::connect(self.addr).await?;
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nUser-Agent: kube-sim-test/1.0\r\nAccept: application/json\r\n",
+            self.addr
+        );
+        if let Some(t) = &self.token {
+            req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        if let Some(c) = ctype {
+            req.push_str(&format!("Content-Type: {c}\r\n"));
+        }
+        req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        s.write_all(req.as_bytes()).await?;
+        s.write_all(body).await?;
+        Ok(s)
+    }
+
+    pub async fn try_req(&self, method: &str, path: &str, ctype: Option<&str>, body: &[u8]) -> std::io::Result<Resp> {
+        let s = self.send(method, path, ctype, body).await?;
+        let mut r = BufReader::new(s);
+        let (status, headers) = read_head(&mut r).await?;
+        let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+        let mut body = Vec::new();
+        if chunked {
+            while let Some(c) = read_chunk(&mut r).await? {
+                body.extend_from_slice(&c);
+            }
+        } else {
+            r.read_to_end(&mut body).await?;
+        }
+        Ok(Resp { status, headers, body })
+    }
+
+    pub async fn req(&self, method: &str, path: &str, ctype: Option<&str>, body: &[u8]) -> Resp {
+        tokio::time::timeout(BOUND, self.try_req(method, path, ctype, body))
+            .await
+            .unwrap_or_else(|_| panic!("{method} {path}: timed out"))
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.req("GET", path, None, b"").await
+    }
+    pub async fn post(&self, path: &str, v: &Value) -> Resp {
+        self.req("POST", path, Some("application/json"), v.to_string().as_bytes()).await
+    }
+    pub async fn put(&self, path: &str, v: &Value) -> Resp {
+        self.req("PUT", path, Some("application/json"), v.to_string().as_bytes()).await
+    }
+    pub async fn patch(&self, path: &str, ctype: &str, body: &str) -> Resp {
+        self.req("PATCH", path, Some(ctype), body.as_bytes()).await
+    }
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.req("DELETE", path, None, b"").await
+    }
+
+    /// Opens a watch; read its events with `next`.
+    pub async fn watch(&self, path: &str) -> Watch {
+        let s = self.send("GET", path, None, b"").await.expect("connect");
+        let mut r = BufReader::new(s);
+        let (status, _) = tokio::time::timeout(BOUND, read_head(&mut r)).await.expect("head in time").expect("head");
+        Watch { r, status, buf: Vec::new(), done: false }
+    }
+}
+
+async fn read_head(r: &mut BufReader<TcpStream>) -> std::io::Result<(u16, Vec<(String, String)>)> {
+    let mut line = String::new();
+    r.read_line(&mut line).await?;
+    let status = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        r.read_line(&mut line).await?;
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    Ok((status, headers))
+}
+
+/// One chunk of a chunked body; None at the end.
+async fn read_chunk(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<Vec<u8>>> {
+    let mut line = String::new();
+    if r.read_line(&mut line).await? == 0 {
+        return Ok(None);
+    }
+    let n = usize::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
+    if n == 0 {
+        return Ok(None);
+    }
+    let mut buf = vec![0; n + 2];
+    r.read_exact(&mut buf).await?;
+    buf.truncate(n);
+    Ok(Some(buf))
+}
+
+pub struct Watch {
+    r: BufReader<TcpStream>,
+    pub status: u16,
+    buf: Vec<u8>,
+    done: bool,
+}
+
+impl Watch {
+    /// The next event, None when the stream ended cleanly.
+    pub async fn next(&mut self) -> Option<Value> {
+        tokio::time::timeout(BOUND, self.next_unbounded()).await.expect("watch event in time")
+    }
+
+    pub async fn next_unbounded(&mut self) -> Option<Value> {
+        loop {
+            if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=i).collect();
+                return Some(serde_json::from_slice(&line).expect("event is JSON"));
+            }
+            if self.done {
+                return None;
+            }
+            match read_chunk(&mut self.r).await {
+                Ok(Some(c)) => self.buf.extend_from_slice(&c),
+                _ => self.done = true,
+            }
+        }
+    }
+
+    /// Skips events until one satisfies `f`.
+    pub async fn until(&mut self, f: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let ev = self.next().await.expect("stream ended before the expected event");
+            if f(&ev) {
+                return ev;
+            }
+        }
+    }
+}
+
+pub async fn sim() -> kube_sim::Sim {
+    kube_sim::Sim::start(kube_sim::SimOptions::default().actors(false)).await.expect("sim starts")
+}
+
+pub fn ns_obj(name: &str) -> Value {
+    serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+}
+
+pub fn pod(name: &str, labels: Value) -> Value {
+    serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},
+        "spec": {"containers": [{"name": "app", "image": "nginx"}]}})
+}
