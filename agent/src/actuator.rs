@@ -45,6 +45,9 @@ pub struct Action {
     pub patch: PatchBody,
     /// The field repaired, for per-field metrics (e.g. `node_port:http2`).
     pub field: Option<String>,
+    /// The object's resourceVersion in the cache the plan was made from. Once an action was
+    /// carried out on a version, actions planned from that same version are stale.
+    pub observed: Option<String>,
 }
 
 /// How an action ended.

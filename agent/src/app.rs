@@ -94,10 +94,13 @@ pub async fn main(cli: Cli) -> ExitCode {
                 Err(e) => fail(EXIT_USAGE, "could not run the checks", &e),
             }
         }
-        Command::Demo { .. } => fail(
-            EXIT_USAGE,
-            "demo",
-            &"the simulated cluster is not built into this binary yet (kube-sim is under construction)",
-        ),
+        Command::Demo { scenario, port } => {
+            let shutdown = CancellationToken::new();
+            cancel_on_signal(shutdown.clone());
+            match crate::demo::run(settings, scenario, port, shutdown).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(EXIT_FAILURE, "demo stopped", &e),
+            }
+        }
     }
 }

@@ -9,6 +9,7 @@ pub mod checks;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod demo;
 pub mod findings;
 pub mod http;
 pub mod leader;

@@ -71,7 +71,13 @@ struct Evaluator {
 }
 
 impl Evaluator {
+    /// One evaluation. Nothing is judged before every watch has listed (a half-filled cache
+    /// would report objects as missing), and only the leader plans writes.
     fn pass(&self, dirty: Option<&BTreeSet<Resource>>) {
+        self.agent.beat();
+        if !self.agent.is_ready() {
+            return;
+        }
         let evaluations = {
             let actions = self.agent.recent_actions();
             let guards = self.caches.read();
@@ -89,7 +95,9 @@ impl Evaluator {
                     self.events.send(EventRequest::for_finding(f));
                 }
             }
-            planned.extend(ev.actions);
+            if self.agent.is_leader() {
+                planned.extend(ev.actions);
+            }
         }
         self.metrics.set_findings(&checks::names(&self.checks), &self.agent.findings());
         if !planned.is_empty() && self.actions.try_send(planned).is_err() {
@@ -102,6 +110,7 @@ impl Evaluator {
     async fn run(self, resync: Duration, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(resync);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut was_ready = false;
         loop {
             let full = tokio::select! {
                 biased;
@@ -110,7 +119,11 @@ impl Evaluator {
                 _ = self.dirty.changed() => false,
             };
             let dirty = self.dirty.take();
-            self.pass(if full { None } else { Some(&dirty) });
+            // The first pass after the caches are complete evaluates everything.
+            let ready = self.agent.is_ready();
+            let everything = full || (ready && !was_ready);
+            was_ready = ready;
+            self.pass(if everything { None } else { Some(&dirty) });
         }
     }
 }
@@ -153,6 +166,30 @@ impl Cooldown {
     }
 }
 
+/// What the actuator already did, by (action, object, field): the resourceVersion it acted on.
+/// An action planned from a version that was already acted on is stale (the cache has not seen
+/// the write yet) and is skipped; a newer version (the write, or someone else's change) is not.
+#[derive(Debug, Default)]
+pub struct Acted {
+    on: BTreeMap<(String, ObjectRef, Option<String>), String>,
+}
+
+impl Acted {
+    fn key(a: &Action) -> (String, ObjectRef, Option<String>) {
+        (a.kind.to_string(), a.object.clone(), a.field.clone())
+    }
+
+    pub fn is_stale(&self, a: &Action) -> bool {
+        a.observed.as_ref().is_some_and(|rv| self.on.get(&Self::key(a)) == Some(rv))
+    }
+
+    pub fn record(&mut self, a: &Action, result: &ActionResult) {
+        if let (true, Some(rv)) = (result.is_done(), &a.observed) {
+            self.on.insert(Self::key(a), rv.clone());
+        }
+    }
+}
+
 async fn run_actuator(
     actuator: Actuator,
     mut rx: mpsc::Receiver<Vec<Action>>,
@@ -160,6 +197,7 @@ async fn run_actuator(
     shutdown: CancellationToken,
 ) {
     let mut cooldown = Cooldown::default();
+    let mut acted = Acted::default();
     loop {
         let batch = tokio::select! {
             biased;
@@ -170,7 +208,7 @@ async fn run_actuator(
             if shutdown.is_cancelled() {
                 return;
             }
-            if !cooldown.ready(&action, Instant::now()) {
+            if !cooldown.ready(&action, Instant::now()) || acted.is_stale(&action) {
                 continue;
             }
             // NB: an in-flight write is not cancelled by shutdown, only bounded.
@@ -178,6 +216,7 @@ async fn run_actuator(
                 Ok(r) => r,
                 Err(_) => ActionResult::Error(format!("no answer within {}s", INFLIGHT_TIMEOUT.as_secs())),
             };
+            acted.record(&action, &result);
             if !matches!(result, ActionResult::NotAttempted(_)) {
                 dirty.mark(Resource::Actions);
             }
@@ -551,7 +590,28 @@ mod tests {
             resource: ApiResource::erase::<Ns>(&()),
             patch: crate::actuator::PatchBody::Merge(serde_json::json!({})),
             field: None,
+            observed: Some("5".into()),
         }
+    }
+
+    #[test]
+    fn actions_planned_from_an_acted_on_version_are_stale() {
+        let mut acted = Acted::default();
+        let a = action("a");
+        assert!(!acted.is_stale(&a));
+        acted.record(&a, &ActionResult::Conflict);
+        assert!(!acted.is_stale(&a), "failures do not count");
+        acted.record(&a, &ActionResult::Success);
+        assert!(acted.is_stale(&a), "same version: already done");
+        let mut newer = action("a");
+        newer.observed = Some("6".into());
+        assert!(!acted.is_stale(&newer), "a newer version is planned afresh");
+        let mut other_field = action("a");
+        other_field.field = Some("node_port:tls".into());
+        assert!(!acted.is_stale(&other_field));
+        let mut unversioned = action("a");
+        unversioned.observed = None;
+        assert!(!acted.is_stale(&unversioned));
     }
 
     #[test]

@@ -49,6 +49,7 @@ fn label_action(ns: &str) -> Action {
         resource: ApiResource::erase::<Namespace>(&()),
         patch: PatchBody::Merge(json!({"metadata": {"labels": {"istio-injection": "enabled"}}})),
         field: None,
+        observed: Some("1".into()),
     }
 }
 

@@ -399,6 +399,7 @@ impl Check for GatewayCheck {
                     resource: ApiResource::erase::<Service>(&()),
                     patch: PatchBody::Json(p),
                     field: Some(d.field),
+                    observed: svc.and_then(|s| s.resource_version.clone()),
                 })
             })
             .collect()

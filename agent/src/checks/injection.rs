@@ -381,6 +381,7 @@ impl Check for InjectionCheck {
                     resource: ApiResource::erase::<Namespace>(&()),
                     patch: PatchBody::Merge(repair_patch(ns, &repair)),
                     field: None,
+                    observed: ns.resource_version.clone(),
                 })
             })
             .collect()

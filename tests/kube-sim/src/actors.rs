@@ -92,7 +92,7 @@ fn inject(pod: &mut Value, st: &InjectorState) {
 
 fn injector_hook(state: Arc<Mutex<InjectorState>>) -> Admission {
     Arc::new(move |store: &Store, rt, ns, obj| {
-        if rt.kind != "Pod" || rt.group != "" {
+        if rt.kind != "Pod" || !rt.group.is_empty() {
             return;
         }
         let st = lock(&state).clone();

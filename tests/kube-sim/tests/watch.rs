@@ -1,0 +1,150 @@
+//! Watches over real HTTP: resume from a resourceVersion, initial ADDED, bookmarks,
+//! timeoutSeconds, 410 after compaction, streaming lists, dropped connections.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+fn rv_of(v: &serde_json::Value) -> u64 {
+    v["metadata"]["resourceVersion"].as_str().and_then(|s| s.parse().ok()).expect("resourceVersion")
+}
+
+#[tokio::test]
+async fn watch_from_resource_version_and_initial_added() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    let cl = sim.cluster();
+    cl.create("v1", "namespaces", "", ns_obj("w")).unwrap();
+    let a = cl.create("v1", "configmaps", "w", json!({"metadata": {"name": "a"}})).unwrap();
+    cl.create("v1", "configmaps", "w", json!({"metadata": {"name": "b", "labels": {"x": "1"}}})).unwrap();
+    // from a resourceVersion: only what came after it
+    let mut w = c.watch(&format!("/api/v1/namespaces/w/configmaps?watch=true&resourceVersion={}", rv_of(&a))).await;
+    assert_eq!(w.status, 200);
+    let ev = w.next().await.unwrap();
+    assert_eq!(ev["type"], "ADDED");
+    assert_eq!(ev["object"]["metadata"]["name"], "b");
+    cl.patch("v1", "configmaps", "w", "a", kube_sim::PatchType::Merge, &json!({"data": {"k": "v"}}), "t").unwrap();
+    let ev = w.next().await.unwrap();
+    assert_eq!(ev["type"], "MODIFIED");
+    assert_eq!(ev["object"]["data"]["k"], "v");
+    cl.delete("v1", "configmaps", "w", "a").unwrap();
+    let ev = w.next().await.unwrap();
+    assert_eq!(ev["type"], "DELETED");
+    assert_eq!(ev["object"]["metadata"]["name"], "a");
+    // resourceVersion=0: synthetic ADDED for what exists, then live; a label selector filters
+    let mut w = c.watch("/api/v1/watch/namespaces/w/configmaps?labelSelector=x%3D1").await;
+    let ev = w.next().await.unwrap();
+    assert_eq!((ev["type"].as_str(), ev["object"]["metadata"]["name"].as_str()), (Some("ADDED"), Some("b")));
+    cl.create("v1", "configmaps", "w", json!({"metadata": {"name": "c"}})).unwrap();
+    cl.create("v1", "configmaps", "w", json!({"metadata": {"name": "d", "labels": {"x": "1"}}})).unwrap();
+    let ev = w.next().await.unwrap();
+    assert_eq!(ev["object"]["metadata"]["name"], "d", "c does not match the selector");
+    // a watch on one name (fieldSelector metadata.name)
+    let mut w = c.watch("/api/v1/namespaces/w/configmaps?watch=1&fieldSelector=metadata.name%3Dd").await;
+    assert_eq!(w.next().await.unwrap()["object"]["metadata"]["name"], "d");
+    // a bad selector is a 400 before the stream starts
+    let r = c.get("/api/v1/configmaps?watch=true&labelSelector=x%20in%20y").await;
+    assert_eq!(r.status, 400);
+}
+
+#[tokio::test]
+async fn bookmarks_and_timeout() {
+    let sim = kube_sim::Sim::start(kube_sim::SimOptions::default().actors(false).bookmark_interval(Duration::from_millis(100)))
+        .await
+        .unwrap();
+    let c = Client::new(sim.addr());
+    let rv = sim.cluster().resource_version();
+    let mut w = c
+        .watch(&format!("/api/v1/namespaces?watch=true&allowWatchBookmarks=true&resourceVersion={rv}&timeoutSeconds=1"))
+        .await;
+    let ev = w.next().await.unwrap();
+    assert_eq!(ev["type"], "BOOKMARK");
+    assert_eq!(ev["object"]["kind"], "Namespace");
+    assert!(ev["object"]["metadata"]["resourceVersion"].is_string());
+    // the stream ends cleanly at timeoutSeconds
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        while w.next_unbounded().await.is_some() {}
+    })
+    .await;
+    assert!(end.is_ok(), "the watch ended by itself");
+}
+
+#[tokio::test]
+async fn too_old_resource_version_is_410() {
+    let sim = kube_sim::Sim::start(kube_sim::SimOptions::default().actors(false).history(3)).await.unwrap();
+    let c = Client::new(sim.addr());
+    let cl = sim.cluster();
+    for i in 0..6 {
+        cl.create("v1", "namespaces", "", ns_obj(&format!("n{i}"))).unwrap();
+    }
+    let mut w = c.watch("/api/v1/namespaces?watch=true&resourceVersion=1").await;
+    assert_eq!(w.status, 200);
+    let ev = w.next().await.unwrap();
+    assert_eq!(ev["type"], "ERROR");
+    assert_eq!(ev["object"]["kind"], "Status");
+    assert_eq!(ev["object"]["code"], 410);
+    assert_eq!(ev["object"]["reason"], "Expired");
+    assert!(ev["object"]["message"].as_str().unwrap().starts_with("too old resource version: 1 ("), "{}", ev["object"]["message"]);
+    assert!(w.next().await.is_none(), "the stream ends after the error");
+    // after a compaction, any older resourceVersion is 410 too
+    let now = cl.resource_version();
+    cl.create("v1", "namespaces", "", ns_obj("late")).unwrap();
+    sim.faults().compact();
+    let mut w = c.watch(&format!("/api/v1/namespaces?watch=true&resourceVersion={}", now)).await;
+    assert_eq!(w.next().await.unwrap()["object"]["code"], 410);
+}
+
+#[tokio::test]
+async fn streaming_list_ends_initial_events_with_a_bookmark() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    let cl = sim.cluster();
+    cl.create("v1", "namespaces", "", ns_obj("s")).unwrap();
+    for n in ["a", "b"] {
+        cl.create("v1", "pods", "s", pod(n, json!({}))).unwrap();
+    }
+    let mut w = c
+        .watch("/api/v1/pods?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true")
+        .await;
+    let mut names = vec![];
+    for _ in 0..2 {
+        let ev = w.next().await.unwrap();
+        assert_eq!(ev["type"], "ADDED");
+        names.push(ev["object"]["metadata"]["name"].as_str().unwrap().to_string());
+    }
+    names.sort();
+    assert_eq!(names, ["a", "b"]);
+    let ev = w.next().await.unwrap();
+    assert_eq!(ev["type"], "BOOKMARK");
+    assert_eq!(ev["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"], "true");
+    cl.create("v1", "pods", "s", pod("c", json!({}))).unwrap();
+    let ev = w.until(|e| e["type"] != "BOOKMARK").await;
+    assert_eq!((ev["type"].as_str(), ev["object"]["metadata"]["name"].as_str()), (Some("ADDED"), Some("c")));
+}
+
+#[tokio::test]
+async fn dropped_watches_end() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    let rv = sim.cluster().resource_version();
+    let mut w = c.watch(&format!("/api/v1/namespaces?watch=true&resourceVersion={rv}")).await;
+    sim.cluster().create("v1", "namespaces", "", ns_obj("x")).unwrap();
+    assert_eq!(w.next().await.unwrap()["type"], "ADDED");
+    sim.faults().drop_watches();
+    assert!(w.next().await.is_none());
+}
+
+#[tokio::test]
+async fn in_process_subscribe_sees_http_writes() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    let mut rx = sim.cluster().subscribe();
+    c.post("/api/v1/namespaces", &ns_obj("sub")).await;
+    let ev = tokio::time::timeout(BOUND, rx.recv()).await.unwrap().unwrap();
+    assert_eq!(ev.kind, "ADDED");
+    assert_eq!(sim.cluster().resource_of(&ev), "namespaces");
+    assert_eq!(ev.object["metadata"]["name"], "sub");
+}
