@@ -52,9 +52,11 @@ async fn watch_from_resource_version_and_initial_added() {
 
 #[tokio::test]
 async fn bookmarks_and_timeout() {
-    let sim = kube_sim::Sim::start(kube_sim::SimOptions::default().actors(false).bookmark_interval(Duration::from_millis(100)))
-        .await
-        .unwrap();
+    let sim = kube_sim::Sim::start(
+        kube_sim::SimOptions::default().actors(false).bookmark_interval(Duration::from_millis(100)),
+    )
+    .await
+    .unwrap();
     let c = Client::new(sim.addr());
     let rv = sim.cluster().resource_version();
     let mut w = c
@@ -65,10 +67,7 @@ async fn bookmarks_and_timeout() {
     assert_eq!(ev["object"]["kind"], "Namespace");
     assert!(ev["object"]["metadata"]["resourceVersion"].is_string());
     // the stream ends cleanly at timeoutSeconds
-    let end = tokio::time::timeout(Duration::from_secs(5), async {
-        while w.next_unbounded().await.is_some() {}
-    })
-    .await;
+    let end = tokio::time::timeout(Duration::from_secs(5), async { while w.next_unbounded().await.is_some() {} }).await;
     assert!(end.is_ok(), "the watch ended by itself");
 }
 
@@ -87,7 +86,11 @@ async fn too_old_resource_version_is_410() {
     assert_eq!(ev["object"]["kind"], "Status");
     assert_eq!(ev["object"]["code"], 410);
     assert_eq!(ev["object"]["reason"], "Expired");
-    assert!(ev["object"]["message"].as_str().unwrap().starts_with("too old resource version: 1 ("), "{}", ev["object"]["message"]);
+    assert!(
+        ev["object"]["message"].as_str().unwrap().starts_with("too old resource version: 1 ("),
+        "{}",
+        ev["object"]["message"]
+    );
     assert!(w.next().await.is_none(), "the stream ends after the error");
     // after a compaction, any older resourceVersion is 410 too
     let now = cl.resource_version();
@@ -107,7 +110,9 @@ async fn streaming_list_ends_initial_events_with_a_bookmark() {
         cl.create("v1", "pods", "s", pod(n, json!({}))).unwrap();
     }
     let mut w = c
-        .watch("/api/v1/pods?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true")
+        .watch(
+            "/api/v1/pods?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true",
+        )
         .await;
     let mut names = vec![];
     for _ in 0..2 {
