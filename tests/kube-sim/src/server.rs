@@ -403,6 +403,7 @@ fn check_faults(shared: &Shared, verb: &str, t: &Target) -> Option<Response> {
     Some(r)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn dispatch(
     shared: &Arc<Shared>,
     t: &Target,
