@@ -10,6 +10,7 @@ pub mod api;
 pub mod control_plane;
 pub mod gateway;
 pub mod injection;
+pub mod writes;
 
 use std::collections::BTreeSet;
 
@@ -174,5 +175,6 @@ pub fn registry(settings: &Settings) -> Vec<Box<dyn Check>> {
     if settings.gateway.mode != crate::config::GatewayMode::Off {
         checks.push(Box::new(gateway::GatewayCheck));
     }
+    checks.push(Box::new(writes::WritesCheck));
     checks
 }
