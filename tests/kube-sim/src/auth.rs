@@ -12,6 +12,8 @@ use crate::store::{Event, Store};
 /// The admin's bearer token (user `system:admin`, group `system:masters`).
 pub const ADMIN_TOKEN: &str = "kube-sim-admin-token";
 const SA_PREFIX: &str = "kube-sim-sa.";
+/// Server-URL prefix carrying a token (for kubectl, which sends no token over plain HTTP).
+pub const PATH_PREFIX: &str = "/kube-sim-auth/";
 
 /// The bearer token of a ServiceAccount.
 pub fn service_account_token(namespace: &str, name: &str) -> String {

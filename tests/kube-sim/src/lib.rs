@@ -16,6 +16,7 @@
 pub mod actors;
 pub mod auth;
 pub mod patch;
+pub mod proto;
 pub mod rbac;
 pub mod resources;
 pub mod seed;
@@ -118,9 +119,11 @@ impl Sim {
         let addr = listener.local_addr()?;
         let dir = tempfile::tempdir()?;
         let sim = Sim { shared: shared.clone(), addr, dir, server: Mutex::new(None), actors: None };
-        std::fs::write(sim.kubeconfig_path(), kubeconfig(&sim.url(), auth::ADMIN_TOKEN))?;
+        std::fs::write(sim.kubeconfig_path(), kubeconfig(&sim.server_url_for(auth::ADMIN_TOKEN), auth::ADMIN_TOKEN))?;
         *lock(&sim.server) = Some(serve(listener, shared.clone()));
         let mut sim = sim;
+        // Every API server has these.
+        seed::basic(&sim.cluster()).map_err(|e| std::io::Error::other(e.message))?;
         if opts.actors {
             sim.actors = Some(actors::Actors::start(sim.cluster()));
         }
@@ -129,6 +132,12 @@ impl Sim {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The server URL a kubeconfig for `token` names: with RBAC on it carries the token in a
+    /// path prefix too, because kubectl sends no bearer token over plain HTTP.
+    fn server_url_for(&self, token: &str) -> String {
+        if self.shared.auth.is_some() { format!("{}{}{token}", self.url(), auth::PATH_PREFIX) } else { self.url() }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -144,7 +153,8 @@ impl Sim {
     /// (`system:serviceaccount:ns:name`, groups `system:serviceaccounts[:ns]`, `system:authenticated`).
     pub fn kubeconfig_for_service_account(&self, ns: &str, name: &str) -> std::io::Result<PathBuf> {
         let path = self.dir.path().join(format!("kubeconfig-sa-{ns}-{name}"));
-        std::fs::write(&path, kubeconfig(&self.url(), &auth::service_account_token(ns, name)))?;
+        let token = auth::service_account_token(ns, name);
+        std::fs::write(&path, kubeconfig(&self.server_url_for(&token), &token))?;
         Ok(path)
     }
 

@@ -168,7 +168,15 @@ fn default_manager(headers: &HeaderMap) -> String {
 
 pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let path = parts.uri.path().to_string();
+    let mut path = parts.uri.path().to_string();
+    // kubectl (client-go's kubeconfig loader) sends no credentials over plain HTTP, so with RBAC
+    // on the kubeconfigs also carry the token in a server URL prefix: /kube-sim-auth/<token>/...
+    let mut path_token = None;
+    if let Some(rest) = path.strip_prefix(crate::auth::PATH_PREFIX) {
+        let (tok, rest) = rest.split_once('/').unwrap_or((rest, ""));
+        path_token = Some(tok.to_string());
+        path = format!("/{rest}");
+    }
     let q = query_map(parts.uri.query());
     let body = match axum::body::to_bytes(body, 64 * 1024 * 1024).await {
         Ok(b) => b,
@@ -182,7 +190,8 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
+            .map(str::trim)
+            .or(path_token.as_deref());
         match token.and_then(crate::auth::authenticate) {
             Some(u) => u,
             None => return json_response(401, &crate::auth::unauthorized_status()),
@@ -235,12 +244,22 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
     // kube-sim speaks JSON only: like a server that cannot decode a type's protobuf, answer 415
     // so client-go falls back to JSON.
     let ctype = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let mut body = body;
     if !body.is_empty() && ctype.starts_with("application/vnd.kubernetes.protobuf") {
-        return error_response(&ApiError::new(
-            415,
-            "UnsupportedMediaType",
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
-        ));
+        // kubectl's typed clients send protobuf: decode the few kinds they send, 415 for the rest.
+        match crate::proto::decode(&body) {
+            Ok(v) => body = Bytes::from(serde_json::to_vec(&v).unwrap_or_default()),
+            Err(_) if method == Method::DELETE => body = Bytes::new(),
+            Err(e) => {
+                return error_response(&ApiError::new(
+                    415,
+                    "UnsupportedMediaType",
+                    format!(
+                        "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml ({e})"
+                    ),
+                ));
+            }
+        }
     }
     let manager = q.get("fieldManager").cloned().unwrap_or_else(|| default_manager(&parts.headers));
     let user_agent =

@@ -508,6 +508,13 @@ impl Store {
             }
         }
         new["metadata"]["name"] = json!(key.1);
+        if rt.kind == "Namespace" && rt.group.is_empty() {
+            // The real server keeps this label on every namespace (since 1.21).
+            if !new["metadata"]["labels"].is_object() {
+                new["metadata"]["labels"] = json!({});
+            }
+            new["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(key.1);
+        }
         validate(&rt, &new)?;
         if rt.kind == "Service" {
             self.allocate_service(&rt, &key, &mut new, old.as_deref())?;
