@@ -440,7 +440,9 @@ pub async fn run(settings: Settings, client: Client, shutdown: CancellationToken
     let identity = leader::identity(&settings.leader_election.identity);
 
     // Tasks that must live as long as the process; any that ends early is fatal.
-    let work = shutdown.child_token();
+    // Independent of `shutdown`: tasks stop only when shutdown has been observed below, so a
+    // task ending on its own is always a failure.
+    let work = CancellationToken::new();
     let mut tasks = Tasks::new();
 
     let (events, events_task) = if settings.events.enabled {
@@ -536,6 +538,7 @@ pub async fn run(settings: Settings, client: Client, shutdown: CancellationToken
         );
 
     let outcome = tokio::select! {
+        biased;
         _ = shutdown.cancelled() => Ok(()),
         ended = tasks.join_next() => Err(match ended {
             Some(Ok((task, Ok(())))) => RunError::TaskEnded(task),

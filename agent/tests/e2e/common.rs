@@ -1,0 +1,288 @@
+//! The harness: a seeded simulated cluster, the agent as a child process, kubectl.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kube_sim::{Sim, SimOptions};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_meshkeeper");
+
+/// Whether tools are required (the test command sets it); otherwise a missing tool skips.
+pub fn require_tools() -> bool {
+    std::env::var_os("MESHKEEPER_REQUIRE_TOOLS").is_some()
+}
+
+pub fn have(tool: &str) -> bool {
+    let found =
+        std::process::Command::new(tool).arg("--help").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
+    if !found && require_tools() {
+        panic!("{tool} is required (MESHKEEPER_REQUIRE_TOOLS is set) but not on PATH");
+    }
+    if !found {
+        eprintln!("skipping: {tool} not found");
+    }
+    found
+}
+
+/// A simulated cluster with the install guide's layout and the agent's namespace.
+pub async fn cluster() -> Sim {
+    let sim = Sim::start(SimOptions::default()).await.expect("start kube-sim");
+    kube_sim::seed::asm_onprem(&sim.cluster()).expect("seed");
+    sim.cluster().create("v1", "namespaces", "", json!({"metadata": {"name": "meshkeeper"}})).expect("ns");
+    sim
+}
+
+/// The running agent.
+pub struct Agent {
+    pub child: Child,
+    pub addr: String,
+    pub logs: Arc<Mutex<Vec<String>>>,
+    _config: tempfile::NamedTempFile,
+}
+
+/// Base config for tests: loopback on a free port, Lease in `meshkeeper`, fast resync.
+pub fn config(extra: &str) -> String {
+    format!(
+        "http:\n  listen: 127.0.0.1:0\nleader_election:\n  namespace: meshkeeper\n  lease_duration_seconds: 15\nresync_seconds: 10\n{extra}"
+    )
+}
+
+pub async fn start(sim: &Sim, config_yaml: &str) -> Agent {
+    start_with(sim, config_yaml, &["run"]).await
+}
+
+pub async fn start_with(sim: &Sim, config_yaml: &str, args: &[&str]) -> Agent {
+    let mut file = tempfile::NamedTempFile::new().expect("config file");
+    std::io::Write::write_all(&mut file, config_yaml.as_bytes()).expect("write config");
+    let mut child = Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(file.path())
+        .arg("--kubeconfig")
+        .arg(sim.kubeconfig_path())
+        .args(["--log-format", "json"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn meshkeeper");
+    let stderr = child.stderr.take().expect("stderr");
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let sink = logs.clone();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(l)) = lines.next_line().await {
+            let _ = tx.send(l.clone());
+            sink.lock().unwrap().push(l);
+        }
+    });
+    let addr = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(l) = rx.recv().await {
+            if let Ok(v) = serde_json::from_str::<Value>(&l) {
+                if let Some(a) = v["listen"].as_str() {
+                    return a.to_string();
+                }
+            }
+        }
+        panic!("meshkeeper exited before listening; logs:\n{}", logs_text(&logs));
+    })
+    .await
+    .expect("meshkeeper did not start listening within 20 s");
+    Agent { child, addr, logs, _config: file }
+}
+
+fn logs_text(logs: &Arc<Mutex<Vec<String>>>) -> String {
+    logs.lock().unwrap().join("\n")
+}
+
+/// A minimal HTTP/1.1 client (GET/POST), enough for our own endpoints.
+pub async fn http(addr: &str, method: &str, path: &str) -> (u16, String, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.expect("read");
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let ctype = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-type: ").map(str::to_string))
+        .unwrap_or_default();
+    // Our responses are small; chunked bodies are de-chunked naively.
+    let body =
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+    (code, ctype, body)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((len, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+impl Agent {
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let (c, _, b) = http(&self.addr, "GET", path).await;
+        (c, b)
+    }
+
+    pub async fn status(&self) -> Value {
+        serde_json::from_str(&self.get("/status").await.1).expect("status JSON")
+    }
+
+    /// The value of one series, e.g. `meshkeeper_leader` or `meshkeeper_gateway_drift{field="node_port:http2"}`.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let text = self.get("/metrics").await.1;
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+    }
+
+    pub async fn wait_ready(&self) {
+        let addr = self.addr.clone();
+        eventually(Duration::from_secs(20), "ready", || {
+            let addr = addr.clone();
+            async move { http(&addr, "GET", "/readyz").await.0 == 200 }
+        })
+        .await;
+    }
+
+    pub async fn wait_leader(&self) {
+        let addr = self.addr.clone();
+        eventually(Duration::from_secs(20), "leader", || {
+            let addr = addr.clone();
+            async move {
+                serde_json::from_str::<Value>(&http(&addr, "GET", "/status").await.2)
+                    .is_ok_and(|s| s["role"] == "leader")
+            }
+        })
+        .await;
+    }
+
+    pub async fn has_finding(&self, reason: &str) -> bool {
+        self.status().await["findings"].as_array().is_some_and(|f| f.iter().any(|x| x["reason"] == reason))
+    }
+
+    pub async fn wait_finding(&self, reason: &str, present: bool, within: Duration) {
+        let addr = self.addr.clone();
+        let reason = reason.to_string();
+        eventually(within, &format!("finding {reason} present={present}"), || {
+            let (addr, reason) = (addr.clone(), reason.clone());
+            async move {
+                let s: Value = serde_json::from_str(&http(&addr, "GET", "/status").await.2).unwrap_or_default();
+                s["findings"].as_array().is_some_and(|f| f.iter().any(|x| x["reason"] == reason.as_str())) == present
+            }
+        })
+        .await;
+    }
+
+    pub fn sigterm(&self) {
+        let pid = self.child.id().expect("pid");
+        std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill");
+    }
+
+    pub fn logs(&self) -> String {
+        logs_text(&self.logs)
+    }
+}
+
+/// Polls `f` until it holds, failing after `within` (a failure bound, not a synchronisation sleep).
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if f().await {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {within:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits (bounded) until a condition on the simulated cluster holds, re-checking on every change.
+pub async fn until(
+    sim: &Sim,
+    within: Duration,
+    what: &str,
+    mut cond: impl FnMut(&kube_sim::Cluster) -> bool,
+) -> Duration {
+    let c = sim.cluster();
+    let mut rx = c.subscribe();
+    let start = Instant::now();
+    if cond(&c) {
+        return start.elapsed();
+    }
+    let r = tokio::time::timeout(within, async {
+        loop {
+            match rx.recv().await {
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    if cond(&c) {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    })
+    .await;
+    assert!(r.is_ok(), "timed out after {within:?} waiting for: {what}");
+    start.elapsed()
+}
+
+/// Runs the real kubectl against the sim (asynchronously: the sim serves on this runtime);
+/// returns (success, stdout+stderr).
+pub async fn kubectl(sim: &Sim, args: &[&str]) -> (bool, String) {
+    let out = Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", sim.kubeconfig_path())
+        .output()
+        .await
+        .expect("run kubectl");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+pub fn label(sim: &Sim, ns: &str, key: &str) -> Option<String> {
+    sim.cluster().get("v1", "namespaces", "", ns)?["metadata"]["labels"][key].as_str().map(str::to_string)
+}
+
+/// Writes (create/update/patch/delete) meshkeeper made to a resource.
+pub fn writes_by_meshkeeper(sim: &Sim, resource: &str) -> Vec<kube_sim::RequestRecord> {
+    sim.requests()
+        .into_iter()
+        .filter(|r| {
+            r.user_agent.starts_with("meshkeeper/")
+                && r.resource == resource
+                && matches!(r.verb.as_str(), "create" | "update" | "patch" | "delete")
+        })
+        .collect()
+}
+
+pub fn tmp_file(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().expect("tmp");
+    std::io::Write::write_all(&mut f, text.as_bytes()).expect("write");
+    f
+}
+
+#[allow(dead_code)]
+pub fn path(f: &tempfile::NamedTempFile) -> PathBuf {
+    f.path().to_path_buf()
+}

@@ -1,0 +1,195 @@
+//! Issue 6 on kube-sim: nodePorts and the IP kept pinned, collisions reported, a contesting
+//! controller outlasted, `repair: false` writes nothing.
+
+use std::time::Duration;
+
+use kube_sim::PatchType;
+use serde_json::json;
+
+use crate::common::*;
+
+const REPAIR: &str = "gateway:\n  repair: true\n";
+
+fn node_port(sim: &kube_sim::Sim, name: &str) -> Option<i64> {
+    let svc = sim.cluster().get("v1", "services", "istio-system", "istio-ingressgateway")?;
+    svc["spec"]["ports"].as_array()?.iter().find(|p| p["name"] == name)?["nodePort"].as_i64()
+}
+
+#[tokio::test]
+async fn a_kubectl_patched_node_port_is_undone_within_a_second() {
+    let sim = cluster().await;
+    let agent = start(&sim, &config(REPAIR)).await;
+    agent.wait_leader().await;
+    if !have("kubectl") {
+        return;
+    }
+    // Record every value http2's nodePort takes, with when it was seen.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(std::time::Instant, i64)>::new()));
+    let recorder = {
+        let (mut rx, seen) = (sim.cluster().subscribe(), seen.clone());
+        tokio::spawn(async move {
+            while let Ok(ev) = rx.recv().await {
+                if ev.object["metadata"]["name"] != "istio-ingressgateway" {
+                    continue;
+                }
+                let np = ev.object["spec"]["ports"]
+                    .as_array()
+                    .and_then(|ps| ps.iter().find(|p| p["name"] == "http2"))
+                    .and_then(|p| p["nodePort"].as_i64());
+                if let Some(np) = np {
+                    seen.lock().unwrap().push((std::time::Instant::now(), np));
+                }
+            }
+        })
+    };
+    let (ok, out) = kubectl(
+        &sim,
+        &[
+            "-n",
+            "istio-system",
+            "patch",
+            "svc",
+            "istio-ingressgateway",
+            "-p",
+            r#"{"spec":{"ports":[{"port":80,"nodePort":32080}]}}"#,
+        ],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let s2 = seen.clone();
+    eventually(Duration::from_secs(1), "http2 drifted to 32080 and back to 31380", || {
+        let s2 = s2.clone();
+        async move {
+            let v = s2.lock().unwrap();
+            v.iter().position(|(_, np)| *np == 32080).is_some_and(|i| v[i..].iter().any(|(_, np)| *np == 31380))
+        }
+    })
+    .await;
+    recorder.abort();
+    let v = seen.lock().unwrap().clone();
+    let drift = v.iter().find(|(_, np)| *np == 32080).unwrap().0;
+    let repair = v.iter().skip_while(|(_, np)| *np != 32080).find(|(_, np)| *np == 31380).unwrap().0;
+    let took = repair - drift;
+    eprintln!("nodePort drift repaired in {took:?}");
+    assert!(took < Duration::from_secs(1), "undone within 1 s: {took:?}");
+    assert_eq!(node_port(&sim, "https"), Some(31390), "other ports untouched");
+    assert!(
+        agent
+            .metric("meshkeeper_gateway_repairs_total{field=\"node_port:http2\",result=\"success\"}")
+            .await
+            .unwrap_or(0.0)
+            >= 1.0
+    );
+    let events = sim.cluster().list("events.k8s.io/v1", "events", Some("istio-system"));
+    assert!(events.iter().any(|e| e["reason"] == "GatewayPinRepaired"));
+}
+
+#[tokio::test]
+async fn a_recreated_service_is_repinned_and_a_collision_is_reported_not_fought() {
+    let sim = cluster().await;
+    let agent = start(&sim, &config(REPAIR)).await;
+    agent.wait_leader().await;
+    let c = sim.cluster();
+    // Deleted and recreated with random nodePorts (a reinstall).
+    c.delete("v1", "services", "istio-system", "istio-ingressgateway").unwrap();
+    let mut svc = kube_sim::seed::ingress_gateway_service();
+    for p in svc["spec"]["ports"].as_array_mut().unwrap() {
+        p.as_object_mut().unwrap().remove("nodePort");
+    }
+    c.create("v1", "services", "istio-system", svc).unwrap();
+    until(&sim, Duration::from_secs(10), "every port re-pinned", |_| {
+        kube_sim::seed::GATEWAY_PORTS.iter().all(|(n, _, np)| node_port(&sim, n) == Some(*np))
+    })
+    .await;
+
+    // Another Service takes 31400 while tcp has drifted: reported, never fought.
+    c.patch(
+        "v1",
+        "services",
+        "istio-system",
+        "istio-ingressgateway",
+        PatchType::Strategic,
+        &json!({"spec": {"ports": [{"port": 31400, "nodePort": 32500}]}}),
+        "installer",
+    )
+    .unwrap();
+    let taken = c.create("v1", "services", "shop", json!({"metadata": {"name": "squatter"}, "spec": {"type": "NodePort", "ports": [{"port": 9, "nodePort": 31400}]}}));
+    if taken.is_ok() {
+        agent.wait_finding("GatewayNodePortTaken", true, Duration::from_secs(5)).await;
+        let status = agent.status().await;
+        assert!(status.to_string().contains("shop/squatter"), "the holder is named");
+        assert_eq!(node_port(&sim, "tcp"), Some(32500));
+    } else {
+        // Our repair won the race for 31400 before the squatter was created: also correct.
+        assert_eq!(node_port(&sim, "tcp"), Some(31400));
+    }
+}
+
+#[tokio::test]
+async fn a_contesting_controller_makes_it_stop_after_n_repairs() {
+    let sim = cluster().await;
+    let agent =
+        start(&sim, &config("gateway:\n  repair: true\n  contest_repairs: 3\n  contest_window_minutes: 10\n")).await;
+    agent.wait_leader().await;
+    let c = sim.cluster();
+    // A controller that puts http2 back on 32080 whenever it sees 31380.
+    let fighter = {
+        let c = c.clone();
+        let mut rx = c.subscribe();
+        tokio::spawn(async move {
+            let set = |c: &kube_sim::Cluster| {
+                let _ = c.patch(
+                    "v1",
+                    "services",
+                    "istio-system",
+                    "istio-ingressgateway",
+                    PatchType::Apply,
+                    &json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "istio-ingressgateway"},
+                            "spec": {"ports": [{"name": "http2", "port": 80, "protocol": "TCP", "nodePort": 32080}]}}),
+                    "istio-operator",
+                );
+            };
+            set(&c);
+            while let Ok(ev) = rx.recv().await {
+                if ev.object["metadata"]["name"] == "istio-ingressgateway"
+                    && ev.object["spec"]["ports"]
+                        .as_array()
+                        .is_some_and(|ps| ps.iter().any(|p| p["name"] == "http2" && p["nodePort"] == 31380))
+                {
+                    set(&c);
+                }
+            }
+        })
+    };
+    agent.wait_finding("GatewayPinContested", true, Duration::from_secs(20)).await;
+    assert_eq!(agent.metric("meshkeeper_gateway_contested").await, Some(1.0));
+    let repairs = agent
+        .metric("meshkeeper_gateway_repairs_total{field=\"node_port:http2\",result=\"success\"}")
+        .await
+        .unwrap_or(0.0);
+    assert!((3.0..=4.0).contains(&repairs), "stopped after N repairs: {repairs}");
+    let status = agent.status().await.to_string();
+    assert!(status.contains("istio-operator"), "the other field manager is named");
+    fighter.abort();
+}
+
+#[tokio::test]
+async fn repair_false_writes_nothing() {
+    let sim = cluster().await;
+    let agent = start(&sim, &config("gateway:\n  repair: false\n")).await;
+    agent.wait_leader().await;
+    sim.cluster()
+        .patch(
+            "v1",
+            "services",
+            "istio-system",
+            "istio-ingressgateway",
+            PatchType::Strategic,
+            &json!({"spec": {"ports": [{"port": 80, "nodePort": 32080}]}}),
+            "test",
+        )
+        .unwrap();
+    agent.wait_finding("GatewayNodePortDrift", true, Duration::from_secs(5)).await;
+    assert_eq!(agent.metric("meshkeeper_gateway_drift{field=\"node_port:http2\"}").await, Some(1.0));
+    assert!(writes_by_meshkeeper(&sim, "services").is_empty());
+}
