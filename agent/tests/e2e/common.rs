@@ -85,10 +85,10 @@ pub async fn start_with(sim: &Sim, config_yaml: &str, args: &[&str]) -> Agent {
     });
     let addr = tokio::time::timeout(Duration::from_secs(20), async {
         while let Some(l) = rx.recv().await {
-            if let Ok(v) = serde_json::from_str::<Value>(&l) {
-                if let Some(a) = v["listen"].as_str() {
-                    return a.to_string();
-                }
+            if let Ok(v) = serde_json::from_str::<Value>(&l)
+                && let Some(a) = v["listen"].as_str()
+            {
+                return a.to_string();
             }
         }
         panic!("meshkeeper exited before listening; logs:\n{}", logs_text(&logs));

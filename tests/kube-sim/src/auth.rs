@@ -59,7 +59,7 @@ impl AuthState {
         for plural in ["clusterroles", "clusterrolebindings", "roles", "rolebindings"] {
             if let Some(ti) = store.type_index(RBAC_GROUP, "v1", plural) {
                 for (_, s) in store.iter(ti, None, None) {
-                    if let Err(e) = self.authorizer.load(&s.value) {
+                    if let Err(e) = self.authorizer.load(&s.parse()) {
                         tracing::warn!(error = %e, "kube-sim: RBAC object not loaded");
                     }
                 }

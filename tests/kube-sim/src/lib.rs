@@ -234,12 +234,12 @@ impl Cluster {
 
     pub fn get(&self, api_version: &str, plural: &str, ns: &str, name: &str) -> Option<Value> {
         let ti = self.ti(api_version, plural).ok()?;
-        lock(&self.shared.store).get(ti, ns, name).map(|s| (*s.value).clone())
+        lock(&self.shared.store).get(ti, ns, name).map(store::Stored::parse)
     }
 
     pub fn list(&self, api_version: &str, plural: &str, ns: Option<&str>) -> Vec<Value> {
         let Ok(ti) = self.ti(api_version, plural) else { return vec![] };
-        lock(&self.shared.store).iter(ti, ns, None).map(|(_, s)| (*s.value).clone()).collect()
+        lock(&self.shared.store).iter(ti, ns, None).map(|(_, s)| s.parse()).collect()
     }
 
     pub fn count(&self, api_version: &str, plural: &str) -> usize {

@@ -89,7 +89,11 @@ impl LabelSelector {
 
     pub fn matches(&self, obj: &Value) -> bool {
         let labels = &obj["metadata"]["labels"];
-        let get = |k: &str| labels.get(k).and_then(Value::as_str);
+        self.matches_with(|k| labels.get(k).and_then(Value::as_str))
+    }
+
+    /// Matches labels looked up by `get` (e.g. from a stored object's index).
+    pub fn matches_with<'a>(&self, get: impl Fn(&str) -> Option<&'a str>) -> bool {
         self.0.iter().all(|r| match r {
             Req::Eq(k, v) => get(k) == Some(v),
             Req::NotEq(k, v) => get(k) != Some(v),
@@ -138,11 +142,12 @@ impl FieldSelector {
     }
 
     pub fn matches(&self, obj: &Value) -> bool {
-        self.0.iter().all(|(k, neg, v)| {
-            let ptr = format!("/{}", k.replace('.', "/"));
-            let actual = obj.pointer(&ptr).and_then(Value::as_str).unwrap_or("");
-            (actual == v) != *neg
-        })
+        self.matches_with(|k| obj.pointer(&format!("/{}", k.replace('.', "/"))).and_then(Value::as_str))
+    }
+
+    /// Matches fields looked up by `get` (one of the supported field paths).
+    pub fn matches_with<'a>(&self, get: impl Fn(&str) -> Option<&'a str>) -> bool {
+        self.0.iter().all(|(k, neg, v)| (get(k).unwrap_or("") == v) != *neg)
     }
 }
 

@@ -646,13 +646,14 @@ fn access_review(shared: &Shared, rt: &ResourceType, verb: &str, body: &Bytes, u
 fn evict(shared: &Shared, ti: usize, ns: &str, name: &str) -> Response {
     let mut store = lock(&shared.store);
     let rt = store.types[ti].clone();
-    let Some(pod) = store.get(ti, ns, name).map(|s| s.value.clone()) else {
+    let Some(pod) = store.get(ti, ns, name).map(|s| s.parse()) else {
         return error_response(&ApiError::not_found(&rt, name));
     };
     if let Some(pdb_ti) = store.type_index("policy", "v1", "poddisruptionbudgets") {
-        let pods: Vec<Value> = store.iter(ti, Some(ns), None).map(|(_, s)| (*s.value).clone()).collect();
-        for (_, pdb) in store.iter(pdb_ti, Some(ns), None) {
-            let sel = &pdb.value["spec"]["selector"]["matchLabels"];
+        let pods: Vec<Value> = store.iter(ti, Some(ns), None).map(|(_, s)| s.parse()).collect();
+        let pdbs: Vec<Value> = store.iter(pdb_ti, Some(ns), None).map(|(_, s)| s.parse()).collect();
+        for pdb in &pdbs {
+            let sel = &pdb["spec"]["selector"]["matchLabels"];
             let matches =
                 |p: &Value| sel.as_object().is_some_and(|m| m.iter().all(|(k, v)| &p["metadata"]["labels"][k] == v));
             if !matches(&pod) {
@@ -668,9 +669,9 @@ fn evict(shared: &Shared, ti: usize, ns: &str, name: &str) -> Response {
                 })
                 .count() as i64;
             let total = pods.iter().filter(|p| matches(p)).count() as i64;
-            let min_available = pdb.value["spec"]["minAvailable"]
+            let min_available = pdb["spec"]["minAvailable"]
                 .as_i64()
-                .or_else(|| pdb.value["spec"]["maxUnavailable"].as_i64().map(|m| total - m))
+                .or_else(|| pdb["spec"]["maxUnavailable"].as_i64().map(|m| total - m))
                 .unwrap_or(0);
             if healthy - 1 < min_available {
                 return error_response(
@@ -736,7 +737,7 @@ fn list(
     let mut last_key = None;
     let filtering = !labels.is_empty() || q.contains_key("fieldSelector");
     for (k, s) in store.iter(ti, ns, after.as_ref()) {
-        if filtering && !(labels.matches(&s.value) && fields.matches(&s.value)) {
+        if filtering && !(labels.matches_with(|l| s.index.label(l)) && fields.matches_with(|f| s.field(k, f))) {
             continue;
         }
         if n == limit {
@@ -840,11 +841,12 @@ fn watch(
         let start_rv = store.rv;
         match (initial, rv_param) {
             (true, _) | (false, None) | (false, Some(0)) => {
-                for (_, s) in store.iter(ti, ns.as_deref(), None) {
-                    if matches(&s.value) {
-                        let mut v =
-                            serde_json::to_vec(&json!({"type": "ADDED", "object": &*s.value})).unwrap_or_default();
-                        v.push(b'\n');
+                for (k, s) in store.iter(ti, ns.as_deref(), None) {
+                    if labels.matches_with(|l| s.index.label(l)) && fields.matches_with(|f| s.field(k, f)) {
+                        let mut v = Vec::with_capacity(s.json.len() + 30);
+                        v.extend_from_slice(b"{\"type\":\"ADDED\",\"object\":");
+                        v.extend_from_slice(&s.json);
+                        v.extend_from_slice(b"}\n");
                         backlog.push(Bytes::from(v));
                     }
                 }

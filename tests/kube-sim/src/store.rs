@@ -64,17 +64,88 @@ impl ApiError {
     }
 }
 
-/// A stored object: parsed, and serialized once.
+/// A stored object: its serialized JSON (what get/list/watch send) and a small index of what
+/// selectors, garbage collection and namespace termination read. No parsed tree is kept, so
+/// 100k pods cost their JSON bytes plus a few hundred bytes each.
 #[derive(Debug, Clone)]
 pub struct Stored {
-    pub value: Arc<Value>,
     pub json: Bytes,
+    pub index: Index,
+    /// The parsed object, parsed on first use and then cached (kept for callers that index into
+    /// it; prefer [`Stored::parse`], which does not cache).
+    pub value: LazyValue,
+}
+
+/// What selectors and the store need without parsing an object.
+#[derive(Debug, Clone, Default)]
+pub struct Index {
+    pub labels: Box<[(Box<str>, Box<str>)]>,
+    pub node_name: Option<Box<str>>,
+    pub phase: Option<Box<str>>,
+    pub uid: Box<str>,
+    pub owner_uids: Box<[Box<str>]>,
+    pub deleting: bool,
+}
+
+impl Index {
+    fn of(v: &Value) -> Index {
+        let meta = &v["metadata"];
+        let s = |x: &Value| x.as_str().map(Into::into);
+        Index {
+            labels: meta["labels"]
+                .as_object()
+                .map(|m| m.iter().filter_map(|(k, v)| Some((k.as_str().into(), v.as_str()?.into()))).collect())
+                .unwrap_or_default(),
+            node_name: s(&v["spec"]["nodeName"]),
+            phase: s(&v["status"]["phase"]),
+            uid: meta["uid"].as_str().unwrap_or_default().into(),
+            owner_uids: meta["ownerReferences"]
+                .as_array()
+                .map(|o| o.iter().filter_map(|r| r["uid"].as_str().map(Into::into)).collect())
+                .unwrap_or_default(),
+            deleting: meta["deletionTimestamp"].is_string(),
+        }
+    }
+
+    pub fn label(&self, k: &str) -> Option<&str> {
+        self.labels.iter().find(|(lk, _)| &**lk == k).map(|(_, v)| &**v)
+    }
+}
+
+/// A JSON document parsed on first dereference.
+#[derive(Debug, Clone)]
+pub struct LazyValue {
+    json: Bytes,
+    cell: std::sync::OnceLock<Value>,
+}
+
+impl std::ops::Deref for LazyValue {
+    type Target = Value;
+    fn deref(&self) -> &Value {
+        self.cell.get_or_init(|| serde_json::from_slice(&self.json).unwrap_or(Value::Null))
+    }
 }
 
 impl Stored {
-    fn new(value: Value) -> Self {
-        let json = Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
-        Stored { value: Arc::new(value), json }
+    fn new(value: &Value) -> Self {
+        let json = Bytes::from(serde_json::to_vec(value).unwrap_or_default());
+        Stored { index: Index::of(value), value: LazyValue { json: json.clone(), cell: Default::default() }, json }
+    }
+
+    /// The object, freshly parsed.
+    pub fn parse(&self) -> Value {
+        serde_json::from_slice(&self.json).unwrap_or(Value::Null)
+    }
+
+    /// The value of a field selector's field (metadata.name/namespace come from the key).
+    pub fn field<'a>(&'a self, key: &'a Key, field: &str) -> Option<&'a str> {
+        match field {
+            "metadata.name" => Some(&key.1),
+            "metadata.namespace" => Some(&key.0),
+            "spec.nodeName" => self.index.node_name.as_deref(),
+            "status.phase" => self.index.phase.as_deref(),
+            _ => None,
+        }
     }
 }
 
@@ -126,6 +197,10 @@ pub struct Store {
     pub events: broadcast::Sender<Arc<Event>>,
     pub admission: Vec<Admission>,
 }
+
+/// Events buffered for in-process subscribers and live watches; one that falls further behind
+/// gets `Lagged` (a watch then ends and its client re-lists, as with a real server).
+pub const EVENT_BUFFER: usize = 8192;
 
 pub fn now_rfc3339() -> String {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
@@ -223,7 +298,7 @@ fn validate(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
 
 impl Store {
     pub fn new(history_cap: usize) -> Self {
-        let (events, _) = broadcast::channel(65_536);
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
         Store {
             types: resources::builtin(),
             objects: HashMap::new(),
@@ -311,11 +386,10 @@ impl Store {
     }
 
     fn put(&mut self, ti: usize, key: Key, value: Value, kind: &'static str) -> Value {
-        let stored = Stored::new(value);
-        let v = stored.value.clone();
+        let stored = Stored::new(&value);
         self.objects.entry(ti).or_default().insert(key, stored);
-        self.emit(ti, kind, v.clone());
-        (*v).clone()
+        self.emit(ti, kind, Arc::new(value.clone()));
+        value
     }
 
     fn namespace_state(&self, ns: &str, rt: &ResourceType, name: &str) -> Result<(), ApiError> {
@@ -326,7 +400,7 @@ impl Store {
                 "",
                 "namespaces",
             )),
-            Some(s) if s.value["metadata"]["deletionTimestamp"].is_string() => Err(ApiError::new(
+            Some(s) if s.index.deleting => Err(ApiError::new(
                 403,
                 "Forbidden",
                 format!(
@@ -554,22 +628,21 @@ impl Store {
         if self.types[ti].kind == "Service" {
             self.node_ports.retain(|_, k| k != key);
         }
-        let mut v = (*stored.value).clone();
-        v["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        let mut v = stored.parse();
+        if v.is_object() {
+            v["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        }
         let arc = Arc::new(v.clone());
         self.emit(ti, "DELETED", arc);
         // Garbage-collect dependents (background propagation).
-        if let Some(uid) = stored.value["metadata"]["uid"].as_str().map(str::to_string) {
+        let uid = stored.index.uid.clone();
+        if !uid.is_empty() {
             let dependents: Vec<(usize, Key)> = self
                 .objects
                 .iter()
                 .flat_map(|(t, m)| {
                     m.iter()
-                        .filter(|(_, s)| {
-                            s.value["metadata"]["ownerReferences"]
-                                .as_array()
-                                .is_some_and(|o| o.iter().any(|r| r["uid"].as_str() == Some(&uid)))
-                        })
+                        .filter(|(_, s)| s.index.owner_uids.contains(&uid))
                         .map(|(k, _)| (*t, k.clone()))
                         .collect::<Vec<_>>()
                 })
@@ -646,7 +719,7 @@ impl Store {
                 format!("the name of the object ({body_name}) does not match the name on the URL ({name})"),
             ));
         }
-        let old = self.get(ti, &key.0, name).map(|s| s.value.clone()).ok_or_else(|| ApiError::not_found(&rt, name))?;
+        let old = self.get(ti, &key.0, name).map(|s| Arc::new(s.parse())).ok_or_else(|| ApiError::not_found(&rt, name))?;
         self.commit(ti, key, Some(old), obj, sub, opts, manager)
     }
 
@@ -664,7 +737,7 @@ impl Store {
     ) -> Result<Value, ApiError> {
         let rt = self.types[ti].clone();
         let key = (if rt.namespaced { ns.to_string() } else { String::new() }, name.to_string());
-        let old = self.get(ti, &key.0, name).map(|s| s.value.clone());
+        let old = self.get(ti, &key.0, name).map(|s| Arc::new(s.parse()));
         let to_err = |e: PatchError| match e {
             PatchError::BadRequest(m) => ApiError::new(400, "BadRequest", m),
             PatchError::Invalid(m) => ApiError::new(
@@ -734,7 +807,7 @@ impl Store {
     pub fn delete(&mut self, ti: usize, ns: &str, name: &str, opts: &WriteOpts) -> Result<Value, ApiError> {
         let rt = self.types[ti].clone();
         let key = (if rt.namespaced { ns.to_string() } else { String::new() }, name.to_string());
-        let old = self.get(ti, &key.0, name).map(|s| s.value.clone()).ok_or_else(|| ApiError::not_found(&rt, name))?;
+        let old = self.get(ti, &key.0, name).map(|s| Arc::new(s.parse())).ok_or_else(|| ApiError::not_found(&rt, name))?;
         if opts.dry_run {
             return Ok((*old).clone());
         }
@@ -772,7 +845,7 @@ impl Store {
             .flat_map(|(t, m)| m.keys().filter(|k| k.0 == ns).map(|k| (*t, k.clone())).collect::<Vec<_>>())
             .collect();
         for (t, k) in contents {
-            let Some(obj) = self.objects.get(&t).and_then(|m| m.get(&k)).map(|s| s.value.clone()) else { continue };
+            let Some(obj) = self.objects.get(&t).and_then(|m| m.get(&k)).map(|s| Arc::new(s.parse())) else { continue };
             if obj["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty()) {
                 // Held by a finalizer: marked for deletion; the namespace waits for it.
                 if !obj["metadata"]["deletionTimestamp"].is_string() {
@@ -794,7 +867,7 @@ impl Store {
     /// Removes a terminating namespace once nothing is left in it.
     fn finish_namespace(&mut self, ns: &str) {
         let Some(nti) = self.type_index("", "v1", "namespaces") else { return };
-        let terminating = self.get(nti, "", ns).is_some_and(|s| s.value["metadata"]["deletionTimestamp"].is_string());
+        let terminating = self.get(nti, "", ns).is_some_and(|s| s.index.deleting);
         if !terminating {
             return;
         }
