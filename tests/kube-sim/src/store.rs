@@ -334,11 +334,15 @@ impl Store {
         after: Option<&'a Key>,
     ) -> impl Iterator<Item = (&'a Key, &'a Stored)> + 'a {
         self.objects.get(&ti).into_iter().flat_map(move |m| {
-            let range: Box<dyn Iterator<Item = (&Key, &Stored)>> = match after {
-                Some(k) => Box::new(m.range((std::ops::Bound::Excluded(k.clone()), std::ops::Bound::Unbounded))),
-                None => Box::new(m.iter()),
+            use std::ops::Bound;
+            // Keys sort by (namespace, name): one namespace is one contiguous range.
+            let start = match (after, ns) {
+                (Some(k), Some(n)) if k.0.as_str() < n => Bound::Included((n.to_string(), String::new())),
+                (Some(k), _) => Bound::Excluded(k.clone()),
+                (None, Some(n)) => Bound::Included((n.to_string(), String::new())),
+                (None, None) => Bound::Unbounded,
             };
-            range.filter(move |(k, _)| ns.is_none_or(|n| k.0 == n))
+            m.range((start, Bound::Unbounded)).take_while(move |(k, _)| ns.is_none_or(|n| k.0 == n))
         })
     }
 
@@ -719,7 +723,8 @@ impl Store {
                 format!("the name of the object ({body_name}) does not match the name on the URL ({name})"),
             ));
         }
-        let old = self.get(ti, &key.0, name).map(|s| Arc::new(s.parse())).ok_or_else(|| ApiError::not_found(&rt, name))?;
+        let old =
+            self.get(ti, &key.0, name).map(|s| Arc::new(s.parse())).ok_or_else(|| ApiError::not_found(&rt, name))?;
         self.commit(ti, key, Some(old), obj, sub, opts, manager)
     }
 
@@ -807,7 +812,8 @@ impl Store {
     pub fn delete(&mut self, ti: usize, ns: &str, name: &str, opts: &WriteOpts) -> Result<Value, ApiError> {
         let rt = self.types[ti].clone();
         let key = (if rt.namespaced { ns.to_string() } else { String::new() }, name.to_string());
-        let old = self.get(ti, &key.0, name).map(|s| Arc::new(s.parse())).ok_or_else(|| ApiError::not_found(&rt, name))?;
+        let old =
+            self.get(ti, &key.0, name).map(|s| Arc::new(s.parse())).ok_or_else(|| ApiError::not_found(&rt, name))?;
         if opts.dry_run {
             return Ok((*old).clone());
         }
