@@ -355,16 +355,10 @@ impl Faults {
     /// The next `n` requests with this verb (get, list, watch, create, update, patch, delete)
     /// on this resource plural fail with `code` (429 gets a Retry-After of 1 s).
     pub fn fail_next(&self, verb: &str, resource: &str, n: u32, code: u16) {
-        lock(&self.shared.faults).rules.push(FaultRule {
-            verb: Some(verb.into()),
-            resource: Some(resource.into()),
-            name: None,
-            remaining: n,
-            code,
-            retry_after: (code == 429).then_some(1),
-        });
+        lock(&self.shared.faults).rules.push(FaultRule::new(verb, resource, n, code));
     }
 
+    /// Adds a rule, e.g. `FaultRule::new("patch", "services", 1, 503).namespace("istio-system").name("istio-ingressgateway")`.
     pub fn add(&self, rule: FaultRule) {
         lock(&self.shared.faults).rules.push(rule);
     }

@@ -32,15 +32,44 @@ pub struct RequestRecord {
     pub user_agent: String,
 }
 
-/// A fault: the next `remaining` requests matching verb/resource fail with `code`.
-#[derive(Debug, Clone)]
+/// A fault: the next `remaining` requests matching verb/resource[/namespace][/name] fail with
+/// `code` (a Status body with the real reason; `retry_after` adds a Retry-After header).
+#[derive(Debug, Clone, Default)]
 pub struct FaultRule {
     pub verb: Option<String>,
     pub resource: Option<String>,
+    pub namespace: Option<String>,
     pub name: Option<String>,
     pub remaining: u32,
     pub code: u16,
     pub retry_after: Option<u32>,
+}
+
+impl FaultRule {
+    /// The next `n` requests with this verb (get, list, watch, create, update, patch, delete,
+    /// deletecollection) on this resource plural fail with `code`; 429 gets Retry-After: 1.
+    pub fn new(verb: &str, resource: &str, n: u32, code: u16) -> FaultRule {
+        FaultRule {
+            verb: Some(verb.into()),
+            resource: Some(resource.into()),
+            remaining: n,
+            code,
+            retry_after: (code == 429).then_some(1),
+            ..Default::default()
+        }
+    }
+    pub fn namespace(mut self, ns: &str) -> Self {
+        self.namespace = Some(ns.into());
+        self
+    }
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+    pub fn retry_after(mut self, secs: u32) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
 }
 
 #[derive(Default)]
@@ -393,6 +422,7 @@ fn check_faults(shared: &Shared, verb: &str, t: &Target) -> Option<Response> {
             && r.verb.as_deref().is_none_or(|v| v == verb)
             && r.resource.as_deref().is_none_or(|res| res == t.plural)
             && r.name.as_deref().is_none_or(|n| Some(n) == t.name.as_deref())
+            && r.namespace.as_deref().is_none_or(|n| Some(n) == t.namespace.as_deref())
     })?;
     rule.remaining -= 1;
     let (code, retry) = (rule.code, rule.retry_after);

@@ -627,6 +627,15 @@ async fn faults_then_success() {
         assert_eq!(r.json()["reason"], reason);
         assert_eq!(r.json()["code"], code);
     }
+    // namespace/name scoped rules
+    sim.faults().add(kube_sim::FaultRule::new("get", "namespaces", 1, 503).name("kube-public"));
+    assert_eq!(c.get("/api/v1/namespaces/default").await.status, 200);
+    assert_eq!(c.get("/api/v1/namespaces/kube-public").await.status, 503);
+    sim.faults().add(kube_sim::FaultRule::new("list", "configmaps", 1, 500).namespace("kube-system"));
+    assert_eq!(c.get("/api/v1/namespaces/default/configmaps").await.status, 200);
+    assert_eq!(c.get("/api/v1/namespaces/kube-system/configmaps").await.status, 500);
+    // latency
+    sim.faults().latency(Some("secrets-none"), std::time::Duration::from_millis(1));
     // other verbs are untouched
     sim.faults().fail_next("create", "configmaps", 1, 500);
     assert_eq!(c.get("/api/v1/configmaps").await.status, 200);
