@@ -741,6 +741,9 @@ fn list(
     };
     let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0).unwrap_or(usize::MAX);
     let store = lock(&shared.store);
+    if let Err(e) = list_rv_semantics(&store, q) {
+        return error_response(&e);
+    }
     let after = match q.get("continue").filter(|c| !c.is_empty()) {
         None => None,
         Some(c) => match decode_continue(c) {
@@ -800,6 +803,56 @@ fn list(
     let mut r = Response::new(Body::from(body));
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
+}
+
+/// resourceVersion / resourceVersionMatch on a list, as the real server checks them. kube-sim
+/// always serves the current state, so an Exact match on an older, uncompacted version is
+/// answered with the current state (documented in the README).
+fn list_rv_semantics(store: &Store, q: &std::collections::HashMap<String, String>) -> Result<(), ApiError> {
+    let rv = q.get("resourceVersion").filter(|r| !r.is_empty());
+    let matching = q.get("resourceVersionMatch").filter(|m| !m.is_empty());
+    let invalid = |m: String| {
+        ApiError::new(422, "Invalid", format!("ListOptions.meta.k8s.io \"\" is invalid: {m}")).with_details(
+            "",
+            "meta.k8s.io",
+            "ListOptions",
+        )
+    };
+    if let Some(m) = matching {
+        if rv.is_none() {
+            return Err(invalid(
+                "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided"
+                    .into(),
+            ));
+        }
+        if q.get("continue").is_some_and(|c| !c.is_empty()) {
+            return Err(invalid(
+                "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden when continue is provided".into(),
+            ));
+        }
+        if m != "Exact" && m != "NotOlderThan" {
+            return Err(invalid(format!(
+                "resourceVersionMatch: Unsupported value: \"{m}\": supported values: \"Exact\", \"NotOlderThan\""
+            )));
+        }
+        if m == "Exact" && rv.map(String::as_str) == Some("0") {
+            return Err(invalid("resourceVersionMatch: Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"".into()));
+        }
+    }
+    let Some(rv) = rv else { return Ok(()) };
+    let Ok(n) = rv.parse::<u64>() else {
+        return Err(ApiError::new(400, "BadRequest", format!("invalid resource version: {rv}")));
+    };
+    if n > store.rv {
+        // The real server waits up to 3 s for the version to arrive first.
+        let mut e = ApiError::new(504, "Timeout", format!("Too large resource version: {n}, current: {}", store.rv));
+        e.details = json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1});
+        return Err(e);
+    }
+    if matching.map(String::as_str) == Some("Exact") && n < store.compacted_below {
+        return Err(ApiError::new(410, "Expired", "The resourceVersion for the provided list is too old."));
+    }
+    Ok(())
 }
 
 fn encode_continue(rv: u64, key: &(String, String)) -> String {

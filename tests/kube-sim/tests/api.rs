@@ -656,3 +656,35 @@ async fn stop_refuses_then_restart_serves_with_state() {
     let r = c.get("/api/v1/namespaces/kept").await;
     assert_eq!(r.status, 200);
 }
+
+#[tokio::test]
+async fn list_resource_version_semantics() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    let cl = sim.cluster();
+    let now = cl.resource_version();
+    assert_eq!(c.get("/api/v1/namespaces?resourceVersion=0").await.status, 200);
+    assert_eq!(
+        c.get(&format!("/api/v1/namespaces?resourceVersion={now}&resourceVersionMatch=NotOlderThan")).await.status,
+        200
+    );
+    assert_eq!(
+        c.get(&format!("/api/v1/namespaces?resourceVersion={now}&resourceVersionMatch=Exact")).await.status,
+        200
+    );
+    let r = c.get("/api/v1/namespaces?resourceVersionMatch=Exact").await;
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.json()["message"],
+        "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided"
+    );
+    let r = c.get(&format!("/api/v1/namespaces?resourceVersion={}", now + 100)).await;
+    assert_eq!(r.status, 504);
+    assert_eq!(r.json()["details"]["causes"][0]["reason"], "ResourceVersionTooLarge");
+    assert_eq!(c.get("/api/v1/namespaces?resourceVersion=abc").await.status, 400);
+    cl.create("v1", "namespaces", "", ns_obj("later")).unwrap();
+    sim.faults().compact();
+    let r = c.get(&format!("/api/v1/namespaces?resourceVersion={now}&resourceVersionMatch=Exact")).await;
+    assert_eq!(r.status, 410);
+    assert_eq!(r.json()["reason"], "Expired");
+}
