@@ -567,9 +567,20 @@ async fn dispatch(
         }
         "delete" => lock(&shared.store).delete(ti, &ns, &name, &opts),
         "deletecollection" => {
+            let labels = match LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or("")) {
+                Ok(l) => l,
+                Err(e) => return error_response(&ApiError::new(400, "BadRequest", e)),
+            };
+            let fields = match FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or("")) {
+                Ok(f) => f,
+                Err(e) => return error_response(&ApiError::new(400, "BadRequest", e)),
+            };
             let mut store = lock(&shared.store);
-            let keys: Vec<(String, String)> =
-                store.iter(ti, t.namespace.as_deref(), None).map(|(k, _)| k.clone()).collect();
+            let keys: Vec<(String, String)> = store
+                .iter(ti, t.namespace.as_deref(), None)
+                .filter(|(k, s)| labels.matches_with(|l| s.index.label(l)) && fields.matches_with(|f| s.field(k, f)))
+                .map(|(k, _)| k.clone())
+                .collect();
             for (kns, kname) in keys {
                 let _ = store.delete(ti, &kns, &kname, &opts);
             }

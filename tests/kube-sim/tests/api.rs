@@ -688,3 +688,17 @@ async fn list_resource_version_semantics() {
     assert_eq!(r.status, 410);
     assert_eq!(r.json()["reason"], "Expired");
 }
+
+#[tokio::test]
+async fn deletecollection_honours_selectors() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    let cl = sim.cluster();
+    cl.create("v1", "pods", "default", pod("keep", json!({"app": "a"}))).unwrap();
+    cl.create("v1", "pods", "default", pod("drop", json!({"app": "b"}))).unwrap();
+    let r = c.delete("/api/v1/namespaces/default/pods?labelSelector=app%3Db").await;
+    assert_eq!(r.status, 200);
+    assert!(cl.get("v1", "pods", "default", "keep").is_some());
+    assert!(cl.get("v1", "pods", "default", "drop").is_none());
+    assert_eq!(c.delete("/api/v1/namespaces/default/pods?labelSelector=app%20in%20b").await.status, 400);
+}
