@@ -12,6 +12,18 @@ use tokio::process::{Child, Command};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_meshkeeper");
 
+/// The agent's command. Test-harness variables are removed from its environment: every
+/// `MESHKEEPER_*` variable is a configuration key to the agent, and an unknown one is an error.
+pub fn meshkeeper() -> Command {
+    let mut c = Command::new(BIN);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("MESHKEEPER_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
 /// Whether tools are required (the test command sets it); otherwise a missing tool skips.
 pub fn require_tools() -> bool {
     std::env::var_os("MESHKEEPER_REQUIRE_TOOLS").is_some()
@@ -59,7 +71,7 @@ pub async fn start(sim: &Sim, config_yaml: &str) -> Agent {
 pub async fn start_with(sim: &Sim, config_yaml: &str, args: &[&str]) -> Agent {
     let mut file = tempfile::NamedTempFile::new().expect("config file");
     std::io::Write::write_all(&mut file, config_yaml.as_bytes()).expect("write config");
-    let mut child = Command::new(BIN)
+    let mut child = meshkeeper()
         .args(args)
         .arg("--config")
         .arg(file.path())

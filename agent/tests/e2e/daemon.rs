@@ -90,7 +90,7 @@ async fn readiness_waits_for_the_first_list() {
 #[tokio::test]
 async fn invalid_config_exits_2_and_names_the_key() {
     let f = tmp_file("gateway:\n  node_ports:\n    http2: 80\n");
-    let out = tokio::process::Command::new(BIN).args(["run", "--config"]).arg(f.path()).output().await.unwrap();
+    let out = meshkeeper().args(["run", "--config"]).arg(f.path()).output().await.unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("gateway.node_ports.http2: 80 is outside 30000-32767"), "{err}");
@@ -100,7 +100,7 @@ async fn invalid_config_exits_2_and_names_the_key() {
 async fn check_reports_and_exits_by_severity() {
     let sim = cluster().await;
     let f = tmp_file("");
-    let out = tokio::process::Command::new(BIN)
+    let out = meshkeeper()
         .args(["check", "--output", "json", "--config"])
         .arg(f.path())
         .arg("--kubeconfig")
@@ -131,7 +131,7 @@ async fn check_reports_and_exits_by_severity() {
             .all(|p| !p["metadata"]["name"].as_str().unwrap_or("").starts_with("istio-pilot"))
     })
     .await;
-    let out = tokio::process::Command::new(BIN)
+    let out = meshkeeper()
         .args(["check", "--config"])
         .arg(f.path())
         .arg("--kubeconfig")
@@ -146,7 +146,7 @@ async fn check_reports_and_exits_by_severity() {
 
     // Nothing listening: could not run, exit 2.
     sim.stop().await;
-    let out = tokio::process::Command::new(BIN)
+    let out = meshkeeper()
         .args(["check", "--config"])
         .arg(f.path())
         .arg("--kubeconfig")

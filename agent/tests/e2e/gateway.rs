@@ -73,15 +73,27 @@ async fn a_kubectl_patched_node_port_is_undone_within_a_second() {
     eprintln!("nodePort drift repaired in {took:?}");
     assert!(took < Duration::from_secs(1), "undone within 1 s: {took:?}");
     assert_eq!(node_port(&sim, "https"), Some(31390), "other ports untouched");
-    assert!(
-        agent
-            .metric("meshkeeper_gateway_repairs_total{field=\"node_port:http2\",result=\"success\"}")
-            .await
-            .unwrap_or(0.0)
-            >= 1.0
-    );
-    let events = sim.cluster().list("events.k8s.io/v1", "events", Some("istio-system"));
-    assert!(events.iter().any(|e| e["reason"] == "GatewayPinRepaired"));
+    // The actuator records the success after the API answered: wait for it, bounded.
+    let addr = agent.addr.clone();
+    eventually(Duration::from_secs(2), "repair counted", || {
+        let addr = addr.clone();
+        async move {
+            http(&addr, "GET", "/metrics")
+                .await
+                .2
+                .contains("meshkeeper_gateway_repairs_total{field=\"node_port:http2\",result=\"success\"} 1")
+        }
+    })
+    .await;
+    let c = sim.cluster();
+    eventually(Duration::from_secs(2), "GatewayPinRepaired Event", || {
+        let found = c
+            .list("events.k8s.io/v1", "events", Some("istio-system"))
+            .iter()
+            .any(|e| e["reason"] == "GatewayPinRepaired");
+        async move { found }
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -167,7 +179,9 @@ async fn a_contesting_controller_makes_it_stop_after_n_repairs() {
         .metric("meshkeeper_gateway_repairs_total{field=\"node_port:http2\",result=\"success\"}")
         .await
         .unwrap_or(0.0);
-    assert!((3.0..=4.0).contains(&repairs), "stopped after N repairs: {repairs}");
+    // N = 3 repairs make it contested; a repair already queued when the third one lands may
+    // still run, so at most two more.
+    assert!((3.0..=5.0).contains(&repairs), "stopped after N repairs: {repairs}");
     let status = agent.status().await.to_string();
     assert!(status.contains("istio-operator"), "the other field manager is named");
     fighter.abort();
