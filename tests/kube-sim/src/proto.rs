@@ -1,5 +1,5 @@
 //! Just enough Kubernetes protobuf to read what kubectl sends as protobuf (typed clients:
-//! `kubectl create namespace|configmap|serviceaccount`, `kubectl auth can-i`): the `k8s\0`
+//! `kubectl create namespace|configmap|serviceaccount|deployment`, `kubectl auth can-i`): the `k8s\0`
 //! envelope (runtime.Unknown) and a few message types, decoded to JSON by field-number tables.
 //! Any other kind is answered 415 by the caller. Responses are always JSON.
 
@@ -11,7 +11,10 @@ enum Ty {
     Bool,
     StrList,
     StrMap,
+    /// int32/int64 (varint)
+    Int,
     Msg(&'static [F]),
+    MsgList(&'static [F]),
 }
 
 type F = (u64, &'static str, Ty);
@@ -44,6 +47,52 @@ const SSAR: &[F] = &[
         Ty::Msg(&[
             (1, "resourceAttributes", Ty::Msg(RESOURCE_ATTRS)),
             (2, "nonResourceAttributes", Ty::Msg(&[(1, "path", Ty::Str), (2, "verb", Ty::Str)])),
+        ]),
+    ),
+];
+const LABEL_SELECTOR: &[F] = &[(1, "matchLabels", Ty::StrMap)];
+const CONTAINER: &[F] = &[
+    (1, "name", Ty::Str),
+    (2, "image", Ty::Str),
+    (3, "command", Ty::StrList),
+    (4, "args", Ty::StrList),
+    (5, "workingDir", Ty::Str),
+    (
+        6,
+        "ports",
+        Ty::MsgList(&[
+            (1, "name", Ty::Str),
+            (2, "hostPort", Ty::Int),
+            (3, "containerPort", Ty::Int),
+            (4, "protocol", Ty::Str),
+        ]),
+    ),
+    (7, "env", Ty::MsgList(&[(1, "name", Ty::Str), (2, "value", Ty::Str)])),
+    (14, "imagePullPolicy", Ty::Str),
+];
+const POD_TEMPLATE: &[F] = &[
+    (1, "metadata", Ty::Msg(META)),
+    (
+        2,
+        "spec",
+        Ty::Msg(&[
+            (2, "containers", Ty::MsgList(CONTAINER)),
+            (3, "restartPolicy", Ty::Str),
+            (8, "serviceAccountName", Ty::Str),
+            (20, "initContainers", Ty::MsgList(CONTAINER)),
+        ]),
+    ),
+];
+const DEPLOYMENT: &[F] = &[
+    (1, "metadata", Ty::Msg(META)),
+    (
+        2,
+        "spec",
+        Ty::Msg(&[
+            (1, "replicas", Ty::Int),
+            (2, "selector", Ty::Msg(LABEL_SELECTOR)),
+            (3, "template", Ty::Msg(POD_TEMPLATE)),
+            (4, "strategy", Ty::Msg(&[(1, "type", Ty::Str)])),
         ]),
     ),
 ];
@@ -80,6 +129,7 @@ pub fn decode(body: &[u8]) -> Result<Value, String> {
         "ServiceAccount" => SERVICEACCOUNT,
         "SelfSubjectAccessReview" => SSAR,
         "SelfSubjectRulesReview" => SSRR,
+        "Deployment" => DEPLOYMENT,
         other => return Err(format!("kube-sim cannot decode protobuf for kind {other:?}")),
     };
     let mut v = message(raw, schema)?;
@@ -143,8 +193,12 @@ fn message(b: &[u8], schema: &[F]) -> Result<Value, String> {
         let Some((_, name, ty)) = schema.iter().find(|f| f.0 == n) else { continue };
         let name = (*name).to_string();
         match (ty, w) {
+            // Kubernetes' protobuf always writes non-pointer strings and ints; their JSON omits
+            // them when empty, so drop "" and 0 (`replicas` is a pointer: 0 is kept).
             (Ty::Str, Wire::Bytes(s)) => {
-                m.insert(name, json!(String::from_utf8_lossy(s)));
+                if !s.is_empty() {
+                    m.insert(name, json!(String::from_utf8_lossy(s)));
+                }
             }
             (Ty::Bool, Wire::Varint(v)) => {
                 m.insert(name, json!(v != 0));
@@ -174,6 +228,19 @@ fn message(b: &[u8], schema: &[F]) -> Result<Value, String> {
             }
             (Ty::Msg(sub), Wire::Bytes(s)) => {
                 m.insert(name, message(s, sub)?);
+            }
+            (Ty::MsgList(sub), Wire::Bytes(s)) => {
+                let item = message(s, sub)?;
+                let e = m.entry(name).or_insert_with(|| json!([]));
+                if let Some(a) = e.as_array_mut() {
+                    a.push(item);
+                }
+            }
+            (Ty::Int, Wire::Varint(v)) => {
+                // int32 negatives are sign-extended to 64 bits on the wire.
+                if v != 0 || name == "replicas" {
+                    m.insert(name, json!(v as i64));
+                }
             }
             _ => return Err(format!("field {n} has an unexpected wire type")),
         }

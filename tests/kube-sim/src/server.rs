@@ -502,6 +502,9 @@ async fn dispatch(
             .map_err(|e| ApiError::new(400, "BadRequest", format!("the body of the request could not be decoded: {e}")))
     };
     let name = t.name.clone().unwrap_or_default();
+    if t.sub.as_deref() == Some("scale") {
+        return scale(shared, ti, &rt, &ns, &name, verb, headers, body, &opts, manager);
+    }
     let result = match verb {
         "get" => {
             let store = lock(&shared.store);
@@ -681,6 +684,113 @@ fn access_review(shared: &Shared, rt: &ResourceType, verb: &str, body: &Bytes, u
         json!({"resourceRules": res, "nonResourceRules": non, "incomplete": false})
     };
     json_response(201, &v)
+}
+
+/// The autoscaling/v1 Scale view of a workload.
+fn scale_of(obj: &Value) -> Value {
+    let selector = obj["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect::<Vec<_>>().join(","))
+        .unwrap_or_default();
+    let meta = &obj["metadata"];
+    json!({"kind": "Scale", "apiVersion": "autoscaling/v1",
+        "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"],
+            "resourceVersion": meta["resourceVersion"], "creationTimestamp": meta["creationTimestamp"]},
+        "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(1)},
+        "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector}})
+}
+
+/// GET/PUT/PATCH of the scale subresource: reads and writes only spec.replicas.
+#[allow(clippy::too_many_arguments)]
+fn scale(
+    shared: &Shared,
+    ti: usize,
+    rt: &ResourceType,
+    ns: &str,
+    name: &str,
+    verb: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+    opts: &WriteOpts,
+    manager: &str,
+) -> Response {
+    let mut store = lock(&shared.store);
+    let Some(cur) = store.get(ti, ns, name).map(|s| s.parse()) else {
+        return error_response(&ApiError::not_found(rt, name));
+    };
+    let current = scale_of(&cur);
+    let desired: Result<Value, ApiError> = match verb {
+        "get" => return json_response(200, &current),
+        "update" => serde_json::from_slice::<Value>(body).map_err(|e| {
+            ApiError::new(400, "BadRequest", format!("the body of the request could not be decoded: {e}"))
+        }),
+        "patch" => {
+            let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            let patch: Value = match serde_json::from_slice(body) {
+                Ok(p) => p,
+                Err(e) => {
+                    return error_response(&ApiError::new(
+                        400,
+                        "BadRequest",
+                        format!("the body of the request could not be decoded: {e}"),
+                    ));
+                }
+            };
+            let mut v = current.clone();
+            let r = match ctype.split(';').next().unwrap_or_default().trim() {
+                "application/merge-patch+json" => {
+                    crate::patch::merge_patch(&mut v, &patch);
+                    Ok(())
+                }
+                "application/json-patch+json" => crate::patch::json_patch(&mut v, &patch),
+                "application/strategic-merge-patch+json" => {
+                    crate::patch::strategic_merge_patch(&mut v, &patch, "Scale")
+                }
+                _ => {
+                    return error_response(&ApiError::new(
+                        415,
+                        "UnsupportedMediaType",
+                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json",
+                    ));
+                }
+            };
+            r.map(|_| v).map_err(|e| match e {
+                crate::patch::PatchError::Invalid(m) => ApiError::new(422, "Invalid", m),
+                other => ApiError::new(400, "BadRequest", format!("{other:?}")),
+            })
+        }
+        _ => {
+            return error_response(&ApiError::new(
+                405,
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource",
+            ));
+        }
+    };
+    let desired = match desired {
+        Ok(d) => d,
+        Err(e) => return error_response(&e),
+    };
+    let Some(replicas) = desired["spec"]["replicas"].as_i64().filter(|r| *r >= 0) else {
+        let mut e = ApiError::new(
+            422,
+            "Invalid",
+            format!(
+                "Scale.autoscaling \"{name}\" is invalid: spec.replicas: Invalid value: {}: must be greater than or equal to 0",
+                desired["spec"]["replicas"]
+            ),
+        );
+        e = e.with_details(name, "autoscaling", "Scale");
+        return error_response(&e);
+    };
+    let mut p = json!({"spec": {"replicas": replicas}});
+    if let Some(rv) = desired["metadata"]["resourceVersion"].as_str().filter(|r| !r.is_empty()) {
+        p["metadata"] = json!({"resourceVersion": rv});
+    }
+    match store.patch(ti, ns, name, PatchType::Merge, &p, None, opts, manager) {
+        Ok(v) => json_response(200, &scale_of(&v)),
+        Err(e) => error_response(&e),
+    }
 }
 
 /// pods/eviction honouring PodDisruptionBudgets.

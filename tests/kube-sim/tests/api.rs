@@ -702,3 +702,35 @@ async fn deletecollection_honours_selectors() {
     assert!(cl.get("v1", "pods", "default", "drop").is_none());
     assert_eq!(c.delete("/api/v1/namespaces/default/pods?labelSelector=app%20in%20b").await.status, 400);
 }
+
+#[tokio::test]
+async fn deployment_scale_subresource() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    sim.cluster()
+        .create(
+            "apps/v1",
+            "deployments",
+            "default",
+            json!({"metadata": {"name": "web"}, "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}}),
+        )
+        .unwrap();
+    let path = "/apis/apps/v1/namespaces/default/deployments/web/scale";
+    let s = c.get(path).await.json();
+    assert_eq!(s["kind"], "Scale");
+    assert_eq!(s["apiVersion"], "autoscaling/v1");
+    assert_eq!(s["spec"]["replicas"], 2);
+    assert_eq!(s["status"]["selector"], "app=web");
+    let r = c.patch(path, "application/merge-patch+json", r#"{"spec":{"replicas":5}}"#).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["spec"]["replicas"], 5);
+    let d = sim.cluster().get("apps/v1", "deployments", "default", "web").unwrap();
+    assert_eq!(d["spec"]["replicas"], 5);
+    assert_eq!(d["metadata"]["generation"], 2);
+    let mut stale = s.clone();
+    stale["spec"]["replicas"] = json!(1);
+    assert_eq!(c.put(path, &stale).await.status, 409, "stale resourceVersion in the Scale");
+    let r = c.patch(path, "application/merge-patch+json", r#"{"spec":{"replicas":-1}}"#).await;
+    assert_eq!(r.status, 422);
+}

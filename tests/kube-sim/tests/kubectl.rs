@@ -124,6 +124,16 @@ async fn get_label_and_patch() {
     // a typed create (kubectl sends protobuf) works too
     must(&k, &kc, &["create", "namespace", "made-by-kubectl"], None).await;
     assert!(c.get("v1", "namespaces", "", "made-by-kubectl").is_some());
+    must(&k, &kc, &["create", "deployment", "web", "-n", "x", "--image=nginx", "--replicas=2", "--port=80"], None)
+        .await;
+    let d = c.get("apps/v1", "deployments", "x", "web").unwrap();
+    assert_eq!(d["spec"]["replicas"], 2);
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0],
+        json!({"name": "nginx", "image": "nginx", "ports": [{"containerPort": 80}]})
+    );
+    must(&k, &kc, &["scale", "deployment", "web", "-n", "x", "--replicas=0"], None).await;
+    assert_eq!(c.get("apps/v1", "deployments", "x", "web").unwrap()["spec"]["replicas"], 0);
     let err = kubectl(&k, &kc, &["get", "ns", "ghost"], None).await;
     assert!(!err.ok && err.stderr.contains("namespaces \"ghost\" not found"), "{}", err.stderr);
 }
