@@ -533,15 +533,18 @@ async fn dispatch(
                 "application/merge-patch+json" => PatchType::Merge,
                 "application/json-patch+json" => PatchType::Json,
                 "application/strategic-merge-patch+json" => PatchType::Strategic,
-                "application/apply-patch+yaml" | "application/apply-patch+json" | "application/apply-patch+cbor" => {
-                    PatchType::Apply
-                }
-                other => {
+                "application/apply-patch+yaml" => PatchType::Apply,
+                _ => {
+                    let accepted = if crate::patch::supports_strategic_merge(&rt.kind) {
+                        "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml"
+                    } else {
+                        "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
+                    };
                     return error_response(&ApiError::new(
                         415,
                         "UnsupportedMediaType",
                         format!(
-                            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {other:?})"
+                            "the body of the request was in an unknown format - accepted media types include: {accepted}"
                         ),
                     ));
                 }

@@ -283,7 +283,12 @@ async fn every_patch_type_is_routed() {
     // unknown patch type
     let r = c.patch(path, "text/plain", "{}").await;
     assert_eq!(r.status, 415);
-    assert_eq!(r.json()["reason"], "UnsupportedMediaType");
+    assert_eq!(
+        r.json(),
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml",
+            "reason": "UnsupportedMediaType", "code": 415})
+    );
     // strategic merge on a custom resource: 415
     sim.cluster()
         .register_crd("security.istio.io", "v1beta1", "PeerAuthentication", "peerauthentications", true)
