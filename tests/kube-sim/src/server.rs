@@ -21,6 +21,8 @@ use crate::store::{ApiError, PatchType, Store, WriteOpts};
 /// A recorded request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestRecord {
+    /// The authenticated user (`system:admin` when RBAC is off).
+    pub user: String,
     pub verb: String,
     pub group: String,
     pub resource: String,
@@ -223,7 +225,11 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
             .or(path_token.as_deref());
         match token.and_then(crate::auth::authenticate) {
             Some(u) => u,
-            None => return json_response(401, &crate::auth::unauthorized_status()),
+            None => {
+                let attrs = attributes(&method, &path, parse_path(&path).as_ref(), &q);
+                record_refused(&shared, "", &attrs, 401, &parts.headers);
+                return json_response(401, &crate::auth::unauthorized_status());
+            }
         }
     } else {
         crate::auth::admin()
@@ -236,6 +242,8 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         let mut a = lock(auth);
         a.sync(&store);
         if !a.allowed(&user, &attrs) {
+            drop((a, store));
+            record_refused(&shared, &user.name, &attrs, 403, &parts.headers);
             return json_response(403, &crate::auth::forbidden_status(&user, &attrs));
         }
     }
@@ -300,6 +308,7 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         rec.pop_front();
     }
     rec.push_back(RequestRecord {
+        user: user.name.clone(),
         verb: verb.into(),
         group: t.group.clone(),
         resource: t.plural.clone(),
@@ -311,6 +320,26 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         user_agent,
     });
     response
+}
+
+/// Records a request refused by authentication or authorization.
+fn record_refused(shared: &Shared, user: &str, a: &crate::rbac::Attributes, code: u16, headers: &HeaderMap) {
+    let mut rec = lock(&shared.requests);
+    if rec.len() == MAX_RECORDS {
+        rec.pop_front();
+    }
+    rec.push_back(RequestRecord {
+        user: user.to_string(),
+        verb: a.verb.clone(),
+        group: a.api_group.clone(),
+        resource: a.path.clone().unwrap_or_else(|| a.resource.clone()),
+        subresource: a.subresource.clone(),
+        namespace: a.namespace.clone(),
+        name: a.name.clone(),
+        code,
+        field_manager: None,
+        user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string(),
+    });
 }
 
 /// The authorizer's attributes of a request.
@@ -1079,6 +1108,8 @@ fn watch(
         }
         (backlog, live, start_rv)
     };
+    // A watch from a resourceVersion the server has not reached yet starts after it.
+    let from_rv = if initial { start_rv } else { start_rv.max(rv_param.unwrap_or(0)) };
     let mut dropped = shared.drop_watches.subscribe();
     dropped.mark_unchanged();
     let interval = shared.bookmark_interval;
@@ -1104,7 +1135,7 @@ fn watch(
                 ev = live.recv() => match ev {
                     Ok(e) => {
                         last_rv = last_rv.max(e.rv);
-                        if e.resource == ti && e.rv > start_rv && matches(&e.object) && tx.send(Ok(e.line.clone())).await.is_err() {
+                        if e.resource == ti && e.rv > from_rv && matches(&e.object) && tx.send(Ok(e.line.clone())).await.is_err() {
                             return;
                         }
                     }

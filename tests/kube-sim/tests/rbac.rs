@@ -42,6 +42,10 @@ async fn forbidden_then_allowed_by_a_binding() {
         "namespaces \"foo\" is forbidden: User \"system:serviceaccount:meshkeeper:agent\" cannot patch resource \"namespaces\" in API group \"\" in the namespace \"foo\""
     );
     assert_eq!(s["details"], json!({"name": "foo", "group": "", "kind": "namespaces"}));
+    assert!(
+        sim.requests().iter().any(|r| r.user == "system:serviceaccount:meshkeeper:agent" && r.code == 403),
+        "requests record the user"
+    );
     let r = sa.get("/api/v1/namespaces/meshkeeper/pods").await;
     assert_eq!(
         r.json()["message"],

@@ -153,3 +153,15 @@ async fn in_process_subscribe_sees_http_writes() {
     assert_eq!(sim.cluster().resource_of(&ev), "namespaces");
     assert_eq!(ev.object["metadata"]["name"], "sub");
 }
+
+#[tokio::test]
+async fn watch_from_a_future_version_starts_after_it() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    let now = sim.cluster().resource_version();
+    let mut w = c.watch(&format!("/api/v1/namespaces?watch=true&resourceVersion={}", now + 2)).await;
+    for n in ["f1", "f2", "f3"] {
+        sim.cluster().create("v1", "namespaces", "", ns_obj(n)).unwrap();
+    }
+    assert_eq!(w.next().await.unwrap()["object"]["metadata"]["name"], "f3");
+}
