@@ -2,7 +2,8 @@
 //! full and selector lists over real HTTP. Prints numbers; asserts nothing about timings.
 //!
 //! `CARGO_TARGET_DIR=/work/target-sim cargo bench -p kube-sim --bench scale`
-//! (env KUBE_SIM_BENCH_PODS / KUBE_SIM_BENCH_NAMESPACES to change the size).
+//! (env KUBE_SIM_BENCH_PODS / KUBE_SIM_BENCH_NAMESPACES to change the size,
+//! KUBE_SIM_BENCH_HISTORY for the watch history capacity).
 
 use std::time::{Duration, Instant};
 
@@ -92,7 +93,12 @@ async fn main() {
     let namespaces: usize =
         std::env::var("KUBE_SIM_BENCH_NAMESPACES").ok().and_then(|v| v.parse().ok()).unwrap_or(5_000);
     let rss0 = rss_kib();
-    let sim = kube_sim::Sim::start(kube_sim::SimOptions::default().actors(false)).await.expect("sim");
+    let mut opts = kube_sim::SimOptions::default().actors(false);
+    if let Some(h) = std::env::var("KUBE_SIM_BENCH_HISTORY").ok().and_then(|v| v.parse().ok()) {
+        opts = opts.history(h);
+    }
+    println!("watch history capacity: {}", opts.history);
+    let sim = kube_sim::Sim::start(opts).await.expect("sim");
     let c = sim.cluster();
     let rss1 = rss_kib();
     let t = Instant::now();

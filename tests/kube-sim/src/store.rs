@@ -526,6 +526,16 @@ impl Store {
                 )
                 .with_details(&key.1, &rt.group, &rt.plural));
             }
+            if let (Some(sent), Some(cur)) =
+                (new["metadata"]["uid"].as_str().filter(|u| !u.is_empty()), old["metadata"]["uid"].as_str())
+                && sent != cur
+            {
+                return Err(ApiError::invalid(
+                    &rt,
+                    &key.1,
+                    vec![("metadata.uid".into(), format!("Invalid value: \"{sent}\": field is immutable"))],
+                ));
+            }
             for f in ["uid", "creationTimestamp", "namespace", "name", "deletionTimestamp", "generation"] {
                 match old["metadata"].get(f) {
                     Some(v) => new["metadata"][f] = v.clone(),
@@ -677,6 +687,7 @@ impl Store {
         }
         let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
         let key = (if rt.namespaced { ns.to_string() } else { String::new() }, name.clone());
+        check_namespace(&rt, ns, &obj)?;
         if rt.namespaced {
             self.namespace_state(ns, &rt, &name)?;
         }
@@ -714,6 +725,7 @@ impl Store {
     ) -> Result<Value, ApiError> {
         let rt = self.types[ti].clone();
         check_shape(&obj)?;
+        check_namespace(&rt, ns, &obj)?;
         let key = (if rt.namespaced { ns.to_string() } else { String::new() }, name.to_string());
         let body_name = obj["metadata"]["name"].as_str().unwrap_or(name);
         if body_name != name {
@@ -891,6 +903,18 @@ impl Store {
 
     pub fn list_rv(&self) -> String {
         self.rv.to_string()
+    }
+}
+
+/// A namespaced body naming another namespace than the URL is a 400, as in the real server.
+fn check_namespace(rt: &ResourceType, ns: &str, obj: &Value) -> Result<(), ApiError> {
+    match obj["metadata"]["namespace"].as_str() {
+        Some(n) if rt.namespaced && !n.is_empty() && n != ns => Err(ApiError::new(
+            400,
+            "BadRequest",
+            "the namespace of the provided object does not match the namespace sent on the request",
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -739,3 +739,25 @@ async fn deployment_scale_subresource() {
     let r = c.patch(path, "application/merge-patch+json", r#"{"spec":{"replicas":-1}}"#).await;
     assert_eq!(r.status, 422);
 }
+
+#[tokio::test]
+async fn immutable_uid_and_namespace_mismatch() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    let mut cm = c.post("/api/v1/namespaces/default/configmaps", &json!({"metadata": {"name": "m"}})).await.json();
+    cm["metadata"]["uid"] = json!("other-uid");
+    let r = c.put("/api/v1/namespaces/default/configmaps/m", &cm).await;
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.json()["message"],
+        "ConfigMap \"m\" is invalid: metadata.uid: Invalid value: \"other-uid\": field is immutable"
+    );
+    let r = c
+        .post("/api/v1/namespaces/default/configmaps", &json!({"metadata": {"name": "n", "namespace": "kube-system"}}))
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json()["message"],
+        "the namespace of the provided object does not match the namespace sent on the request"
+    );
+}
