@@ -248,6 +248,7 @@ pub async fn probe_api(client: &Client, permissions: &[Permission]) -> ApiProbe 
                     group: Some(p.group.to_string()),
                     resource: Some(p.resource.to_string()),
                     namespace: p.namespace.clone(),
+                    name: p.name.clone(),
                     ..Default::default()
                 }),
                 ..Default::default()

@@ -19,13 +19,20 @@ pub struct Permission {
     pub resource: &'static str,
     /// None: cluster-wide (all namespaces / cluster-scoped).
     pub namespace: Option<String>,
+    /// The one object it is needed on, when the chart grants it by resourceNames.
+    pub name: Option<String>,
     /// Which capability needs it.
     pub why: &'static str,
 }
 
 impl Permission {
     fn new(verb: &'static str, group: &'static str, resource: &'static str, why: &'static str) -> Self {
-        Permission { verb, group, resource, namespace: None, why }
+        Permission { verb, group, resource, namespace: None, name: None, why }
+    }
+
+    fn named(mut self, name: &str) -> Self {
+        self.name = Some(name.to_string());
+        self
     }
 
     fn in_namespace(mut self, ns: &str) -> Self {
@@ -37,6 +44,10 @@ impl Permission {
     pub fn describe(&self) -> String {
         let res =
             if self.group.is_empty() { self.resource.to_string() } else { format!("{}.{}", self.resource, self.group) };
+        let res = match &self.name {
+            Some(n) => format!("{res}/{n}"),
+            None => res,
+        };
         match &self.namespace {
             Some(ns) => format!("{} {res} in {ns}", self.verb),
             None => format!("{} {res}", self.verb),
@@ -83,8 +94,12 @@ pub fn required_permissions(s: &Settings) -> Vec<Permission> {
     }
     if s.leader_election.enabled {
         let ns = &s.leader_election.namespace;
-        for verb in ["get", "create", "patch"] {
-            p.push(Permission::new(verb, "coordination.k8s.io", "leases", "leader election").in_namespace(ns));
+        let lease = &s.leader_election.lease_name;
+        p.push(Permission::new("create", "coordination.k8s.io", "leases", "leader election").in_namespace(ns));
+        for verb in ["get", "patch"] {
+            p.push(
+                Permission::new(verb, "coordination.k8s.io", "leases", "leader election").in_namespace(ns).named(lease),
+            );
         }
     }
     if s.control_plane.enabled {
@@ -106,7 +121,11 @@ pub fn required_permissions(s: &Settings) -> Vec<Permission> {
     }
     if s.gateway.mode != GatewayMode::Off && s.gateway.repair {
         let ns = &s.gateway.namespace;
-        p.push(Permission::new("patch", "", "services", "gateway pin: repair drift").in_namespace(ns));
+        p.push(
+            Permission::new("patch", "", "services", "gateway pin: repair drift")
+                .in_namespace(ns)
+                .named(&s.gateway.service),
+        );
     }
     p
 }
@@ -291,13 +310,13 @@ mod tests {
         let mut s = Settings::defaults(Profile::AsmOnprem);
         let describe = |s: &Settings| required_permissions(s).iter().map(Permission::describe).collect::<Vec<_>>();
         assert!(!describe(&s).contains(&"patch namespaces".to_string()), "audit mode needs no patch");
-        assert!(describe(&s).contains(&"patch leases.coordination.k8s.io in meshkeeper".to_string()));
+        assert!(describe(&s).contains(&"patch leases.coordination.k8s.io/meshkeeper in meshkeeper".to_string()));
         s.injection.mode = Mode::Enforce;
         s.leader_election.enabled = false;
         s.gateway.repair = true;
         let d = describe(&s);
         assert!(d.contains(&"patch namespaces".to_string()));
-        assert!(d.contains(&"patch services in istio-system".to_string()));
+        assert!(d.contains(&"patch services/istio-ingressgateway in istio-system".to_string()));
         assert!(!d.iter().any(|p| p.contains("leases")));
     }
 }

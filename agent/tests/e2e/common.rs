@@ -55,6 +55,7 @@ pub struct Agent {
     pub addr: String,
     pub logs: Arc<Mutex<Vec<String>>>,
     _config: tempfile::NamedTempFile,
+    _keep: Vec<tempfile::NamedTempFile>,
 }
 
 /// Base config for tests: loopback on a free port, Lease in `meshkeeper`, fast resync.
@@ -71,12 +72,15 @@ pub async fn start(sim: &Sim, config_yaml: &str) -> Agent {
 pub async fn start_with(sim: &Sim, config_yaml: &str, args: &[&str]) -> Agent {
     let mut file = tempfile::NamedTempFile::new().expect("config file");
     std::io::Write::write_all(&mut file, config_yaml.as_bytes()).expect("write config");
-    let mut child = meshkeeper()
-        .args(args)
-        .arg("--config")
-        .arg(file.path())
-        .arg("--kubeconfig")
-        .arg(sim.kubeconfig_path())
+    let mut cmd = meshkeeper();
+    cmd.args(args);
+    if !args.contains(&"--config") {
+        cmd.arg("--config").arg(file.path());
+    }
+    if !args.contains(&"--kubeconfig") {
+        cmd.arg("--kubeconfig").arg(sim.kubeconfig_path());
+    }
+    let mut child = cmd
         .args(["--log-format", "json"])
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
@@ -107,7 +111,7 @@ pub async fn start_with(sim: &Sim, config_yaml: &str, args: &[&str]) -> Agent {
     })
     .await
     .expect("meshkeeper did not start listening within 20 s");
-    Agent { child, addr, logs, _config: file }
+    Agent { child, addr, logs, _config: file, _keep: Vec::new() }
 }
 
 fn logs_text(logs: &Arc<Mutex<Vec<String>>>) -> String {
@@ -116,7 +120,9 @@ fn logs_text(logs: &Arc<Mutex<Vec<String>>>) -> String {
 
 /// A minimal HTTP/1.1 client (GET/POST), enough for our own endpoints.
 pub async fn http(addr: &str, method: &str, path: &str) -> (u16, String, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+        return (0, String::new(), String::new());
+    };
     let req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
     s.write_all(req.as_bytes()).await.expect("write");
     let mut buf = Vec::new();
@@ -148,6 +154,11 @@ fn dechunk(mut s: &str) -> String {
 }
 
 impl Agent {
+    /// Keeps a file alive as long as the agent.
+    pub fn keep(&mut self, f: tempfile::NamedTempFile) {
+        self._keep.push(f);
+    }
+
     pub async fn get(&self, path: &str) -> (u16, String) {
         let (c, _, b) = http(&self.addr, "GET", path).await;
         (c, b)
@@ -165,12 +176,11 @@ impl Agent {
     }
 
     pub async fn wait_ready(&self) {
-        let addr = self.addr.clone();
-        eventually(Duration::from_secs(20), "ready", || {
-            let addr = addr.clone();
-            async move { http(&addr, "GET", "/readyz").await.0 == 200 }
-        })
-        .await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http(&self.addr, "GET", "/readyz").await.0 != 200 {
+            assert!(Instant::now() < deadline, "not ready within 20 s; logs:\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub async fn wait_leader(&self) {
