@@ -68,6 +68,8 @@ struct Evaluator {
     events: EventSink,
     dirty: Arc<Dirty>,
     actions: mpsc::Sender<Vec<Action>>,
+    /// Whether the last pass ran as leader (a new leader publishes Events for current findings).
+    led: std::sync::atomic::AtomicBool,
 }
 
 impl Evaluator {
@@ -86,17 +88,28 @@ impl Evaluator {
             let _t = self.metrics.time("evaluate");
             checks::evaluate(&self.checks, &view, dirty)
         };
+        let leader = self.agent.is_leader();
+        let newly_leader = leader && !self.led.swap(leader, std::sync::atomic::Ordering::SeqCst);
+        if !leader {
+            self.led.store(false, std::sync::atomic::Ordering::SeqCst);
+        }
         let mut planned = Vec::new();
         for ev in evaluations {
             let diff = self.agent.record_report(ev.report);
             report::log_diff(&diff);
-            if self.agent.is_leader() {
+            if leader && !newly_leader {
                 for f in &diff.appeared {
                     self.events.send(EventRequest::for_finding(f));
                 }
             }
             if self.agent.is_leader() {
                 planned.extend(ev.actions);
+            }
+        }
+        if newly_leader {
+            // Findings that appeared while another replica (or nobody) led got no Event from us.
+            for f in self.agent.findings().iter() {
+                self.events.send(EventRequest::for_finding(f));
             }
         }
         self.metrics.set_findings(&checks::names(&self.checks), &self.agent.findings());
@@ -497,6 +510,7 @@ pub async fn run(settings: Settings, client: Client, shutdown: CancellationToken
         events: events.clone(),
         dirty: dirty.clone(),
         actions: action_tx,
+        led: std::sync::atomic::AtomicBool::new(false),
     };
     {
         let token = work.clone();

@@ -7,3 +7,4 @@ mod control_plane;
 mod daemon;
 mod gateway;
 mod injection;
+mod rbac;
