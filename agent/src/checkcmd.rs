@@ -73,31 +73,10 @@ impl CheckRun {
     }
 }
 
-/// Lists a kind and trims it into an index.
+/// Lists a kind (across all namespaces if namespaced) and trims it into an index.
 async fn load<K, T>(client: &Client, resource: Resource, trim: fn(K) -> Option<T>) -> Result<Index<T>, CheckError>
 where
-    K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-    K::DynamicType: Default,
-    T: Cached,
-{
-    let items = list_all(&Api::<K>::all(client.clone()), resource.as_str()).await?;
-    Ok(Index::from_objects(items.into_iter().filter_map(trim)))
-}
-
-/// As [`load`], for namespaced kinds listed across all namespaces.
-async fn load_all_ns<K, T>(
-    client: &Client,
-    resource: Resource,
-    trim: fn(K) -> Option<T>,
-) -> Result<Index<T>, CheckError>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     K::DynamicType: Default,
     T: Cached,
 {
@@ -120,13 +99,13 @@ pub async fn run(settings: &Settings, client: &Client) -> Result<CheckRun, Check
             snap.webhooks = load(client, Resource::Webhooks, WebhookConfigInfo::from_object).await?;
         }
         if cp {
-            snap.deployments = load_all_ns(client, Resource::Deployments, DeploymentInfo::from_object).await?;
-            snap.pods = load_all_ns(client, Resource::Pods, PodInfo::from_object).await?;
+            snap.deployments = load(client, Resource::Deployments, DeploymentInfo::from_object).await?;
+            snap.pods = load(client, Resource::Pods, PodInfo::from_object).await?;
             snap.nodes = load(client, Resource::Nodes, NodeInfo::from_object).await?;
             probe.mtls = probe_mtls(client, &settings.control_plane.namespace).await;
         }
         if cp || settings.gateway.mode != crate::config::GatewayMode::Off {
-            snap.services = load_all_ns(client, Resource::Services, ServiceInfo::from_object).await?;
+            snap.services = load(client, Resource::Services, ServiceInfo::from_object).await?;
         }
     }
     let registry = checks::registry(settings);

@@ -96,18 +96,25 @@ async fn invalid_config_exits_2_and_names_the_key() {
     assert!(err.contains("gateway.node_ports.http2: 80 is outside 30000-32767"), "{err}");
 }
 
-#[tokio::test]
-async fn check_reports_and_exits_by_severity() {
-    let sim = cluster().await;
-    let f = tmp_file("");
-    let out = meshkeeper()
-        .args(["check", "--output", "json", "--config"])
-        .arg(f.path())
+/// Runs `meshkeeper check` against the sim with an empty config file.
+async fn check(sim: &kube_sim::Sim, config: &tempfile::NamedTempFile, extra: &[&str]) -> std::process::Output {
+    meshkeeper()
+        .arg("check")
+        .args(extra)
+        .arg("--config")
+        .arg(config.path())
         .arg("--kubeconfig")
         .arg(sim.kubeconfig_path())
         .output()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn check_reports_and_exits_by_severity() {
+    let sim = cluster().await;
+    let f = tmp_file("");
+    let out = check(&sim, &f, &["--output", "json"]).await;
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert_eq!(out.status.code(), Some(0), "warnings only: {v}");
     assert_eq!(v["summary"]["errors"], 0);
@@ -131,14 +138,7 @@ async fn check_reports_and_exits_by_severity() {
             .all(|p| !p["metadata"]["name"].as_str().unwrap_or("").starts_with("istio-pilot"))
     })
     .await;
-    let out = meshkeeper()
-        .args(["check", "--config"])
-        .arg(f.path())
-        .arg("--kubeconfig")
-        .arg(sim.kubeconfig_path())
-        .output()
-        .await
-        .unwrap();
+    let out = check(&sim, &f, &[]).await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("× istio-pilot: at least 1 replica(s) available and ready"), "{text}");
@@ -146,13 +146,6 @@ async fn check_reports_and_exits_by_severity() {
 
     // Nothing listening: could not run, exit 2.
     sim.stop().await;
-    let out = meshkeeper()
-        .args(["check", "--config"])
-        .arg(f.path())
-        .arg("--kubeconfig")
-        .arg(sim.kubeconfig_path())
-        .output()
-        .await
-        .unwrap();
+    let out = check(&sim, &f, &[]).await;
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
 }

@@ -6,17 +6,8 @@ use crate::checks::ApiProbe;
 use crate::config::{Profile, Settings};
 use crate::state::ActionRecord;
 
-const GUIDE: &[(&str, i32, i32)] = &[
-    ("status-port", 15020, 30391),
-    ("http2", 80, 31380),
-    ("https", 443, 31390),
-    ("tcp", 31400, 31400),
-    ("https-kiali", 15029, 31073),
-    ("https-prometheus", 15030, 30253),
-    ("https-grafana", 15031, 30050),
-    ("https-tracing", 15032, 31204),
-    ("tls", 15443, 30158),
-];
+/// The install guide's ports: (name, port, nodePort), as kube-sim seeds them.
+const GUIDE: &[(&str, i64, i64)] = kube_sim::seed::GATEWAY_PORTS;
 
 /// The istio-ingressgateway Service of the install guide, pinned.
 fn gateway_svc() -> ServiceInfo {
@@ -29,7 +20,12 @@ fn gateway_svc() -> ServiceInfo {
         selector: BTreeMap::new(),
         ports: GUIDE
             .iter()
-            .map(|(n, p, np)| ServicePort { name: (*n).into(), port: *p, protocol: "TCP".into(), node_port: Some(*np) })
+            .map(|(n, p, np)| ServicePort {
+                name: (*n).into(),
+                port: *p as i32,
+                protocol: "TCP".into(),
+                node_port: Some(*np as i32),
+            })
             .collect(),
         load_balancer_ip: None,
         annotations: BTreeMap::new(),
