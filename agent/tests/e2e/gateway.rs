@@ -207,3 +207,67 @@ async fn repair_false_writes_nothing() {
     assert_eq!(agent.metric("meshkeeper_gateway_drift{field=\"node_port:http2\"}").await, Some(1.0));
     assert!(writes_by_meshkeeper(&sim, "services").is_empty());
 }
+
+#[tokio::test]
+async fn integrated_mode_puts_an_edited_ip_back() {
+    let sim = cluster().await;
+    let c = sim.cluster();
+    // Integrated LB mode: the Service is a LoadBalancer with the VIP in spec.loadBalancerIP.
+    c.patch(
+        "v1",
+        "services",
+        "istio-system",
+        "istio-ingressgateway",
+        PatchType::Merge,
+        &json!({"spec": {"type": "LoadBalancer", "loadBalancerIP": "10.0.0.50"}}),
+        "installer",
+    )
+    .unwrap();
+    let agent =
+        start(&sim, &config("gateway:\n  mode: integrated\n  repair: true\n  load_balancer_ip: 10.0.0.50\n")).await;
+    agent.wait_leader().await;
+    let ip = |sim: &kube_sim::Sim| {
+        sim.cluster()
+            .get("v1", "services", "istio-system", "istio-ingressgateway")
+            .and_then(|s| s["spec"]["loadBalancerIP"].as_str().map(str::to_string))
+    };
+    let assigned = |sim: &kube_sim::Sim| {
+        sim.cluster()
+            .get("v1", "services", "istio-system", "istio-ingressgateway")
+            .and_then(|s| s["status"]["loadBalancer"]["ingress"][0]["ip"].as_str().map(str::to_string))
+    };
+    until(&sim, Duration::from_secs(5), "the LB assigned the VIP", |_| assigned(&sim).as_deref() == Some("10.0.0.50"))
+        .await;
+    assert_eq!(agent.metric("meshkeeper_gateway_pinned").await, Some(1.0));
+    if !have("kubectl") {
+        return;
+    }
+    let (ok, out) = kubectl(
+        &sim,
+        &[
+            "-n",
+            "istio-system",
+            "patch",
+            "svc",
+            "istio-ingressgateway",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"loadBalancerIP":"10.0.0.99"}}"#,
+        ],
+    )
+    .await;
+    assert!(ok, "{out}");
+    until(&sim, Duration::from_secs(2), "the IP put back", |_| ip(&sim).as_deref() == Some("10.0.0.50")).await;
+    let addr = agent.addr.clone();
+    eventually(Duration::from_secs(2), "IP repair counted", || {
+        let addr = addr.clone();
+        async move {
+            http(&addr, "GET", "/metrics")
+                .await
+                .2
+                .contains("meshkeeper_gateway_repairs_total{field=\"load_balancer_ip\",result=\"success\"} 1")
+        }
+    })
+    .await;
+}

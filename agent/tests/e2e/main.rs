@@ -8,3 +8,4 @@ mod daemon;
 mod gateway;
 mod injection;
 mod rbac;
+mod watcher;

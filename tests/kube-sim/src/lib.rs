@@ -114,6 +114,7 @@ impl Sim {
             requests: Mutex::new(Default::default()),
             drop_watches,
             bookmark_interval: opts.bookmark_interval,
+            bookmarks_sent: std::sync::atomic::AtomicU64::new(0),
         });
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port)).await?;
         let addr = listener.local_addr()?;
@@ -175,6 +176,11 @@ impl Sim {
         lock(&self.shared.requests).iter().cloned().collect()
     }
 
+    /// BOOKMARK events sent on watches so far.
+    pub fn bookmarks_sent(&self) -> u64 {
+        self.shared.bookmarks_sent.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn clear_requests(&self) {
         lock(&self.shared.requests).clear();
     }
@@ -206,11 +212,25 @@ impl Drop for Sim {
     }
 }
 
+/// Serves until the returned task is aborted. Every connection runs in a JoinSet owned by the
+/// task, so aborting it cuts open connections too (a stopped server refuses and resets, as a
+/// real one that went away does; with plain `axum::serve` keep-alive connections would live on).
 fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {
     let app = axum::Router::new().fallback(server::handle).with_state(shared);
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::warn!(error = %e, "kube-sim server stopped");
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    let svc = hyper_util::service::TowerToHyperService::new(app.clone());
+                    conns.spawn(async move {
+                        let io = hyper_util::rt::TokioIo::new(stream);
+                        let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, svc).await;
+                    });
+                }
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
         }
     })
 }

@@ -88,6 +88,8 @@ pub struct Shared {
     /// Bumped to drop every open watch.
     pub drop_watches: watch::Sender<u64>,
     pub bookmark_interval: Duration,
+    /// BOOKMARK events sent on watches so far (tests observe bookmarks by their count).
+    pub bookmarks_sent: std::sync::atomic::AtomicU64,
     /// Some when RBAC is enforced (SimOptions::rbac).
     pub auth: Option<Mutex<crate::auth::AuthState>>,
 }
@@ -1113,6 +1115,7 @@ fn watch(
     let mut dropped = shared.drop_watches.subscribe();
     dropped.mark_unchanged();
     let interval = shared.bookmark_interval;
+    let counter = shared.clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(256);
     tokio::spawn(async move {
         for b in backlog {
@@ -1131,6 +1134,7 @@ fn watch(
                 _ = dropped.changed() => return,
                 _ = tick.tick(), if bookmarks => {
                     if tx.send(Ok(bookmark(&rt, last_rv, false))).await.is_err() { return; }
+                    counter.bookmarks_sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 ev = live.recv() => match ev {
                     Ok(e) => {
