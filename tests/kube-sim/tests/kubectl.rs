@@ -257,3 +257,34 @@ async fn auth_can_i_under_rbac() {
     let other = kubectl(&k, &sa, &["auth", "can-i", "list", "pods", "-n", "default"], None).await;
     assert_eq!(other.stdout.trim(), "no", "{}", other.stderr);
 }
+
+#[tokio::test]
+async fn rollout_restart_and_status() {
+    let Some(k) = kubectl_path() else { return };
+    // The deployment controller and kubelet actors run here.
+    let sim = Sim::start(SimOptions::default()).await.unwrap();
+    let kc = sim.kubeconfig_path();
+    let c = sim.cluster();
+    c.create("v1", "namespaces", "", serde_json::json!({"metadata": {"name": "shop"}})).unwrap();
+    c.create("apps/v1", "deployments", "shop", serde_json::json!({"metadata": {"name": "web"}, "spec": {"replicas": 2,
+        "selector": {"matchLabels": {"app": "web"}},
+        "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "nginx:1.25"}]}}}}))
+        .unwrap();
+    let out = must(&k, &kc, &["-n", "shop", "rollout", "status", "deployment/web", "--timeout=20s"], None).await;
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let before: Vec<String> = c.list("v1", "pods", Some("shop")).iter().map(|p| p["metadata"]["name"].as_str().unwrap().to_string()).collect();
+    assert_eq!(before.len(), 2);
+
+    let out = must(&k, &kc, &["-n", "shop", "rollout", "restart", "deployment/web"], None).await;
+    assert!(out.contains("restarted"), "{out}");
+    let d = c.get("apps/v1", "deployments", "shop", "web").unwrap();
+    assert!(d["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"].is_string());
+    assert_eq!(d["metadata"]["generation"], 2, "a template change bumps the generation");
+
+    let out = must(&k, &kc, &["-n", "shop", "rollout", "status", "deployment/web", "--timeout=20s"], None).await;
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let after: Vec<String> = c.list("v1", "pods", Some("shop")).iter().map(|p| p["metadata"]["name"].as_str().unwrap().to_string()).collect();
+    assert_eq!(after.len(), 2);
+    assert!(after.iter().all(|p| !before.contains(p)), "every pod was replaced: {before:?} -> {after:?}");
+    assert_eq!(c.list("apps/v1", "replicasets", Some("shop")).len(), 2, "the old ReplicaSet is kept, scaled to 0");
+}
