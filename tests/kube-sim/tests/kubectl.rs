@@ -272,7 +272,11 @@ async fn rollout_restart_and_status() {
         .unwrap();
     let out = must(&k, &kc, &["-n", "shop", "rollout", "status", "deployment/web", "--timeout=20s"], None).await;
     assert!(out.contains("successfully rolled out"), "{out}");
-    let before: Vec<String> = c.list("v1", "pods", Some("shop")).iter().map(|p| p["metadata"]["name"].as_str().unwrap().to_string()).collect();
+    let before: Vec<String> = c
+        .list("v1", "pods", Some("shop"))
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(before.len(), 2);
 
     let out = must(&k, &kc, &["-n", "shop", "rollout", "restart", "deployment/web"], None).await;
@@ -283,7 +287,11 @@ async fn rollout_restart_and_status() {
 
     let out = must(&k, &kc, &["-n", "shop", "rollout", "status", "deployment/web", "--timeout=20s"], None).await;
     assert!(out.contains("successfully rolled out"), "{out}");
-    let after: Vec<String> = c.list("v1", "pods", Some("shop")).iter().map(|p| p["metadata"]["name"].as_str().unwrap().to_string()).collect();
+    let after: Vec<String> = c
+        .list("v1", "pods", Some("shop"))
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(after.len(), 2);
     assert!(after.iter().all(|p| !before.contains(p)), "every pod was replaced: {before:?} -> {after:?}");
     assert_eq!(c.list("apps/v1", "replicasets", Some("shop")).len(), 2, "the old ReplicaSet is kept, scaled to 0");
