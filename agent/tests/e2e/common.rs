@@ -195,6 +195,16 @@ impl Agent {
         .await;
     }
 
+    /// Waits (bounded) until /metrics holds exactly this line, e.g. `meshkeeper_leader 1`.
+    pub async fn wait_metrics_line(&self, line: &str, within: Duration) {
+        let (addr, line) = (self.addr.clone(), line.to_string());
+        eventually(within, &line.clone(), || {
+            let (addr, line) = (addr.clone(), line.clone());
+            async move { http(&addr, "GET", "/metrics").await.2.lines().any(|l| l == line) }
+        })
+        .await;
+    }
+
     pub async fn has_finding(&self, reason: &str) -> bool {
         self.status().await["findings"].as_array().is_some_and(|f| f.iter().any(|x| x["reason"] == reason))
     }
@@ -280,6 +290,21 @@ pub async fn kubectl(sim: &Sim, args: &[&str]) -> (bool, String) {
         .await
         .expect("run kubectl");
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// Removes `istio-injection` from a namespace, as someone's `kubectl label ns X istio-injection-` would.
+pub fn remove_injection_label(sim: &Sim, ns: &str) {
+    sim.cluster()
+        .patch(
+            "v1",
+            "namespaces",
+            "",
+            ns,
+            kube_sim::PatchType::Json,
+            &json!([{"op": "remove", "path": "/metadata/labels/istio-injection"}]),
+            "test",
+        )
+        .expect("remove label");
 }
 
 pub fn label(sim: &Sim, ns: &str, key: &str) -> Option<String> {

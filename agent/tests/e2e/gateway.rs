@@ -74,17 +74,12 @@ async fn a_kubectl_patched_node_port_is_undone_within_a_second() {
     assert!(took < Duration::from_secs(1), "undone within 1 s: {took:?}");
     assert_eq!(node_port(&sim, "https"), Some(31390), "other ports untouched");
     // The actuator records the success after the API answered: wait for it, bounded.
-    let addr = agent.addr.clone();
-    eventually(Duration::from_secs(2), "repair counted", || {
-        let addr = addr.clone();
-        async move {
-            http(&addr, "GET", "/metrics")
-                .await
-                .2
-                .contains("meshkeeper_gateway_repairs_total{field=\"node_port:http2\",result=\"success\"} 1")
-        }
-    })
-    .await;
+    agent
+        .wait_metrics_line(
+            "meshkeeper_gateway_repairs_total{field=\"node_port:http2\",result=\"success\"} 1",
+            Duration::from_secs(2),
+        )
+        .await;
     let c = sim.cluster();
     eventually(Duration::from_secs(2), "GatewayPinRepaired Event", || {
         let found = c
@@ -259,15 +254,10 @@ async fn integrated_mode_puts_an_edited_ip_back() {
     .await;
     assert!(ok, "{out}");
     until(&sim, Duration::from_secs(2), "the IP put back", |_| ip(&sim).as_deref() == Some("10.0.0.50")).await;
-    let addr = agent.addr.clone();
-    eventually(Duration::from_secs(2), "IP repair counted", || {
-        let addr = addr.clone();
-        async move {
-            http(&addr, "GET", "/metrics")
-                .await
-                .2
-                .contains("meshkeeper_gateway_repairs_total{field=\"load_balancer_ip\",result=\"success\"} 1")
-        }
-    })
-    .await;
+    agent
+        .wait_metrics_line(
+            "meshkeeper_gateway_repairs_total{field=\"load_balancer_ip\",result=\"success\"} 1",
+            Duration::from_secs(2),
+        )
+        .await;
 }

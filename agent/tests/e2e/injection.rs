@@ -100,17 +100,7 @@ async fn audit_mode_makes_zero_writes() {
     let agent = start(&sim, &config("injection:\n  mode: audit\n")).await;
     agent.wait_leader().await;
     agent.wait_finding("InjectionLabelMissing", true, Duration::from_secs(10)).await;
-    sim.cluster()
-        .patch(
-            "v1",
-            "namespaces",
-            "",
-            "bookinfo",
-            kube_sim::PatchType::Json,
-            &json!([{"op": "remove", "path": "/metadata/labels/istio-injection"}]),
-            "test",
-        )
-        .unwrap();
+    remove_injection_label(&sim, "bookinfo");
     agent.wait_finding("InjectionLabelMissing", true, Duration::from_secs(5)).await;
     let addr = agent.addr.clone();
     eventually(Duration::from_secs(5), "bookinfo reported", || {
@@ -155,17 +145,7 @@ async fn server_errors_and_conflicts_are_retried_and_403_is_a_finding() {
 
     // RBAC refuses from now on: a finding and a metric, and no hot loop.
     sim.faults().fail_next("patch", "namespaces", 1000, 403);
-    sim.cluster()
-        .patch(
-            "v1",
-            "namespaces",
-            "",
-            "bookinfo",
-            kube_sim::PatchType::Json,
-            &json!([{"op": "remove", "path": "/metadata/labels/istio-injection"}]),
-            "test",
-        )
-        .unwrap();
+    remove_injection_label(&sim, "bookinfo");
     agent.wait_finding("WriteForbidden", true, Duration::from_secs(5)).await;
     assert!(agent.metric("meshkeeper_label_repairs_total{result=\"forbidden\"}").await.unwrap_or(0.0) >= 1.0);
     let forbidden = writes_by_meshkeeper(&sim, "namespaces").iter().filter(|w| w.code == 403).count();
