@@ -604,13 +604,9 @@ async fn dispatch(
         }
         "delete" => lock(&shared.store).delete(ti, &ns, &name, &opts),
         "deletecollection" => {
-            let labels = match LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or("")) {
-                Ok(l) => l,
-                Err(e) => return error_response(&ApiError::new(400, "BadRequest", e)),
-            };
-            let fields = match FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or("")) {
-                Ok(f) => f,
-                Err(e) => return error_response(&ApiError::new(400, "BadRequest", e)),
+            let (labels, fields) = match selectors(q) {
+                Ok(s) => s,
+                Err(e) => return error_response(&e),
             };
             let mut store = lock(&shared.store);
             let keys: Vec<(String, String)> = store
@@ -886,13 +882,9 @@ fn list(
     ns: Option<&str>,
     q: &std::collections::HashMap<String, String>,
 ) -> Response {
-    let labels = match LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or("")) {
-        Ok(l) => l,
-        Err(e) => return error_response(&ApiError::new(400, "BadRequest", e)),
-    };
-    let fields = match FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or("")) {
-        Ok(f) => f,
-        Err(e) => return error_response(&ApiError::new(400, "BadRequest", e)),
+    let (labels, fields) = match selectors(q) {
+        Ok(s) => s,
+        Err(e) => return error_response(&e),
     };
     let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0).unwrap_or(usize::MAX);
     let store = lock(&shared.store);
@@ -1010,6 +1002,16 @@ fn list_rv_semantics(store: &Store, q: &std::collections::HashMap<String, String
     Ok(())
 }
 
+/// The `labelSelector` and `fieldSelector` of a request, or the 400 a bad one gets.
+fn selectors(q: &std::collections::HashMap<String, String>) -> Result<(LabelSelector, FieldSelector), ApiError> {
+    let get = |k: &str| q.get(k).map(String::as_str).unwrap_or("");
+    let bad = |e: String| ApiError::new(400, "BadRequest", e);
+    Ok((
+        LabelSelector::parse(get("labelSelector")).map_err(bad)?,
+        FieldSelector::parse(get("fieldSelector")).map_err(bad)?,
+    ))
+}
+
 fn encode_continue(rv: u64, key: &(String, String)) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(json!({"rv": rv, "ns": key.0, "name": key.1}).to_string())
@@ -1043,13 +1045,9 @@ fn watch(
     name: Option<String>,
     q: &std::collections::HashMap<String, String>,
 ) -> Response {
-    let labels = match LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or("")) {
-        Ok(l) => l,
-        Err(e) => return error_response(&ApiError::new(400, "BadRequest", e)),
-    };
-    let mut fields = match FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or("")) {
-        Ok(f) => f,
-        Err(e) => return error_response(&ApiError::new(400, "BadRequest", e)),
+    let (labels, mut fields) = match selectors(q) {
+        Ok(s) => s,
+        Err(e) => return error_response(&e),
     };
     if let Some(n) = &name {
         fields = FieldSelector::parse(&format!("metadata.name={n}")).unwrap_or(fields);
