@@ -64,13 +64,13 @@ pub async fn main(cli: Cli) -> ExitCode {
     };
     match cli.command {
         Command::Run => {
-            let client = match client::build(&opts).await {
+            let clients = match client::build_clients(&opts).await {
                 Ok(c) => c,
                 Err(e) => return fail(EXIT_USAGE, "cannot connect", &e),
             };
             let shutdown = CancellationToken::new();
             cancel_on_signal(shutdown.clone());
-            match runtime::run(settings, client, shutdown).await {
+            match runtime::run(settings, clients, shutdown).await {
                 Ok(()) => {
                     tracing::info!("stopped");
                     ExitCode::SUCCESS

@@ -12,11 +12,12 @@ use serde_json::json;
 use crate::cache::{
     Cached, DeploymentInfo, Index, NamespaceInfo, NodeInfo, PodInfo, ServiceInfo, Snapshot, WebhookConfigInfo,
 };
-use crate::checks::{self, Resource, View};
+use crate::checks::{self, Health, Resource, View};
 use crate::config::{Mode, Settings};
 use crate::findings::{CheckReport, Outcome, Severity};
-use crate::runtime::{probe_api, probe_mtls};
-use crate::state::unix_now;
+use crate::plan;
+use crate::runtime::prober::{probe_api, probe_mtls};
+use crate::state::{unix_now, unix_now_ms};
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -109,8 +110,15 @@ pub async fn run(settings: &Settings, client: &Client) -> Result<CheckRun, Check
         }
     }
     let registry = checks::registry(settings);
-    let view = View::of(settings, &probe, &snap, unix_now() as i64);
-    let reports = checks::evaluate(&registry, &view, None).into_iter().map(|e| e.report).collect();
+    let health = Health::default();
+    let view = View::of(settings, &probe, &snap, &health, unix_now() as i64);
+    let evaluations = checks::evaluate(&registry, &view, None, |_| true);
+    let remedies: Vec<_> = evaluations.iter().flat_map(|e| e.remedies.iter().cloned()).collect();
+    let mut reports: Vec<CheckReport> = evaluations.into_iter().map(|e| e.report).collect();
+    // What the daemon would do: the planner's view for a replica that never writes.
+    let gates = plan::Gates { leader: false, synced: true, failing: vec![] };
+    let plan = plan::plan(settings, &remedies, &gates, unix_now_ms(), &mut plan::Ledger::default());
+    reports.push(plan.report);
     Ok(CheckRun { reports, unreachable })
 }
 

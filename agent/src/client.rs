@@ -1,5 +1,12 @@
-//! Building the Kubernetes client: in-cluster config, or a kubeconfig (with a context);
-//! user agent `meshkeeper/<version>`; a per-request timeout.
+//! Building the Kubernetes clients: in-cluster config, or a kubeconfig (with a context);
+//! user agent `meshkeeper/<version>`.
+//!
+//! Two clients share the configuration but not the read timeout: ordinary requests are
+//! bounded by `client.timeout_seconds`, while watches have none. A quiet watch on a real API
+//! server receives nothing but a bookmark about once a minute; with a 30 s read timeout every
+//! quiet watch broke and re-listed twice a minute. kube-runtime's watcher ends a stream that
+//! stays idle past the server-side timeout (290 s) plus a margin, and the server ends it after
+//! `timeoutSeconds` anyway.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -53,9 +60,31 @@ pub async fn config(opts: &ClientOptions) -> Result<Config, ClientError> {
     Ok(config)
 }
 
+/// The agent's clients.
+#[derive(Clone)]
+pub struct Clients {
+    /// Every request but watches: bounded by the configured timeout.
+    pub api: Client,
+    /// Watches (and the LISTs that start them): no read timeout.
+    pub watch: Client,
+}
+
+/// The configuration of the watch client: the same, without a read timeout.
+pub fn watch_config(mut config: Config) -> Config {
+    config.read_timeout = None;
+    config
+}
+
 pub async fn build(opts: &ClientOptions) -> Result<Client, ClientError> {
     let config = config(opts).await?;
     Client::try_from(config).map_err(ClientError::Build)
+}
+
+pub async fn build_clients(opts: &ClientOptions) -> Result<Clients, ClientError> {
+    let config = config(opts).await?;
+    let watch = Client::try_from(watch_config(config.clone())).map_err(ClientError::Build)?;
+    let api = Client::try_from(config).map_err(ClientError::Build)?;
+    Ok(Clients { api, watch })
 }
 
 #[cfg(test)]
@@ -81,6 +110,9 @@ mod tests {
         assert_eq!(c.default_namespace, "x");
         assert!(c.headers.iter().any(|(k, v)| k == http::header::USER_AGENT && v == USER_AGENT));
         assert_eq!(c.read_timeout, Some(Duration::from_secs(5)));
+        let w = watch_config(c.clone());
+        assert_eq!(w.read_timeout, None, "watches have no read timeout");
+        assert_eq!((w.write_timeout, w.connect_timeout), (c.write_timeout, c.connect_timeout));
 
         let missing = ClientOptions { kubeconfig: Some(dir.path().join("nope")), ..Default::default() };
         let err = config(&missing).await.unwrap_err().to_string();

@@ -125,14 +125,14 @@ pub async fn run(
         println!("Scenario drift: every 10 s a new drift (label removed, nodePort changed, injector outage, upgrade).");
     }
     println!("Ctrl-C stops the demo.\n");
-    let client = client::build(&ClientOptions {
+    let clients = client::build_clients(&ClientOptions {
         kubeconfig: Some(sim.kubeconfig_path()),
         context: None,
         timeout: Some(Duration::from_secs(10)),
     })
     .await?;
     let drifting = scenario == Scenario::Drift;
-    let agent = runtime::run(settings, client, shutdown.clone());
+    let agent = runtime::run(settings, clients, shutdown.clone());
     tokio::pin!(agent);
     let mut step = 0u64;
     let mut tick = tokio::time::interval(Duration::from_secs(10));

@@ -6,7 +6,7 @@ use std::time::Instant;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::findings::{FindingSet, Severity};
@@ -15,9 +15,9 @@ use crate::findings::{FindingSet, Severity};
 #[derive(Clone)]
 pub struct Metrics {
     pub registry: Registry,
-    pub leader: IntGauge,
     pub watch_events: IntCounterVec,
     pub watch_restarts: IntCounterVec,
+    pub watch_lists: IntCounterVec,
     pub reconcile_duration: HistogramVec,
     pub reconcile_errors: IntCounterVec,
     pub findings: IntGaugeVec,
@@ -41,8 +41,6 @@ impl Metrics {
             &["version"],
         ));
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        let leader =
-            must(IntGauge::new("meshkeeper_leader", "1 when this replica holds the leader Lease and may act, else 0."));
         let watch_events = must(IntCounterVec::new(
             Opts::new("meshkeeper_watch_events_total", "Watch events received, by resource."),
             &["resource"],
@@ -51,6 +49,13 @@ impl Metrics {
             Opts::new(
                 "meshkeeper_watch_restarts_total",
                 "Times a watch failed and was restarted (re-list), by resource.",
+            ),
+            &["resource"],
+        ));
+        let watch_lists = must(IntCounterVec::new(
+            Opts::new(
+                "meshkeeper_watch_lists_total",
+                "LISTs (initial and re-lists) each watch made, by resource; after the first, only 410 Gone or a failure re-lists.",
             ),
             &["resource"],
         ));
@@ -102,9 +107,9 @@ impl Metrics {
             Box::new(label_repairs.clone()) as Box<dyn Collector>,
             Box::new(gateway_repairs.clone()),
             Box::new(build_info),
-            Box::new(leader.clone()),
             Box::new(watch_events.clone()),
             Box::new(watch_restarts.clone()),
+            Box::new(watch_lists.clone()),
             Box::new(reconcile_duration.clone()),
             Box::new(reconcile_errors.clone()),
             Box::new(findings.clone()),
@@ -117,9 +122,9 @@ impl Metrics {
         must(registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self())));
         Metrics {
             registry,
-            leader,
             watch_events,
             watch_restarts,
+            watch_lists,
             reconcile_duration,
             reconcile_errors,
             findings,
@@ -268,7 +273,6 @@ mod tests {
         assert!(text.contains("meshkeeper_reconcile_duration_seconds_count{controller=\"injection\"} 1"));
         n.store(7, std::sync::atomic::Ordering::Relaxed);
         assert!(m.render().contains("meshkeeper_cache_objects{resource=\"namespaces\"} 7"));
-        assert!(text.contains("# HELP meshkeeper_leader "));
         assert!(text.contains("meshkeeper_test_healthy 1\n"), "{text}");
         assert!(text.contains("meshkeeper_test_info{v=\"1.4\"} 1\n"));
     }

@@ -1,9 +1,9 @@
-//! What every part of the daemon shares: readiness of the watches, leadership, the current
-//! findings and reports, recent actions, and a liveness heartbeat. Read by `/status`,
-//! `/readyz`, `/healthz`; written by the watchers, the evaluator and the actuator.
+//! What every part of the daemon shares: the state of each watch, leadership, the current
+//! findings and reports, what the planner holds back, recent actions, and a liveness
+//! heartbeat. Read by `/status`, `/readyz`, `/healthz` and the scrape-time gauges; written by
+//! the watchers, the leader elector, the evaluator and the actuator loop.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -23,19 +23,87 @@ pub struct ActionRecord {
     pub action: String,
     pub object: String,
     pub description: String,
-    /// success, dry_run, conflict, forbidden, error
+    /// success, dry_run, conflict, forbidden, not_found, error
     pub result: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
+/// A watch's current error, as one readable line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WatchError {
+    pub message: String,
+    /// The HTTP code, when the API server answered.
+    pub code: Option<u16>,
+    /// Unix seconds of the first failure in this run of failures.
+    pub since: u64,
+}
+
+/// One watch: has it listed once, and is it failing now?
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct WatchStatus {
+    pub listed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<WatchError>,
+}
+
+impl WatchStatus {
+    /// Listed once and not failing right now (`meshkeeper_watch_synced`).
+    pub fn synced(&self) -> bool {
+        self.listed && self.error.is_none()
+    }
+
+    pub fn state(&self) -> &'static str {
+        match (self.listed, &self.error) {
+            (_, Some(_)) => "failing",
+            (true, None) => "synced",
+            (false, None) => "syncing",
+        }
+    }
+}
+
+/// What the leader elector last saw.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum LeaderObservation {
+    #[default]
+    Starting,
+    /// Election is off: this replica always acts.
+    Disabled,
+    Leading {
+        lease: String,
+    },
+    Following {
+        lease: String,
+        holder: Option<String>,
+    },
+    /// The Lease cannot be read or written; this replica keeps watching and reporting.
+    Failing {
+        lease: String,
+        error: String,
+        code: Option<u16>,
+        /// The Lease's namespace does not exist (404 `namespaces "x" not found`).
+        namespace_missing: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Leadership {
+    No,
+    Until(Instant),
+    Always,
+}
+
 /// Shared state of one agent process.
 #[derive(Debug)]
 pub struct AgentState {
-    watches: Mutex<BTreeMap<&'static str, bool>>,
-    leader: AtomicBool,
+    watches: Mutex<BTreeMap<&'static str, WatchStatus>>,
+    leadership: Mutex<Leadership>,
+    leader_observation: RwLock<LeaderObservation>,
     findings: RwLock<FindingSet>,
     reports: RwLock<BTreeMap<&'static str, CheckReport>>,
+    waiting: RwLock<Value>,
+    contested: RwLock<Vec<(String, String)>>,
     actions: Mutex<VecDeque<ActionRecord>>,
     heartbeat: Mutex<Instant>,
     stall_after: Duration,
@@ -46,8 +114,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|p| p.into_inner())
+}
+
 pub fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+pub fn unix_now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 impl AgentState {
@@ -55,9 +135,12 @@ impl AgentState {
     pub fn new(config_summary: Value, stall_after: Duration) -> Self {
         AgentState {
             watches: Mutex::new(BTreeMap::new()),
-            leader: AtomicBool::new(false),
+            leadership: Mutex::new(Leadership::No),
+            leader_observation: RwLock::new(LeaderObservation::Starting),
             findings: RwLock::new(FindingSet::default()),
             reports: RwLock::new(BTreeMap::new()),
+            waiting: RwLock::new(Value::Array(vec![])),
+            contested: RwLock::new(Vec::new()),
             actions: Mutex::new(VecDeque::new()),
             heartbeat: Mutex::new(Instant::now()),
             stall_after,
@@ -65,34 +148,87 @@ impl AgentState {
         }
     }
 
-    // --- readiness ---
+    // --- watches ---
 
     /// Declares a watch that must complete its first list before the agent is ready.
     pub fn register_watch(&self, resource: &'static str) {
-        lock(&self.watches).entry(resource).or_insert(false);
+        lock(&self.watches).entry(resource).or_default();
     }
 
+    /// A (re-)list completed: the cache is complete and the watch healthy.
     pub fn mark_synced(&self, resource: &'static str) {
-        lock(&self.watches).insert(resource, true);
+        let mut w = lock(&self.watches);
+        let s = w.entry(resource).or_default();
+        s.listed = true;
+        s.error = None;
+    }
+
+    /// An event arrived: the watch works (clears an earlier error).
+    pub fn watch_ok(&self, resource: &'static str) {
+        if let Some(s) = lock(&self.watches).get_mut(resource) {
+            s.error = None;
+        }
+    }
+
+    /// The watch failed; it is retried with backoff.
+    pub fn watch_failed(&self, resource: &'static str, message: String, code: Option<u16>) {
+        let mut w = lock(&self.watches);
+        let s = w.entry(resource).or_default();
+        let since = s.error.as_ref().map(|e| e.since).unwrap_or_else(unix_now);
+        s.error = Some(WatchError { message, code, since });
+    }
+
+    /// Whether the watch of `resource` is failing right now.
+    pub fn watch_failing(&self, resource: &str) -> bool {
+        lock(&self.watches).get(resource).is_some_and(|s| s.error.is_some())
+    }
+
+    pub fn watches(&self) -> BTreeMap<&'static str, WatchStatus> {
+        lock(&self.watches).clone()
     }
 
     /// Watches that have not completed their first list yet.
     pub fn pending_watches(&self) -> Vec<&'static str> {
-        lock(&self.watches).iter().filter(|(_, synced)| !**synced).map(|(r, _)| *r).collect()
+        lock(&self.watches).iter().filter(|(_, s)| !s.listed).map(|(r, _)| *r).collect()
     }
 
+    /// Whether the watch of `resource` has listed once (unknown watches have not).
+    pub fn listed(&self, resource: &str) -> bool {
+        lock(&self.watches).get(resource).is_some_and(|s| s.listed)
+    }
+
+    /// Every watch has listed once.
     pub fn is_ready(&self) -> bool {
         self.pending_watches().is_empty()
     }
 
     // --- leadership ---
 
+    /// Leader until `until` (the renew deadline): past it, this replica stops acting even if
+    /// the elector could not say so, before any other replica may take over.
+    pub fn set_leader_until(&self, until: Instant) {
+        *lock(&self.leadership) = Leadership::Until(until);
+    }
+
+    /// Leader for good (election disabled) or not at all.
     pub fn set_leader(&self, leader: bool) {
-        self.leader.store(leader, Ordering::SeqCst);
+        *lock(&self.leadership) = if leader { Leadership::Always } else { Leadership::No };
     }
 
     pub fn is_leader(&self) -> bool {
-        self.leader.load(Ordering::SeqCst)
+        match *lock(&self.leadership) {
+            Leadership::No => false,
+            Leadership::Always => true,
+            Leadership::Until(t) => Instant::now() < t,
+        }
+    }
+
+    pub fn set_leader_observation(&self, o: LeaderObservation) {
+        *write(&self.leader_observation) = o;
+    }
+
+    pub fn leader_observation(&self) -> LeaderObservation {
+        read(&self.leader_observation).clone()
     }
 
     // --- liveness ---
@@ -107,22 +243,33 @@ impl AgentState {
         (since > self.stall_after).then(|| format!("evaluator has not run for {}s", since.as_secs()))
     }
 
-    // --- findings and actions ---
+    // --- findings, plans and actions ---
 
     /// Stores a check's report and returns what appeared and resolved since its last one.
     pub fn record_report(&self, report: CheckReport) -> crate::findings::Diff {
         let findings: Vec<Finding> = report.findings().cloned().collect();
-        let diff = self.findings.write().unwrap_or_else(|p| p.into_inner()).replace_check(report.check, findings);
-        self.reports.write().unwrap_or_else(|p| p.into_inner()).insert(report.check, report);
+        let diff = write(&self.findings).replace_check(report.check, findings);
+        write(&self.reports).insert(report.check, report);
         diff
     }
 
     pub fn findings(&self) -> FindingSet {
-        self.findings.read().unwrap_or_else(|p| p.into_inner()).clone()
+        read(&self.findings).clone()
     }
 
     pub fn reports(&self) -> Vec<CheckReport> {
-        self.reports.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+        read(&self.reports).values().cloned().collect()
+    }
+
+    /// What the planner holds back (for `/status`), and the contested (check, field) pairs
+    /// (for the gauges).
+    pub fn set_plan_summary(&self, waiting: Value, contested: Vec<(String, String)>) {
+        *write(&self.waiting) = waiting;
+        *write(&self.contested) = contested;
+    }
+
+    pub fn contested(&self) -> Vec<(String, String)> {
+        read(&self.contested).clone()
     }
 
     pub fn record_action(&self, record: ActionRecord) {
@@ -140,14 +287,26 @@ impl AgentState {
     /// The `/status` document.
     pub fn status_json(&self) -> Value {
         let findings: Vec<Finding> = self.findings().iter().cloned().collect();
-        let watches: BTreeMap<&str, &str> =
-            lock(&self.watches).iter().map(|(r, s)| (*r, if *s { "synced" } else { "syncing" })).collect();
+        let watches: BTreeMap<&str, Value> = self
+            .watches()
+            .into_iter()
+            .map(|(r, s)| {
+                let mut v = json!({"state": s.state()});
+                if let Some(e) = &s.error {
+                    v["error"] = json!(e.message);
+                    v["failing_since"] = json!(e.since);
+                }
+                (r, v)
+            })
+            .collect();
         json!({
             "version": env!("CARGO_PKG_VERSION"),
             "ready": self.is_ready(),
             "role": if self.is_leader() { "leader" } else { "follower" },
+            "leader_election": self.leader_observation(),
             "watches": watches,
             "findings": findings,
+            "waiting": *read(&self.waiting),
             "recent_actions": self.recent_actions(),
             "config": self.config_summary,
         })
@@ -160,18 +319,39 @@ mod tests {
     use crate::findings::{Item, test_support::finding};
 
     #[test]
-    fn ready_only_after_every_watch_synced() {
+    fn ready_only_after_every_watch_listed_and_errors_are_kept_until_the_next_event() {
         let s = AgentState::new(json!({}), Duration::from_secs(60));
         assert!(s.is_ready(), "nothing to wait for");
         s.register_watch("namespaces");
         s.register_watch("pods");
         assert_eq!(s.pending_watches(), ["namespaces", "pods"]);
+        s.watch_failed("pods", "list failed: pods is forbidden (403 Forbidden)".into(), Some(403));
         s.mark_synced("namespaces");
         assert!(!s.is_ready());
+        assert_eq!(s.watches()["pods"].state(), "failing");
+        assert_eq!(s.status_json()["watches"]["pods"]["error"], "list failed: pods is forbidden (403 Forbidden)");
         s.mark_synced("pods");
-        assert!(s.is_ready());
+        assert!(s.is_ready() && s.watches()["pods"].synced());
+        s.watch_failed("pods", "watch failed".into(), None);
+        assert!(s.listed("pods") && !s.watches()["pods"].synced(), "listed once, failing now");
+        s.watch_ok("pods");
+        assert!(s.watches()["pods"].synced());
         s.register_watch("pods");
-        assert!(s.is_ready(), "re-registering keeps the synced state");
+        assert!(s.is_ready(), "re-registering keeps the state");
+    }
+
+    #[test]
+    fn leadership_ends_at_its_deadline() {
+        let s = AgentState::new(json!({}), Duration::from_secs(60));
+        assert!(!s.is_leader());
+        s.set_leader_until(Instant::now() + Duration::from_secs(60));
+        assert!(s.is_leader());
+        s.set_leader_until(Instant::now() - Duration::from_millis(1));
+        assert!(!s.is_leader(), "a deadline in the past is not leadership");
+        s.set_leader(true);
+        assert!(s.is_leader());
+        s.set_leader(false);
+        assert!(!s.is_leader());
     }
 
     #[test]
@@ -195,10 +375,18 @@ mod tests {
             items: vec![Item::finding("x", finding("injection", "Missing", "a"))],
         });
         assert_eq!(d.appeared.len(), 1);
+        s.set_leader_observation(LeaderObservation::Failing {
+            lease: "meshkeeper/meshkeeper".into(),
+            error: "namespaces \"meshkeeper\" not found (404 NotFound)".into(),
+            code: Some(404),
+            namespace_missing: true,
+        });
         let st = s.status_json();
         assert_eq!(st["role"], "follower");
         assert_eq!(st["findings"][0]["reason"], "Missing");
         assert_eq!(st["config"]["profile"], "asm-onprem");
+        assert_eq!(st["leader_election"]["state"], "failing");
+        assert_eq!(st["leader_election"]["namespace_missing"], true);
     }
 
     #[test]

@@ -10,8 +10,7 @@ pub enum LogFormat {
 }
 
 /// The filter when `RUST_LOG` is unset: our own logs at info, chatty dependencies at warn.
-pub const DEFAULT_FILTER: &str =
-    "info,kube=warn,kube_runtime=warn,kube_client=warn,kube_lease_manager=warn,hyper=warn,tower=warn";
+pub const DEFAULT_FILTER: &str = "info,kube=warn,kube_runtime=warn,kube_client=warn,hyper=warn,tower=warn";
 
 /// Installs the global subscriber (logs go to stderr). A bad `RUST_LOG` falls back to the default, with a warning.
 pub fn init(format: LogFormat) {

@@ -8,6 +8,7 @@ use http::{Request, Response};
 use http_body_util::BodyExt;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::client::Body;
+use kube::core::ApiResource;
 use serde_json::json;
 use tower_test::mock;
 
@@ -29,26 +30,26 @@ fn setup(
         agent.mark_synced("namespaces");
     }
     let metrics = Metrics::new();
-    let act = Actuator::new(
-        client,
-        Arc::new(WriteLimiter::new(qps, burst)),
-        agent.clone(),
-        metrics.clone(),
-        EventSink::disabled(metrics.clone()),
-        dry_run,
-    );
+    let act = Actuator::new(client, Arc::new(WriteLimiter::new(qps, burst)), agent.clone(), metrics.clone(), dry_run);
     (act, handle, agent, metrics)
+}
+
+fn label_ops() -> Vec<serde_json::Value> {
+    vec![
+        json!({"op": "test", "path": "/metadata/resourceVersion", "value": "1"}),
+        json!({"op": "add", "path": "/metadata/labels/istio-injection", "value": "enabled"}),
+    ]
 }
 
 fn label_action(ns: &str) -> Action {
     Action {
-        kind: "restore_injection_label",
+        kind: "injection_label",
         reason: "InjectionLabelRestored",
         object: ObjectRef::namespace(ns),
         description: format!("set istio-injection=enabled on namespace {ns}"),
         resource: ApiResource::erase::<Namespace>(&()),
-        patch: PatchBody::Merge(json!({"metadata": {"labels": {"istio-injection": "enabled"}}})),
-        field: None,
+        operation: Operation::JsonPatch(label_ops()),
+        fields: vec![("label:istio-injection".into(), "enabled".into())],
         observed: Some("1".into()),
     }
 }
@@ -59,7 +60,7 @@ fn status(code: u16, reason: &str, message: &str) -> Response<Body> {
 }
 
 fn ok_namespace(name: &str) -> Response<Body> {
-    let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {"istio-injection": "enabled"}}});
+    let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "resourceVersion": "2", "labels": {"istio-injection": "enabled"}}});
     Response::builder().status(200).body(Body::from(serde_json::to_vec(&body).unwrap())).unwrap()
 }
 
@@ -83,25 +84,22 @@ async fn serve(mut handle: Handle, responses: Vec<Response<Body>>) -> Vec<(Strin
 }
 
 #[tokio::test]
-async fn leader_patches_with_field_manager_and_records() {
-    let (act, handle, agent, metrics) = setup(true, true, false, 5.0, 10);
+async fn leader_sends_one_json_patch_with_field_manager_and_reports_the_new_version() {
+    let (act, handle, _, _) = setup(true, true, false, 5.0, 10);
     let server = tokio::spawn(serve(handle, vec![ok_namespace("team-a")]));
-    assert_eq!(act.execute(&label_action("team-a")).await, ActionResult::Success);
+    assert_eq!(act.execute(&label_action("team-a")).await, Outcome::Done { resource_version: Some("2".into()) });
     let seen = server.await.unwrap();
     assert_eq!(seen[0].0, "/api/v1/namespaces/team-a?&fieldManager=meshkeeper");
-    assert_eq!(seen[0].1, "application/merge-patch+json");
-    assert_eq!(seen[0].2, json!({"metadata": {"labels": {"istio-injection": "enabled"}}}));
-    assert_eq!(agent.recent_actions()[0].result, "success");
-    assert_eq!(metrics.actions.with_label_values(&["restore_injection_label", "success"]).get(), 1);
+    assert_eq!(seen[0].1, "application/json-patch+json");
+    assert_eq!(seen[0].2, serde_json::Value::Array(label_ops()));
 }
 
 #[tokio::test]
 async fn follower_and_unsynced_replicas_write_nothing() {
     for (leader, ready, why) in [(false, true, "not the leader"), (true, false, "caches not synced")] {
-        let (act, mut handle, agent, _) = setup(leader, ready, false, 5.0, 10);
-        assert_eq!(act.execute(&label_action("team-a")).await, ActionResult::NotAttempted(why));
+        let (act, mut handle, _, _) = setup(leader, ready, false, 5.0, 10);
+        assert_eq!(act.execute(&label_action("team-a")).await, Outcome::NotAttempted(why));
         assert!(handle.next_request().now_or_never().is_none(), "no request may have been sent");
-        assert!(agent.recent_actions().is_empty());
     }
 }
 
@@ -109,14 +107,14 @@ async fn follower_and_unsynced_replicas_write_nothing() {
 async fn dry_run_sends_dry_run_all() {
     let (act, handle, _, _) = setup(true, true, true, 5.0, 10);
     let server = tokio::spawn(serve(handle, vec![ok_namespace("team-a")]));
-    assert_eq!(act.execute(&label_action("team-a")).await, ActionResult::DryRun);
+    assert_eq!(act.execute(&label_action("team-a")).await, Outcome::DryRun);
     let seen = server.await.unwrap();
     assert_eq!(seen[0].0, "/api/v1/namespaces/team-a?&dryRun=All&fieldManager=meshkeeper");
 }
 
 #[tokio::test(start_paused = true)]
 async fn server_errors_and_throttling_are_retried_then_succeed() {
-    let (act, handle, _, metrics) = setup(true, true, false, 5.0, 10);
+    let (act, handle, _, _) = setup(true, true, false, 5.0, 10);
     let server = tokio::spawn(serve(
         handle,
         vec![
@@ -125,34 +123,51 @@ async fn server_errors_and_throttling_are_retried_then_succeed() {
             ok_namespace("a"),
         ],
     ));
-    assert_eq!(act.execute(&label_action("a")).await, ActionResult::Success);
+    assert!(act.execute(&label_action("a")).await.is_done());
     assert_eq!(server.await.unwrap().len(), 3);
-    assert_eq!(metrics.actions.with_label_values(&["restore_injection_label", "success"]).get(), 1);
 }
 
 #[tokio::test(start_paused = true)]
-async fn persistent_server_errors_give_up_after_bounded_retries() {
-    let (act, handle, agent, _) = setup(true, true, false, 5.0, 10);
+async fn persistent_server_errors_give_up_after_bounded_retries_with_one_readable_line() {
+    let (act, handle, _, _) = setup(true, true, false, 5.0, 10);
     let server = tokio::spawn(serve(handle, (0..4).map(|_| status(503, "ServiceUnavailable", "down")).collect()));
-    assert!(matches!(act.execute(&label_action("a")).await, ActionResult::Error(_)));
+    assert_eq!(act.execute(&label_action("a")).await, Outcome::Failed("down (503 ServiceUnavailable)".into()));
     assert_eq!(server.await.unwrap().len(), 4, "one try and three retries");
-    assert_eq!(agent.recent_actions()[0].result, "error");
 }
 
 #[tokio::test]
-async fn conflict_and_forbidden_are_not_retried() {
+async fn conflicts_and_failed_tests_mean_changed_meanwhile_and_forbidden_is_not_retried() {
     let (act, handle, _, _) = setup(true, true, false, 5.0, 10);
     let server = tokio::spawn(serve(handle, vec![status(409, "Conflict", "the object has been modified")]));
-    assert_eq!(act.execute(&label_action("a")).await, ActionResult::Conflict);
+    assert_eq!(act.execute(&label_action("a")).await, Outcome::ChangedMeanwhile);
     assert_eq!(server.await.unwrap().len(), 1);
 
-    let (act, handle, agent, metrics) = setup(true, true, false, 5.0, 10);
+    // What a real API server answers when a JSON patch's `test` fails.
+    let (act, handle, _, _) = setup(true, true, false, 5.0, 10);
+    let stale = status(422, "Invalid", "the server rejected our request due to an error in our request");
+    let server = tokio::spawn(serve(handle, vec![stale]));
+    assert_eq!(act.execute(&label_action("a")).await, Outcome::ChangedMeanwhile);
+    assert_eq!(server.await.unwrap().len(), 1, "not retried: the planner re-plans on fresh state");
+
+    let (act, handle, _, _) = setup(true, true, false, 5.0, 10);
     let msg = "namespaces \"a\" is forbidden: User \"system:serviceaccount:meshkeeper:meshkeeper\" cannot patch resource \"namespaces\" in API group \"\" at the cluster scope";
     let server = tokio::spawn(serve(handle, vec![status(403, "Forbidden", msg)]));
-    assert_eq!(act.execute(&label_action("a")).await, ActionResult::Forbidden(msg.to_string()));
+    assert_eq!(act.execute(&label_action("a")).await, Outcome::Forbidden(format!("{msg} (403 Forbidden)")));
     assert_eq!(server.await.unwrap().len(), 1);
-    assert_eq!(agent.recent_actions()[0].error.as_deref(), Some(msg));
-    assert_eq!(metrics.actions.with_label_values(&["restore_injection_label", "forbidden"]).get(), 1);
+}
+
+#[tokio::test]
+async fn a_genuinely_invalid_patch_is_a_failure_not_a_race() {
+    let (act, handle, _, _) = setup(true, true, false, 5.0, 10);
+    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": "Service \"gw\" is invalid: spec.ports[0].nodePort: Invalid value: 31380: provided port is already allocated",
+        "reason": "Invalid", "code": 422,
+        "details": {"name": "gw", "kind": "Service", "causes": [{"reason": "FieldValueInvalid", "message": "Invalid value: 31380: provided port is already allocated", "field": "spec.ports[0].nodePort"}]}});
+    let resp = Response::builder().status(422).body(Body::from(serde_json::to_vec(&body).unwrap())).unwrap();
+    let server = tokio::spawn(serve(handle, vec![resp]));
+    let Outcome::Failed(m) = act.execute(&label_action("a")).await else { panic!("expected a failure") };
+    assert!(m.ends_with("provided port is already allocated (422 Invalid)"), "{m}");
+    server.await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -161,11 +176,11 @@ async fn writes_beyond_the_burst_wait_for_the_token_bucket() {
     let server = tokio::spawn(serve(handle, (0..4).map(|i| ok_namespace(&format!("n{i}"))).collect()));
     let start = tokio::time::Instant::now();
     for i in 0..4 {
-        assert_eq!(act.execute(&label_action(&format!("n{i}"))).await, ActionResult::Success);
+        assert!(act.execute(&label_action(&format!("n{i}"))).await.is_done());
     }
     server.await.unwrap();
     // 2 burst tokens, then 2 more at 2/s: about 1 s of (paused, auto-advanced) time.
     let elapsed = start.elapsed();
     assert!(elapsed >= Duration::from_millis(950) && elapsed < Duration::from_millis(1100), "{elapsed:?}");
-    assert_eq!(metrics.write_throttled.with_label_values(&["restore_injection_label"]).get(), 2);
+    assert_eq!(metrics.write_throttled.with_label_values(&["injection_label"]).get(), 2);
 }

@@ -3,6 +3,7 @@
 //! object stays small; checks borrow them read-only.
 
 pub mod namespace;
+pub mod watch;
 pub mod webhook;
 pub mod workload;
 
@@ -12,6 +13,33 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 pub use namespace::NamespaceInfo;
 pub use webhook::{Selector, WebhookConfigInfo, WebhookInfo};
 pub use workload::{ContainerInfo, DeploymentInfo, NodeInfo, PodInfo, ServiceInfo, ServicePort, image_tag};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+
+/// The managers (with the unix time of their last write) of an object's managedFields,
+/// newest first. Only what the contest guard needs to name who changed a field.
+pub fn writers(managed: &[ManagedFieldsEntry]) -> Vec<(String, i64)> {
+    let mut v: Vec<(String, i64)> = managed
+        .iter()
+        .filter_map(|e| Some((e.manager.clone()?, e.time.as_ref().map(|t| t.0.as_second()).unwrap_or(0))))
+        .collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v.dedup_by(|a, b| a.0 == b.0);
+    v
+}
+
+/// The managers that own the field at `pointer` (a JSON pointer into FieldsV1, e.g.
+/// `/f:metadata/f:labels/f:istio-injection`).
+pub fn owners(managed: &[ManagedFieldsEntry], pointer: &str) -> Vec<String> {
+    let mut v: Vec<String> = managed
+        .iter()
+        .filter(|e| e.fields_v1.as_ref().is_some_and(|f| f.0.pointer(pointer).is_some()))
+        .filter_map(|e| e.manager.clone())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
 
 /// A trimmed object that can live in an [`Index`].
 pub trait Cached: Clone + Send + Sync + 'static {

@@ -16,7 +16,14 @@ pub struct NamespaceInfo {
     pub labels: BTreeMap<String, String>,
     /// deletionTimestamp set or phase Terminating: never touch it.
     pub terminating: bool,
+    /// Who owns each injection label (managedFields), by label key.
+    pub label_owners: BTreeMap<String, Vec<String>>,
+    /// Who wrote the namespace and when (newest first).
+    pub writers: Vec<(String, i64)>,
 }
+
+/// The label keys whose owners are kept (the injection labels).
+const OWNED_KEYS: &[&str] = &["istio-injection", "istio.io/rev"];
 
 impl Cached for NamespaceInfo {
     fn key(&self) -> String {
@@ -30,12 +37,25 @@ impl NamespaceInfo {
         let name = ns.metadata.name?;
         let terminating = ns.metadata.deletion_timestamp.is_some()
             || ns.status.and_then(|s| s.phase).as_deref() == Some("Terminating");
+        let managed = ns.metadata.managed_fields.unwrap_or_default();
+        let label_owners = OWNED_KEYS
+            .iter()
+            .map(|k| {
+                (
+                    k.to_string(),
+                    super::owners(&managed, &format!("/f:metadata/f:labels/f:{}", crate::change::pointer_escape(k))),
+                )
+            })
+            .filter(|(_, o)| !o.is_empty())
+            .collect();
         Some(NamespaceInfo {
             name,
             uid: ns.metadata.uid,
             resource_version: ns.metadata.resource_version,
             labels: ns.metadata.labels.unwrap_or_default(),
             terminating,
+            label_owners,
+            writers: super::writers(&managed),
         })
     }
 
@@ -54,6 +74,8 @@ impl NamespaceInfo {
             resource_version: Some("1".into()),
             labels: BTreeMap::new(),
             terminating: false,
+            label_owners: BTreeMap::new(),
+            writers: Vec::new(),
         }
     }
 
@@ -72,6 +94,20 @@ impl NamespaceInfo {
 mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+
+    #[test]
+    fn keeps_who_owns_the_injection_labels() {
+        let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": "shop", "managedFields": [
+            {"manager": "kubectl-create", "operation": "Update", "time": "2026-12-01T07:44:39Z", "fieldsV1": {"f:metadata": {"f:labels": {".": {}, "f:kubernetes.io/metadata.name": {}}}}},
+            {"manager": "argocd-controller", "operation": "Apply", "time": "2026-12-01T07:50:00Z", "fieldsV1": {"f:metadata": {"f:labels": {"f:istio-injection": {}}}}},
+            {"manager": "meshkeeper", "operation": "Update", "time": "2026-12-01T07:45:00Z", "fieldsV1": {"f:metadata": {"f:labels": {"f:istio.io/rev": {}}}}}
+        ]}})).unwrap();
+        let info = NamespaceInfo::from_object(ns).unwrap();
+        assert_eq!(info.label_owners["istio-injection"], ["argocd-controller"]);
+        assert_eq!(info.label_owners["istio.io/rev"], ["meshkeeper"]);
+        assert_eq!(info.writers[0].0, "argocd-controller", "newest first");
+        assert_eq!(info.writers.len(), 3);
+    }
 
     #[test]
     fn trims_and_detects_terminating() {

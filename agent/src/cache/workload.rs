@@ -203,6 +203,8 @@ pub struct ServiceInfo {
     pub node_port_managers: BTreeMap<i32, Vec<String>>,
     /// Which field managers own `spec.loadBalancerIP` / the annotations.
     pub ip_managers: Vec<String>,
+    /// Who wrote the Service and when (newest first).
+    pub writers: Vec<(String, i64)>,
 }
 
 impl Cached for ServiceInfo {
@@ -216,7 +218,8 @@ impl ServiceInfo {
         let namespace = s.metadata.namespace?;
         let name = s.metadata.name?;
         let spec = s.spec.unwrap_or_default();
-        let (node_port_managers, ip_managers) = field_owners(s.metadata.managed_fields.as_deref().unwrap_or_default());
+        let managed = s.metadata.managed_fields.unwrap_or_default();
+        let (node_port_managers, ip_managers) = field_owners(&managed);
         Some(ServiceInfo {
             namespace,
             name,
@@ -247,6 +250,7 @@ impl ServiceInfo {
                 .collect(),
             node_port_managers,
             ip_managers,
+            writers: super::writers(&managed),
         })
     }
 }

@@ -1,12 +1,16 @@
-//! The `kubernetes-api` check: the API server answers, its version is supported, and the
-//! agent's ServiceAccount has every permission the enabled capabilities need (asked with
-//! SelfSubjectAccessReview, so a missing RBAC rule shows up before a write fails).
+//! The `kubernetes-api` check: the API server answers, its version is supported, the agent's
+//! ServiceAccount has every permission the enabled capabilities need (asked with
+//! SelfSubjectAccessReview, so a missing RBAC rule shows up before a write fails), every watch
+//! lists and stays up, and this replica can take part in leader election. It reads no cache,
+//! so it reports from the first second — a forbidden list (the commonest install mistake)
+//! is a finding, not just a 503 from `/readyz`.
 
 use serde::Serialize;
 
-use super::{Check, Resource, View};
+use super::{Check, Evaluation, Resource, View};
 use crate::config::{GatewayMode, Mode, Settings};
 use crate::findings::{CheckReport, Finding, Item, ObjectRef, Severity};
+use crate::state::LeaderObservation;
 
 /// The oldest Kubernetes minor version meshkeeper supports.
 pub const MIN_MINOR: u32 = 24;
@@ -175,10 +179,10 @@ impl Check for ApiCheck {
     }
 
     fn inputs(&self) -> &'static [Resource] {
-        &[Resource::ApiProbe]
+        &[Resource::ApiProbe, Resource::Watches, Resource::Leadership]
     }
 
-    fn evaluate(&self, view: &View<'_>) -> CheckReport {
+    fn evaluate(&self, view: &View<'_>) -> Evaluation {
         let probe = view.api;
         let mut items = Vec::new();
         match &probe.server_version {
@@ -238,7 +242,114 @@ impl Check for ApiCheck {
                 Err(e) => items.push(Item::skipped(desc, format!("could not ask: {e}"))),
             }
         }
-        CheckReport { check: CHECK, title: self.title(), items }
+        health_items(view, &mut items);
+        Evaluation::report(CheckReport { check: CHECK, title: self.title(), items })
+    }
+}
+
+/// The watches and leader election, as items.
+fn health_items(view: &View<'_>, items: &mut Vec<Item>) {
+    for (resource, w) in &view.health.watches {
+        let desc = format!("the {resource} watch lists and stays up");
+        match &w.error {
+            None if w.listed => items.push(Item::pass(desc)),
+            None => items.push(Item::skipped(desc, "first list in progress")),
+            Some(e) => {
+                let denied = matches!(e.code, Some(401 | 403));
+                let (reason, severity, hint) = if denied {
+                    (
+                        "WatchForbidden",
+                        Severity::Error,
+                        format!(
+                            "grant list and watch on {resource} in the chart's ClusterRole; check with: kubectl auth can-i watch {resource} --as=system:serviceaccount:<namespace>:<serviceaccount>"
+                        ),
+                    )
+                } else {
+                    (
+                        "WatchFailing",
+                        if w.listed { Severity::Warning } else { Severity::Error },
+                        "check the API server's health and the network path to it; meshkeeper retries with backoff"
+                            .to_string(),
+                    )
+                };
+                let effect = if w.listed {
+                    "meshkeeper's view of them may be stale; repairs that depend on it are held"
+                } else {
+                    "meshkeeper cannot see them: nothing that depends on them is checked or repaired"
+                };
+                items.push(Item::finding(
+                    desc,
+                    Finding {
+                        object: ObjectRef::cluster(&format!("watch:{resource}")),
+                        ..finding(
+                            reason,
+                            severity,
+                            "listing and watching".into(),
+                            e.message.clone(),
+                            format!("the {resource} watch fails: {}; {effect}", e.message),
+                            &hint,
+                        )
+                    },
+                ));
+            }
+        }
+    }
+    let le = &view.settings.leader_election;
+    let lease = format!("{}/{}", le.namespace, le.lease_name);
+    let desc = format!("can take part in leader election on Lease {lease}");
+    match &view.health.leader {
+        LeaderObservation::Starting => items.push(Item::skipped(desc, "not started yet")),
+        LeaderObservation::Disabled => {
+            items.push(Item::pass("leader election is disabled: this replica acts (run one replica only)"))
+        }
+        LeaderObservation::Leading { .. } => items.push(Item::pass(format!("{desc} (leader)"))),
+        LeaderObservation::Following { holder, .. } => items.push(Item::pass(format!(
+            "{desc} (follower; leader: {})",
+            holder.clone().unwrap_or_else(|| "none".into())
+        ))),
+        LeaderObservation::Failing { error, code, namespace_missing, .. } => {
+            let (reason, severity, hint) = if *namespace_missing {
+                (
+                    "LeaseNamespaceMissing",
+                    Severity::Error,
+                    format!(
+                        "create it (kubectl create namespace {}), or set leader_election.namespace to the namespace meshkeeper runs in (the Helm chart sets it to the release namespace)",
+                        le.namespace
+                    ),
+                )
+            } else if matches!(code, Some(401 | 403)) {
+                (
+                    "LeaseForbidden",
+                    Severity::Error,
+                    format!(
+                        "grant get, create and update on leases.coordination.k8s.io in {} (the chart's Role does)",
+                        le.namespace
+                    ),
+                )
+            } else {
+                (
+                    "LeaderElectionFailing",
+                    Severity::Warning,
+                    "check the API server's health; meshkeeper retries with backoff".to_string(),
+                )
+            };
+            items.push(Item::finding(
+                desc,
+                Finding {
+                    object: ObjectRef::cluster(&format!("lease:{lease}")),
+                    ..finding(
+                        reason,
+                        severity,
+                        "the Lease can be read and written".into(),
+                        error.clone(),
+                        format!(
+                            "cannot take part in leader election on Lease {lease}: {error}; meshkeeper keeps watching and reporting but repairs nothing until it can lead"
+                        ),
+                        &hint,
+                    )
+                },
+            ));
+        }
     }
 }
 
@@ -250,9 +361,63 @@ mod tests {
     use crate::findings::Outcome;
 
     fn run(probe: &ApiProbe) -> CheckReport {
+        run_with(probe, &Default::default())
+    }
+
+    fn run_with(probe: &ApiProbe, health: &crate::checks::Health) -> CheckReport {
         let settings = Settings::defaults(Profile::AsmOnprem);
         let snapshot = Snapshot::default();
-        ApiCheck.evaluate(&View::of(&settings, probe, &snapshot, 0))
+        ApiCheck.evaluate(&View::of(&settings, probe, &snapshot, health, 0)).report
+    }
+
+    #[test]
+    fn a_forbidden_watch_and_a_missing_lease_namespace_are_errors_naming_the_fix() {
+        use crate::state::{WatchError, WatchStatus};
+        let mut health = crate::checks::Health::default();
+        health.watches.insert("namespaces", WatchStatus { listed: true, error: None });
+        health.watches.insert(
+            "pods",
+            WatchStatus {
+                listed: false,
+                error: Some(WatchError {
+                    message: "list failed: pods is forbidden: User \"system:serviceaccount:meshkeeper:meshkeeper\" cannot list resource \"pods\" in API group \"\" at the cluster scope (403 Forbidden)".into(),
+                    code: Some(403),
+                    since: 1,
+                }),
+            },
+        );
+        health.watches.insert(
+            "services",
+            WatchStatus {
+                listed: true,
+                error: Some(WatchError {
+                    message: "watch failed: cannot reach the API server: connection refused".into(),
+                    code: None,
+                    since: 1,
+                }),
+            },
+        );
+        health.leader = LeaderObservation::Failing {
+            lease: "meshkeeper/meshkeeper".into(),
+            error: "namespaces \"meshkeeper\" not found (404 NotFound)".into(),
+            code: Some(404),
+            namespace_missing: true,
+        };
+        let r = run_with(&ApiProbe::default(), &health);
+        let f: Vec<_> = r.findings().map(|f| (f.reason, f.severity, f.object.name.as_str())).collect();
+        assert_eq!(
+            f,
+            [
+                ("WatchForbidden", Severity::Error, "watch:pods"),
+                ("WatchFailing", Severity::Warning, "watch:services"),
+                ("LeaseNamespaceMissing", Severity::Error, "lease:meshkeeper/meshkeeper"),
+            ]
+        );
+        let lease = r.findings().find(|f| f.reason == "LeaseNamespaceMissing").unwrap();
+        assert!(lease.message.contains("namespaces \"meshkeeper\" not found (404 NotFound)"), "{}", lease.message);
+        assert!(lease.hint.as_deref().unwrap().contains("kubectl create namespace meshkeeper"));
+        assert!(lease.hint.as_deref().unwrap().contains("leader_election.namespace"));
+        assert!(r.findings().all(|f| !f.message.contains("Status {")), "no Debug output");
     }
 
     #[test]
@@ -277,7 +442,7 @@ mod tests {
         assert_eq!(r.findings().map(|f| f.reason).collect::<Vec<_>>(), ["UnsupportedKubernetesVersion"]);
         let r = run(&ApiProbe { server_version: Some(Ok("v1.36.0".into())), ..Default::default() });
         assert_eq!(r.findings().count(), 0);
-        assert_eq!(r.items.len(), 2);
+        assert_eq!(r.items.len(), 3, "reachable, version, leader election (not started yet)");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use x509_parser::pem::Pem;
 
-use super::{Check, Resource, View};
+use super::{Check, Evaluation, Resource, View};
 use crate::cache::{DeploymentInfo, PodInfo, image_tag};
 use crate::config::{Component, ControlPlaneSettings, MtlsMode};
 use crate::findings::{CheckReport, Finding, Item, ObjectRef, Severity};
@@ -713,8 +713,8 @@ impl Check for ControlPlaneCheck {
         ]
     }
 
-    fn evaluate(&self, view: &View<'_>) -> CheckReport {
-        report(&assess(view), view, self.title())
+    fn evaluate(&self, view: &View<'_>) -> Evaluation {
+        Evaluation::report(report(&assess(view), view, self.title()))
     }
 }
 

@@ -10,20 +10,22 @@
 //! | a pinned port name is missing (renamed?)         | `GatewayPortMissing`       | no |
 //! | a pinned port is on another nodePort             | `GatewayNodePortDrift`     | JSON patch: test name + test nodePort + replace |
 //! | ... and the wanted nodePort is held by another Service | `GatewayNodePortTaken` | no: named, not fought |
-//! | N repairs within M minutes (someone reverts them) | `GatewayPinContested`     | stops repairing; names the other field manager |
 //!
-//! Each repair is its own JSON patch whose `test` operations pin the exact port (by index,
-//! name and current nodePort) it changes, so a concurrent change to any other port is never
-//! clobbered and a concurrent change to this one makes the patch fail (422) and re-plan.
+//! Every drifted field is one field of one remedy: the planner sends them as ONE JSON patch
+//! whose `test` operations pin each port it changes (by index, name and current nodePort), so
+//! pinning a freshly created Service is a single write, a concurrent change to any other port
+//! is never clobbered, and a concurrent change to one of these makes the patch fail (422) and
+//! re-plan on fresh state. Another controller that keeps changing a field back is the
+//! planner's contest guard's business (`RepairContested`), not this check's.
 //! IP pins apply in integrated mode, nodePort pins in manual mode; extra ports are left alone.
 
 use k8s_openapi::api::core::v1::Service;
 use kube::core::ApiResource;
 use serde_json::{Value, json};
 
-use super::{Check, Resource, View};
-use crate::actuator::{Action, PatchBody};
+use super::{Check, Evaluation, Resource, View};
 use crate::cache::ServiceInfo;
+use crate::change::{FieldChange, Remedy, others, pointer_escape};
 use crate::config::{GatewayMode, GatewaySettings};
 use crate::findings::{CheckReport, Finding, Item, ObjectRef, Severity};
 
@@ -45,8 +47,8 @@ pub struct Drift {
     pub field: String,
     pub expected: String,
     pub actual: String,
-    /// The JSON patch that repairs it; None when it must not be repaired (collision).
-    pub patch: Option<json_patch::Patch>,
+    /// The JSON-patch operations that repair it; None when it must not be repaired (collision).
+    pub ops: Option<Vec<Value>>,
     /// Another Service holding the wanted nodePort.
     pub taken_by: Option<String>,
     /// Field managers other than meshkeeper that own the drifted field.
@@ -63,9 +65,6 @@ pub struct GatewayStatus {
     pub missing_ports: Vec<(String, Option<String>)>,
     /// The pinned IP is not what status.loadBalancer.ingress shows.
     pub ip_not_assigned: Option<(String, String)>,
-    /// Successful repairs within the contest window.
-    pub recent_repairs: usize,
-    pub contested: bool,
 }
 
 impl GatewayStatus {
@@ -75,31 +74,14 @@ impl GatewayStatus {
     }
 }
 
-fn escape_pointer(key: &str) -> String {
-    key.replace('~', "~0").replace('/', "~1")
+fn ops(v: Value) -> Option<Vec<Value>> {
+    v.as_array().cloned()
 }
 
-fn patch(ops: Value) -> Option<json_patch::Patch> {
-    serde_json::from_value(ops).ok()
-}
-
-fn others(managers: &[String]) -> Vec<String> {
-    let mut v: Vec<String> =
-        managers.iter().filter(|m| m.as_str() != crate::actuator::FIELD_MANAGER).cloned().collect();
-    v.sort();
-    v.dedup();
-    v
-}
-
-/// Detection over the cached Services (pure). `recent_repairs`: successful pin repairs within the window.
-pub fn detect(
-    g: &GatewaySettings,
-    svc: Option<&ServiceInfo>,
-    all: &[&ServiceInfo],
-    recent_repairs: usize,
-) -> GatewayStatus {
+/// Detection over the cached Services (pure).
+pub fn detect(g: &GatewaySettings, svc: Option<&ServiceInfo>, all: &[&ServiceInfo]) -> GatewayStatus {
     let Some(svc) = svc else { return GatewayStatus::default() };
-    let mut st = GatewayStatus { present: true, recent_repairs, ..Default::default() };
+    let mut st = GatewayStatus { present: true, ..Default::default() };
     let want_type = match g.mode {
         GatewayMode::Integrated => "LoadBalancer",
         GatewayMode::Manual => "NodePort",
@@ -118,10 +100,10 @@ pub fn detect(
         let (current, path) = if annotation.is_empty() {
             (svc.load_balancer_ip.clone(), "/spec/loadBalancerIP".to_string())
         } else {
-            (svc.annotations.get(annotation).cloned(), format!("/metadata/annotations/{}", escape_pointer(annotation)))
+            (svc.annotations.get(annotation).cloned(), format!("/metadata/annotations/{}", pointer_escape(annotation)))
         };
         if current.as_deref() != Some(ip.as_str()) {
-            let ops = match (&current, annotation.is_empty(), svc.annotations.is_empty()) {
+            let ops_v = match (&current, annotation.is_empty(), svc.annotations.is_empty()) {
                 (Some(cur), _, _) => {
                     json!([{"op": "test", "path": path, "value": cur}, {"op": "replace", "path": path, "value": ip}])
                 }
@@ -135,7 +117,7 @@ pub fn detect(
                 field: FIELD_IP.into(),
                 expected: ip.clone(),
                 actual: current.unwrap_or_else(|| "unset".into()),
-                patch: patch(ops),
+                ops: ops(ops_v),
                 taken_by: None,
                 owners: others(&svc.ip_managers),
             });
@@ -168,7 +150,7 @@ pub fn detect(
                 .find(|o| o.ports.iter().any(|p| p.node_port == Some(want)))
                 .map(|o| format!("{}/{}", o.namespace, o.name));
             let path = format!("/spec/ports/{idx}/nodePort");
-            let ops = match port.node_port {
+            let ops_v = match port.node_port {
                 Some(cur) => json!([
                     {"op": "test", "path": format!("/spec/ports/{idx}/name"), "value": name},
                     {"op": "test", "path": path, "value": cur},
@@ -183,23 +165,13 @@ pub fn detect(
                 field: field_node_port(name),
                 expected: want.to_string(),
                 actual: port.node_port.map(|p| p.to_string()).unwrap_or_else(|| "unset".into()),
-                patch: if holder.is_some() { None } else { patch(ops) },
+                ops: if holder.is_some() { None } else { ops(ops_v) },
                 taken_by: holder,
                 owners: others(svc.node_port_managers.get(&port.port).map(Vec::as_slice).unwrap_or_default()),
             });
         }
     }
-    st.contested = recent_repairs >= g.contest_repairs as usize && !st.drifts.is_empty();
     st
-}
-
-/// Successful pin repairs of `object` at or after `since` (unix seconds), from the actuator's record.
-pub fn recent_repairs(actions: &[crate::state::ActionRecord], object: &ObjectRef, since: u64) -> usize {
-    let object = object.to_string();
-    actions
-        .iter()
-        .filter(|a| a.action == ACTION && a.object == object && a.result == "success" && a.at >= since)
-        .count()
 }
 
 fn service_ref(g: &GatewaySettings, svc: Option<&ServiceInfo>) -> ObjectRef {
@@ -211,9 +183,7 @@ pub fn assess(view: &View<'_>) -> GatewayStatus {
     let g = &view.settings.gateway;
     let svc = view.services.get(&format!("{}/{}", g.namespace, g.service));
     let all: Vec<&ServiceInfo> = view.services.iter().collect();
-    let since = (view.now - i64::from(g.contest_window_minutes) * 60).max(0) as u64;
-    let repairs = recent_repairs(view.recent_actions, &service_ref(g, svc), since);
-    detect(g, svc, &all, repairs)
+    detect(g, svc, &all)
 }
 
 pub fn report(st: &GatewayStatus, view: &View<'_>, title: &'static str) -> CheckReport {
@@ -290,21 +260,6 @@ pub fn report(st: &GatewayStatus, view: &View<'_>, title: &'static str) -> Check
                 ),
                 false,
             )
-        } else if st.contested {
-            let who = if d.owners.is_empty() { "another controller".to_string() } else { d.owners.join(", ") };
-            (
-                "GatewayPinContested",
-                Severity::Error,
-                format!(
-                    "gateway pin contested: {} repaired {} times in {} min and changed back by {who}; meshkeeper stopped repairing",
-                    d.field, st.recent_repairs, g.contest_window_minutes
-                ),
-                format!(
-                    "make {who} produce {} (e.g. the IstioOperator/Helm values), or set gateway.repair: false",
-                    d.expected
-                ),
-                false,
-            )
         } else {
             let (reason, what) =
                 if d.field == FIELD_IP { ("GatewayIpDrift", "IP") } else { ("GatewayNodePortDrift", "nodePort") };
@@ -358,6 +313,38 @@ pub fn report(st: &GatewayStatus, view: &View<'_>, title: &'static str) -> Check
     CheckReport { check: CHECK, title, items }
 }
 
+/// The remedy for the drifted fields that may be repaired (collisions are never fought).
+pub fn remedy(st: &GatewayStatus, g: &GatewaySettings, svc: Option<&ServiceInfo>) -> Option<Remedy> {
+    let svc = svc?;
+    let fields: Vec<FieldChange> = st
+        .drifts
+        .iter()
+        .filter_map(|d| {
+            Some(FieldChange {
+                field: d.field.clone(),
+                expected: d.expected.clone(),
+                actual: d.actual.clone(),
+                owners: d.owners.clone(),
+                ops: d.ops.clone()?,
+            })
+        })
+        .collect();
+    if fields.is_empty() {
+        return None;
+    }
+    Some(Remedy {
+        check: CHECK,
+        kind: ACTION,
+        reason: "GatewayPinRepaired",
+        object: service_ref(g, Some(svc)),
+        resource: ApiResource::erase::<Service>(&()),
+        resource_version: svc.resource_version.clone(),
+        prelude: vec![],
+        fields,
+        writers: svc.writers.iter().filter(|(m, _)| m != crate::change::FIELD_MANAGER).cloned().collect(),
+    })
+}
+
 pub struct GatewayCheck;
 
 impl Check for GatewayCheck {
@@ -370,39 +357,15 @@ impl Check for GatewayCheck {
     }
 
     fn inputs(&self) -> &'static [Resource] {
-        &[Resource::Services, Resource::Actions]
+        &[Resource::Services]
     }
 
-    fn evaluate(&self, view: &View<'_>) -> CheckReport {
-        report(&assess(view), view, self.title())
-    }
-
-    fn plan(&self, view: &View<'_>, _report: &CheckReport) -> Vec<Action> {
+    fn evaluate(&self, view: &View<'_>) -> Evaluation {
         let g = &view.settings.gateway;
-        if !g.repair || g.mode == GatewayMode::Off {
-            return Vec::new();
-        }
         let st = assess(view);
-        if st.contested {
-            return Vec::new();
-        }
         let svc = view.services.get(&format!("{}/{}", g.namespace, g.service));
-        st.drifts
-            .into_iter()
-            .filter_map(|d| {
-                let p = d.patch?;
-                Some(Action {
-                    kind: ACTION,
-                    reason: "GatewayPinRepaired",
-                    object: service_ref(g, svc),
-                    description: format!("set {} back to {} (was {})", d.field, d.expected, d.actual),
-                    resource: ApiResource::erase::<Service>(&()),
-                    patch: PatchBody::Json(p),
-                    field: Some(d.field),
-                    observed: svc.and_then(|s| s.resource_version.clone()),
-                })
-            })
-            .collect()
+        let remedies = remedy(&st, g, svc).into_iter().collect();
+        Evaluation { report: report(&st, view, self.title()), remedies }
     }
 }
 
@@ -421,9 +384,10 @@ pub const GAUGES: &[(&str, &str, &[&str])] = &[
     ),
 ];
 
-pub fn samples(st: &GatewayStatus, g: &GatewaySettings) -> Vec<crate::metrics::Sample> {
+/// The series of [`GAUGES`]; `contested`: whether the planner holds a field of the pin.
+pub fn samples(st: &GatewayStatus, g: &GatewaySettings, contested: bool) -> Vec<crate::metrics::Sample> {
     let b = |x: bool| if x { 1.0 } else { 0.0 };
-    let mut out = vec![(0, vec![], b(st.pinned())), (2, vec![], b(st.contested))];
+    let mut out = vec![(0, vec![], b(st.pinned())), (2, vec![], b(contested))];
     let mut fields: Vec<String> = match g.mode {
         GatewayMode::Integrated => vec![FIELD_IP.to_string()],
         GatewayMode::Manual => g.node_ports.iter().filter(|(_, p)| **p != 0).map(|(n, _)| field_node_port(n)).collect(),

@@ -26,10 +26,10 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::core::ApiResource;
 use serde_json::json;
 
-use super::{Check, Resource, View};
-use crate::actuator::{Action, PatchBody};
+use super::{Check, Evaluation, Resource, View};
 use crate::cache::{Index, NamespaceInfo, WebhookConfigInfo};
-use crate::config::{InjectionSettings, LabelPair, Mode};
+use crate::change::{FieldChange, Remedy, others, pointer_escape};
+use crate::config::{InjectionSettings, LabelPair};
 #[cfg(test)]
 use crate::findings::Outcome;
 use crate::findings::{CheckReport, Finding, Item, ObjectRef, Severity};
@@ -316,20 +316,42 @@ fn namespace_item(ns: &NamespaceInfo, policy: &InjectionSettings, d: &Decision) 
     }
 }
 
-/// The merge patch for a repair, with the namespace's resourceVersion as a precondition so a
-/// concurrent change answers 409 and the decision is made again on fresh state.
-pub fn repair_patch(ns: &NamespaceInfo, repair: &Repair) -> serde_json::Value {
-    let mut labels = serde_json::Map::new();
-    labels.insert(repair.set.key.clone(), json!(repair.set.value));
-    if let Some(k) = &repair.remove {
-        labels.insert(k.clone(), serde_json::Value::Null);
+/// The remedy for a namespace: one JSON patch that sets the label (and removes
+/// `istio-injection` where a revision label must win), guarded by a `test` of the namespace's
+/// resourceVersion so a concurrent change answers 422 and the decision is made again on
+/// fresh state.
+pub fn remedy(ns: &NamespaceInfo, d: &Decision, repair: &Repair) -> Remedy {
+    let key = &repair.set.key;
+    let mut ops = Vec::new();
+    if ns.labels.is_empty() {
+        ops.push(json!({"op": "add", "path": "/metadata/labels", "value": {key.clone(): repair.set.value.clone()}}));
+    } else {
+        ops.push(json!({"op": "add", "path": format!("/metadata/labels/{}", pointer_escape(key)), "value": repair.set.value}));
     }
-    let mut meta = serde_json::Map::new();
-    if let Some(rv) = &ns.resource_version {
-        meta.insert("resourceVersion".into(), json!(rv));
+    if let Some(rm) = repair.remove.as_ref().filter(|rm| ns.labels.contains_key(*rm)) {
+        ops.push(json!({"op": "remove", "path": format!("/metadata/labels/{}", pointer_escape(rm))}));
     }
-    meta.insert("labels".into(), serde_json::Value::Object(labels));
-    json!({ "metadata": meta })
+    let prelude = match &ns.resource_version {
+        Some(rv) => vec![json!({"op": "test", "path": "/metadata/resourceVersion", "value": rv})],
+        None => vec![],
+    };
+    Remedy {
+        check: CHECK,
+        kind: ACTION,
+        reason: if d.state == NsState::Missing { "InjectionLabelApplied" } else { "InjectionLabelRestored" },
+        object: ObjectRef::namespace(&ns.name).with_uid(ns.uid.clone()),
+        resource: ApiResource::erase::<Namespace>(&()),
+        resource_version: ns.resource_version.clone(),
+        prelude,
+        fields: vec![FieldChange {
+            field: format!("label:{key}"),
+            expected: repair.set.value.clone(),
+            actual: ns.label(key).unwrap_or("unset").to_string(),
+            owners: others(ns.label_owners.get(key).map(Vec::as_slice).unwrap_or_default()),
+            ops,
+        }],
+        writers: ns.writers.iter().filter(|(m, _)| m != crate::change::FIELD_MANAGER).cloned().collect(),
+    }
 }
 
 pub struct InjectionCheck;
@@ -347,44 +369,21 @@ impl Check for InjectionCheck {
         &[Resource::Namespaces, Resource::Webhooks]
     }
 
-    fn evaluate(&self, view: &View<'_>) -> CheckReport {
+    fn evaluate(&self, view: &View<'_>) -> Evaluation {
         let policy = &view.settings.injection;
         let mut items = Vec::new();
+        let mut remedies = Vec::new();
         let candidates = injector_candidates(view);
         let webhook = candidates.iter().find_map(|n| view.webhooks.get(n));
         items.push(selector_item(&policy.label, webhook, &candidates));
         for ns in view.namespaces.iter() {
-            items.push(namespace_item(ns, policy, &decide(ns, policy)));
+            let d = decide(ns, policy);
+            items.push(namespace_item(ns, policy, &d));
+            if let Some(repair) = &d.repair {
+                remedies.push(remedy(ns, &d, repair));
+            }
         }
-        CheckReport { check: CHECK, title: self.title(), items }
-    }
-
-    fn plan(&self, view: &View<'_>, _report: &CheckReport) -> Vec<Action> {
-        let policy = &view.settings.injection;
-        if policy.mode != Mode::Enforce {
-            return Vec::new();
-        }
-        view.namespaces
-            .iter()
-            .filter_map(|ns| {
-                let d = decide(ns, policy);
-                let repair = d.repair?;
-                let (reason, verb) = match d.state {
-                    NsState::Missing => ("InjectionLabelApplied", "add"),
-                    _ => ("InjectionLabelRestored", "restore"),
-                };
-                Some(Action {
-                    kind: ACTION,
-                    reason,
-                    object: ObjectRef::namespace(&ns.name).with_uid(ns.uid.clone()),
-                    description: format!("{verb} {} on namespace {} (was: {})", repair.set, ns.name, d.state.as_str()),
-                    resource: ApiResource::erase::<Namespace>(&()),
-                    patch: PatchBody::Merge(repair_patch(ns, &repair)),
-                    field: None,
-                    observed: ns.resource_version.clone(),
-                })
-            })
-            .collect()
+        Evaluation { report: CheckReport { check: CHECK, title: self.title(), items }, remedies }
     }
 }
 

@@ -1,26 +1,28 @@
 //! Checks: pure functions from the cluster state the caches hold to findings.
 //!
 //! ```text
-//!  caches + probes ──► View ──► Check::evaluate ──► CheckReport (items: pass / skipped / finding)
+//!  caches + probes ──► View ──► Check::evaluate ──► Evaluation { report (pass / skipped / finding),
+//!                                                               remedies (what would repair it) }
 //! ```
 //! Each check declares which cached resources it reads, so a change re-evaluates only the
-//! checks that depend on it. No check does I/O.
+//! checks that depend on it, and a check runs only once every cache it reads has listed
+//! (a half-filled cache would report objects as missing). Checks propose remedies; whether
+//! and when they happen is the planner's decision. No check does I/O.
 
 pub mod api;
 pub mod control_plane;
 pub mod gateway;
 pub mod injection;
-pub mod writes;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use crate::actuator::Action;
 use crate::cache::{
     DeploymentInfo, Guards, Index, NamespaceInfo, NodeInfo, PodInfo, ServiceInfo, Snapshot, WebhookConfigInfo,
 };
+use crate::change::Remedy;
 use crate::config::Settings;
 use crate::findings::CheckReport;
-use crate::state::ActionRecord;
+use crate::state::{LeaderObservation, WatchStatus};
 
 pub use api::{ApiProbe, Permission, PermissionResult};
 
@@ -35,10 +37,14 @@ pub enum Resource {
     Pods,
     Services,
     Nodes,
-    /// The actuator's record of recent actions (the gateway pin counts its repairs).
+    /// The actuator finished an action (the planner re-plans).
     Actions,
     /// The result of asking the API server (version, permissions).
     ApiProbe,
+    /// The state of the watches themselves (listed, failing and why).
+    Watches,
+    /// What the leader elector sees (leading, following, failing and why).
+    Leadership,
 }
 
 impl Resource {
@@ -51,6 +57,8 @@ impl Resource {
         Resource::Nodes,
         Resource::Actions,
         Resource::ApiProbe,
+        Resource::Watches,
+        Resource::Leadership,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -63,8 +71,22 @@ impl Resource {
             Resource::Nodes => "nodes",
             Resource::Actions => "actions",
             Resource::ApiProbe => "api_probe",
+            Resource::Watches => "watches",
+            Resource::Leadership => "leadership",
         }
     }
+
+    /// Whether it is fed by a watch (a cache), as opposed to the agent's own observations.
+    pub fn is_cache(self) -> bool {
+        !matches!(self, Resource::Actions | Resource::ApiProbe | Resource::Watches | Resource::Leadership)
+    }
+}
+
+/// The agent's view of its own machinery: each watch, and leader election.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Health {
+    pub watches: BTreeMap<&'static str, WatchStatus>,
+    pub leader: LeaderObservation,
 }
 
 /// Read-only view of everything the checks may look at.
@@ -78,21 +100,15 @@ pub struct View<'a> {
     pub pods: &'a Index<PodInfo>,
     pub services: &'a Index<ServiceInfo>,
     pub nodes: &'a Index<NodeInfo>,
+    /// The watches' and the leader elector's state.
+    pub health: &'a Health,
     /// Unix seconds "now" (certificate expiry, restart windows).
     pub now: i64,
-    /// What the actuator did recently (oldest first).
-    pub recent_actions: &'a [ActionRecord],
 }
 
 impl<'a> View<'a> {
     /// A view over locked caches.
-    pub fn locked(
-        settings: &'a Settings,
-        api: &'a ApiProbe,
-        g: &'a Guards<'_>,
-        now: i64,
-        recent_actions: &'a [ActionRecord],
-    ) -> Self {
+    pub fn locked(settings: &'a Settings, api: &'a ApiProbe, g: &'a Guards<'_>, health: &'a Health, now: i64) -> Self {
         View {
             settings,
             api,
@@ -102,13 +118,13 @@ impl<'a> View<'a> {
             pods: &g.pods,
             services: &g.services,
             nodes: &g.nodes,
+            health,
             now,
-            recent_actions,
         }
     }
 
     /// A view over owned indexes.
-    pub fn of(settings: &'a Settings, api: &'a ApiProbe, s: &'a Snapshot, now: i64) -> Self {
+    pub fn of(settings: &'a Settings, api: &'a ApiProbe, s: &'a Snapshot, health: &'a Health, now: i64) -> Self {
         View {
             settings,
             api,
@@ -118,8 +134,8 @@ impl<'a> View<'a> {
             pods: &s.pods,
             services: &s.services,
             nodes: &s.nodes,
+            health,
             now,
-            recent_actions: &[],
         }
     }
 }
@@ -130,32 +146,42 @@ pub trait Check: Send + Sync {
     fn title(&self) -> &'static str;
     /// Cached resources it reads; a change to one of them re-evaluates it.
     fn inputs(&self) -> &'static [Resource];
-    fn evaluate(&self, view: &View<'_>) -> CheckReport;
-    /// The writes that would repair this report's remediable findings (enforce mode only);
-    /// report-only checks keep the default.
-    fn plan(&self, _view: &View<'_>, _report: &CheckReport) -> Vec<Action> {
-        Vec::new()
-    }
+    fn evaluate(&self, view: &View<'_>) -> Evaluation;
 }
 
-/// One check's evaluation and plan.
+/// One check's evaluation: its report and the remedies it proposes (whatever the mode).
 #[derive(Debug)]
 pub struct Evaluation {
     pub report: CheckReport,
-    pub actions: Vec<Action>,
+    pub remedies: Vec<Remedy>,
 }
 
-/// Evaluates the checks that read a changed input (all of them when `dirty` is None).
-pub fn evaluate(checks: &[Box<dyn Check>], view: &View<'_>, dirty: Option<&BTreeSet<Resource>>) -> Vec<Evaluation> {
+impl Evaluation {
+    /// A report-only evaluation.
+    pub fn report(report: CheckReport) -> Self {
+        Evaluation { report, remedies: Vec::new() }
+    }
+}
+
+/// Evaluates the checks that read a changed input (all of them when `dirty` is None), among
+/// those whose every cached input has listed (`listed`).
+pub fn evaluate(
+    checks: &[Box<dyn Check>],
+    view: &View<'_>,
+    dirty: Option<&BTreeSet<Resource>>,
+    listed: impl Fn(Resource) -> bool,
+) -> Vec<Evaluation> {
     checks
         .iter()
         .filter(|c| dirty.is_none_or(|d| c.inputs().iter().any(|r| d.contains(r))))
-        .map(|c| {
-            let report = c.evaluate(view);
-            let actions = c.plan(view, &report);
-            Evaluation { report, actions }
-        })
+        .filter(|c| c.inputs().iter().all(|r| !r.is_cache() || listed(*r)))
+        .map(|c| c.evaluate(view))
         .collect()
+}
+
+/// The cached resources a check reads.
+pub fn cache_inputs(check: &dyn Check) -> Vec<Resource> {
+    check.inputs().iter().copied().filter(|r| r.is_cache()).collect()
 }
 
 /// Names of the registered checks (labels of `meshkeeper_findings`).
@@ -175,6 +201,5 @@ pub fn registry(settings: &Settings) -> Vec<Box<dyn Check>> {
     if settings.gateway.mode != crate::config::GatewayMode::Off {
         checks.push(Box::new(gateway::GatewayCheck));
     }
-    checks.push(Box::new(writes::WritesCheck));
     checks
 }

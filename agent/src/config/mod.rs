@@ -49,6 +49,17 @@ pub struct Settings {
     pub reinjection: ReinjectionSettings,
     pub control_plane: ControlPlaneSettings,
     pub gateway: GatewaySettings,
+    pub repairs: RepairSettings,
+}
+
+/// The contest guard every repair passes: a field meshkeeper set that another field manager
+/// changes back `contest_reverts` times within `contest_window_minutes` is left alone and
+/// reported (`RepairContested`), so meshkeeper never fights a GitOps tool or an operator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepairSettings {
+    pub contest_reverts: u32,
+    pub contest_window_minutes: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,10 +108,14 @@ pub struct LeaderElectionSettings {
     pub lease_name: String,
     /// This replica's identity in the Lease; empty means the host name.
     pub identity: String,
-    /// How long a lease is valid after its last renewal.
+    /// How long a lease is valid after its last renewal: another replica takes over a holder
+    /// that has not renewed for this long.
     pub lease_duration_seconds: u64,
-    /// How long before expiry the holder renews.
+    /// Safety margin: the holder stops acting `lease_duration_seconds - grace_seconds` after
+    /// its last successful renewal (the renew deadline), well before anyone may take over.
     pub grace_seconds: u64,
+    /// How often every replica tries to acquire or renew the Lease.
+    pub retry_period_seconds: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -233,10 +248,6 @@ pub struct GatewaySettings {
     pub load_balancer_ip_annotation: String,
     /// Pinned nodePort per Service port name; 0 leaves that port unpinned.
     pub node_ports: BTreeMap<String, u16>,
-    /// After this many repairs of the pin within `contest_window_minutes`, stop repairing
-    /// (another controller keeps changing it back) and report the pin as contested.
-    pub contest_repairs: u32,
-    pub contest_window_minutes: u32,
 }
 
 // === impl Settings ===
@@ -303,6 +314,7 @@ impl Settings {
             reinjection: ReinjectionSettings { mode: _ },
             control_plane,
             gateway,
+            repairs: RepairSettings { contest_reverts, contest_window_minutes },
         } = self;
 
         if !(10..=86_400).contains(resync_seconds) {
@@ -327,6 +339,7 @@ impl Settings {
             identity,
             lease_duration_seconds,
             grace_seconds,
+            retry_period_seconds,
         } = leader_election;
         if !is_dns_label(namespace) {
             errs.push(
@@ -351,6 +364,15 @@ impl Settings {
                 "leader_election.grace_seconds",
                 format!(
                     "{grace_seconds} must be at least 1 and less than lease_duration_seconds ({lease_duration_seconds})"
+                ),
+            );
+        }
+        let renew_deadline = lease_duration_seconds.saturating_sub(*grace_seconds);
+        if *retry_period_seconds == 0 || *retry_period_seconds >= renew_deadline.max(1) {
+            errs.push(
+                "leader_election.retry_period_seconds",
+                format!(
+                    "{retry_period_seconds} must be at least 1 and less than the renew deadline (lease_duration_seconds - grace_seconds = {renew_deadline})"
                 ),
             );
         }
@@ -468,14 +490,12 @@ impl Settings {
             load_balancer_ip,
             load_balancer_ip_annotation,
             node_ports,
-            contest_repairs,
-            contest_window_minutes,
         } = gateway;
-        if !(1..=1000).contains(contest_repairs) {
-            errs.push("gateway.contest_repairs", format!("{contest_repairs} is outside 1-1000"));
+        if !(1..=1000).contains(contest_reverts) {
+            errs.push("repairs.contest_reverts", format!("{contest_reverts} is outside 1-1000"));
         }
         if !(1..=1440).contains(contest_window_minutes) {
-            errs.push("gateway.contest_window_minutes", format!("{contest_window_minutes} is outside 1-1440"));
+            errs.push("repairs.contest_window_minutes", format!("{contest_window_minutes} is outside 1-1440"));
         }
         if !is_dns_label(namespace) {
             errs.push("gateway.namespace", format!("{namespace:?} is not a valid namespace name (DNS-1123 label)"));

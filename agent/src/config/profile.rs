@@ -103,6 +103,7 @@ pub(super) fn defaults(profile: Profile) -> Settings {
             identity: String::new(),
             lease_duration_seconds: 15,
             grace_seconds: 5,
+            retry_period_seconds: 2,
         },
         events: EventSettings { enabled: true },
         injection: InjectionSettings {
@@ -135,8 +136,7 @@ pub(super) fn defaults(profile: Profile) -> Settings {
             load_balancer_ip: None,
             load_balancer_ip_annotation: String::new(),
             node_ports,
-            contest_repairs: 3,
-            contest_window_minutes: 10,
         },
+        repairs: RepairSettings { contest_reverts: 3, contest_window_minutes: 10 },
     }
 }

@@ -87,7 +87,7 @@ fn bad_inputs_name_the_key_the_value_and_what_is_allowed() {
         ),
         (
             "colour: blue\n",
-            "colour: unknown key \"colour\" (allowed: profile, dry_run, resync_seconds, http, client, leader_election, events, injection, reinjection, control_plane, gateway)",
+            "colour: unknown key \"colour\" (allowed: profile, dry_run, resync_seconds, http, client, leader_election, events, injection, reinjection, control_plane, gateway, repairs)",
         ),
         (
             "http:\n  listen: localhost\n",
@@ -128,7 +128,18 @@ fn bad_inputs_name_the_key_the_value_and_what_is_allowed() {
         ("dry_run: maybe\n", "dry_run: invalid type: string \"maybe\", expected a boolean"),
         (
             "leader_election:\n  grace_seconds: 15\n",
-            "leader_election.grace_seconds: 15 must be at least 1 and less than lease_duration_seconds (15)",
+            "leader_election.grace_seconds: 15 must be at least 1 and less than lease_duration_seconds (15)\n\
+             leader_election.retry_period_seconds: 2 must be at least 1 and less than the renew deadline (lease_duration_seconds - grace_seconds = 0)",
+        ),
+        (
+            "leader_election:\n  retry_period_seconds: 10\n",
+            "leader_election.retry_period_seconds: 10 must be at least 1 and less than the renew deadline (lease_duration_seconds - grace_seconds = 10)",
+        ),
+        ("repairs:\n  contest_reverts: 0\n", "repairs.contest_reverts: 0 is outside 1-1000"),
+        ("repairs:\n  contest_window_minutes: 2000\n", "repairs.contest_window_minutes: 2000 is outside 1-1440"),
+        (
+            "gateway:\n  contest_repairs: 3\n",
+            "gateway.contest_repairs: unknown key \"contest_repairs\" (allowed: mode, namespace, service, repair, load_balancer_ip, load_balancer_ip_annotation, node_ports)",
         ),
         (
             "leader_election:\n  namespace: My_NS\n",

@@ -83,7 +83,11 @@ impl EventSink {
     }
 }
 
-/// Starts the publisher task; returns the sink and the task.
+/// How long the publisher may take at shutdown to send what is still queued.
+pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Starts the publisher task; returns the sink and the task. On `shutdown` it publishes what
+/// is still queued (bounded by [`DRAIN_TIMEOUT`]), so the Event for the last write survives.
 pub fn spawn(
     client: Client,
     identity: String,
@@ -94,23 +98,41 @@ pub fn spawn(
     let sink = EventSink { tx: Some(tx), metrics: metrics.clone() };
     let recorder = Recorder::new(client, Reporter { controller: "meshkeeper".into(), instance: Some(identity) });
     let task = tokio::spawn(async move {
+        let publish = |ev: EventRequest| {
+            let (recorder, metrics) = (&recorder, &metrics);
+            async move {
+                let event = Event {
+                    type_: if ev.warning { EventType::Warning } else { EventType::Normal },
+                    reason: ev.reason.clone(),
+                    note: Some(ev.note.clone()),
+                    action: ev.action.clone(),
+                    secondary: None,
+                };
+                if let Err(error) = recorder.publish(&event, &object_reference(&ev.object)).await {
+                    let reason = crate::apierror::reason_label(&error);
+                    metrics.reconcile_errors.with_label_values(&["events", reason]).inc();
+                    tracing::warn!(error = %crate::apierror::one_line(&error), object = %ev.object, reason = %ev.reason, "could not publish Event");
+                }
+            }
+        };
         loop {
             let ev = tokio::select! {
-                _ = shutdown.cancelled() => break,
+                biased;
                 ev = rx.recv() => match ev { Some(ev) => ev, None => break },
+                _ = shutdown.cancelled() => break,
             };
-            let event = Event {
-                type_: if ev.warning { EventType::Warning } else { EventType::Normal },
-                reason: ev.reason.clone(),
-                note: Some(ev.note.clone()),
-                action: ev.action.clone(),
-                secondary: None,
-            };
-            if let Err(error) = recorder.publish(&event, &object_reference(&ev.object)).await {
-                let reason = crate::actuator::error_reason(&error);
-                metrics.reconcile_errors.with_label_values(&["events", reason]).inc();
-                tracing::warn!(%error, object = %ev.object, reason = %ev.reason, "could not publish Event");
+            publish(ev).await;
+        }
+        // Shutdown: what is queued still goes out, within a bound.
+        rx.close();
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+            while let Some(ev) = rx.recv().await {
+                publish(ev).await;
             }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("some Events were not published before shutdown");
         }
     });
     (sink, task)

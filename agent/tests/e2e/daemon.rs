@@ -47,7 +47,8 @@ async fn run_becomes_ready_serves_metrics_and_status_and_stops_on_sigterm() {
     let status = agent.status().await;
     assert_eq!(status["ready"], true);
     assert_eq!(status["role"], "leader");
-    assert_eq!(status["watches"]["namespaces"], "synced");
+    assert_eq!(status["watches"]["namespaces"]["state"], "synced");
+    assert_eq!(status["leader_election"]["state"], "leading");
     assert_eq!(status["config"]["profile"], "asm-onprem");
     assert!(
         status["findings"]

@@ -105,6 +105,7 @@ fn healthy() -> Snapshot {
         ingress_ips: vec![],
         node_port_managers: BTreeMap::new(),
         ip_managers: vec![],
+        writers: vec![],
     };
     let webhook = WebhookConfigInfo {
         name: "istio-sidecar-injector".into(),
@@ -138,7 +139,8 @@ fn healthy() -> Snapshot {
 }
 
 fn evaluate(snap: &Snapshot, settings: &Settings, api: &ApiProbe) -> (CheckReport, ControlPlaneStatus) {
-    let view = View::of(settings, api, snap, NOW);
+    let health = Default::default();
+    let view = View::of(settings, api, snap, &health, NOW);
     let st = assess(&view);
     (report(&st, &view, "Control plane"), st)
 }

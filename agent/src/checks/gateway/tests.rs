@@ -4,7 +4,6 @@ use super::*;
 use crate::cache::{ServicePort, Snapshot};
 use crate::checks::ApiProbe;
 use crate::config::{Profile, Settings};
-use crate::state::ActionRecord;
 
 /// The install guide's ports: (name, port, nodePort), as kube-sim seeds them.
 const GUIDE: &[(&str, i64, i64)] = kube_sim::seed::GATEWAY_PORTS;
@@ -32,6 +31,7 @@ fn gateway_svc() -> ServiceInfo {
         ingress_ips: vec![],
         node_port_managers: BTreeMap::new(),
         ip_managers: vec![],
+        writers: vec![],
     }
 }
 
@@ -72,19 +72,17 @@ fn reasons(
     settings: &Settings,
     svc: Option<ServiceInfo>,
     others: Vec<ServiceInfo>,
-    actions: &[ActionRecord],
     now: i64,
-) -> (Vec<&'static str>, GatewayStatus, Vec<Action>) {
+) -> (Vec<&'static str>, GatewayStatus, Vec<Remedy>) {
     let mut services: Vec<ServiceInfo> = others;
     services.extend(svc);
     let snap = Snapshot { services: crate::cache::Index::from_objects(services), ..Default::default() };
     let api = ApiProbe::default();
-    let mut view = View::of(settings, &api, &snap, now);
-    view.recent_actions = actions;
+    let health = Default::default();
+    let view = View::of(settings, &api, &snap, &health, now);
     let st = assess(&view);
-    let r = GatewayCheck.evaluate(&view);
-    let plan = GatewayCheck.plan(&view, &r);
-    (r.findings().map(|f| f.reason).collect(), st, plan)
+    let Evaluation { report, remedies } = GatewayCheck.evaluate(&view);
+    (report.findings().map(|f| f.reason).collect(), st, remedies)
 }
 
 #[test]
@@ -320,7 +318,7 @@ fn detection_table() {
     ];
     assert!(cases.len() >= 20);
     for (name, settings, svc, others, want) in cases {
-        let (got, _, _) = reasons(&settings, svc, others, &[], 1_000_000);
+        let (got, _, _) = reasons(&settings, svc, others, 1_000_000);
         // "off" still evaluates when called directly; the registry does not register the check then.
         if settings.gateway.mode == GatewayMode::Off {
             assert!(got.is_empty(), "{name}: off detects nothing: {got:?}");
@@ -350,28 +348,24 @@ fn as_json(s: &ServiceInfo) -> serde_json::Value {
     v
 }
 
-fn plan_for(settings: &Settings, svc: &ServiceInfo) -> Vec<Action> {
-    let mut s = settings.clone();
-    s.gateway.repair = true;
-    reasons(&s, Some(svc.clone()), vec![], &[], 1_000_000).2
+fn remedy_for(settings: &Settings, svc: &ServiceInfo) -> Remedy {
+    reasons(settings, Some(svc.clone()), vec![], 1_000_000).2.pop().expect("a remedy")
 }
 
-fn json_ops(a: &Action) -> json_patch::Patch {
-    match &a.patch {
-        PatchBody::Json(p) => p.clone(),
-        other => panic!("expected a JSON patch, got {other:?}"),
-    }
+/// The one JSON patch the planner sends for all the remedy's fields.
+fn json_ops(r: &Remedy) -> json_patch::Patch {
+    serde_json::from_value(Value::Array(r.patch_for(&r.fields))).unwrap()
 }
 
 #[test]
 fn node_port_patch_repairs_only_its_port_and_refuses_a_concurrent_change() {
     let mut drifted = gateway_svc();
     port(&mut drifted, "http2").node_port = Some(32001);
-    let plan = plan_for(&manual(), &drifted);
-    assert_eq!(plan.len(), 1);
-    assert_eq!(plan[0].field.as_deref(), Some("node_port:http2"));
+    let r = remedy_for(&manual(), &drifted);
+    assert_eq!(r.fields.len(), 1);
+    assert_eq!(r.fields[0].field, "node_port:http2");
     assert_eq!(
-        serde_json::to_value(json_ops(&plan[0])).unwrap(),
+        serde_json::to_value(json_ops(&r)).unwrap(),
         json!([
             {"op": "test", "path": "/spec/ports/1/name", "value": "http2"},
             {"op": "test", "path": "/spec/ports/1/nodePort", "value": 32001},
@@ -380,14 +374,14 @@ fn node_port_patch_repairs_only_its_port_and_refuses_a_concurrent_change() {
     );
     // Applied to the live object: only that port changes.
     let mut live = as_json(&drifted);
-    json_patch::patch(&mut live, &json_ops(&plan[0])).unwrap();
+    json_patch::patch(&mut live, &json_ops(&r)).unwrap();
     assert_eq!(live, as_json(&gateway_svc()));
 
     // Someone changed another port meanwhile: the patch still applies and keeps their change.
     let mut concurrent = drifted.clone();
     port(&mut concurrent, "tls").node_port = Some(32100);
     let mut live = as_json(&concurrent);
-    json_patch::patch(&mut live, &json_ops(&plan[0])).unwrap();
+    json_patch::patch(&mut live, &json_ops(&r)).unwrap();
     assert_eq!(live["spec"]["ports"][8]["nodePort"], 32100);
     assert_eq!(live["spec"]["ports"][1]["nodePort"], 31380);
 
@@ -395,99 +389,88 @@ fn node_port_patch_repairs_only_its_port_and_refuses_a_concurrent_change() {
     let mut same = drifted.clone();
     port(&mut same, "http2").node_port = Some(32002);
     let mut live = as_json(&same);
-    assert!(json_patch::patch(&mut live, &json_ops(&plan[0])).is_err());
+    assert!(json_patch::patch(&mut live, &json_ops(&r)).is_err());
 
     // The ports were reordered meanwhile: the name test fails instead of changing the wrong port.
     let mut reordered = drifted.clone();
     reordered.ports.swap(1, 2);
     let mut live = as_json(&reordered);
-    assert!(json_patch::patch(&mut live, &json_ops(&plan[0])).is_err());
+    assert!(json_patch::patch(&mut live, &json_ops(&r)).is_err());
 }
 
 #[test]
 fn ip_patches_for_the_field_and_for_annotations() {
     let svc = lb(gateway_svc(), Some("10.0.0.99"), &[]);
-    let plan = plan_for(&integrated(""), &svc);
+    let r = remedy_for(&integrated(""), &svc);
     let mut live = as_json(&svc);
-    json_patch::patch(&mut live, &json_ops(&plan[0])).unwrap();
+    json_patch::patch(&mut live, &json_ops(&r)).unwrap();
     assert_eq!(live["spec"]["loadBalancerIP"], "10.0.0.50");
 
     let svc = lb(gateway_svc(), None, &[]);
-    let plan = plan_for(&integrated(""), &svc);
+    let r = remedy_for(&integrated(""), &svc);
     let mut live = as_json(&svc);
-    json_patch::patch(&mut live, &json_ops(&plan[0])).unwrap();
+    json_patch::patch(&mut live, &json_ops(&r)).unwrap();
     assert_eq!(live["spec"]["loadBalancerIP"], "10.0.0.50");
 
     // No annotations at all: the map is created with the one key.
     let key = "metallb.universe.tf/loadBalancerIPs";
     let svc = lb(gateway_svc(), None, &[]);
-    let plan = plan_for(&integrated(key), &svc);
+    let r = remedy_for(&integrated(key), &svc);
     let mut live = as_json(&svc);
-    json_patch::patch(&mut live, &json_ops(&plan[0])).unwrap();
+    json_patch::patch(&mut live, &json_ops(&r)).unwrap();
     assert_eq!(live["metadata"]["annotations"][key], "10.0.0.50");
 
     // Other annotations survive; the '/' in the key is escaped in the pointer.
     let mut svc = lb(gateway_svc(), None, &[]);
     svc.annotations.insert("team".into(), "edge".into());
     svc.annotations.insert(key.into(), "10.0.0.1".into());
-    let plan = plan_for(&integrated(key), &svc);
+    let r = remedy_for(&integrated(key), &svc);
     let mut live = as_json(&svc);
-    json_patch::patch(&mut live, &json_ops(&plan[0])).unwrap();
+    json_patch::patch(&mut live, &json_ops(&r)).unwrap();
     assert_eq!(live["metadata"]["annotations"], json!({"team": "edge", key: "10.0.0.50"}));
 }
 
 #[test]
-fn collisions_are_reported_not_fought_and_repair_false_plans_nothing() {
+fn collisions_are_reported_not_fought() {
     let mut drifted = gateway_svc();
     port(&mut drifted, "http2").node_port = Some(32001);
-    let mut s = manual();
-    s.gateway.repair = true;
-    let (_, _, plan) = reasons(&s, Some(drifted.clone()), vec![other_svc("shop", "web", 31380)], &[], 1);
-    assert!(plan.is_empty(), "never fight over a nodePort another Service holds");
-    let (got, _, plan) = reasons(&manual(), Some(drifted), vec![], &[], 1);
+    let (got, _, remedies) = reasons(&manual(), Some(drifted.clone()), vec![other_svc("shop", "web", 31380)], 1);
+    assert_eq!(got, ["GatewayNodePortTaken"]);
+    assert!(remedies.is_empty(), "never fight over a nodePort another Service holds");
+    let (got, _, remedies) = reasons(&manual(), Some(drifted), vec![], 1);
     assert_eq!(got, ["GatewayNodePortDrift"]);
-    assert!(plan.is_empty(), "repair: false writes nothing");
-}
-
-fn repair_record(at: u64) -> ActionRecord {
-    ActionRecord {
-        at,
-        action: ACTION.into(),
-        object: "service/istio-system/istio-ingressgateway".into(),
-        description: String::new(),
-        result: "success".into(),
-        error: None,
-    }
+    assert_eq!(remedies.len(), 1, "the remedy is proposed whatever gateway.repair says; the planner decides");
 }
 
 #[test]
-fn a_contested_pin_stops_repairing_and_names_the_other_manager() {
+fn a_freshly_created_service_is_pinned_by_one_patch() {
+    // As after a reinstall: NodePort, the guide's port names, nodePorts allocated at random.
+    let mut fresh = gateway_svc();
+    for (i, p) in fresh.ports.iter_mut().enumerate() {
+        p.node_port = Some(30_500 + i as i32);
+    }
+    fresh.ports[3].node_port = None;
+    let r = remedy_for(&manual(), &fresh);
+    assert_eq!(r.fields.len(), 9, "every pinned port is one field of one remedy");
+    assert!(r.fields.iter().all(|f| f.owners.is_empty()), "allocated nodePorts have no owner");
+    let mut live = as_json(&fresh);
+    json_patch::patch(&mut live, &json_ops(&r)).unwrap();
+    assert_eq!(live, as_json(&gateway_svc()), "one patch pins them all");
+    // Someone moved one port meanwhile: the whole patch fails (422) and is re-planned.
+    let mut moved = fresh.clone();
+    port(&mut moved, "https").node_port = Some(32222);
+    let mut live = as_json(&moved);
+    assert!(json_patch::patch(&mut live, &json_ops(&r)).is_err());
+}
+
+#[test]
+fn the_remedy_names_who_owns_a_drifted_port() {
     let mut drifted = gateway_svc();
     port(&mut drifted, "http2").node_port = Some(32001);
     drifted.node_port_managers.insert(80, vec!["meshkeeper".into(), "istio-operator".into()]);
-    let mut s = manual();
-    s.gateway.repair = true;
-    let now = 10_000;
-    // Two repairs in the window (N = 3): still repairing.
-    let recent = [repair_record(9_500), repair_record(9_800)];
-    let (got, st, plan) = reasons(&s, Some(drifted.clone()), vec![], &recent, now);
-    assert_eq!((got, st.contested, plan.len()), (vec!["GatewayNodePortDrift"], false, 1));
-    // A third: contested.
-    let recent = [repair_record(9_500), repair_record(9_800), repair_record(9_900)];
-    let (got, st, plan) = reasons(&s, Some(drifted.clone()), vec![], &recent, now);
-    assert_eq!(got, ["GatewayPinContested"]);
-    assert!(st.contested && plan.is_empty());
-    let snap = Snapshot { services: crate::cache::Index::from_objects([drifted.clone()]), ..Default::default() };
-    let api = ApiProbe::default();
-    let mut view = View::of(&s, &api, &snap, now);
-    view.recent_actions = &recent;
-    let r = GatewayCheck.evaluate(&view);
-    let f = r.findings().next().unwrap();
-    assert!(f.message.contains("changed back by istio-operator"), "{}", f.message);
-    // Repairs older than the window do not count.
-    let old = [repair_record(1), repair_record(2), repair_record(3)];
-    let (_, st, _) = reasons(&s, Some(drifted), vec![], &old, now);
-    assert!(!st.contested);
+    let r = remedy_for(&manual(), &drifted);
+    assert_eq!(r.fields[0].owners, ["istio-operator"]);
+    assert_eq!(r.resource_version.as_deref(), Some("7"));
 }
 
 #[test]
@@ -495,12 +478,14 @@ fn gauges() {
     let mut drifted = gateway_svc();
     port(&mut drifted, "http2").node_port = Some(32001);
     let s = manual();
-    let (_, st, _) = reasons(&s, Some(drifted), vec![], &[], 1);
-    let got = samples(&st, &s.gateway);
+    let (_, st, _) = reasons(&s, Some(drifted), vec![], 1);
+    let got = samples(&st, &s.gateway, false);
+    assert!(got.contains(&(2, vec![], 0.0)));
     assert!(got.contains(&(0, vec![], 0.0)));
     assert!(got.contains(&(1, vec!["node_port:http2".into()], 1.0)));
     assert!(got.contains(&(1, vec!["node_port:tls".into()], 0.0)));
     assert_eq!(got.iter().filter(|(f, _, _)| *f == 1).count(), 9);
-    let (_, st, _) = reasons(&s, Some(gateway_svc()), vec![], &[], 1);
-    assert!(samples(&st, &s.gateway).contains(&(0, vec![], 1.0)));
+    let (_, st, _) = reasons(&s, Some(gateway_svc()), vec![], 1);
+    assert!(samples(&st, &s.gateway, false).contains(&(0, vec![], 1.0)));
+    assert!(samples(&st, &s.gateway, true).contains(&(2, vec![], 1.0)));
 }

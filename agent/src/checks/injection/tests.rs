@@ -1,6 +1,6 @@
 use super::*;
 use crate::cache::{Selector, WebhookInfo};
-use crate::config::{Glob, LabelSelector, Profile, Settings};
+use crate::config::{Glob, LabelSelector, Mode, Profile, Settings};
 
 fn policy(label: &str) -> InjectionSettings {
     let mut p = Settings::defaults(Profile::AsmOnprem).injection;
@@ -82,13 +82,52 @@ fn decision_table() {
     }
 }
 
+/// Applies a remedy's JSON patch to the namespace as the API server would.
+fn apply(remedy: &Remedy, live: &mut serde_json::Value) -> Result<(), String> {
+    let ops: json_patch::Patch = serde_json::from_value(serde_json::Value::Array(remedy.patch_for(&remedy.fields)))
+        .map_err(|e| e.to_string())?;
+    json_patch::patch(live, &ops).map_err(|e| e.to_string())
+}
+
 #[test]
-fn repair_patch_touches_only_the_label_and_carries_the_resource_version() {
+fn the_remedy_touches_only_the_label_and_is_guarded_by_the_resource_version() {
     let n = ns("a", &[("team", "x")]);
-    let p = repair_patch(&n, &Repair { set: ENABLED.parse().unwrap(), remove: None });
-    assert_eq!(p, json!({"metadata": {"resourceVersion": "1", "labels": {"istio-injection": "enabled"}}}));
-    let p = repair_patch(&n, &Repair { set: REV.parse().unwrap(), remove: Some("istio-injection".into()) });
-    assert_eq!(p["metadata"]["labels"], json!({"istio.io/rev": "asm-1234", "istio-injection": null}));
+    let d = decide(&n, &policy(ENABLED));
+    let r = remedy(&n, &d, d.repair.as_ref().unwrap());
+    assert_eq!(r.fields[0].field, "label:istio-injection");
+    assert_eq!((r.fields[0].expected.as_str(), r.fields[0].actual.as_str()), ("enabled", "unset"));
+    let mut live = json!({"metadata": {"name": "a", "resourceVersion": "1", "labels": {"team": "x"}}});
+    apply(&r, &mut live).unwrap();
+    assert_eq!(live["metadata"]["labels"], json!({"team": "x", "istio-injection": "enabled"}));
+    let mut changed = json!({"metadata": {"name": "a", "resourceVersion": "2", "labels": {"team": "y"}}});
+    assert!(apply(&r, &mut changed).is_err(), "a concurrent change fails the resourceVersion test");
+
+    let n = ns("b", &[("istio-injection", "disabled")]);
+    let mut p = policy(REV);
+    p.overwrite_disabled = true;
+    let d = decide(&n, &p);
+    let r = remedy(&n, &d, d.repair.as_ref().unwrap());
+    let mut live =
+        json!({"metadata": {"name": "b", "resourceVersion": "1", "labels": {"istio-injection": "disabled"}}});
+    apply(&r, &mut live).unwrap();
+    assert_eq!(live["metadata"]["labels"], json!({"istio.io/rev": "asm-1234"}), "the revision label wins");
+
+    let mut bare = ns("c", &[]);
+    bare.resource_version = None;
+    let d = decide(&bare, &policy(ENABLED));
+    let r = remedy(&bare, &d, d.repair.as_ref().unwrap());
+    let mut live = json!({"metadata": {"name": "c"}});
+    apply(&r, &mut live).unwrap();
+    assert_eq!(live["metadata"]["labels"], json!({"istio-injection": "enabled"}), "creates a missing labels map");
+}
+
+#[test]
+fn the_remedy_names_other_owners_of_the_label() {
+    let mut n = ns("a", &[("istio-injection", "yes")]);
+    n.label_owners.insert("istio-injection".into(), vec!["argocd-controller".into(), "meshkeeper".into()]);
+    let d = decide(&n, &policy(ENABLED));
+    let r = remedy(&n, &d, d.repair.as_ref().unwrap());
+    assert_eq!(r.fields[0].owners, ["argocd-controller"]);
 }
 
 fn snapshot(nss: &Index<NamespaceInfo>, whs: &Index<WebhookConfigInfo>) -> crate::cache::Snapshot {
@@ -114,7 +153,7 @@ fn webhook(name: &str, sel: &[(&str, &str)]) -> WebhookConfigInfo {
 }
 
 #[test]
-fn plan_repairs_only_in_enforce_mode_and_only_remediable_namespaces() {
+fn remedies_only_for_remediable_namespaces() {
     let mut s = Settings::defaults(Profile::AsmOnprem);
     s.injection.mode = Mode::Enforce;
     let nss = Index::from_objects([
@@ -127,10 +166,10 @@ fn plan_repairs_only_in_enforce_mode_and_only_remediable_namespaces() {
     let whs = Index::from_objects([webhook("istio-sidecar-injector", &[("istio-injection", "enabled")])]);
     let api = Default::default();
     let snap = snapshot(&nss, &whs);
-    let view = View::of(&s, &api, &snap, 0);
-    let report = InjectionCheck.evaluate(&view);
-    let actions = InjectionCheck.plan(&view, &report);
-    let targets: Vec<_> = actions.iter().map(|a| (a.object.name.as_str(), a.reason)).collect();
+    let health = Default::default();
+    let view = View::of(&s, &api, &snap, &health, 0);
+    let Evaluation { report, remedies } = InjectionCheck.evaluate(&view);
+    let targets: Vec<_> = remedies.iter().map(|a| (a.object.name.as_str(), a.reason)).collect();
     assert_eq!(targets, [("a", "InjectionLabelApplied"), ("d", "InjectionLabelRestored")]);
     let reasons: Vec<_> = report.findings().map(|f| (f.object.name.as_str(), f.reason, f.severity)).collect();
     assert_eq!(
@@ -142,9 +181,8 @@ fn plan_repairs_only_in_enforce_mode_and_only_remediable_namespaces() {
         ]
     );
     s.injection.mode = Mode::Audit;
-    let snap = snapshot(&nss, &whs);
-    let view = View::of(&s, &api, &snap, 0);
-    assert!(InjectionCheck.plan(&view, &report).is_empty(), "audit mode plans no writes");
+    let view = View::of(&s, &api, &snap, &health, 0);
+    assert_eq!(InjectionCheck.evaluate(&view).remedies.len(), 2, "audit mode still proposes; the planner holds them");
 }
 
 #[test]
@@ -155,9 +193,10 @@ fn a_compliant_cluster_plans_nothing() {
     let whs = Index::default();
     let api = Default::default();
     let snap = snapshot(&nss, &whs);
-    let view = View::of(&s, &api, &snap, 0);
-    let report = InjectionCheck.evaluate(&view);
-    assert!(InjectionCheck.plan(&view, &report).is_empty());
+    let health = Default::default();
+    let view = View::of(&s, &api, &snap, &health, 0);
+    let Evaluation { report, remedies } = InjectionCheck.evaluate(&view);
+    assert!(remedies.is_empty());
     assert_eq!(report.findings().count(), 0);
 }
 
@@ -189,7 +228,8 @@ fn revision_policy_looks_for_the_revisioned_webhook_first() {
     ]);
     let api = Default::default();
     let snap = snapshot(&nss, &whs);
-    let report = InjectionCheck.evaluate(&View::of(&s, &api, &snap, 0));
+    let health = Default::default();
+    let report = InjectionCheck.evaluate(&View::of(&s, &api, &snap, &health, 0)).report;
     assert_eq!(report.items[0].outcome, Outcome::Pass);
 }
 

@@ -45,9 +45,18 @@ async fn healthz(State(s): State<HttpState>) -> Response {
     }
 }
 
-/// Readiness: every watch has completed its first list.
+/// Readiness: every watch has completed its first list. The body names each watch still
+/// waiting and, when it is failing, why.
 async fn readyz(State(s): State<HttpState>) -> Response {
-    let pending = s.agent.pending_watches();
+    let watches = s.agent.watches();
+    let pending: Vec<String> = watches
+        .iter()
+        .filter(|(_, w)| !w.listed)
+        .map(|(r, w)| match &w.error {
+            Some(e) => format!("{r} ({})", e.message),
+            None => r.to_string(),
+        })
+        .collect();
     if pending.is_empty() {
         ([(header::CONTENT_TYPE, TEXT)], "ready\n").into_response()
     } else {
@@ -137,9 +146,15 @@ mod tests {
     async fn readyz_flips_only_after_the_first_list() {
         let (app, agent) = app();
         agent.register_watch("namespaces");
+        agent.register_watch("pods");
+        agent.watch_failed("pods", "list failed: pods is forbidden (403 Forbidden)".into(), Some(403));
         let (s, _, body) = call(&app, Method::GET, "/readyz").await;
         assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(body, "not ready: waiting for the first list of namespaces\n");
+        assert_eq!(
+            body,
+            "not ready: waiting for the first list of namespaces, pods (list failed: pods is forbidden (403 Forbidden))\n"
+        );
+        agent.mark_synced("pods");
         agent.mark_synced("namespaces");
         let (s, _, _) = call(&app, Method::GET, "/readyz").await;
         assert_eq!(s, StatusCode::OK);

@@ -1,6 +1,12 @@
 //! Watchers: one kube-runtime watch per resource, trimming each object into its cache,
-//! counting events, marking readiness after the first complete list, and flagging the
-//! resource dirty so the evaluator re-runs only the checks that read it.
+//! counting events, marking readiness after the first complete list, recording the watch's
+//! current error (one readable line) so `/readyz`, `/status` and the `kubernetes-api` check
+//! can say why a watch is not synced, and flagging the resource dirty so the evaluator re-runs
+//! only the checks that read it.
+//!
+//! The watch client has no read timeout: a quiet watch on a real API server gets nothing but
+//! a bookmark about once a minute, and kube-runtime ends an idle stream itself after the
+//! server-side timeout plus a margin.
 //!
 //! ```text
 //!  API ─watch─► trim ─► Index (apply/delete/reset) ─► Dirty{resource} ─► evaluator
@@ -19,6 +25,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::apierror;
 use crate::cache::{Cached, Index};
 use crate::checks::Resource;
 use crate::metrics::Metrics;
@@ -48,7 +55,7 @@ impl Dirty {
     }
 }
 
-pub use crate::cache::Shared;
+use crate::cache::Shared;
 
 /// What every watcher shares.
 #[derive(Clone)]
@@ -109,6 +116,14 @@ pub enum Applied {
     Skipped,
 }
 
+/// An event arrived on a watch that was failing: it works again.
+fn recovered(ctx: &WatchContext, name: &'static str) {
+    if ctx.agent.watch_failing(name) {
+        ctx.agent.watch_ok(name);
+        ctx.dirty.mark(Resource::Watches);
+    }
+}
+
 /// Runs a watch until `shutdown`. Errors are counted and retried with kube-runtime's
 /// default backoff (a 410 Gone re-lists once); they never end the task.
 pub async fn run<K, T>(
@@ -141,22 +156,37 @@ pub async fn run<K, T>(
                     if matches!(event, Event::Apply(_) | Event::Delete(_) | Event::InitApply(_)) {
                         ctx.metrics.watch_events.with_label_values(&[name]).inc();
                     }
+                    if matches!(event, Event::Init) {
+                        ctx.metrics.watch_lists.with_label_values(&[name]).inc();
+                    }
+                    let listing = buffer.is_some() || matches!(event, Event::Init);
                     match apply_event(event, &trim, &cache, &mut buffer) {
                         Applied::Listed => {
+                            let was_failing = ctx.agent.watch_failing(name);
                             ctx.agent.mark_synced(name);
                             tracing::debug!(objects = cache.read().map(|c| c.len()).unwrap_or(0), "listed");
                             ctx.dirty.mark(resource);
+                            if was_failing {
+                                ctx.dirty.mark(Resource::Watches);
+                            }
                         }
-                        Applied::Changed => ctx.dirty.mark(resource),
+                        Applied::Changed => {
+                            recovered(&ctx, name);
+                            ctx.dirty.mark(resource)
+                        }
                         Applied::Skipped => {
                             tracing::warn!("skipped a malformed object without a name")
                         }
+                        Applied::Nothing if !listing => recovered(&ctx, name),
                         Applied::Nothing => {}
                     }
                 }
                 Some(Err(error)) => {
                     ctx.metrics.watch_restarts.with_label_values(&[name]).inc();
-                    tracing::warn!(%error, "watch failed; retrying with backoff");
+                    let message = apierror::watcher_line(&error);
+                    tracing::warn!(error = %message, "watch failed; retrying with backoff");
+                    ctx.agent.watch_failed(name, message, apierror::watcher_code(&error));
+                    ctx.dirty.mark(Resource::Watches);
                 }
             }
         }

@@ -1,0 +1,119 @@
+//! The actuator: the only place that writes to the cluster. It knows actions, not checks.
+//! It acts only as leader, only once the caches are synced; every write takes a token from
+//! the client-side bucket, is sent with field manager `meshkeeper` (and `dryRun=All` in
+//! dry-run mode), is retried with backoff on 429/5xx and connection errors, and ends in an
+//! [`Outcome`]. A 409, or a JSON patch whose `test` no longer holds (422 without causes), is
+//! "changed meanwhile": never retried blindly, the planner re-plans on fresh state.
+//!
+//! ```text
+//!  Action ─► gates (leader, synced) ─► token bucket ─► PATCH (retry 429/5xx) ─► Outcome
+//! ```
+
+pub mod ratelimit;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use kube::Client;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use serde_json::Value;
+
+use crate::apierror;
+use crate::change::FIELD_MANAGER;
+use crate::metrics::Metrics;
+use crate::plan::{Action, Operation, Outcome};
+use crate::state::AgentState;
+
+pub use ratelimit::WriteLimiter;
+
+fn retryable(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => s.code == 429 || s.code >= 500,
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    }
+}
+
+/// Maps the API's answer to an outcome.
+pub fn outcome_of(result: Result<Option<String>, kube::Error>, dry_run: bool) -> Outcome {
+    match result {
+        Ok(_) if dry_run => Outcome::DryRun,
+        Ok(resource_version) => Outcome::Done { resource_version },
+        Err(kube::Error::Api(s)) if s.code == 409 || apierror::is_stale_json_patch(&s) => Outcome::ChangedMeanwhile,
+        Err(kube::Error::Api(s)) if s.code == 404 => Outcome::NotFound,
+        Err(kube::Error::Api(s)) if s.code == 403 => Outcome::Forbidden(apierror::status_line(&s)),
+        Err(e) => Outcome::Failed(apierror::one_line(&e)),
+    }
+}
+
+/// Executes actions against the API.
+pub struct Actuator {
+    client: Client,
+    limiter: Arc<WriteLimiter>,
+    agent: Arc<AgentState>,
+    metrics: Metrics,
+    dry_run: bool,
+    backoff: ExponentialBuilder,
+}
+
+impl Actuator {
+    pub fn new(
+        client: Client,
+        limiter: Arc<WriteLimiter>,
+        agent: Arc<AgentState>,
+        metrics: Metrics,
+        dry_run: bool,
+    ) -> Self {
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(2))
+            .with_max_times(3)
+            .with_jitter();
+        Actuator { client, limiter, agent, metrics, dry_run, backoff }
+    }
+
+    /// Gates, writes (with retries on 429/5xx), returns the outcome. Never panics, never loops forever.
+    pub async fn execute(&self, action: &Action) -> Outcome {
+        if !self.agent.is_leader() {
+            return Outcome::NotAttempted("not the leader");
+        }
+        if !self.agent.is_ready() {
+            return Outcome::NotAttempted("caches not synced");
+        }
+        let result = match &action.operation {
+            Operation::JsonPatch(ops) => self.json_patch(action, ops).await,
+        };
+        outcome_of(result, self.dry_run)
+    }
+
+    async fn json_patch(&self, action: &Action, ops: &[Value]) -> Result<Option<String>, kube::Error> {
+        let api: Api<DynamicObject> = match &action.object.namespace {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &action.resource),
+            None => Api::all_with(self.client.clone(), &action.resource),
+        };
+        let patch: json_patch::Patch =
+            serde_json::from_value(Value::Array(ops.to_vec())).map_err(kube::Error::SerdeError)?;
+        let mut params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+        params.dry_run = self.dry_run;
+        let attempt = || async {
+            let waited = self.limiter.acquire().await;
+            if !waited.is_zero() {
+                self.metrics.write_throttled.with_label_values(&[action.kind]).inc();
+            }
+            api.patch(&action.object.name, &params, &Patch::<Value>::Json(patch.clone()))
+                .await
+                .map(|o| o.metadata.resource_version)
+        };
+        attempt
+            .retry(self.backoff)
+            .when(retryable)
+            .notify(|e, after| {
+                tracing::warn!(error = %apierror::one_line(e), retry_in = ?after, kind = action.kind, object = %action.object, "write failed; retrying")
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests;

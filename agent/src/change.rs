@@ -1,0 +1,93 @@
+//! Changes a check proposes: plain data that says which fields of which object differ from
+//! what the policy wants and the JSON-patch operations that would set each back. A check
+//! never decides whether a change happens: the planner (`plan/`) does, and the actuator
+//! carries it out. Shared by checks, planner and actuator; imports nothing of theirs.
+//!
+//! ```text
+//!  check ──► Remedy { object, fields: [FieldChange { field, expected, actual, owners, ops }] }
+//!               └─► planner: mode, leadership, sync, contest guard, cooldown ──► Action
+//! ```
+
+use kube::core::ApiResource;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::findings::ObjectRef;
+
+/// The field manager of every write meshkeeper makes.
+pub const FIELD_MANAGER: &str = "meshkeeper";
+
+/// One field that differs from its policy value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FieldChange {
+    /// A stable name, e.g. `label:istio-injection`, `node_port:http2`, `load_balancer_ip`.
+    pub field: String,
+    pub expected: String,
+    pub actual: String,
+    /// Field managers other than meshkeeper that own the field now (from managedFields).
+    pub owners: Vec<String>,
+    /// JSON-patch operations that set this field; their `test`s pin what they change, so a
+    /// concurrent change makes the patch fail (422) instead of being overwritten.
+    #[serde(skip)]
+    pub ops: Vec<Value>,
+}
+
+/// A change to one object that would bring it back to policy.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Remedy {
+    /// The check that proposes it.
+    pub check: &'static str,
+    /// The action's metric label, e.g. `injection_label`, `gateway_pin`.
+    pub kind: &'static str,
+    /// The CamelCase Event reason when it succeeds, e.g. `InjectionLabelRestored`.
+    pub reason: &'static str,
+    pub object: ObjectRef,
+    #[serde(skip)]
+    pub resource: ApiResource,
+    /// The object's resourceVersion the remedy was computed from.
+    pub resource_version: Option<String>,
+    /// Operations every patch of this remedy starts with (e.g. a `test` of the resourceVersion).
+    #[serde(skip)]
+    pub prelude: Vec<Value>,
+    pub fields: Vec<FieldChange>,
+    /// Field managers (other than meshkeeper) that wrote the object, with the unix time of their
+    /// last write: who else could have changed a field that no longer exists.
+    pub writers: Vec<(String, i64)>,
+}
+
+impl Remedy {
+    /// The JSON patch that sets the given fields (the prelude first).
+    pub fn patch_for<'a>(&self, fields: impl IntoIterator<Item = &'a FieldChange>) -> Vec<Value> {
+        let mut ops = self.prelude.clone();
+        for f in fields {
+            ops.extend(f.ops.iter().cloned());
+        }
+        ops
+    }
+}
+
+/// Escapes a key for a JSON pointer (`istio.io/rev` -> `istio.io~1rev`).
+pub fn pointer_escape(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+/// Managers other than meshkeeper, sorted and deduplicated.
+pub fn others(managers: &[String]) -> Vec<String> {
+    let mut v: Vec<String> = managers.iter().filter(|m| m.as_str() != FIELD_MANAGER).cloned().collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pointers_escape_and_others_exclude_meshkeeper() {
+        assert_eq!(pointer_escape("istio.io/rev"), "istio.io~1rev");
+        assert_eq!(pointer_escape("a~b"), "a~0b");
+        let m = ["kubectl-patch".to_string(), FIELD_MANAGER.to_string(), "kubectl-patch".to_string()];
+        assert_eq!(others(&m), ["kubectl-patch"]);
+    }
+}

@@ -1,0 +1,308 @@
+//! The planner: pure decisions from what the checks propose to what the actuator does, and
+//! why everything else waits.
+//!
+//! ```text
+//!  remedies (from checks) ─┐
+//!  gates (leader, synced) ─┼─► plan() ─► Plan { actions, waiting, report }
+//!  settings, clock ────────┤        ▲
+//!  ledger (history) ───────┘        └── outcomes of earlier actions (recorded by the runtime)
+//! ```
+//!
+//! For every remedy, in order: is the capability enforcing (mode / repair switch)? is any of
+//! its fields contested (the [`ledger`]'s guard: meshkeeper set it and another field manager
+//! changed it back N times within M minutes)? is this replica the leader, are the caches
+//! synced and the inputs' watches healthy? is the object cooling down after a failed write, or
+//! was this very version already acted on? A remedy that passes becomes one [`Action`]: one
+//! JSON patch for all of its fields that may be set, so pinning a fresh object with many
+//! drifted fields is one write, never a contest.
+//!
+//! Nothing here does I/O; the clock is an argument.
+
+pub mod ledger;
+mod report;
+
+use std::collections::BTreeSet;
+
+use kube::core::ApiResource;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::change::Remedy;
+use crate::config::{GatewayMode, Mode, Settings};
+use crate::findings::{CheckReport, ObjectRef};
+
+pub use ledger::{Contest, Ledger};
+
+/// The check name of the planner's own report (repairs held, refused or failing).
+pub const CHECK: &str = "repairs";
+
+/// What the actuator does with an action.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Operation {
+    /// A JSON patch (RFC 6902); its `test`s make a concurrent change fail with 422.
+    JsonPatch(Vec<Value>),
+}
+
+/// A write the planner decided on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Action {
+    /// Metric label, e.g. `injection_label`, `gateway_pin`.
+    pub kind: &'static str,
+    /// CamelCase Event reason on success, e.g. `InjectionLabelRestored`.
+    pub reason: &'static str,
+    pub object: ObjectRef,
+    pub resource: ApiResource,
+    pub description: String,
+    pub operation: Operation,
+    /// The fields it sets and the value each gets (for per-field metrics and the ledger).
+    pub fields: Vec<(String, String)>,
+    /// The object's resourceVersion the plan was made from: once an action was carried out
+    /// (or found the object changed) on a version, plans from that version are stale.
+    pub observed: Option<String>,
+}
+
+/// How an action ended (the actuator's answer, recorded in the ledger).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Written; the object's new resourceVersion.
+    Done {
+        resource_version: Option<String>,
+    },
+    DryRun,
+    /// 409, or a JSON patch whose `test` failed (422 without causes): the object changed
+    /// meanwhile. Not an error: the next plan is made on the fresh state.
+    ChangedMeanwhile,
+    /// 403: RBAC denies it (the API's message).
+    Forbidden(String),
+    /// 404: the object is gone.
+    NotFound,
+    /// Anything else, as one readable line.
+    Failed(String),
+    /// Not attempted, and why (not the leader, not synced, shutting down).
+    NotAttempted(&'static str),
+}
+
+impl Outcome {
+    /// The `result` label of metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Done { .. } => "success",
+            Outcome::DryRun => "dry_run",
+            Outcome::ChangedMeanwhile => "conflict",
+            Outcome::Forbidden(_) => "forbidden",
+            Outcome::NotFound => "not_found",
+            Outcome::Failed(_) => "error",
+            Outcome::NotAttempted(_) => "not_attempted",
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        matches!(self, Outcome::Done { .. } | Outcome::DryRun)
+    }
+
+    /// A failure an SRE must act on (refused or failing), as opposed to a race.
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Outcome::Forbidden(_) | Outcome::Failed(_))
+    }
+
+    /// What went wrong, for logs, `/status` and Events.
+    pub fn error(&self) -> Option<String> {
+        match self {
+            Outcome::Forbidden(m) | Outcome::Failed(m) => Some(m.clone()),
+            Outcome::ChangedMeanwhile => Some("the object changed meanwhile; re-planning on fresh state".into()),
+            Outcome::NotFound => Some("the object no longer exists".into()),
+            _ => None,
+        }
+    }
+}
+
+/// Why a remedy (or some of its fields) is not acted on now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "why", rename_all = "snake_case")]
+pub enum Wait {
+    /// The capability only reports (e.g. `injection.mode: audit`, `gateway.repair: false`).
+    ReportOnly {
+        setting: String,
+    },
+    /// Another field manager keeps changing the field back.
+    Contested {
+        field: String,
+        by: Vec<String>,
+        reverts: usize,
+    },
+    NotLeader,
+    /// Caches not complete yet, or a watch the check reads is failing.
+    NotSynced {
+        resources: Vec<String>,
+    },
+    /// An earlier write of it failed; retried at this unix time (ms).
+    CoolingDown {
+        until_ms: i64,
+    },
+    /// This version was just acted on; waiting to observe the result.
+    Pending,
+}
+
+impl Wait {
+    pub fn describe(&self) -> String {
+        match self {
+            Wait::ReportOnly { setting } => format!("report only ({setting})"),
+            Wait::Contested { field, by, reverts } => {
+                format!("{field} is contested: changed back {reverts} times by {}", by.join(", "))
+            }
+            Wait::NotLeader => "not the leader".into(),
+            Wait::NotSynced { resources } => format!("waiting for the {} watch(es) to be synced", resources.join(", ")),
+            Wait::CoolingDown { until_ms } => format!("an earlier write failed; retrying at {}", until_ms / 1000),
+            Wait::Pending => "waiting to observe the last write".into(),
+        }
+    }
+}
+
+/// A remedy the planner did not turn into an action now, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Waiting {
+    pub check: &'static str,
+    pub kind: &'static str,
+    pub object: ObjectRef,
+    pub fields: Vec<String>,
+    pub wait: Wait,
+}
+
+/// What this replica may do right now (from leadership and watch state).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Gates {
+    pub leader: bool,
+    /// Every watch has listed once.
+    pub synced: bool,
+    /// Per check, the resources it reads whose watch is failing right now.
+    pub failing: Vec<(&'static str, Vec<String>)>,
+}
+
+/// The planner's result.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+    pub waiting: Vec<Waiting>,
+    /// The planner's own findings: contested fields, refused and failing writes.
+    pub report: CheckReport,
+}
+
+/// Whether the capability behind a check may write at all, or the setting that keeps it quiet.
+pub fn enforcing(settings: &Settings, check: &str) -> Result<(), String> {
+    match check {
+        crate::checks::injection::CHECK => match settings.injection.mode {
+            Mode::Enforce => Ok(()),
+            m => Err(format!("injection.mode is {}", mode_str(m))),
+        },
+        crate::checks::gateway::CHECK => {
+            if settings.gateway.mode == GatewayMode::Off {
+                Err("gateway.mode is off".into())
+            } else if !settings.gateway.repair {
+                Err("gateway.repair is false".into())
+            } else {
+                Ok(())
+            }
+        }
+        other => Err(format!("{other} has no repairs")),
+    }
+}
+
+fn mode_str(m: Mode) -> &'static str {
+    match m {
+        Mode::Enforce => "enforce",
+        Mode::Audit => "audit",
+        Mode::Off => "off",
+    }
+}
+
+/// Plans the actions for the current remedies (pure, apart from the ledger it updates with
+/// what it observed: reverts of fields meshkeeper had set).
+pub fn plan(settings: &Settings, remedies: &[Remedy], gates: &Gates, now_ms: i64, ledger: &mut Ledger) -> Plan {
+    let window_ms = i64::from(settings.repairs.contest_window_minutes) * 60_000;
+    let threshold = settings.repairs.contest_reverts as usize;
+    ledger.prune(now_ms, window_ms);
+    let mut actions = Vec::new();
+    let mut waiting = Vec::new();
+    let mut contests: Vec<(&Remedy, Vec<Contest>)> = Vec::new();
+    for r in remedies {
+        let wait = |fields: Vec<String>, wait: Wait| Waiting {
+            check: r.check,
+            kind: r.kind,
+            object: r.object.clone(),
+            fields,
+            wait,
+        };
+        // Reverts are observed whatever the mode: a report-only replica still tells the truth.
+        let mut free = Vec::new();
+        let mut held = Vec::new();
+        for f in &r.fields {
+            ledger.observe(r, f, now_ms);
+            match ledger.contest(&r.object, &f.field, now_ms, window_ms, threshold) {
+                Some(c) => held.push(c),
+                None => free.push(f),
+            }
+        }
+        for c in &held {
+            waiting.push(wait(
+                vec![c.field.clone()],
+                Wait::Contested { field: c.field.clone(), by: c.by.clone(), reverts: c.reverts },
+            ));
+        }
+        if !held.is_empty() {
+            contests.push((r, held));
+        }
+        if free.is_empty() {
+            continue;
+        }
+        let names: Vec<String> = free.iter().map(|f| f.field.clone()).collect();
+        if let Err(setting) = enforcing(settings, r.check) {
+            waiting.push(wait(names, Wait::ReportOnly { setting }));
+            continue;
+        }
+        if !gates.leader {
+            waiting.push(wait(names, Wait::NotLeader));
+            continue;
+        }
+        let failing: BTreeSet<String> = gates
+            .failing
+            .iter()
+            .filter(|(check, _)| *check == r.check)
+            .flat_map(|(_, res)| res.iter().cloned())
+            .collect();
+        if !gates.synced || !failing.is_empty() {
+            waiting.push(wait(names, Wait::NotSynced { resources: failing.into_iter().collect() }));
+            continue;
+        }
+        let action = Action {
+            kind: r.kind,
+            reason: r.reason,
+            object: r.object.clone(),
+            resource: r.resource.clone(),
+            description: describe(r, &free),
+            operation: Operation::JsonPatch(r.patch_for(free.iter().copied())),
+            fields: free.iter().map(|f| (f.field.clone(), f.expected.clone())).collect(),
+            observed: r.resource_version.clone(),
+        };
+        if let Some(until_ms) = ledger.cooling_down(&action, now_ms) {
+            waiting.push(wait(names, Wait::CoolingDown { until_ms }));
+            continue;
+        }
+        if ledger.is_stale(&action, now_ms) {
+            waiting.push(wait(names, Wait::Pending));
+            continue;
+        }
+        actions.push(action);
+    }
+    let report = report::render(settings, &contests, &waiting, ledger, now_ms, window_ms);
+    Plan { actions, waiting, report }
+}
+
+/// `set node_port:http2 to 31380 (was 32080), https to 31390 (was unset)`.
+fn describe(r: &Remedy, fields: &[&crate::change::FieldChange]) -> String {
+    let parts: Vec<String> =
+        fields.iter().map(|f| format!("{} to {} (was {})", f.field, f.expected, f.actual)).collect();
+    format!("set {} on {}", parts.join(", "), r.object)
+}
+
+#[cfg(test)]
+mod tests;

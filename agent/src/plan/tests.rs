@@ -1,0 +1,275 @@
+//! Planner and ledger tables: modes, gates, the contest guard, cooldowns, staleness, bounds.
+
+use k8s_openapi::api::core::v1::Service;
+use serde_json::json;
+
+use super::*;
+use crate::change::FieldChange;
+use crate::config::Profile;
+use crate::findings::Severity;
+
+const MIN: i64 = 60_000;
+
+fn settings() -> Settings {
+    let mut s = Settings::defaults(Profile::AsmOnprem);
+    s.injection.mode = Mode::Enforce;
+    s.gateway.repair = true;
+    s
+}
+
+fn gw() -> ObjectRef {
+    ObjectRef::new("v1", "Service", Some("istio-system"), "istio-ingressgateway")
+}
+
+fn field(name: &str, expected: &str, actual: &str, owners: &[&str]) -> FieldChange {
+    FieldChange {
+        field: format!("node_port:{name}"),
+        expected: expected.into(),
+        actual: actual.into(),
+        owners: owners.iter().map(|o| o.to_string()).collect(),
+        ops: vec![json!({"op": "replace", "path": format!("/spec/ports/{name}"), "value": expected})],
+    }
+}
+
+/// A gateway remedy observed on resourceVersion `rv`.
+fn remedy(rv: u64, fields: Vec<FieldChange>) -> Remedy {
+    Remedy {
+        check: crate::checks::gateway::CHECK,
+        kind: crate::checks::gateway::ACTION,
+        reason: "GatewayPinRepaired",
+        object: gw(),
+        resource: ApiResource::erase::<Service>(&()),
+        resource_version: Some(rv.to_string()),
+        prelude: vec![],
+        fields,
+        writers: vec![],
+    }
+}
+
+fn leader() -> Gates {
+    Gates { leader: true, synced: true, failing: vec![] }
+}
+
+fn run(s: &Settings, remedies: &[Remedy], gates: &Gates, now: i64, ledger: &mut Ledger) -> Plan {
+    plan(s, remedies, gates, now, ledger)
+}
+
+fn reasons(p: &Plan) -> Vec<&'static str> {
+    p.report.findings().map(|f| f.reason).collect()
+}
+
+fn waits(p: &Plan) -> Vec<Wait> {
+    p.waiting.iter().map(|w| w.wait.clone()).collect()
+}
+
+/// The planned action, done, with the version the write produced.
+fn done(p: &Plan, ledger: &mut Ledger, written: u64, now: i64) {
+    assert_eq!(p.actions.len(), 1, "one action: {:?}", p.waiting);
+    ledger.record(&p.actions[0], &Outcome::Done { resource_version: Some(written.to_string()) }, now);
+}
+
+#[test]
+fn a_fresh_object_with_many_drifted_fields_is_one_write_and_never_a_contest() {
+    let s = settings();
+    let mut l = Ledger::default();
+    let fields: Vec<FieldChange> =
+        ["http2", "https", "status-port", "tcp", "tls"].iter().map(|n| field(n, "3", "30001", &[])).collect();
+    let p = run(&s, &[remedy(5, fields.clone())], &leader(), 0, &mut l);
+    assert_eq!(p.actions.len(), 1);
+    let Operation::JsonPatch(ops) = &p.actions[0].operation;
+    assert_eq!(ops.len(), 5, "all five ports in one patch");
+    assert_eq!(p.actions[0].fields.len(), 5);
+    done(&p, &mut l, 6, 10);
+    // The cache still shows the version the plan was made from: pending, not a revert.
+    let p = run(&s, &[remedy(5, fields.clone())], &leader(), 20, &mut l);
+    assert!(p.actions.is_empty());
+    assert_eq!(waits(&p), vec![Wait::Pending; 1]);
+    // Then the write's own version arrives: nothing drifts any more.
+    let p = run(&s, &[], &leader(), 30, &mut l);
+    assert!(p.actions.is_empty() && p.waiting.is_empty());
+    assert_eq!(reasons(&p), Vec::<&str>::new(), "no contest from meshkeeper's own writes");
+}
+
+#[test]
+fn a_field_changed_back_by_another_manager_n_times_is_contested_and_named() {
+    let s = settings();
+    let mut l = Ledger::default();
+    let mut rv = 10;
+    let drift = |rv: u64| remedy(rv, vec![field("http2", "31380", "32080", &["kubectl-patch"])]);
+    let first = run(&s, &[drift(rv)], &leader(), 0, &mut l);
+    assert_eq!(reasons(&first), Vec::<&str>::new(), "the first drift is no revert: meshkeeper had not set it");
+    done(&first, &mut l, rv + 1, 100);
+    for n in 1..=2 {
+        rv += 2;
+        let p = run(&s, &[drift(rv)], &leader(), n * MIN, &mut l);
+        assert_eq!(reasons(&p), Vec::<&str>::new(), "revert {n} of 3: still repairing");
+        // The same observed version in later passes counts once.
+        let _ = run(&s, &[drift(rv)], &leader(), n * MIN + 1, &mut l);
+        done(&p, &mut l, rv + 1, n * MIN + 2);
+    }
+    rv += 2;
+    let p = run(&s, &[drift(rv)], &leader(), 3 * MIN, &mut l);
+    assert!(p.actions.is_empty(), "contested: meshkeeper stops");
+    assert_eq!(
+        waits(&p),
+        [Wait::Contested { field: "node_port:http2".into(), by: vec!["kubectl-patch".into()], reverts: 3 }]
+    );
+    let f = p.report.findings().next().unwrap();
+    assert_eq!((f.reason, f.severity), ("RepairContested", Severity::Error));
+    assert!(f.message.contains("changed back 3 times in 10 min by kubectl-patch"), "{}", f.message);
+    assert!(f.hint.as_deref().unwrap().contains("kubectl-patch"));
+    // Once the window has passed without new reverts, it is repaired again.
+    let p = run(&s, &[drift(rv)], &leader(), 14 * MIN, &mut l);
+    assert_eq!(p.actions.len(), 1);
+}
+
+#[test]
+fn a_contested_field_does_not_hold_the_other_fields_of_the_object() {
+    let s = settings();
+    let mut l = Ledger::default();
+    let p = run(&s, &[remedy(1, vec![field("http2", "31380", "32080", &[])])], &leader(), 0, &mut l);
+    done(&p, &mut l, 2, 1);
+    let mut s1 = s.clone();
+    s1.repairs.contest_reverts = 1;
+    // http2 changed back by an operator, and tls newly drifted.
+    let both =
+        remedy(3, vec![field("http2", "31380", "32080", &["istio-operator"]), field("tls", "30158", "30001", &[])]);
+    let p = run(&s1, &[both], &leader(), 10, &mut l);
+    assert_eq!(p.actions.len(), 1);
+    assert_eq!(p.actions[0].fields, [("node_port:tls".to_string(), "30158".to_string())], "only the free field");
+    assert!(matches!(&waits(&p)[0], Wait::Contested { by, .. } if by == &["istio-operator".to_string()]));
+}
+
+#[test]
+fn a_removed_field_is_attributed_to_who_wrote_after_the_repair() {
+    let s = settings();
+    let mut l = Ledger::default();
+    let mut r = remedy(1, vec![field("http2", "31380", "unset", &[])]);
+    let p = run(&s, std::slice::from_ref(&r), &leader(), 5_000, &mut l);
+    done(&p, &mut l, 2, 5_000);
+    r.resource_version = Some("3".into());
+    r.writers = vec![("argocd-controller".into(), 6), ("kubectl-create".into(), 1)];
+    let mut s1 = s.clone();
+    s1.repairs.contest_reverts = 1;
+    let p = run(&s1, &[r.clone()], &leader(), 7_000, &mut l);
+    assert!(matches!(&waits(&p)[0], Wait::Contested { by, .. } if by == &["argocd-controller".to_string()]));
+    // Nobody wrote after the repair: "unknown".
+    let mut l = Ledger::default();
+    let p = run(&s, &[remedy(1, vec![field("http2", "31380", "unset", &[])])], &leader(), 5_000, &mut l);
+    done(&p, &mut l, 2, 5_000);
+    r.writers = vec![("kubectl-create".into(), 1)];
+    let p = run(&s1, &[r], &leader(), 7_000, &mut l);
+    assert!(matches!(&waits(&p)[0], Wait::Contested { by, .. } if by == &["unknown".to_string()]));
+}
+
+#[test]
+fn gates_say_why_nothing_is_done() {
+    let r = [remedy(1, vec![field("http2", "31380", "32080", &[])])];
+    let cases: Vec<(&str, Settings, Gates, Wait)> = vec![
+        (
+            "repair off",
+            {
+                let mut s = settings();
+                s.gateway.repair = false;
+                s
+            },
+            leader(),
+            Wait::ReportOnly { setting: "gateway.repair is false".into() },
+        ),
+        ("follower", settings(), Gates { leader: false, ..leader() }, Wait::NotLeader),
+        ("not synced", settings(), Gates { synced: false, ..leader() }, Wait::NotSynced { resources: vec![] }),
+        (
+            "its watch is failing",
+            settings(),
+            Gates { failing: vec![("gateway", vec!["services".into()])], ..leader() },
+            Wait::NotSynced { resources: vec!["services".into()] },
+        ),
+    ];
+    for (name, s, gates, want) in cases {
+        let p = run(&s, &r, &gates, 0, &mut Ledger::default());
+        assert!(p.actions.is_empty(), "{name}");
+        assert_eq!(waits(&p), [want], "{name}");
+    }
+    // Another check's failing watch does not hold this one.
+    let gates = Gates { failing: vec![("injection", vec!["namespaces".into()])], ..leader() };
+    assert_eq!(run(&settings(), &r, &gates, 0, &mut Ledger::default()).actions.len(), 1);
+    // The injection policy in audit mode.
+    let mut s = settings();
+    s.injection.mode = Mode::Audit;
+    let mut lr = r[0].clone();
+    lr.check = crate::checks::injection::CHECK;
+    let p = run(&s, &[lr], &leader(), 0, &mut Ledger::default());
+    assert_eq!(waits(&p), [Wait::ReportOnly { setting: "injection.mode is audit".into() }]);
+}
+
+#[test]
+fn a_race_is_replanned_on_fresh_state_and_failures_cool_down() {
+    let s = settings();
+    let mut l = Ledger::default();
+    let r = |rv| [remedy(rv, vec![field("http2", "31380", "32080", &[])])];
+    let p = run(&s, &r(1), &leader(), 0, &mut l);
+    l.record(&p.actions[0], &Outcome::ChangedMeanwhile, 1);
+    assert_eq!(waits(&run(&s, &r(1), &leader(), 2, &mut l)), [Wait::Pending], "not retried on the same version");
+    let p = run(&s, &r(2), &leader(), 3, &mut l);
+    assert_eq!(p.actions.len(), 1, "a newer version is planned afresh, with no cooldown");
+    assert_eq!(reasons(&p), Vec::<&str>::new(), "a race is not a failure");
+
+    l.record(&p.actions[0], &Outcome::Forbidden("namespaces is forbidden (403 Forbidden)".into()), 1_000);
+    let p = run(&s, &r(3), &leader(), 1_500, &mut l);
+    assert_eq!(waits(&p), [Wait::CoolingDown { until_ms: 2_000 }]);
+    assert_eq!(reasons(&p), ["WriteForbidden"]);
+    let f = p.report.findings().next().unwrap();
+    assert_eq!(f.object, gw(), "the finding is about the object, so it gets an Event");
+    let p = run(&s, &r(3), &leader(), 2_000, &mut l);
+    l.record(&p.actions[0], &Outcome::Failed("down (503 ServiceUnavailable)".into()), 2_000);
+    assert_eq!(waits(&run(&s, &r(3), &leader(), 3_999, &mut l)), [Wait::CoolingDown { until_ms: 4_000 }], "doubled");
+    let p = run(&s, &r(3), &leader(), 4_000, &mut l);
+    assert_eq!(reasons(&p), ["WriteFailed"]);
+    l.record(&p.actions[0], &Outcome::Done { resource_version: Some("4".into()) }, 4_001);
+    assert_eq!(reasons(&run(&s, &[], &leader(), 4_002, &mut l)), Vec::<&str>::new(), "a success clears it");
+}
+
+#[test]
+fn the_ledger_is_bounded_by_the_window_not_by_a_count() {
+    let s = settings();
+    let mut l = Ledger::default();
+    for i in 0..500 {
+        let mut r = remedy(1, vec![field("http2", "31380", "32080", &[])]);
+        r.object = ObjectRef::namespace(&format!("ns-{i}"));
+        let p = run(&s, &[r], &leader(), i, &mut l);
+        done(&p, &mut l, 2, i);
+    }
+    assert_eq!(l.size(), (500, 500), "every object's history is kept within the window");
+    let _ = run(&s, &[], &leader(), 11 * MIN, &mut l);
+    assert_eq!(l.size(), (0, 0), "and dropped after it");
+    // A deleted object (404) drops its history at once.
+    let p = run(&s, &[remedy(1, vec![field("http2", "31380", "32080", &[])])], &leader(), 0, &mut l);
+    done(&p, &mut l, 2, 0);
+    let p = run(&s, &[remedy(3, vec![field("http2", "31380", "32080", &[])])], &leader(), 1, &mut l);
+    l.record(&p.actions[0], &Outcome::NotFound, 2);
+    assert_eq!(l.size().0, 0);
+}
+
+#[test]
+fn views_of_an_older_version_than_meshkeeper_wrote_are_no_revert() {
+    let s = Settings {
+        repairs: crate::config::RepairSettings { contest_reverts: 1, contest_window_minutes: 10 },
+        ..settings()
+    };
+    let mut l = Ledger::default();
+    let p = run(&s, &[remedy(10, vec![field("http2", "31380", "32080", &["x"])])], &leader(), 0, &mut l);
+    done(&p, &mut l, 12, 1);
+    // Version 11 (someone else's unrelated write, seen before ours) still shows the drift.
+    let p = run(&s, &[remedy(11, vec![field("http2", "31380", "32080", &["x"])])], &leader(), 2, &mut l);
+    assert!(p.waiting.iter().all(|w| !matches!(w.wait, Wait::Contested { .. })), "{:?}", p.waiting);
+}
+
+#[test]
+fn outcomes_label_and_explain() {
+    assert_eq!(Outcome::ChangedMeanwhile.label(), "conflict");
+    assert!(!Outcome::ChangedMeanwhile.is_failure());
+    assert!(Outcome::Forbidden("x".into()).is_failure());
+    assert_eq!(Outcome::Done { resource_version: None }.label(), "success");
+    assert!(Outcome::DryRun.is_done());
+    assert!(Outcome::NotFound.error().unwrap().contains("no longer exists"));
+}

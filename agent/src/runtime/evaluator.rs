@@ -1,0 +1,155 @@
+//! The evaluation loop: on every change (or the periodic resync) run the checks whose inputs
+//! changed and have listed, record their reports (logs, Events as leader), keep each check's
+//! latest remedies, and run the planner over all of them; the leader's actions go to the
+//! actuator.
+//!
+//! ```text
+//!  Dirty{resources} ─► checks (inputs listed) ─► reports ─► AgentState (findings) ─► logs · Events
+//!                                        └─► remedies ─► planner (+ ledger) ─► actions ─► actuator
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::cache::Caches;
+use crate::cache::watch::Dirty;
+use crate::change::Remedy;
+use crate::checks::{self, ApiProbe, Check, Health, Resource, View};
+use crate::config::Settings;
+use crate::findings::CheckReport;
+use crate::metrics::Metrics;
+use crate::plan::{self, Action, Gates, Ledger};
+use crate::report::{self, events::EventRequest, events::EventSink};
+use crate::state::{AgentState, unix_now, unix_now_ms};
+
+/// What the evaluator needs.
+pub struct Evaluator {
+    pub settings: Settings,
+    pub checks: Vec<Box<dyn Check>>,
+    pub caches: Caches,
+    pub probe: Arc<RwLock<ApiProbe>>,
+    pub agent: Arc<AgentState>,
+    pub metrics: Metrics,
+    pub events: EventSink,
+    pub dirty: Arc<Dirty>,
+    pub actions: mpsc::Sender<Vec<Action>>,
+    pub ledger: Arc<Mutex<Ledger>>,
+    /// The latest remedies of each check (a check not re-evaluated keeps its last ones).
+    pub remedies: BTreeMap<&'static str, Vec<Remedy>>,
+    /// Whether the last pass ran as leader (a new leader publishes Events for current findings).
+    pub led: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Evaluator {
+    /// The planner's gates from the shared state.
+    fn gates(&self, leader: bool) -> Gates {
+        let watches = self.agent.watches();
+        let failing = self
+            .checks
+            .iter()
+            .map(|c| {
+                let res: Vec<String> = checks::cache_inputs(c.as_ref())
+                    .into_iter()
+                    .map(Resource::as_str)
+                    .filter(|r| watches.get(r).is_some_and(|w| w.error.is_some()))
+                    .map(str::to_string)
+                    .collect();
+                (c.name(), res)
+            })
+            .filter(|(_, r)| !r.is_empty())
+            .collect();
+        Gates { leader, synced: self.agent.is_ready(), failing }
+    }
+
+    fn record(&self, report: CheckReport, publish: bool) {
+        let diff = self.agent.record_report(report);
+        report::log_diff(&diff);
+        if publish {
+            for f in &diff.appeared {
+                self.events.send(EventRequest::for_finding(f));
+            }
+        }
+    }
+
+    /// One evaluation.
+    pub fn pass(&mut self, dirty: Option<&BTreeSet<Resource>>) {
+        self.agent.beat();
+        let leader = self.agent.is_leader();
+        let newly_leader = leader && !self.led;
+        self.led = leader;
+        let health = Health { watches: self.agent.watches(), leader: self.agent.leader_observation() };
+        let evaluations = {
+            let guards = self.caches.read();
+            let probe = self.probe.read().unwrap_or_else(|p| p.into_inner());
+            let view = View::locked(&self.settings, &probe, &guards, &health, unix_now() as i64);
+            let _t = self.metrics.time("evaluate");
+            let agent = &self.agent;
+            checks::evaluate(&self.checks, &view, dirty, |r| agent.listed(r.as_str()))
+        };
+        for ev in evaluations {
+            let check = ev.report.check;
+            self.record(ev.report, leader && !newly_leader);
+            self.remedies.insert(check, ev.remedies);
+        }
+        let remedies: Vec<Remedy> = self.remedies.values().flatten().cloned().collect();
+        let gates = self.gates(leader);
+        let plan = {
+            let mut ledger = lock(&self.ledger);
+            plan::plan(&self.settings, &remedies, &gates, unix_now_ms(), &mut ledger)
+        };
+        self.record(plan.report, leader && !newly_leader);
+        let contested = plan
+            .waiting
+            .iter()
+            .filter_map(|w| match &w.wait {
+                plan::Wait::Contested { field, .. } => Some((w.check.to_string(), field.clone())),
+                _ => None,
+            })
+            .collect();
+        self.agent.set_plan_summary(serde_json::to_value(&plan.waiting).unwrap_or_default(), contested);
+        if newly_leader {
+            // Findings that appeared while another replica (or nobody) led got no Event from us.
+            for f in self.agent.findings().iter() {
+                self.events.send(EventRequest::for_finding(f));
+            }
+        }
+        let mut names = checks::names(&self.checks);
+        names.push(plan::CHECK);
+        self.metrics.set_findings(&names, &self.agent.findings());
+        if leader && !plan.actions.is_empty() && self.actions.try_send(plan.actions).is_err() {
+            // The actuator is busy; the next pass re-plans whatever is still needed.
+            self.metrics.reconcile_errors.with_label_values(&["evaluate", "action_queue_full"]).inc();
+        }
+        self.agent.beat();
+    }
+
+    pub async fn run(mut self, resync: Duration, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(resync);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut listed: BTreeSet<Resource> = BTreeSet::new();
+        loop {
+            let full = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => true,
+                _ = self.dirty.changed() => false,
+            };
+            let mut dirty = self.dirty.take();
+            // A cache that has just listed for the first time: the checks reading it run now.
+            for r in Resource::ALL.iter().filter(|r| r.is_cache()) {
+                if self.agent.listed(r.as_str()) && listed.insert(*r) {
+                    dirty.insert(*r);
+                }
+            }
+            self.pass(if full { None } else { Some(&dirty) });
+        }
+    }
+}
