@@ -10,7 +10,8 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::cache::{
-    Cached, DeploymentInfo, Index, NamespaceInfo, NodeInfo, PodInfo, ServiceInfo, Snapshot, WebhookConfigInfo,
+    Cached, DeploymentInfo, Index, NamespaceInfo, NodeInfo, PodInfo, ReplicaSetInfo, ServiceInfo, Snapshot,
+    WebhookConfigInfo,
 };
 use crate::checks::{self, Health, Resource, View};
 use crate::config::{Mode, Settings};
@@ -101,6 +102,7 @@ pub async fn run(settings: &Settings, client: &Client) -> Result<CheckRun, Check
         }
         if cp {
             snap.deployments = load(client, Resource::Deployments, DeploymentInfo::from_object).await?;
+            snap.replicasets = load(client, Resource::ReplicaSets, ReplicaSetInfo::from_object).await?;
             snap.pods = load(client, Resource::Pods, PodInfo::from_object).await?;
             snap.nodes = load(client, Resource::Nodes, NodeInfo::from_object).await?;
             probe.mtls = probe_mtls(client, &settings.control_plane.namespace).await;

@@ -1,4 +1,8 @@
-//! Logging: tracing-subscriber with an `RUST_LOG` filter, as text or JSON lines.
+//! Logging: tracing-subscriber with an `RUST_LOG` filter, as text or JSON lines. Text logs
+//! are coloured only on a terminal: `kubectl logs`, files and pipes get plain text, and
+//! `NO_COLOR` (any non-empty value, <https://no-color.org>) switches colour off everywhere.
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
@@ -12,6 +16,11 @@ pub enum LogFormat {
 /// The filter when `RUST_LOG` is unset: our own logs at info, chatty dependencies at warn.
 pub const DEFAULT_FILTER: &str = "info,kube=warn,kube_runtime=warn,kube_client=warn,hyper=warn,tower=warn";
 
+/// Whether text logs may carry colour escape codes.
+pub fn use_colour(stderr_is_terminal: bool, no_color: Option<&str>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(str::is_empty)
+}
+
 /// Installs the global subscriber (logs go to stderr). A bad `RUST_LOG` falls back to the default, with a warning.
 pub fn init(format: LogFormat) {
     let (filter, bad) = match std::env::var("RUST_LOG") {
@@ -21,7 +30,9 @@ pub fn init(format: LogFormat) {
         },
         _ => (EnvFilter::new(DEFAULT_FILTER), None),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let no_color = std::env::var("NO_COLOR").ok();
+    let ansi = use_colour(std::io::stderr().is_terminal(), no_color.as_deref());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     let installed = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
@@ -30,5 +41,18 @@ pub fn init(format: LogFormat) {
         && let Some(w) = bad
     {
         tracing::warn!("{w}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(use_colour(true, None));
+        assert!(use_colour(true, Some("")), "an empty NO_COLOR does not count");
+        assert!(!use_colour(true, Some("1")));
+        assert!(!use_colour(false, None), "kubectl logs, files and pipes get plain text");
     }
 }

@@ -12,7 +12,9 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 pub use namespace::NamespaceInfo;
 pub use webhook::{Selector, WebhookConfigInfo, WebhookInfo};
-pub use workload::{ContainerInfo, DeploymentInfo, NodeInfo, PodInfo, ServiceInfo, ServicePort, image_tag};
+pub use workload::{
+    ContainerInfo, DeploymentInfo, NodeInfo, PodInfo, ReplicaSetInfo, ServiceInfo, ServicePort, image_tag,
+};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 
@@ -106,6 +108,7 @@ pub struct Caches {
     pub namespaces: Shared<NamespaceInfo>,
     pub webhooks: Shared<WebhookConfigInfo>,
     pub deployments: Shared<DeploymentInfo>,
+    pub replicasets: Shared<ReplicaSetInfo>,
     pub pods: Shared<PodInfo>,
     pub services: Shared<ServiceInfo>,
     pub nodes: Shared<NodeInfo>,
@@ -120,6 +123,7 @@ pub struct Guards<'a> {
     pub namespaces: RwLockReadGuard<'a, Index<NamespaceInfo>>,
     pub webhooks: RwLockReadGuard<'a, Index<WebhookConfigInfo>>,
     pub deployments: RwLockReadGuard<'a, Index<DeploymentInfo>>,
+    pub replicasets: RwLockReadGuard<'a, Index<ReplicaSetInfo>>,
     pub pods: RwLockReadGuard<'a, Index<PodInfo>>,
     pub services: RwLockReadGuard<'a, Index<ServiceInfo>>,
     pub nodes: RwLockReadGuard<'a, Index<NodeInfo>>,
@@ -131,6 +135,7 @@ impl Caches {
             namespaces: read(&self.namespaces),
             webhooks: read(&self.webhooks),
             deployments: read(&self.deployments),
+            replicasets: read(&self.replicasets),
             pods: read(&self.pods),
             services: read(&self.services),
             nodes: read(&self.nodes),
@@ -144,6 +149,7 @@ pub struct Snapshot {
     pub namespaces: Index<NamespaceInfo>,
     pub webhooks: Index<WebhookConfigInfo>,
     pub deployments: Index<DeploymentInfo>,
+    pub replicasets: Index<ReplicaSetInfo>,
     pub pods: Index<PodInfo>,
     pub services: Index<ServiceInfo>,
     pub nodes: Index<NodeInfo>,

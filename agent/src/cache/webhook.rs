@@ -24,6 +24,8 @@ pub struct WebhookInfo {
     pub object_selector: Option<Selector>,
     /// (namespace, name, path) of the backing Service; None for a URL webhook.
     pub service: Option<(String, String, Option<String>)>,
+    /// `clientConfig.url` (managed or remote control planes): no Service to check.
+    pub url: Option<String>,
     pub ca_bundle: Option<Vec<u8>>,
     pub failure_policy: Option<String>,
 }
@@ -81,6 +83,7 @@ impl WebhookConfigInfo {
                 namespace_selector: w.namespace_selector.as_ref().map(Selector::from_k8s),
                 object_selector: w.object_selector.as_ref().map(Selector::from_k8s),
                 service: w.client_config.service.map(|s| (s.namespace, s.name, s.path)),
+                url: w.client_config.url,
                 ca_bundle: w.client_config.ca_bundle.map(|b| b.0),
                 failure_policy: w.failure_policy,
             })

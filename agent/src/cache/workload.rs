@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Container, ContainerStatus, Node, Pod, Service};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde::Serialize;
@@ -66,6 +66,54 @@ impl DeploymentInfo {
             ready: status.ready_replicas.unwrap_or(0),
             updated: status.updated_replicas.unwrap_or(0),
             images,
+        })
+    }
+}
+
+// === ReplicaSets ===
+
+/// A trimmed ReplicaSet: enough to tell a Deployment's current ReplicaSet from old ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReplicaSetInfo {
+    pub namespace: String,
+    pub name: String,
+    /// The controlling owner, e.g. ("Deployment", "web").
+    pub owner: Option<(String, String)>,
+    /// `deployment.kubernetes.io/revision`: the highest is the Deployment's current one.
+    pub revision: u64,
+    pub replicas: i32,
+}
+
+impl Cached for ReplicaSetInfo {
+    fn key(&self) -> String {
+        ns_key(&self.namespace, &self.name)
+    }
+}
+
+impl ReplicaSetInfo {
+    pub fn from_object(rs: ReplicaSet) -> Option<Self> {
+        let namespace = rs.metadata.namespace?;
+        let name = rs.metadata.name?;
+        let revision = rs
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("deployment.kubernetes.io/revision"))
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0);
+        let owner = rs
+            .metadata
+            .owner_references
+            .unwrap_or_default()
+            .into_iter()
+            .find(|o| o.controller == Some(true))
+            .map(|o| (o.kind, o.name));
+        Some(ReplicaSetInfo {
+            namespace,
+            name,
+            owner,
+            revision,
+            replicas: rs.spec.and_then(|s| s.replicas).unwrap_or(1),
         })
     }
 }

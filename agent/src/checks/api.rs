@@ -100,7 +100,7 @@ pub fn required_permissions(s: &Settings) -> Vec<Permission> {
         let ns = &s.leader_election.namespace;
         let lease = &s.leader_election.lease_name;
         p.push(Permission::new("create", "coordination.k8s.io", "leases", "leader election").in_namespace(ns));
-        for verb in ["get", "patch"] {
+        for verb in ["get", "update"] {
             p.push(
                 Permission::new(verb, "coordination.k8s.io", "leases", "leader election").in_namespace(ns).named(lease),
             );
@@ -110,6 +110,8 @@ pub fn required_permissions(s: &Settings) -> Vec<Permission> {
         for (verb, group, resource) in [
             ("list", "apps", "deployments"),
             ("watch", "apps", "deployments"),
+            ("list", "apps", "replicasets"),
+            ("watch", "apps", "replicasets"),
             ("list", "", "pods"),
             ("watch", "", "pods"),
             ("list", "", "nodes"),
@@ -475,7 +477,7 @@ mod tests {
         let mut s = Settings::defaults(Profile::AsmOnprem);
         let describe = |s: &Settings| required_permissions(s).iter().map(Permission::describe).collect::<Vec<_>>();
         assert!(!describe(&s).contains(&"patch namespaces".to_string()), "audit mode needs no patch");
-        assert!(describe(&s).contains(&"patch leases.coordination.k8s.io/meshkeeper in meshkeeper".to_string()));
+        assert!(describe(&s).contains(&"update leases.coordination.k8s.io/meshkeeper in meshkeeper".to_string()));
         s.injection.mode = Mode::Enforce;
         s.leader_election.enabled = false;
         s.gateway.repair = true;

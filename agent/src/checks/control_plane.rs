@@ -87,47 +87,102 @@ impl ComponentStatus {
     }
 }
 
+/// One certificate of a CA bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CertInfo {
+    pub subject: String,
+    /// Unix seconds.
+    pub not_after: i64,
+}
+
 /// The injector's CA bundle, as far as it could be read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum CaStatus {
     Missing,
     Invalid(String),
-    /// Earliest notAfter (unix seconds) of the certificates in the bundle.
-    Valid {
-        not_after: i64,
-        subject: String,
-    },
+    /// Every certificate in the bundle (at least one). A bundle is valid while one of them is:
+    /// during a rotation it holds the old root and the new one.
+    Certs(Vec<CertInfo>),
+}
+
+impl CaStatus {
+    /// The certificate that keeps the bundle valid longest.
+    pub fn latest(&self) -> Option<&CertInfo> {
+        match self {
+            CaStatus::Certs(c) => c.iter().max_by_key(|c| c.not_after),
+            _ => None,
+        }
+    }
+
+    /// The other certificates (old or extra roots).
+    pub fn extras(&self) -> Vec<&CertInfo> {
+        let latest = self.latest();
+        match self {
+            CaStatus::Certs(c) => c.iter().filter(|x| Some(*x) != latest).collect(),
+            _ => vec![],
+        }
+    }
+}
+
+/// The CA of one webhook of the injector's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WebhookCa {
+    pub webhook: String,
+    pub status: CaStatus,
+    /// A Service webhook needs a caBundle; a URL webhook may rely on the API server's trust roots.
+    pub required: bool,
+}
+
+impl WebhookCa {
+    /// Usable at `now`: present where required, parseable, and one certificate unexpired.
+    pub fn usable(&self, now: i64) -> bool {
+        match &self.status {
+            CaStatus::Missing => !self.required,
+            CaStatus::Invalid(_) => false,
+            CaStatus::Certs(_) => self.status.latest().is_some_and(|c| c.not_after > now),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WebhookStatus {
     pub config: String,
     pub present: bool,
-    pub ca: Vec<(String, CaStatus)>,
+    pub ca: Vec<WebhookCa>,
     /// (webhook, service ns/name, Some(ready backends) or None when the Service is missing)
     pub backends: Vec<(String, String, Option<usize>)>,
+    /// (webhook, clientConfig.url, what is wrong with it): managed or remote control planes,
+    /// whose backend meshkeeper cannot see.
+    pub urls: Vec<(String, String, Option<String>)>,
     pub failure_policies: Vec<(String, String)>,
 }
 
 impl WebhookStatus {
-    /// The re-injection gate: injecting can work right now.
+    /// The re-injection gate: injecting can work right now, as far as can be told.
     pub fn healthy(&self, now: i64) -> bool {
         self.present
-            && !self.backends.is_empty()
+            && !(self.backends.is_empty() && self.urls.is_empty())
             && self.backends.iter().all(|(_, _, n)| n.is_some_and(|n| n > 0))
-            && self.ca.iter().all(|(_, c)| matches!(c, CaStatus::Valid { not_after, .. } if *not_after > now))
+            && self.urls.iter().all(|(_, _, problem)| problem.is_none())
+            && self.ca.iter().all(|c| c.usable(now))
     }
 
-    /// The earliest CA expiry across the webhooks.
+    /// When the first webhook's bundle stops being valid (its latest certificate's expiry).
     pub fn ca_expiry(&self) -> Option<i64> {
-        self.ca
-            .iter()
-            .filter_map(|(_, c)| match c {
-                CaStatus::Valid { not_after, .. } => Some(*not_after),
-                _ => None,
-            })
-            .min()
+        self.ca.iter().filter_map(|c| c.status.latest().map(|l| l.not_after)).min()
     }
+}
+
+/// What is wrong with a webhook URL, if anything: the API server calls only `https://host...`.
+pub fn url_problem(url: &str) -> Option<String> {
+    let Some(rest) = url.strip_prefix("https://") else {
+        return Some(format!("{url} is not an https:// URL (the API server only calls webhooks over TLS)"));
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() || host.starts_with(':') {
+        return Some(format!("{url} names no host"));
+    }
+    None
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -154,13 +209,12 @@ impl ControlPlaneStatus {
     }
 }
 
-/// Parses a PEM CA bundle; the earliest expiry wins.
+/// Parses a PEM CA bundle into its certificates.
 pub fn parse_ca_bundle(bundle: &[u8]) -> CaStatus {
     if bundle.iter().all(u8::is_ascii_whitespace) {
         return CaStatus::Missing;
     }
-    let mut earliest: Option<(i64, String)> = None;
-    let mut count = 0;
+    let mut certs = Vec::new();
     for pem in Pem::iter_from_buffer(bundle) {
         let pem = match pem {
             Ok(p) => p,
@@ -173,24 +227,40 @@ pub fn parse_ca_bundle(bundle: &[u8]) -> CaStatus {
             Ok(c) => c,
             Err(e) => return CaStatus::Invalid(format!("not an X.509 certificate: {e}")),
         };
-        count += 1;
-        let not_after = cert.validity().not_after.timestamp();
-        if earliest.as_ref().is_none_or(|(t, _)| not_after < *t) {
-            earliest = Some((not_after, cert.subject().to_string()));
-        }
+        certs.push(CertInfo { subject: cert.subject().to_string(), not_after: cert.validity().not_after.timestamp() });
     }
-    match earliest {
-        Some((not_after, subject)) if count > 0 => CaStatus::Valid { not_after, subject },
-        _ => CaStatus::Invalid("no CERTIFICATE block in the bundle".into()),
+    if certs.is_empty() {
+        CaStatus::Invalid("no CERTIFICATE block in the bundle".into())
+    } else {
+        CaStatus::Certs(certs)
     }
 }
 
-fn pods_of<'a>(
-    d: &'a DeploymentInfo,
-    pods: impl Iterator<Item = &'a PodInfo> + 'a,
-) -> impl Iterator<Item = &'a PodInfo> + 'a {
-    pods.filter(move |p| {
-        p.namespace == d.namespace && !d.selector.match_labels.is_empty() && d.selector.matches(&p.labels)
+/// The Deployment's current ReplicaSet (the highest revision it owns), if the cache knows it.
+fn current_replicaset<'a>(d: &DeploymentInfo, view: &View<'a>) -> Option<&'a str> {
+    view.replicasets
+        .iter()
+        .filter(|rs| {
+            rs.namespace == d.namespace && rs.owner.as_ref().is_some_and(|(k, n)| k == "Deployment" && *n == d.name)
+        })
+        .max_by_key(|rs| rs.revision)
+        .map(|rs| rs.name.as_str())
+}
+
+/// The Deployment's live pods: selected by its selector (matchLabels and matchExpressions),
+/// not terminating, and not left over from an old ReplicaSet during a rollout.
+fn pods_of<'a>(d: &'a DeploymentInfo, view: &View<'a>) -> impl Iterator<Item = &'a PodInfo> + 'a {
+    let current = current_replicaset(d, view);
+    let selects = !(d.selector.match_labels.is_empty() && d.selector.match_expressions.is_empty());
+    view.pods.iter().filter(move |p| {
+        p.namespace == d.namespace
+            && selects
+            && !p.terminating
+            && d.selector.matches(&p.labels)
+            && match (&p.owner, current) {
+                (Some((kind, rs)), Some(cur)) if kind == "ReplicaSet" => rs == cur,
+                _ => true,
+            }
     })
 }
 
@@ -213,14 +283,16 @@ fn component_status(c: &Component, cp: &ControlPlaneSettings, view: &View<'_>) -
     };
     let mut ready_pods = 0;
     let mut crashlooping = Vec::new();
-    for p in pods_of(d, view.pods.iter()) {
-        if p.ready && !p.terminating {
+    for p in pods_of(d, view) {
+        if p.ready {
             ready_pods += 1;
         }
         for ct in p.containers.iter().chain(p.init_containers.iter()) {
             if let Some(r) = ct.waiting_reason.as_deref().filter(|r| BAD_WAITING.contains(r)) {
                 crashlooping.push((p.name.clone(), ct.name.clone(), r.to_string()));
-            } else if ct.restart_count > 0 && ct.last_terminated_at.is_some_and(|t| view.now - t <= window) {
+            } else if ct.restart_count >= cp.restart_threshold as i32
+                && ct.last_terminated_at.is_some_and(|t| view.now - t <= window)
+            {
                 crashlooping.push((
                     p.name.clone(),
                     ct.name.clone(),
@@ -263,6 +335,7 @@ fn webhook_status(view: &View<'_>) -> WebhookStatus {
             present: false,
             ca: vec![],
             backends: vec![],
+            urls: vec![],
             failure_policies: vec![],
         };
     };
@@ -271,10 +344,18 @@ fn webhook_status(view: &View<'_>) -> WebhookStatus {
         present: true,
         ca: vec![],
         backends: vec![],
+        urls: vec![],
         failure_policies: vec![],
     };
     for w in &config.webhooks {
-        st.ca.push((w.name.clone(), w.ca_bundle.as_deref().map(parse_ca_bundle).unwrap_or(CaStatus::Missing)));
+        st.ca.push(WebhookCa {
+            webhook: w.name.clone(),
+            status: w.ca_bundle.as_deref().map(parse_ca_bundle).unwrap_or(CaStatus::Missing),
+            required: w.url.is_none(),
+        });
+        if let (None, Some(url)) = (&w.service, &w.url) {
+            st.urls.push((w.name.clone(), url.clone(), url_problem(url)));
+        }
         st.failure_policies.push((w.name.clone(), w.failure_policy.clone().unwrap_or_else(|| "Fail".into())));
         if let Some((ns, name, _)) = &w.service {
             let ready = view.services.get(&format!("{ns}/{name}")).map(|svc| {
@@ -514,25 +595,75 @@ pub fn report(status: &ControlPlaneStatus, view: &View<'_>, title: &'static str)
                 Some(n) => b.pass(format!("{desc} ({n})")),
             }
         }
-        for (w, ca) in &wh.ca {
-            let desc = format!("webhook {w}: caBundle is a valid, unexpired X.509 certificate");
-            let warn_secs = i64::from(cp.cert_expiry_warning_days) * 86_400;
-            match ca {
+        for (w, url, problem) in &wh.urls {
+            let desc = format!("webhook {w}: calls {url}");
+            match problem {
+                None => b.pass(format!("{desc} (a URL webhook: its backend is outside the cluster's view)")),
+                Some(p) => b.find(
+                    desc,
+                    "InjectorUrlInvalid",
+                    Severity::Error,
+                    wref.clone(),
+                    "an https:// URL".into(),
+                    url.clone(),
+                    format!("webhook {w}: {p}"),
+                    format!("kubectl get mutatingwebhookconfiguration {} -o yaml; fix clientConfig.url", wh.config),
+                ),
+            }
+        }
+        let warn_secs = i64::from(cp.cert_expiry_warning_days) * 86_400;
+        for ca in &wh.ca {
+            let w = &ca.webhook;
+            let desc = format!("webhook {w}: caBundle holds a valid, unexpired X.509 certificate");
+            match &ca.status {
+                CaStatus::Missing if !ca.required => b.pass(format!(
+                    "webhook {w}: no caBundle; the API server verifies the URL with its own trust roots"
+                )),
                 CaStatus::Missing => b.find(desc, "CaBundleMissing", Severity::Error, wref.clone(), "a PEM CA bundle".into(), "empty".into(),
                     format!("webhook {w} has no caBundle: the API server cannot verify the injector (x509 errors)"),
                     "restart the injector so it patches its caBundle, or check the certificate provisioner".into()),
                 CaStatus::Invalid(e) => b.find(desc, "CaBundleInvalid", Severity::Error, wref.clone(), "a PEM CA bundle".into(), e.clone(),
                     format!("webhook {w} caBundle is unusable: {e}"),
                     format!("kubectl get mutatingwebhookconfiguration {} -o jsonpath='{{.webhooks[0].clientConfig.caBundle}}' | base64 -d | openssl x509 -noout -dates", wh.config)),
-                CaStatus::Valid { not_after, subject } if *not_after <= view.now => b.find(desc, "CaExpired", Severity::Error, wref.clone(),
-                    "not expired".into(), format!("expired {} day(s) ago", days(view.now - not_after)),
-                    format!("webhook {w} CA ({subject}) has expired: pod creation fails with x509 errors"),
-                    "rotate the injector's CA (istio-ca-secret / citadel) and restart the injector".into()),
-                CaStatus::Valid { not_after, subject } if *not_after - view.now < warn_secs => b.find(desc, "CaExpiringSoon", Severity::Warning, wref.clone(),
-                    format!("valid for >= {} days", cp.cert_expiry_warning_days), format!("expires in {} day(s)", days(not_after - view.now)),
-                    format!("webhook {w} CA ({subject}) expires in {} day(s)", days(not_after - view.now)),
-                    "rotate the injector's CA before it expires".into()),
-                CaStatus::Valid { not_after, .. } => b.pass(format!("{desc} (expires in {} days)", days(not_after - view.now))),
+                CaStatus::Certs(certs) => {
+                    let Some(latest) = ca.status.latest() else { continue };
+                    let (not_after, subject) = (latest.not_after, &latest.subject);
+                    let all = if certs.len() > 1 { "every certificate of the bundle has" } else { "has" };
+                    if not_after <= view.now {
+                        b.find(desc, "CaExpired", Severity::Error, wref.clone(),
+                            "not expired".into(), format!("expired {} day(s) ago", days(view.now - not_after)),
+                            format!("webhook {w} CA ({subject}) {all} expired: pod creation fails with x509 errors"),
+                            "rotate the injector's CA (istio-ca-secret / citadel) and restart the injector".into());
+                        continue;
+                    }
+                    if not_after - view.now < warn_secs {
+                        b.find(desc, "CaExpiringSoon", Severity::Warning, wref.clone(),
+                            format!("valid for >= {} days", cp.cert_expiry_warning_days), format!("expires in {} day(s)", days(not_after - view.now)),
+                            format!("webhook {w} CA ({subject}) expires in {} day(s)", days(not_after - view.now)),
+                            "rotate the injector's CA before it expires".into());
+                    } else {
+                        b.pass(format!("{desc} (expires in {} days)", days(not_after - view.now)));
+                    }
+                    // Extra roots (e.g. the old one during a rotation): harmless while the
+                    // bundle is valid, reported one severity lower.
+                    let extras = ca.status.extras();
+                    let expired: Vec<String> = extras.iter().filter(|c| c.not_after <= view.now)
+                        .map(|c| format!("{} (expired {} day(s) ago)", c.subject, days(view.now - c.not_after))).collect();
+                    let expiring: Vec<String> = extras.iter().filter(|c| c.not_after > view.now && c.not_after - view.now < warn_secs)
+                        .map(|c| format!("{} (expires in {} day(s))", c.subject, days(c.not_after - view.now))).collect();
+                    if !expired.is_empty() {
+                        b.find(format!("webhook {w}: no expired extra certificate in the caBundle"), "CaBundleRootExpired", Severity::Warning, wref.clone(),
+                            "unexpired certificates only".into(), expired.join(", "),
+                            format!("webhook {w}: the caBundle still holds expired certificate(s) {}; harmless while {subject} is valid", expired.join(", ")),
+                            "finish the CA rotation: remove the old root from the caBundle (the injector does on restart)".into());
+                    }
+                    if !expiring.is_empty() {
+                        b.find(format!("webhook {w}: no extra certificate in the caBundle expires soon"), "CaBundleRootExpiringSoon", Severity::Info, wref.clone(),
+                            format!("valid for >= {} days", cp.cert_expiry_warning_days), expiring.join(", "),
+                            format!("webhook {w}: extra certificate(s) {} in the caBundle expire soon; the bundle stays valid through {subject}", expiring.join(", ")),
+                            "nothing to do if the rotation is planned; otherwise remove the old root".into());
+                    }
+                }
             }
         }
         for (w, policy) in &wh.failure_policies {
@@ -651,7 +782,7 @@ pub const GAUGES: &[(&str, &str, &[&str])] = &[
     ),
     (
         "meshkeeper_injector_ca_expiry_timestamp_seconds",
-        "Unix time at which the injector webhook's CA certificate expires (earliest in the bundle).",
+        "Unix time at which the injector webhook's CA bundle stops being valid (the expiry of its latest certificate).",
         &[],
     ),
     (
@@ -705,6 +836,7 @@ impl Check for ControlPlaneCheck {
     fn inputs(&self) -> &'static [Resource] {
         &[
             Resource::Deployments,
+            Resource::ReplicaSets,
             Resource::Pods,
             Resource::Services,
             Resource::Nodes,

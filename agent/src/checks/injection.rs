@@ -16,7 +16,8 @@
 //! | 9 | only the other injection key (e.g. policy `istio.io/rev=X`, namespace `istio-injection=enabled`) | `wrong_value` | warning | report only: it would switch control planes |
 //! |10 | no injection label                                               | `missing`           | warning  | add the label |
 //!
-//! Scope: the name matches an `include` glob, no `exclude` glob, and the `selector`.
+//! Scope: the name matches an `include` glob, no `exclude` glob, and the `selector`; the
+//! agent's own namespace is never in scope (unless `exclude_own_namespace: false`).
 //! Cross-check: the injector webhook's namespaceSelector must match a namespace that carries
 //! only the enforced label, otherwise labelling achieves nothing (error).
 
@@ -116,7 +117,8 @@ impl Decision {
 
 /// Whether the policy's include/exclude/selector put the namespace in scope.
 pub fn in_scope(ns: &NamespaceInfo, policy: &InjectionSettings) -> bool {
-    policy.include.iter().any(|g| g.matches(&ns.name))
+    policy.own_namespace.as_deref() != Some(ns.name.as_str())
+        && policy.include.iter().any(|g| g.matches(&ns.name))
         && !policy.exclude.iter().any(|g| g.matches(&ns.name))
         && policy.selector.matches(|k| ns.label(k))
 }

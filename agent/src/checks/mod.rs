@@ -17,7 +17,8 @@ pub mod injection;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::cache::{
-    DeploymentInfo, Guards, Index, NamespaceInfo, NodeInfo, PodInfo, ServiceInfo, Snapshot, WebhookConfigInfo,
+    DeploymentInfo, Guards, Index, NamespaceInfo, NodeInfo, PodInfo, ReplicaSetInfo, ServiceInfo, Snapshot,
+    WebhookConfigInfo,
 };
 use crate::change::Remedy;
 use crate::config::Settings;
@@ -34,6 +35,7 @@ pub enum Resource {
     /// MutatingWebhookConfigurations.
     Webhooks,
     Deployments,
+    ReplicaSets,
     Pods,
     Services,
     Nodes,
@@ -52,6 +54,7 @@ impl Resource {
         Resource::Namespaces,
         Resource::Webhooks,
         Resource::Deployments,
+        Resource::ReplicaSets,
         Resource::Pods,
         Resource::Services,
         Resource::Nodes,
@@ -66,6 +69,7 @@ impl Resource {
             Resource::Namespaces => "namespaces",
             Resource::Webhooks => "mutatingwebhookconfigurations",
             Resource::Deployments => "deployments",
+            Resource::ReplicaSets => "replicasets",
             Resource::Pods => "pods",
             Resource::Services => "services",
             Resource::Nodes => "nodes",
@@ -97,6 +101,7 @@ pub struct View<'a> {
     pub namespaces: &'a Index<NamespaceInfo>,
     pub webhooks: &'a Index<WebhookConfigInfo>,
     pub deployments: &'a Index<DeploymentInfo>,
+    pub replicasets: &'a Index<ReplicaSetInfo>,
     pub pods: &'a Index<PodInfo>,
     pub services: &'a Index<ServiceInfo>,
     pub nodes: &'a Index<NodeInfo>,
@@ -115,6 +120,7 @@ impl<'a> View<'a> {
             namespaces: &g.namespaces,
             webhooks: &g.webhooks,
             deployments: &g.deployments,
+            replicasets: &g.replicasets,
             pods: &g.pods,
             services: &g.services,
             nodes: &g.nodes,
@@ -131,6 +137,7 @@ impl<'a> View<'a> {
             namespaces: &s.namespaces,
             webhooks: &s.webhooks,
             deployments: &s.deployments,
+            replicasets: &s.replicasets,
             pods: &s.pods,
             services: &s.services,
             nodes: &s.nodes,

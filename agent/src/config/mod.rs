@@ -153,6 +153,13 @@ pub struct InjectionSettings {
     pub opt_out_label: LabelPair,
     /// Overwrite `istio-injection=disabled` (a deliberate opt-out in Istio) instead of only reporting it.
     pub overwrite_disabled: bool,
+    /// Keep the agent's own namespace (`leader_election.namespace`, which the chart sets to the
+    /// release namespace) out of scope: labelling it would give meshkeeper a sidecar on its
+    /// next restart, and its Lease calls could fail until the proxy is up.
+    pub exclude_own_namespace: bool,
+    /// Derived (not a key): the namespace kept out of scope by `exclude_own_namespace`.
+    #[serde(skip)]
+    pub own_namespace: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -178,8 +185,10 @@ pub struct ControlPlaneSettings {
     pub ignored_namespaces: Vec<String>,
     /// Warn when the injector's CA certificate expires within this many days.
     pub cert_expiry_warning_days: u32,
-    /// A container that restarted within this window counts as crash-looping.
+    /// A container that restarted at least `restart_threshold` times, the last within this
+    /// window, counts as crash-looping (as does one waiting in CrashLoopBackOff/ImagePullBackOff).
     pub crashloop_window_minutes: u32,
+    pub restart_threshold: u32,
     /// The mesh-wide mTLS mode required: permissive, strict, or any.
     pub mtls_mode: MtlsMode,
     pub capacity: CapacitySettings,
@@ -255,7 +264,9 @@ pub struct GatewaySettings {
 impl Settings {
     /// The defaults of a profile (what an empty config file gives).
     pub fn defaults(profile: Profile) -> Settings {
-        profile::defaults(profile)
+        let mut s = profile::defaults(profile);
+        s.derive();
+        s
     }
 
     /// Reads `file` (if any) and the process environment, then validates.
@@ -296,7 +307,16 @@ impl Settings {
             ConfigErrors::one(&path, humanize_serde(e.inner().to_string()))
         })?;
         settings.validate()?;
+        let mut settings = settings;
+        settings.derive();
         Ok(settings)
+    }
+
+    /// Settings that follow from others: the agent's own namespace is kept out of the
+    /// injection policy's scope unless `injection.exclude_own_namespace` is false.
+    pub fn derive(&mut self) {
+        self.injection.own_namespace =
+            self.injection.exclude_own_namespace.then(|| self.leader_election.namespace.clone());
     }
 
     /// Every semantic rule, all reported at once.
@@ -385,6 +405,8 @@ impl Settings {
             selector: _,
             opt_out_label,
             overwrite_disabled: _,
+            exclude_own_namespace: _,
+            own_namespace: _,
         } = injection;
         match label.key.as_str() {
             "istio-injection" if label.value != "enabled" => errs.push(
@@ -419,6 +441,7 @@ impl Settings {
             ignored_namespaces,
             cert_expiry_warning_days,
             crashloop_window_minutes,
+            restart_threshold,
             mtls_mode: _,
             capacity: CapacitySettings { min_nodes, min_cpu_cores, min_memory_gb },
         } = control_plane;
@@ -433,6 +456,9 @@ impl Settings {
                 "control_plane.crashloop_window_minutes",
                 format!("{crashloop_window_minutes} is outside 1-1440"),
             );
+        }
+        if !(1..=1000).contains(restart_threshold) {
+            errs.push("control_plane.restart_threshold", format!("{restart_threshold} is outside 1-1000"));
         }
         if *min_nodes > 100_000 {
             errs.push("control_plane.capacity.min_nodes", format!("{min_nodes} is more than 100000"));

@@ -114,6 +114,8 @@ pub(super) fn defaults(profile: Profile) -> Settings {
             selector: LabelSelector::default(),
             opt_out_label: LabelPair::new("meshkeeper.io/injection", "disabled"),
             overwrite_disabled: false,
+            exclude_own_namespace: true,
+            own_namespace: None,
         },
         reinjection: ReinjectionSettings { mode: Mode::Audit },
         control_plane: ControlPlaneSettings {
@@ -125,6 +127,7 @@ pub(super) fn defaults(profile: Profile) -> Settings {
             ignored_namespaces: ignored,
             cert_expiry_warning_days: 30,
             crashloop_window_minutes: 10,
+            restart_threshold: 3,
             mtls_mode: MtlsMode::Any,
             capacity: CapacitySettings { min_nodes: 4, min_cpu_cores: 4.0, min_memory_gb: 15.0 },
         },

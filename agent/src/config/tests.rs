@@ -83,7 +83,7 @@ fn bad_inputs_name_the_key_the_value_and_what_is_allowed() {
         ("injection:\n  mode: fix\n", "injection.mode: \"fix\" is not one of enforce, audit, off"),
         (
             "injection:\n  modes: audit\n",
-            "injection.modes: unknown key \"modes\" (allowed: mode, label, include, exclude, selector, opt_out_label, overwrite_disabled)",
+            "injection.modes: unknown key \"modes\" (allowed: mode, label, include, exclude, selector, opt_out_label, overwrite_disabled, exclude_own_namespace)",
         ),
         (
             "colour: blue\n",
@@ -221,4 +221,23 @@ fn the_shipped_example_config_is_valid() {
     let text = include_str!("../../../config/example.yaml");
     let s = load(text).unwrap();
     assert_eq!(s.profile, Profile::AsmOnprem);
+}
+
+#[test]
+fn the_agents_own_namespace_is_excluded_by_default() {
+    let s = Settings::from_yaml_and_env(Some("leader_election:\n  namespace: platform-tools\n"), &[]).unwrap();
+    assert_eq!(s.injection.own_namespace.as_deref(), Some("platform-tools"));
+    assert!(!s.injection.exclude.iter().any(|g| g.as_str() == "platform-tools"), "the exclude list is as given");
+    let ns = crate::cache::NamespaceInfo::test("platform-tools");
+    assert!(!crate::checks::injection::in_scope(&ns, &s.injection), "never label meshkeeper's own namespace");
+    let s = Settings::from_yaml_and_env(
+        Some("leader_election:\n  namespace: platform-tools\ninjection:\n  exclude_own_namespace: false\n"),
+        &[],
+    )
+    .unwrap();
+    assert!(crate::checks::injection::in_scope(&crate::cache::NamespaceInfo::test("platform-tools"), &s.injection));
+    // The environment override the chart sets works the same way.
+    let env = [("MESHKEEPER_LEADER_ELECTION__NAMESPACE".to_string(), "mk".to_string())];
+    let s = Settings::from_yaml_and_env(None, &env).unwrap();
+    assert!(!crate::checks::injection::in_scope(&crate::cache::NamespaceInfo::test("mk"), &s.injection));
 }

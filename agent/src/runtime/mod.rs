@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use kube::api::Api;
 use kube::runtime::watcher;
@@ -31,7 +31,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::actuator::{Actuator, WriteLimiter};
 use crate::cache::watch::{self, Dirty, WatchContext};
-use crate::cache::{Caches, DeploymentInfo, NamespaceInfo, NodeInfo, PodInfo, ServiceInfo, Shared, WebhookConfigInfo};
+use crate::cache::{
+    Caches, DeploymentInfo, NamespaceInfo, NodeInfo, PodInfo, ReplicaSetInfo, ServiceInfo, Shared, WebhookConfigInfo,
+};
 use crate::checks::{self, ApiProbe, Health, Resource, View, control_plane, gateway, injection};
 use crate::client::Clients;
 use crate::config::{GatewayMode, Mode, Settings};
@@ -178,6 +180,7 @@ fn register_gauges(metrics: &Metrics, caches: &Caches, settings: &Settings, agen
                 (Resource::Namespaces, g.namespaces.len()),
                 (Resource::Webhooks, g.webhooks.len()),
                 (Resource::Deployments, g.deployments.len()),
+                (Resource::ReplicaSets, g.replicasets.len()),
                 (Resource::Pods, g.pods.len()),
                 (Resource::Services, g.services.len()),
                 (Resource::Nodes, g.nodes.len()),
@@ -289,6 +292,8 @@ pub async fn run(settings: Settings, clients: Clients, shutdown: CancellationTok
         }
         if control_plane {
             w.spawn(Api::<Deployment>::all(all()), Resource::Deployments, DeploymentInfo::from_object, &c.deployments);
+            let api = Api::<ReplicaSet>::all(all());
+            w.spawn(api, Resource::ReplicaSets, ReplicaSetInfo::from_object, &c.replicasets);
             w.spawn(Api::<Pod>::all(all()), Resource::Pods, PodInfo::from_object, &c.pods);
             w.spawn(Api::<Node>::all(all()), Resource::Nodes, NodeInfo::from_object, &c.nodes);
         }

@@ -72,6 +72,16 @@ fn pod(ns: &str, app: &str, i: usize, ready: bool) -> PodInfo {
     }
 }
 
+fn rs(deployment: &str, name: &str, revision: u64) -> crate::cache::ReplicaSetInfo {
+    crate::cache::ReplicaSetInfo {
+        namespace: "istio-system".into(),
+        name: name.into(),
+        owner: Some(("Deployment".into(), deployment.into())),
+        revision,
+        replicas: 1,
+    }
+}
+
 fn image(name: &str) -> String {
     match name {
         "promsd" => "prom/prometheus:v2.8.0".into(),
@@ -118,6 +128,7 @@ fn healthy() -> Snapshot {
             }),
             object_selector: None,
             service: Some(("istio-system".into(), "istio-sidecar-injector".into(), Some("/inject".into()))),
+            url: None,
             ca_bundle: Some(ca_pem(NOW - 30 * DAY, NOW + 365 * DAY)),
             failure_policy: Some("Fail".into()),
         }],
@@ -267,6 +278,62 @@ fn every_rule() {
             vec![("ComponentCrashLooping", Error)],
         ),
         (
+            "one restart in the window is not a crash loop",
+            Box::new(|s, _, _| {
+                mod_pod(s, "istio-galley-0", |p| {
+                    p.containers[0].restart_count = 1;
+                    p.containers[0].last_terminated_at = Some(NOW - 120);
+                })
+            }),
+            vec![],
+        ),
+        (
+            "restart_threshold 1 makes one restart count",
+            Box::new(|s, st, _| {
+                st.control_plane.restart_threshold = 1;
+                mod_pod(s, "istio-galley-0", |p| {
+                    p.containers[0].restart_count = 1;
+                    p.containers[0].last_terminated_at = Some(NOW - 120);
+                })
+            }),
+            vec![("ComponentCrashLooping", Error)],
+        ),
+        (
+            "a terminating crash-looping pod is ignored",
+            Box::new(|s, _, _| {
+                let mut old = pod("istio-system", "istio-galley", 7, false);
+                old.terminating = true;
+                old.containers[0].waiting_reason = Some("CrashLoopBackOff".into());
+                s.pods.apply(old);
+            }),
+            vec![],
+        ),
+        (
+            "pods of an old ReplicaSet are ignored during a rollout",
+            Box::new(|s, _, _| {
+                s.replicasets.apply(rs("istio-galley", "istio-galley-old", 1));
+                s.replicasets.apply(rs("istio-galley", "istio-galley-new", 2));
+                mod_pod(s, "istio-galley-0", |p| p.owner = Some(("ReplicaSet".into(), "istio-galley-new".into())));
+                let mut old = pod("istio-system", "istio-galley", 8, false);
+                old.owner = Some(("ReplicaSet".into(), "istio-galley-old".into()));
+                old.containers[0].waiting_reason = Some("CrashLoopBackOff".into());
+                s.pods.apply(old);
+            }),
+            vec![],
+        ),
+        (
+            "a selector with matchExpressions only still selects its pods",
+            Box::new(|s, _, _| {
+                mod_dep(s, "istio-pilot", |d| {
+                    d.selector = Selector {
+                        match_labels: BTreeMap::new(),
+                        match_expressions: vec![("app".into(), "In".into(), vec!["istio-pilot".into()])],
+                    }
+                })
+            }),
+            vec![],
+        ),
+        (
             "restarted long ago",
             Box::new(|s, _, _| {
                 mod_pod(s, "istio-galley-0", |p| {
@@ -359,7 +426,7 @@ fn every_rule() {
             vec![],
         ),
         (
-            "bundle with one expiring cert among two",
+            "a bundle stays valid through its latest certificate; an expiring extra one is info",
             Box::new(|s, _, _| {
                 mod_webhook(s, |w| {
                     let mut b = ca_pem(NOW - DAY, NOW + 900 * DAY);
@@ -367,7 +434,61 @@ fn every_rule() {
                     w.ca_bundle = Some(b);
                 })
             }),
-            vec![("CaExpiringSoon", Warning)],
+            vec![("CaBundleRootExpiringSoon", Info)],
+        ),
+        (
+            "an expired old root during a rotation is a warning, not CaExpired",
+            Box::new(|s, _, _| {
+                mod_webhook(s, |w| {
+                    let mut b = ca_pem(NOW - 400 * DAY, NOW - 2 * DAY);
+                    b.extend(ca_pem(NOW - DAY, NOW + 365 * DAY));
+                    w.ca_bundle = Some(b);
+                })
+            }),
+            vec![("CaBundleRootExpired", Warning)],
+        ),
+        (
+            "every certificate of the bundle expired",
+            Box::new(|s, _, _| {
+                mod_webhook(s, |w| {
+                    let mut b = ca_pem(NOW - 400 * DAY, NOW - 2 * DAY);
+                    b.extend(ca_pem(NOW - 300 * DAY, NOW - DAY));
+                    w.ca_bundle = Some(b);
+                })
+            }),
+            vec![("CaExpired", Error)],
+        ),
+        (
+            "a URL webhook (managed or remote istiod) needs no Service and no caBundle",
+            Box::new(|s, _, _| {
+                mod_webhook(s, |w| {
+                    w.service = None;
+                    w.url = Some("https://istiod.example.com:15017/inject".into());
+                    w.ca_bundle = None;
+                })
+            }),
+            vec![],
+        ),
+        (
+            "a URL webhook's caBundle is still checked",
+            Box::new(|s, _, _| {
+                mod_webhook(s, |w| {
+                    w.service = None;
+                    w.url = Some("https://istiod.example.com/inject".into());
+                    w.ca_bundle = Some(ca_pem(NOW - 400 * DAY, NOW - DAY));
+                })
+            }),
+            vec![("CaExpired", Error)],
+        ),
+        (
+            "a URL webhook over plain http",
+            Box::new(|s, _, _| {
+                mod_webhook(s, |w| {
+                    w.service = None;
+                    w.url = Some("http://istiod.example.com/inject".into());
+                })
+            }),
+            vec![("InjectorUrlInvalid", Error)],
         ),
         ("gke-system pilot ignored", Box::new(|_, _, _| {}), vec![]),
         (
@@ -456,6 +577,27 @@ fn every_rule() {
         let (r, _) = evaluate(&snap, &settings, &api);
         assert_eq!(reasons(&r), want, "case {name:?}:\n{:#?}", r.findings().collect::<Vec<_>>());
     }
+}
+
+#[test]
+fn an_expired_old_root_keeps_the_injector_gate_open() {
+    let mut snap = healthy();
+    mod_webhook(&mut snap, |w| {
+        let mut b = ca_pem(NOW - 400 * DAY, NOW - 2 * DAY);
+        b.extend(ca_pem(NOW - DAY, NOW + 365 * DAY));
+        w.ca_bundle = Some(b);
+    });
+    let (_, st) = evaluate(&snap, &Settings::defaults(Profile::AsmOnprem), &ApiProbe::default());
+    assert!(st.webhook.healthy(NOW));
+    assert_eq!(st.webhook.ca_expiry(), Some(NOW + 365 * DAY), "the bundle's validity, not the old root's");
+}
+
+#[test]
+fn webhook_urls_are_checked_for_what_can_be_checked() {
+    assert_eq!(url_problem("https://istiod.istio-system.svc:15017/inject"), None);
+    assert!(url_problem("http://x/inject").unwrap().contains("not an https:// URL"));
+    assert!(url_problem("https:///inject").unwrap().contains("names no host"));
+    assert!(url_problem("https://:443/inject").is_some());
 }
 
 #[test]

@@ -146,6 +146,7 @@ fn webhook(name: &str, sel: &[(&str, &str)]) -> WebhookConfigInfo {
             }),
             object_selector: None,
             service: None,
+            url: None,
             ca_bundle: None,
             failure_policy: Some("Fail".into()),
         }],
