@@ -12,10 +12,16 @@ use tokio::process::{Child, Command};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_meshkeeper");
 
+/// The binary under test: this build's, or `E2E_MESHKEEPER_BIN` (to run the suite against
+/// another build, e.g. the release before a fix, and watch a test fail).
+pub fn bin() -> String {
+    std::env::var("E2E_MESHKEEPER_BIN").unwrap_or_else(|_| BIN.to_string())
+}
+
 /// The agent's command. Test-harness variables are removed from its environment: every
 /// `MESHKEEPER_*` variable is a configuration key to the agent, and an unknown one is an error.
 pub fn meshkeeper() -> Command {
-    let mut c = Command::new(BIN);
+    let mut c = Command::new(bin());
     for (k, _) in std::env::vars() {
         if k.starts_with("MESHKEEPER_") {
             c.env_remove(k);
@@ -43,9 +49,16 @@ pub fn have(tool: &str) -> bool {
 
 /// A simulated cluster with the install guide's layout and the agent's namespace.
 pub async fn cluster() -> Sim {
-    let sim = Sim::start(SimOptions::default()).await.expect("start kube-sim");
+    cluster_with(SimOptions::default(), true).await
+}
+
+/// A seeded simulated cluster with these options, with or without the `meshkeeper` namespace.
+pub async fn cluster_with(opts: SimOptions, agent_namespace: bool) -> Sim {
+    let sim = Sim::start(opts).await.expect("start kube-sim");
     kube_sim::seed::asm_onprem(&sim.cluster()).expect("seed");
-    sim.cluster().create("v1", "namespaces", "", json!({"metadata": {"name": "meshkeeper"}})).expect("ns");
+    if agent_namespace {
+        sim.cluster().create("v1", "namespaces", "", json!({"metadata": {"name": "meshkeeper"}})).expect("ns");
+    }
     sim
 }
 
@@ -65,6 +78,11 @@ pub fn config(extra: &str) -> String {
     )
 }
 
+/// As [`config`], with more `leader_election` keys (lines indented by two spaces).
+pub fn config_le(le: &str, extra: &str) -> String {
+    format!("http:\n  listen: 127.0.0.1:0\nleader_election:\n  namespace: meshkeeper\n{le}resync_seconds: 10\n{extra}")
+}
+
 pub async fn start(sim: &Sim, config_yaml: &str) -> Agent {
     start_with(sim, config_yaml, &["run"]).await
 }
@@ -80,8 +98,10 @@ pub async fn start_with(sim: &Sim, config_yaml: &str, args: &[&str]) -> Agent {
     if !args.contains(&"--kubeconfig") {
         cmd.arg("--kubeconfig").arg(sim.kubeconfig_path());
     }
+    if !args.contains(&"--log-format") {
+        cmd.args(["--log-format", "json"]);
+    }
     let mut child = cmd
-        .args(["--log-format", "json"])
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -105,6 +125,10 @@ pub async fn start_with(sim: &Sim, config_yaml: &str, args: &[&str]) -> Agent {
                 && let Some(a) = v["listen"].as_str()
             {
                 return a.to_string();
+            }
+            // Text logs: `... meshkeeper starting version=0.1.0 listen=127.0.0.1:PORT ...`
+            if let Some(rest) = l.split(" listen=").nth(1) {
+                return rest.split_whitespace().next().unwrap_or_default().to_string();
             }
         }
         panic!("meshkeeper exited before listening; logs:\n{}", logs_text(&logs));
@@ -227,6 +251,11 @@ impl Agent {
         std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill");
     }
 
+    /// Kills the process without a chance to clean up (no Lease release).
+    pub fn sigkill(&mut self) {
+        self.child.start_kill().expect("kill");
+    }
+
     pub fn logs(&self) -> String {
         logs_text(&self.logs)
     }
@@ -319,6 +348,16 @@ pub fn writes_by_meshkeeper(sim: &Sim, resource: &str) -> Vec<kube_sim::RequestR
             r.user_agent.starts_with("meshkeeper/")
                 && r.resource == resource
                 && matches!(r.verb.as_str(), "create" | "update" | "patch" | "delete")
+        })
+        .collect()
+}
+
+/// Requests meshkeeper sent with this verb (get, list, watch, create, update, patch, delete).
+pub fn requests_by_meshkeeper(sim: &Sim, verb: &str, resource: &str) -> Vec<kube_sim::RequestRecord> {
+    sim.requests()
+        .into_iter()
+        .filter(|r| {
+            r.user_agent.starts_with("meshkeeper/") && r.verb == verb && (resource.is_empty() || r.resource == resource)
         })
         .collect()
 }

@@ -8,4 +8,5 @@ mod daemon;
 mod gateway;
 mod injection;
 mod rbac;
+mod real_server;
 mod watcher;

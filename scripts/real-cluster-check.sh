@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# The issue-9 scenarios against a real cluster (any API server in $KUBECONFIG, e.g. a scratch
+# v1.36 control plane), with real kubectl, printing what it measured:
+#
+#   1. a freshly created gateway Service (NodePort, no nodePorts: the server allocates random
+#      ones) is fully pinned with one patch, no contest, no error; a later `kubectl patch` of a
+#      nodePort is undone within 1 s;
+#   2. an idle agent makes zero watch restarts and zero LISTs over IDLE_SECONDS (default 120);
+#   3. an agent whose Lease namespace does not exist keeps running as a follower and says why.
+#
+# Usage: KUBECONFIG=... scripts/real-cluster-check.sh [--keep]
+#   MK_BIN=path      the meshkeeper binary (default: cargo build --release, target/release)
+#   MK_NS=name       scratch namespace (default: mk-check; created and deleted)
+#   IDLE_SECONDS=n   length of the idle window of scenario 2 (default 120)
+#
+# It never touches anything but MK_NS (and leaves it when --keep is given). Exit 0 when every
+# scenario held, 1 otherwise. NB: MESHKEEPER_* variables are configuration to the agent, so the
+# script's own knobs are named MK_*.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+NS="${MK_NS:-mk-check}"
+IDLE="${IDLE_SECONDS:-120}"
+KEEP=0
+[ "${1:-}" = "--keep" ] && KEEP=1
+for tool in kubectl curl python3; do
+  command -v "$tool" >/dev/null || { echo "real-cluster-check: $tool is required" >&2; exit 2; }
+done
+if [ -z "${MK_BIN:-}" ]; then
+  (cd "$ROOT" && cargo build --release --quiet -p meshkeeper)
+  MK_BIN="$ROOT/target/release/meshkeeper"
+fi
+for v in $(env | grep -o '^MESHKEEPER_[A-Z0-9_]*' || true); do unset "$v"; done
+
+WORK="$(mktemp -d)"
+PIDS=()
+FAILED=0
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  if [ "$KEEP" = 0 ]; then kubectl delete namespace "$NS" --wait=false >/dev/null 2>&1 || true; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+say() { printf '\n=== %s\n' "$*"; }
+pass() { printf 'PASS  %s\n' "$*"; }
+fail() { printf 'FAIL  %s\n' "$*"; FAILED=1; }
+now_ms() { python3 -c 'import time; print(int(time.time()*1000))'; }
+
+# metric ADDR SERIES: the value of one series (empty when absent).
+metric() { curl -fs "http://$1/metrics" | awk -v s="$2" '$1 == s { print $2 }' | head -1; }
+# sum ADDR PREFIX: the sum of every series of a family.
+sum() { curl -fs "http://$1/metrics" | awk -v p="$2" 'index($1, p) == 1 { t += $2 } END { print t + 0 }'; }
+status_field() { curl -fs "http://$1/status" | python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$2"; }
+
+# start NAME CONFIG: runs the agent, waits until it listens; sets ADDR.
+start() {
+  local name="$1" log="$WORK/$1.log"
+  printf '%s' "$2" >"$WORK/$name.yaml"
+  "$MK_BIN" run --config "$WORK/$name.yaml" --log-format json >/dev/null 2>"$log" &
+  PIDS+=("$!")
+  for _ in $(seq 1 200); do
+    ADDR="$(python3 - "$log" <<'PY' 2>/dev/null || true
+import json, sys
+for line in open(sys.argv[1]):
+    try:
+        v = json.loads(line)
+    except ValueError:
+        continue
+    if "listen" in v:
+        print(v["listen"]); break
+PY
+)"
+    [ -n "$ADDR" ] && return 0
+    sleep 0.1
+  done
+  echo "meshkeeper ($name) did not start:"; cat "$log"; exit 1
+}
+
+wait_ready() {
+  for _ in $(seq 1 300); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$1/readyz")" = 200 ] && return 0
+    sleep 0.1
+  done
+  fail "not ready within 30 s: $(curl -s "http://$1/readyz")"
+  return 1
+}
+
+kubectl create namespace "$NS" >/dev/null 2>&1 || true
+echo "cluster: $(kubectl version -o json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])' || echo unknown)"
+
+CONFIG="http:
+  listen: 127.0.0.1:0
+leader_election:
+  namespace: $NS
+injection:
+  mode: audit
+control_plane:
+  enabled: false
+gateway:
+  mode: manual
+  namespace: $NS
+  repair: true
+"
+
+say "1. a fresh gateway Service is pinned with one patch; a later kubectl patch is undone"
+start agent "$CONFIG"
+wait_ready "$ADDR"
+for _ in $(seq 1 100); do [ "$(status_field "$ADDR" 'd["role"]')" = leader ] && break; sleep 0.1; done
+kubectl -n "$NS" apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Service
+metadata:
+  name: istio-ingressgateway
+spec:
+  type: NodePort
+  selector: {app: mk-check-none}
+  ports:
+    - {name: status-port, port: 15020}
+    - {name: http2, port: 80}
+    - {name: https, port: 443}
+    - {name: tcp, port: 31400}
+    - {name: https-kiali, port: 15029}
+    - {name: https-prometheus, port: 15030}
+    - {name: https-grafana, port: 15031}
+    - {name: https-tracing, port: 15032}
+    - {name: tls, port: 15443}
+EOF
+pinned() {
+  kubectl -n "$NS" get svc istio-ingressgateway -o json | python3 -c '
+import json, sys
+want = {"status-port": 30391, "http2": 31380, "https": 31390, "tcp": 31400, "https-kiali": 31073,
+        "https-prometheus": 30253, "https-grafana": 30050, "https-tracing": 31204, "tls": 30158}
+ports = {p["name"]: p.get("nodePort") for p in json.load(sys.stdin)["spec"]["ports"]}
+sys.exit(0 if all(ports.get(k) == v for k, v in want.items()) else 1)'
+}
+T0=$(now_ms)
+for _ in $(seq 1 100); do pinned && break; sleep 0.1; done
+if pinned; then pass "all nine nodePorts pinned $(( $(now_ms) - T0 )) ms after the Service was created"; else fail "not pinned within 10 s"; fi
+OK=$(metric "$ADDR" 'meshkeeper_actions_total{action="gateway_pin",result="success"}')
+BAD=$(curl -fs "http://$ADDR/metrics" | grep -E '^meshkeeper_actions_total\{action="gateway_pin",result="(conflict|error)"\}' || true)
+CONTESTED=$(status_field "$ADDR" 'any(f["reason"] == "RepairContested" for f in d["findings"])')
+[ "${OK:-0}" = 1 ] && pass "one patch (gateway_pin success = 1)" || fail "gateway_pin success = ${OK:-0} (want 1)"
+[ -z "$BAD" ] && pass "no conflict, no error" || fail "$BAD"
+[ "$CONTESTED" = False ] && pass "no RepairContested" || fail "RepairContested reported"
+BEFORE=$(metric "$ADDR" 'meshkeeper_gateway_repairs_total{field="node_port:http2",result="success"}')
+kubectl -n "$NS" patch svc istio-ingressgateway -p '{"spec":{"ports":[{"port":80,"nodePort":32080}]}}' >/dev/null
+T0=$(now_ms)
+for _ in $(seq 1 200); do
+  [ "$(metric "$ADDR" 'meshkeeper_gateway_repairs_total{field="node_port:http2",result="success"}')" != "$BEFORE" ] && break
+  sleep 0.02
+done
+T=$(( $(now_ms) - T0 ))
+if pinned && [ "$T" -lt 1000 ]; then pass "kubectl patch of http2 undone ${T} ms after kubectl returned"; else fail "kubectl patch not undone within 1 s (${T} ms)"; fi
+
+say "2. an idle agent: no watch restart, no LIST for ${IDLE} s"
+R0=$(sum "$ADDR" meshkeeper_watch_restarts_total)
+L0=$(sum "$ADDR" meshkeeper_watch_lists_total)
+sleep "$IDLE"
+R1=$(sum "$ADDR" meshkeeper_watch_restarts_total)
+L1=$(sum "$ADDR" meshkeeper_watch_lists_total)
+[ "$R0" = "$R1" ] && pass "watch restarts: $R0 -> $R1" || fail "watch restarts: $R0 -> $R1"
+[ "$L0" = "$L1" ] && pass "LISTs by the watches: $L0 -> $L1" || fail "LISTs by the watches: $L0 -> $L1"
+
+say "3. without its namespace the agent keeps running and says why it cannot lead"
+MISSING="mk-missing-$RANDOM"
+start orphan "http:
+  listen: 127.0.0.1:0
+leader_election:
+  namespace: $MISSING
+control_plane:
+  enabled: false
+gateway:
+  mode: off
+"
+ORPHAN="$ADDR"
+FOUND=""
+for _ in $(seq 1 100); do
+  FOUND=$(status_field "$ORPHAN" '[f["message"] for f in d["findings"] if f["reason"] == "LeaseNamespaceMissing"]' 2>/dev/null || true)
+  [ -n "$FOUND" ] && [ "$FOUND" != "[]" ] && break
+  sleep 0.1
+done
+ROLE=$(status_field "$ORPHAN" 'd["role"]')
+if [ -n "$FOUND" ] && [ "$FOUND" != "[]" ] && [ "$ROLE" = follower ]; then
+  pass "still running as $ROLE; $FOUND"
+else
+  fail "role $ROLE, LeaseNamespaceMissing: $FOUND"
+fi
+grep -q 'Status {' "$WORK/orphan.log" && fail "Debug output in the logs" || pass "errors are one readable line (no Debug output in the logs)"
+
+say "summary"
+[ "$FAILED" = 0 ] && echo "every scenario held" || echo "some scenarios FAILED"
+exit "$FAILED"
