@@ -44,8 +44,12 @@ pub struct SimOptions {
     pub port: u16,
     /// Watch events kept for watches that resume from a resourceVersion (older ones get 410).
     pub history: usize,
-    /// Period of BOOKMARK events on watches that allow them (a real server: about a minute).
+    /// Period of BOOKMARK events on watches that allow them (default 60 s, as a real server's
+    /// watch cache; tests that need bookmarks soon set a short one).
     pub bookmark_interval: Duration,
+    /// A watch without `timeoutSeconds` ends after this times a random factor in [1, 2), as
+    /// the real server's `--min-request-timeout` (default 1800 s).
+    pub min_request_timeout: Duration,
     /// Run the cluster actors (scheduler/kubelet, deployment controller, sidecar injector).
     pub actors: bool,
     /// Enforce authentication (bearer tokens) and RBAC; off: every request is the admin's.
@@ -54,7 +58,14 @@ pub struct SimOptions {
 
 impl Default for SimOptions {
     fn default() -> Self {
-        SimOptions { port: 0, history: 10_000, bookmark_interval: Duration::from_secs(1), actors: true, rbac: false }
+        SimOptions {
+            port: 0,
+            history: 10_000,
+            bookmark_interval: Duration::from_secs(60),
+            min_request_timeout: Duration::from_secs(1800),
+            actors: true,
+            rbac: false,
+        }
     }
 }
 
@@ -69,6 +80,10 @@ impl SimOptions {
     }
     pub fn bookmark_interval(mut self, d: Duration) -> Self {
         self.bookmark_interval = d;
+        self
+    }
+    pub fn min_request_timeout(mut self, d: Duration) -> Self {
+        self.min_request_timeout = d;
         self
     }
     pub fn actors(mut self, on: bool) -> Self {
@@ -114,6 +129,7 @@ impl Sim {
             requests: Mutex::new(Default::default()),
             drop_watches,
             bookmark_interval: opts.bookmark_interval,
+            min_request_timeout: opts.min_request_timeout,
             bookmarks_sent: std::sync::atomic::AtomicU64::new(0),
         });
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port)).await?;
@@ -407,4 +423,14 @@ impl Faults {
 /// Writes text to a file (for binaries printing paths).
 pub fn write_file(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::write(path, text)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn defaults_are_the_real_servers() {
+        let o = super::SimOptions::default();
+        assert_eq!(o.bookmark_interval, std::time::Duration::from_secs(60), "bookmarks about once a minute");
+        assert_eq!(o.min_request_timeout, std::time::Duration::from_secs(1800), "--min-request-timeout");
+    }
 }

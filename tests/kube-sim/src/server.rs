@@ -88,6 +88,8 @@ pub struct Shared {
     /// Bumped to drop every open watch.
     pub drop_watches: watch::Sender<u64>,
     pub bookmark_interval: Duration,
+    /// Watches without `timeoutSeconds` end after this times a random factor in [1, 2).
+    pub min_request_timeout: Duration,
     /// BOOKMARK events sent on watches so far (tests observe bookmarks by their count).
     pub bookmarks_sent: std::sync::atomic::AtomicU64,
     /// Some when RBAC is enforced (SimOptions::rbac).
@@ -1053,11 +1055,9 @@ fn watch(
         fields = FieldSelector::parse(&format!("metadata.name={n}")).unwrap_or(fields);
     }
     let bookmarks = q.get("allowWatchBookmarks").is_some_and(|v| v == "true");
-    let timeout = q
-        .get("timeoutSeconds")
-        .and_then(|t| t.parse::<u64>().ok())
-        .map(Duration::from_secs)
-        .unwrap_or(Duration::from_secs(1800));
+    let lifetime =
+        watch_lifetime(q.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()), shared.min_request_timeout);
+    let started = tokio::time::Instant::now();
     let initial = q.get("sendInitialEvents").is_some_and(|v| v == "true");
     let rv_param: Option<u64> = q.get("resourceVersion").filter(|r| !r.is_empty()).and_then(|r| r.parse().ok());
     let rt = rt.clone();
@@ -1121,18 +1121,19 @@ fn watch(
                 return;
             }
         }
-        let deadline = tokio::time::sleep(timeout);
+        let end = started.checked_add(lifetime).unwrap_or(started + Duration::from_secs(86_400 * 365));
+        let deadline = tokio::time::sleep_until(end);
         tokio::pin!(deadline);
-        let mut tick = tokio::time::interval(interval);
-        tick.tick().await;
+        let mut next_bm = if bookmarks { next_bookmark(started, interval, end) } else { None };
         let mut last_rv = start_rv;
         loop {
             tokio::select! {
                 _ = &mut deadline => return,
                 _ = dropped.changed() => return,
-                _ = tick.tick(), if bookmarks => {
+                _ = tokio::time::sleep_until(next_bm.unwrap_or(end)), if next_bm.is_some() => {
                     if tx.send(Ok(bookmark(&rt, last_rv, false))).await.is_err() { return; }
                     counter.bookmarks_sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    next_bm = next_bookmark(tokio::time::Instant::now(), interval, end);
                 }
                 ev = live.recv() => match ev {
                     Ok(e) => {
@@ -1149,6 +1150,39 @@ fn watch(
     stream_response(tokio_stream_from(rx))
 }
 
+/// How long a watch lasts: the client's `timeoutSeconds`, or (absent or 0) the server's
+/// `--min-request-timeout` times a random factor in [1, 2), as kube-apiserver does.
+pub fn watch_lifetime(timeout_seconds: Option<u64>, min_request_timeout: Duration) -> Duration {
+    match timeout_seconds.filter(|t| *t > 0) {
+        Some(t) => Duration::from_secs(t),
+        None => min_request_timeout.mul_f64(1.0 + random_unit()),
+    }
+}
+
+/// When a watch's next BOOKMARK is due, by the watch cache's rule: one `interval` after `now`,
+/// or 2 s before the watch's `deadline` if that comes first; None once that moment has passed
+/// (a watch shorter than 2 s gets no bookmark, one with `timeoutSeconds=60` gets its only
+/// bookmark at about 58 s).
+pub fn next_bookmark(
+    now: tokio::time::Instant,
+    interval: Duration,
+    deadline: tokio::time::Instant,
+) -> Option<tokio::time::Instant> {
+    let heartbeat = now.checked_add(interval)?;
+    let due = match deadline.checked_sub(Duration::from_secs(2)) {
+        Some(pre) => heartbeat.min(pre),
+        None => heartbeat,
+    };
+    (due > now).then_some(due)
+}
+
+/// A random number in [0, 1) (std's per-instance random hasher keys; no RNG dependency).
+fn random_unit() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let h = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    (h >> 11) as f64 / (1u64 << 53) as f64
+}
+
 fn tokio_stream_from(
     mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, Infallible>>,
 ) -> futures::stream::BoxStream<'static, Result<Bytes, Infallible>> {
@@ -1159,4 +1193,41 @@ fn stream_response(s: futures::stream::BoxStream<'static, Result<Bytes, Infallib
     let mut r = Response::new(Body::from_stream(s));
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    #[test]
+    fn bookmarks_come_a_minute_apart_and_once_just_before_the_deadline() {
+        let now = Instant::now();
+        let minute = Duration::from_secs(60);
+        // timeoutSeconds=290 (kube-runtime): every 60 s, the last one 2 s before the end
+        let end = now + Duration::from_secs(290);
+        assert_eq!(next_bookmark(now, minute, end), Some(now + minute));
+        let at_240 = now + Duration::from_secs(240);
+        assert_eq!(next_bookmark(at_240, minute, end), Some(now + Duration::from_secs(288)));
+        assert_eq!(next_bookmark(now + Duration::from_secs(288), minute, end), None);
+        // timeoutSeconds=60: one bookmark at 58 s (07-quiet-watch.json: 57.999 s)
+        let end = now + minute;
+        assert_eq!(next_bookmark(now, minute, end), Some(now + Duration::from_secs(58)));
+        // shorter than 2 s: none
+        assert_eq!(next_bookmark(now, minute, now + Duration::from_secs(1)), None);
+    }
+
+    #[test]
+    fn watch_lifetime_is_the_timeout_or_min_request_timeout_times_one_to_two() {
+        assert_eq!(watch_lifetime(Some(60), Duration::from_secs(1800)), Duration::from_secs(60));
+        for t in [None, Some(0)] {
+            for _ in 0..100 {
+                let d = watch_lifetime(t, Duration::from_secs(1800));
+                assert!(d >= Duration::from_secs(1800) && d < Duration::from_secs(3600), "{d:?}");
+            }
+        }
+        let spread: std::collections::BTreeSet<Duration> =
+            (0..20).map(|_| watch_lifetime(None, Duration::from_secs(1800))).collect();
+        assert!(spread.len() > 1, "the factor is random");
+    }
 }

@@ -51,24 +51,67 @@ async fn watch_from_resource_version_and_initial_added() {
 }
 
 #[tokio::test]
-async fn bookmarks_and_timeout() {
+async fn quiet_watch_sends_only_bookmarks_and_ends_at_timeout() {
+    let interval = Duration::from_millis(100);
+    let sim =
+        kube_sim::Sim::start(kube_sim::SimOptions::default().actors(false).bookmark_interval(interval)).await.unwrap();
+    let c = Client::new(sim.addr());
+    let cl = sim.cluster();
+    cl.create("v1", "namespaces", "", ns_obj("quiet")).unwrap();
+    cl.create("v1", "namespaces", "", ns_obj("busy")).unwrap();
+    let rv = cl.resource_version();
+    let started = std::time::Instant::now();
+    let mut w = c
+        .watch(&format!(
+            "/api/v1/namespaces/quiet/configmaps?watch=1&allowWatchBookmarks=true&resourceVersion={rv}&timeoutSeconds=3"
+        ))
+        .await;
+    // Writes elsewhere move the server's resourceVersion but send nothing on this watch.
+    for i in 0..5 {
+        cl.create("v1", "configmaps", "busy", json!({"metadata": {"name": format!("cm-{i}")}})).unwrap();
+    }
+    let mut bookmarks = Vec::new();
+    while let Some(ev) = w.next().await {
+        assert_eq!(ev["type"], "BOOKMARK", "a quiet watch sends nothing but bookmarks: {ev}");
+        assert_eq!(ev["object"]["kind"], "ConfigMap");
+        bookmarks.push((started.elapsed(), rv_of(&ev["object"])));
+    }
+    let ended = started.elapsed();
+    assert!(ended >= Duration::from_secs(3), "ended at timeoutSeconds, not before: {ended:?}");
+    assert!(!bookmarks.is_empty());
+    assert!(bookmarks[0].0 >= interval, "the first bookmark comes one interval in: {bookmarks:?}");
+    // The last one is due 2 s before the deadline (the watch cache's pre-timeout bookmark).
+    let last = bookmarks.last().unwrap().0;
+    assert!(last < Duration::from_millis(1900), "no bookmark in the last 2 s: {bookmarks:?}");
+    assert!(bookmarks.iter().all(|(_, v)| *v >= rv + 5), "bookmarks carry the server's resourceVersion");
+}
+
+#[tokio::test]
+async fn short_watches_get_no_bookmark_and_unbounded_ones_end_after_min_request_timeout() {
     let sim = kube_sim::Sim::start(
-        kube_sim::SimOptions::default().actors(false).bookmark_interval(Duration::from_millis(100)),
+        kube_sim::SimOptions::default()
+            .actors(false)
+            .bookmark_interval(Duration::from_millis(50))
+            .min_request_timeout(Duration::from_millis(300)),
     )
     .await
     .unwrap();
     let c = Client::new(sim.addr());
     let rv = sim.cluster().resource_version();
+    // timeoutSeconds=1: the pre-timeout moment (deadline - 2 s) is already past, so no bookmark.
     let mut w = c
         .watch(&format!("/api/v1/namespaces?watch=true&allowWatchBookmarks=true&resourceVersion={rv}&timeoutSeconds=1"))
         .await;
-    let ev = w.next().await.unwrap();
-    assert_eq!(ev["type"], "BOOKMARK");
-    assert_eq!(ev["object"]["kind"], "Namespace");
-    assert!(ev["object"]["metadata"]["resourceVersion"].is_string());
-    // the stream ends cleanly at timeoutSeconds
-    let end = tokio::time::timeout(Duration::from_secs(5), async { while w.next_unbounded().await.is_some() {} }).await;
-    assert!(end.is_ok(), "the watch ended by itself");
+    assert!(w.next().await.is_none(), "no events, then the end at 1 s");
+    // No timeoutSeconds: the server ends it after min_request_timeout x [1, 2).
+    let started = std::time::Instant::now();
+    let mut w = c.watch(&format!("/api/v1/namespaces?watch=true&resourceVersion={rv}")).await;
+    assert!(w.next().await.is_none());
+    let ended = started.elapsed();
+    assert!(
+        ended >= Duration::from_millis(300) && ended < Duration::from_millis(900),
+        "ended after min_request_timeout x [1, 2): {ended:?}"
+    );
 }
 
 #[tokio::test]
