@@ -15,6 +15,7 @@
 
 pub mod actors;
 pub mod auth;
+pub mod defaults;
 pub mod patch;
 pub mod proto;
 pub mod rbac;

@@ -52,16 +52,65 @@ impl ApiError {
         s
     }
 
-    fn invalid(rt: &ResourceType, name: &str, causes: Vec<(String, String)>) -> Self {
-        let msg = causes.iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join(", ");
-        let kind = rt.kind.clone();
-        let mut e = ApiError::new(422, "Invalid", format!("{kind} \"{name}\" is invalid: {msg}"))
-            .with_details(name, &rt.group, &kind);
+    /// 422 Invalid for `Kind "name"` with field errors `(field, message)`, as
+    /// `errors.NewInvalid` renders them: one error plain, several (deduplicated) in brackets;
+    /// each cause's reason follows from its message (`Invalid value` -> FieldValueInvalid ...).
+    pub fn invalid(rt: &ResourceType, name: &str, causes: Vec<(String, String)>) -> Self {
+        let qualified = if rt.group.is_empty() { rt.kind.clone() } else { format!("{}.{}", rt.kind, rt.group) };
+        ApiError::invalid_as(&qualified, name, &rt.group, &rt.kind, causes)
+    }
+
+    /// 422 Invalid with an explicit qualified kind for the message (`leases.coordination.k8s.io`
+    /// for the registry's own checks, `PatchOptions.meta.k8s.io` for options) and details kind.
+    pub fn invalid_as(qualified: &str, name: &str, group: &str, kind: &str, causes: Vec<(String, String)>) -> Self {
+        let msgs: Vec<String> =
+            causes.iter().map(|(f, m)| if f.is_empty() { m.clone() } else { format!("{f}: {m}") }).collect();
+        let mut e = ApiError::new(422, "Invalid", format!("{qualified} \"{name}\" is invalid: {}", aggregate(&msgs)))
+            .with_details(name, group, kind);
         e.details["causes"] = Value::Array(
-            causes.iter().map(|(f, m)| json!({"reason": "FieldValueInvalid", "message": m, "field": f})).collect(),
+            causes
+                .iter()
+                .map(|(f, m)| {
+                    let mut c = json!({"reason": cause_reason(m), "message": m});
+                    if !f.is_empty() {
+                        c["field"] = json!(f);
+                    }
+                    c
+                })
+                .collect(),
         );
         e
     }
+}
+
+/// `utilerrors.NewAggregate(...).Error()`: one message as is, several deduplicated in `[a, b]`.
+pub fn aggregate(msgs: &[String]) -> String {
+    let mut seen: Vec<&String> = Vec::new();
+    for m in msgs {
+        if !seen.contains(&m) {
+            seen.push(m);
+        }
+    }
+    match seen.as_slice() {
+        [one] => (*one).clone(),
+        many => format!("[{}]", many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")),
+    }
+}
+
+/// The StatusCause reason of a field error, from the way its message starts (field.ErrorType).
+fn cause_reason(message: &str) -> &'static str {
+    const KINDS: [(&str, &str); 9] = [
+        ("Invalid value", "FieldValueInvalid"),
+        ("Required value", "FieldValueRequired"),
+        ("Forbidden", "FieldValueForbidden"),
+        ("Unsupported value", "FieldValueNotSupported"),
+        ("Duplicate value", "FieldValueDuplicate"),
+        ("Too long", "FieldValueTooLong"),
+        ("Too many", "FieldValueTooMany"),
+        ("Not found", "FieldValueNotFound"),
+        ("Internal error", "InternalError"),
+    ];
+    KINDS.iter().find(|(p, _)| message.starts_with(p)).map_or("FieldValueInvalid", |(_, r)| r)
 }
 
 /// A stored object: its serialized JSON (what get/list/watch send) and a small index of what
@@ -417,8 +466,11 @@ impl Store {
         }
     }
 
-    /// Allocates clusterIP and nodePorts of a Service; rejects a nodePort held by another.
-    fn allocate_service(
+    /// The Service registry, after field management: drops what a type change makes moot
+    /// (dropTypeDependentFields), validates ports, keeps allocated values an update left out
+    /// (patchAllocatedValues), allocates clusterIP/clusterIPs, ipFamilies/ipFamilyPolicy and
+    /// nodePorts (owned by no manager, as on a real server) and empties status on create.
+    fn prepare_service(
         &mut self,
         rt: &ResourceType,
         key: &Key,
@@ -429,9 +481,147 @@ impl Store {
         if !obj["spec"].is_object() {
             obj["spec"] = json!({});
         }
+        let ty = |v: &Value| v["spec"]["type"].as_str().unwrap_or("ClusterIP").to_string();
+        let needs_ip = |v: &Value| ty(v) != "ExternalName";
+        let needs_np = |v: &Value| {
+            let t = ty(v);
+            t == "NodePort"
+                || (t == "LoadBalancer" && v["spec"]["allocateLoadBalancerNodePorts"].as_bool() != Some(false))
+        };
+        let needs_hc = |v: &Value| ty(v) == "LoadBalancer" && v["spec"]["externalTrafficPolicy"] == "Local";
+        let node_ports = |v: &Value| -> Vec<Option<i64>> {
+            v["spec"]["ports"]
+                .as_array()
+                .map(|ps| ps.iter().map(|p| p["nodePort"].as_i64()).collect())
+                .unwrap_or_default()
+        };
+        let spec_of =
+            |v: &Value| -> serde_json::Map<String, Value> { v["spec"].as_object().cloned().unwrap_or_default() };
+        if let Some(old) = old {
+            let mut spec = spec_of(obj);
+            if needs_ip(old) && !needs_ip(obj) {
+                if obj["spec"]["clusterIP"] == old["spec"]["clusterIP"]
+                    && obj["spec"]["clusterIPs"] == old["spec"]["clusterIPs"]
+                {
+                    spec.remove("clusterIP");
+                    spec.remove("clusterIPs");
+                }
+                if obj["spec"]["ipFamilies"] == old["spec"]["ipFamilies"] {
+                    spec.remove("ipFamilies");
+                }
+                if obj["spec"]["ipFamilyPolicy"] == old["spec"]["ipFamilyPolicy"] {
+                    spec.remove("ipFamilyPolicy");
+                }
+            }
+            if needs_np(old)
+                && !needs_np(obj)
+                && node_ports(old) == node_ports(obj)
+                && let Some(ps) = spec.get_mut("ports").and_then(Value::as_array_mut)
+            {
+                for p in ps.iter_mut().filter_map(Value::as_object_mut) {
+                    p.remove("nodePort");
+                }
+            }
+            if needs_hc(old)
+                && !needs_hc(obj)
+                && obj["spec"]["healthCheckNodePort"] == old["spec"]["healthCheckNodePort"]
+            {
+                spec.remove("healthCheckNodePort");
+            }
+            let external = |v: &Value| {
+                let t = ty(v);
+                t == "NodePort"
+                    || t == "LoadBalancer"
+                    || (t == "ClusterIP" && v["spec"]["externalIPs"].as_array().is_some_and(|a| !a.is_empty()))
+            };
+            if external(old)
+                && !external(obj)
+                && obj["spec"]["externalTrafficPolicy"] == old["spec"]["externalTrafficPolicy"]
+            {
+                spec.remove("externalTrafficPolicy");
+            }
+            if ty(old) == "LoadBalancer"
+                && ty(obj) != "LoadBalancer"
+                && obj["spec"]["allocateLoadBalancerNodePorts"] == old["spec"]["allocateLoadBalancerNodePorts"]
+            {
+                spec.remove("allocateLoadBalancerNodePorts");
+            }
+            obj["spec"] = Value::Object(spec);
+        }
+        // ValidateService (the part kube-sim models).
+        let t = ty(obj);
+        let mut causes = Vec::new();
+        let ports = obj["spec"]["ports"].as_array().cloned().unwrap_or_default();
+        if ports.is_empty() && t != "ExternalName" {
+            causes.push(("spec.ports".to_string(), "Required value".to_string()));
+        }
+        for (i, p) in ports.iter().enumerate() {
+            if ports.len() > 1 && p["name"].as_str().is_none_or(str::is_empty) {
+                causes.push((format!("spec.ports[{i}].name"), "Required value".into()));
+            }
+            match p["port"].as_i64() {
+                Some(n) if (1..=65535).contains(&n) => {}
+                other => causes.push((
+                    format!("spec.ports[{i}].port"),
+                    format!("Invalid value: {}: must be between 1 and 65535, inclusive", other.unwrap_or(0)),
+                )),
+            }
+            if matches!(t.as_str(), "ClusterIP" | "ExternalName") && p["nodePort"].as_i64().is_some_and(|n| n != 0) {
+                causes.push((
+                    format!("spec.ports[{i}].nodePort"),
+                    format!("Forbidden: may not be used when `type` is '{t}'"),
+                ));
+            }
+        }
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(rt, &name, causes));
+        }
+        if let Some(old) = old {
+            if needs_ip(old) && needs_ip(obj) {
+                for f in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+                    let missing = match &obj["spec"][f] {
+                        Value::Null => true,
+                        Value::String(s) => s.is_empty(),
+                        Value::Array(a) => a.is_empty(),
+                        _ => false,
+                    };
+                    if missing && !old["spec"][f].is_null() {
+                        obj["spec"][f] = old["spec"][f].clone();
+                    }
+                }
+            }
+            if needs_np(old) && needs_np(obj) {
+                let mine: Vec<i64> = node_ports(obj).into_iter().flatten().collect();
+                let used: Vec<i64> = node_ports(old).into_iter().flatten().filter(|n| mine.contains(n)).collect();
+                let by_name: HashMap<String, i64> = old["spec"]["ports"]
+                    .as_array()
+                    .map(|ps| {
+                        ps.iter()
+                            .filter_map(|p| {
+                                Some((p["name"].as_str().unwrap_or_default().to_string(), p["nodePort"].as_i64()?))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if let Some(ps) = obj["spec"]["ports"].as_array_mut() {
+                    for p in ps.iter_mut() {
+                        if p["nodePort"].as_i64().is_none_or(|n| n == 0)
+                            && let Some(n) = by_name.get(p["name"].as_str().unwrap_or_default())
+                            && !used.contains(n)
+                        {
+                            p["nodePort"] = json!(n);
+                        }
+                    }
+                }
+            }
+            if needs_hc(old) && needs_hc(obj) && obj["spec"]["healthCheckNodePort"].as_i64().is_none_or(|n| n == 0) {
+                obj["spec"]["healthCheckNodePort"] = old["spec"]["healthCheckNodePort"].clone();
+            }
+        }
         let old_ip = old.and_then(|o| o["spec"]["clusterIP"].as_str()).filter(|s| !s.is_empty());
         if let (Some(old_ip), Some(new_ip)) = (old_ip, obj["spec"]["clusterIP"].as_str().filter(|s| !s.is_empty()))
             && old_ip != new_ip
+            && needs_ip(obj)
         {
             return Err(ApiError::invalid(
                 rt,
@@ -442,45 +632,75 @@ impl Store {
                 )],
             ));
         }
-        if obj["spec"]["clusterIP"].as_str().is_none_or(str::is_empty) {
-            let ip = old.and_then(|o| o["spec"]["clusterIP"].as_str().map(str::to_string)).unwrap_or_else(|| {
-                self.next_ip += 1;
-                format!("10.96.{}.{}", (self.next_ip >> 8) & 255, self.next_ip & 255)
-            });
-            obj["spec"]["clusterIP"] = json!(ip);
+        if needs_ip(obj) {
+            if obj["spec"]["clusterIP"].as_str().is_none_or(str::is_empty) {
+                let ip = match obj["spec"]["clusterIPs"][0].as_str() {
+                    Some(ip) => ip.to_string(),
+                    None => {
+                        self.next_ip += 1;
+                        format!("10.96.{}.{}", (self.next_ip >> 8) & 255, self.next_ip & 255)
+                    }
+                };
+                obj["spec"]["clusterIP"] = json!(ip);
+            }
+            if obj["spec"]["clusterIPs"].as_array().is_none_or(Vec::is_empty) {
+                obj["spec"]["clusterIPs"] = json!([obj["spec"]["clusterIP"]]);
+            }
+            if obj["spec"]["ipFamilies"].as_array().is_none_or(Vec::is_empty) {
+                obj["spec"]["ipFamilies"] = json!(["IPv4"]);
+            }
+            if obj["spec"]["ipFamilyPolicy"].as_str().is_none_or(str::is_empty) {
+                let headless_without_selector = obj["spec"]["clusterIP"] == "None"
+                    && obj["spec"]["selector"].as_object().is_none_or(|m| m.is_empty());
+                obj["spec"]["ipFamilyPolicy"] =
+                    json!(if headless_without_selector { "RequireDualStack" } else { "SingleStack" });
+            }
         }
-        let ty = obj["spec"]["type"].as_str().unwrap_or("ClusterIP").to_string();
-        let wants_node_ports = ty == "NodePort" || ty == "LoadBalancer";
+        let wants_node_ports = needs_np(obj);
         let mut causes = Vec::new();
         let mut mine: Vec<i64> = Vec::new();
-        if let Some(ports) = obj["spec"]["ports"].as_array_mut() {
+        let check = |this: &Self, field: String, np: i64, mine: &mut Vec<i64>, causes: &mut Vec<(String, String)>| {
+            if !(30000..=32767).contains(&np) {
+                causes.push((field, format!("Invalid value: {np}: provided port is not in the valid range. The range of valid ports is 30000-32767")));
+            } else if this.node_ports.get(&np).is_some_and(|k| k != key) || mine.contains(&np) {
+                causes.push((field, format!("Invalid value: {np}: provided port is already allocated")));
+            } else {
+                mine.push(np);
+            }
+        };
+        let mut ports = obj["spec"]["ports"].as_array().cloned().unwrap_or_default();
+        for (i, p) in ports.iter().enumerate() {
+            if let Some(np) = p["nodePort"].as_i64().filter(|n| *n != 0) {
+                check(self, format!("spec.ports[{i}].nodePort"), np, &mut mine, &mut causes);
+            }
+        }
+        if let Some(np) = obj["spec"]["healthCheckNodePort"].as_i64().filter(|n| *n != 0) {
+            check(self, "spec.healthCheckNodePort".into(), np, &mut mine, &mut causes);
+        }
+        let free = |mine: &mut Vec<i64>| {
+            let n = (30000..=32767).find(|n| !self.node_ports.contains_key(n) && !mine.contains(n));
+            if let Some(n) = n {
+                mine.push(n);
+            }
+            n
+        };
+        if wants_node_ports {
             for (i, p) in ports.iter_mut().enumerate() {
-                if !wants_node_ports {
-                    if let Some(m) = p.as_object_mut() {
-                        m.remove("nodePort");
-                    }
-                    continue;
-                }
-                match p["nodePort"].as_i64() {
-                    Some(np) if !(30000..=32767).contains(&np) => causes.push((
-                        format!("spec.ports[{i}].nodePort"),
-                        format!("Invalid value: {np}: provided port is not in the valid range. The range of valid ports is 30000-32767"),
-                    )),
-                    Some(np) if self.node_ports.get(&np).is_some_and(|k| k != key) || mine.contains(&np) => {
-                        causes.push((format!("spec.ports[{i}].nodePort"), format!("Invalid value: {np}: provided port is already allocated")))
-                    }
-                    Some(np) => mine.push(np),
-                    None => {
-                        let free = (30000..=32767).find(|n| !self.node_ports.contains_key(n) && !mine.contains(n));
-                        match free {
-                            Some(n) => {
-                                p["nodePort"] = json!(n);
-                                mine.push(n);
-                            }
-                            None => causes.push((format!("spec.ports[{i}].nodePort"), "Internal error: range is full".into())),
+                if p["nodePort"].as_i64().is_none_or(|n| n == 0) {
+                    match free(&mut mine) {
+                        Some(n) => p["nodePort"] = json!(n),
+                        None => {
+                            causes.push((format!("spec.ports[{i}].nodePort"), "Internal error: range is full".into()))
                         }
                     }
                 }
+            }
+            obj["spec"]["ports"] = Value::Array(ports);
+        }
+        if needs_hc(obj) && obj["spec"]["healthCheckNodePort"].as_i64().is_none_or(|n| n == 0) {
+            match free(&mut mine) {
+                Some(n) => obj["spec"]["healthCheckNodePort"] = json!(n),
+                None => causes.push(("spec.healthCheckNodePort".into(), "Internal error: range is full".into())),
             }
         }
         if !causes.is_empty() {
@@ -489,6 +709,9 @@ impl Store {
         self.node_ports.retain(|_, k| k != key);
         for n in mine {
             self.node_ports.insert(n, key.clone());
+        }
+        if old.is_none() {
+            obj["status"] = json!({"loadBalancer": {}});
         }
         Ok(())
     }
@@ -603,12 +826,14 @@ impl Store {
             }
             new["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(key.1);
         }
+        crate::defaults::apply(&rt.kind, &mut new);
         validate(&rt, &new)?;
-        if rt.kind == "Service" {
-            self.allocate_service(&rt, &key, &mut new, old.as_deref())?;
-        }
         if manager != "__apply__" {
             patch::record_update(old.as_deref(), &mut new, manager, sub, &now);
+        }
+        // What the registry sets after field management is owned by no manager.
+        if rt.kind == "Service" && sub.is_none() {
+            self.prepare_service(&rt, &key, &mut new, old.as_deref())?;
         }
         if let Some(m) = new["metadata"].as_object_mut() {
             m.remove("resourceVersion");
@@ -1056,7 +1281,7 @@ mod tests {
             "{}",
             err.message
         );
-        let a = s.create(svc, "a", json!({"metadata": {"name": "gw"}, "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 31380}, {"port": 443}]}}), &o, "t").unwrap();
+        let a = s.create(svc, "a", json!({"metadata": {"name": "gw"}, "spec": {"type": "NodePort", "ports": [{"name": "http", "port": 80, "nodePort": 31380}, {"name": "https", "port": 443}]}}), &o, "t").unwrap();
         assert_eq!(a["spec"]["ports"][0]["nodePort"], 31380);
         assert!(a["spec"]["ports"][1]["nodePort"].as_i64().is_some_and(|p| (30000..=32767).contains(&p)));
         let err = s.create(svc, "a", json!({"metadata": {"name": "other"}, "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 31380}]}}), &o, "t").unwrap_err();

@@ -543,6 +543,95 @@ async fn services_cluster_ip_and_node_ports() {
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
 }
 
+/// 06-nodeport.json: defaulting, what the registry allocates (owned by nobody) and the 422s.
+#[tokio::test]
+async fn services_default_and_allocate_like_a_real_server() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    sim.cluster().create("v1", "namespaces", "", ns_obj("svc")).unwrap();
+    let r = c
+        .post(
+            "/api/v1/namespaces/svc/services",
+            &json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "np-auto"},
+                "spec": {"type": "NodePort", "selector": {"app": "np-auto"},
+                    "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}, {"name": "https", "port": 443}]}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let v = r.json();
+    let spec = &v["spec"];
+    assert_eq!(spec["ports"][1]["protocol"], "TCP");
+    assert_eq!(spec["ports"][1]["targetPort"], 443);
+    for (f, want) in [
+        ("sessionAffinity", json!("None")),
+        ("externalTrafficPolicy", json!("Cluster")),
+        ("internalTrafficPolicy", json!("Cluster")),
+        ("ipFamilies", json!(["IPv4"])),
+        ("ipFamilyPolicy", json!("SingleStack")),
+    ] {
+        assert_eq!(spec[f], want, "{f}");
+    }
+    assert_eq!(spec["clusterIPs"], json!([spec["clusterIP"]]));
+    assert!(spec["ports"].as_array().unwrap().iter().all(|p| p["nodePort"].as_i64().is_some()));
+    assert_eq!(v["status"], json!({"loadBalancer": {}}));
+    // The creator owns what it sent and the defaults, not what the registry allocated.
+    let mf = &v["metadata"]["managedFields"];
+    assert_eq!(mf.as_array().unwrap().len(), 1);
+    let owned = mf[0]["fieldsV1"]["f:spec"].as_object().unwrap();
+    for f in ["f:sessionAffinity", "f:externalTrafficPolicy", "f:internalTrafficPolicy", "f:type", "f:ports"] {
+        assert!(owned.contains_key(f), "creator owns {f}: {mf}");
+    }
+    for f in ["f:clusterIP", "f:clusterIPs", "f:ipFamilies", "f:ipFamilyPolicy"] {
+        assert!(!owned.contains_key(f), "nobody owns {f}: {mf}");
+    }
+    let port443 = &owned["f:ports"]["k:{\"port\":443,\"protocol\":\"TCP\"}"];
+    assert!(port443.get("f:targetPort").is_some() && port443.get("f:nodePort").is_none(), "{port443}");
+    // So another manager applying a nodePort of its own conflicts with nobody.
+    let np = spec["ports"][0]["nodePort"].as_i64().unwrap();
+    let want = if np == 32080 { 32081 } else { 32080 };
+    let r = c
+        .patch(
+            "/api/v1/namespaces/svc/services/np-auto?fieldManager=meshkeeper",
+            "application/apply-patch+yaml",
+            &json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "np-auto"},
+                "spec": {"ports": [{"port": 80, "protocol": "TCP", "nodePort": want}]}})
+            .to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["spec"]["ports"][0]["nodePort"], want);
+    // A nodePort on a ClusterIP Service is forbidden.
+    let r = c
+        .post(
+            "/api/v1/namespaces/svc/services",
+            &json!({"metadata": {"name": "cip-np"}, "spec": {"type": "ClusterIP", "ports": [{"port": 80, "nodePort": 31998}]}}),
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    let e = r.json();
+    assert_eq!(
+        e["message"],
+        "Service \"cip-np\" is invalid: spec.ports[0].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'"
+    );
+    assert_eq!(e["details"]["causes"][0]["reason"], "FieldValueForbidden");
+    // A PUT switching to ClusterIP that keeps the allocated nodePorts drops them (dropTypeDependentFields).
+    let mut cur = c.get("/api/v1/namespaces/svc/services/np-auto").await.json();
+    cur["spec"]["type"] = json!("ClusterIP");
+    let r = c.put("/api/v1/namespaces/svc/services/np-auto", &cur).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v = r.json();
+    assert!(v["spec"]["ports"].as_array().unwrap().iter().all(|p| p.get("nodePort").is_none()), "{v}");
+    assert_eq!(v["spec"]["clusterIP"], spec["clusterIP"], "the clusterIP stays");
+    assert!(v["spec"].get("externalTrafficPolicy").is_none(), "only for externally accessible Services");
+    // A PUT that leaves out the clusterIP keeps the allocated one.
+    let mut cur = v.clone();
+    cur["spec"].as_object_mut().unwrap().remove("clusterIP");
+    cur["spec"].as_object_mut().unwrap().remove("clusterIPs");
+    let r = c.put("/api/v1/namespaces/svc/services/np-auto", &cur).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["spec"]["clusterIP"], spec["clusterIP"]);
+}
+
 #[tokio::test]
 async fn eviction_honours_disruption_budgets() {
     let sim = sim().await;
