@@ -16,6 +16,7 @@
 pub mod actors;
 pub mod auth;
 pub mod defaults;
+pub mod gojson;
 pub mod patch;
 pub mod proto;
 pub mod rbac;

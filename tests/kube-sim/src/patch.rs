@@ -3,12 +3,15 @@
 //! `metadata.managedFields` (FieldsV1). Only `serde_json` and `std` are used.
 //!
 //! Where this is simpler than the real server:
-//! - JSON patch: error texts follow evanphx/json-patch v4 (what the apiserver uses), e.g.
-//!   `testing value /metadata/labels/a failed: test failed`. A patch that is not an array, an
-//!   operation without or with an unknown `op`, a missing `path`/`from`/`value` or a malformed
-//!   pointer is a [`PatchError::BadRequest`]; the real server answers 422 for an unknown or missing
-//!   `op` (it only notices while applying). There is no limit on the number of operations
-//!   (the real one is 10000). Like evanphx, `test` of an absent member against `null` succeeds.
+//! - JSON patch: a document the server cannot decode into its `[]handlers.jsonPatchOp` (not an
+//!   array, an operation that is not an object, an `op`/`path`/`from` that is not a string) is
+//!   a [`PatchError::BadRequest`] with Go's unmarshal message; everything else that fails (a
+//!   failed `test`, missing paths, an unknown or missing `op`, a missing `value`/`from`, a
+//!   malformed pointer) is noticed while applying: [`PatchError::Invalid`], which the server
+//!   answers with the generic 422. The texts follow evanphx/json-patch v4, e.g.
+//!   `testing value /metadata/labels/a failed: test failed`. There is no limit on the number of
+//!   operations (the real one is 10000). Like evanphx, `test` of an absent member against
+//!   `null` succeeds.
 //! - strategic merge knows the merge keys of the fields meshkeeper and kubectl touch (see
 //!   [`merge_key`]), not the whole OpenAPI schema; every other list is replaced.
 //!   `$setElementOrder` reorders the listed items among the positions they occupy and leaves
@@ -363,12 +366,38 @@ pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), PatchError> {
         Value::Null => &[],
         other => {
             return Err(PatchError::BadRequest(format!(
-                "json: cannot unmarshal {} into Go value of type jsonpatch.Patch",
+                "json: cannot unmarshal {} into Go value of type []handlers.jsonPatchOp",
                 go_kind(other)
             )));
         }
     };
-    let parsed = ops.iter().map(parse_op).collect::<Result<Vec<_>, _>>()?;
+    // What the server's decoding into `[]handlers.jsonPatchOp` rejects (400) ...
+    for raw in ops {
+        match raw {
+            Value::Object(m) => {
+                for f in ["op", "path", "from"] {
+                    if let Some(v) = m.get(f).filter(|v| !v.is_string() && !v.is_null()) {
+                        return Err(PatchError::BadRequest(format!(
+                            "json: cannot unmarshal {} into Go struct field jsonPatchOp.{f} of type string",
+                            go_kind(v)
+                        )));
+                    }
+                }
+            }
+            Value::Null => {}
+            other => {
+                return Err(PatchError::BadRequest(format!(
+                    "json: cannot unmarshal {} into Go value of type handlers.jsonPatchOp",
+                    go_kind(other)
+                )));
+            }
+        }
+    }
+    // ... and what only applying finds (422).
+    let parsed = ops.iter().map(parse_op).collect::<Result<Vec<_>, _>>().map_err(|e| match e {
+        PatchError::BadRequest(m) => PatchError::Invalid(m),
+        other => other,
+    })?;
     let mut work = target.clone();
     for op in parsed {
         apply_op(&mut work, op).map_err(PatchError::Invalid)?;

@@ -565,28 +565,18 @@ async fn dispatch(
             let pt = match ctype.split(';').next().unwrap_or_default().trim() {
                 "application/merge-patch+json" => PatchType::Merge,
                 "application/json-patch+json" => PatchType::Json,
+                "application/strategic-merge-patch+json" if !crate::patch::supports_strategic_merge(&rt.kind) => {
+                    return error_response(&ApiError::unsupported_media_type());
+                }
                 "application/strategic-merge-patch+json" => PatchType::Strategic,
                 "application/apply-patch+yaml" => PatchType::Apply,
-                _ => {
-                    let accepted = if crate::patch::supports_strategic_merge(&rt.kind) {
-                        "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml"
-                    } else {
-                        "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
-                    };
-                    return error_response(&ApiError::new(
-                        415,
-                        "UnsupportedMediaType",
-                        format!(
-                            "the body of the request was in an unknown format - accepted media types include: {accepted}"
-                        ),
-                    ));
-                }
+                _ => return error_response(&ApiError::unsupported_media_type()),
             };
             let parsed = if pt == PatchType::Apply {
                 serde_yaml::from_slice::<Value>(body)
                     .map_err(|e| ApiError::new(400, "BadRequest", format!("error decoding YAML: {e}")))
             } else {
-                parse_body(body)
+                parse_patch(body, pt)
             };
             if pt == PatchType::Apply && q.get("fieldManager").is_none() {
                 return error_response(&ApiError::new(
@@ -631,6 +621,23 @@ async fn dispatch(
         Ok(v) => json_response(if verb == "create" { 201 } else { 200 }, &v),
         Err(e) => error_response(&e),
     }
+}
+
+/// A merge, strategic or JSON patch body as the server decodes it: Go's syntax error, or for
+/// merge/strategic patches anything but an object, is a 400 `error decoding patch: ...`.
+fn parse_patch(body: &[u8], pt: PatchType) -> Result<Value, ApiError> {
+    let bad = |m: String| ApiError::new(400, "BadRequest", format!("error decoding patch: {m}"));
+    if let Some(e) = crate::gojson::syntax_error(body) {
+        return Err(bad(e));
+    }
+    let v: Value = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
+    if matches!(pt, PatchType::Merge | PatchType::Strategic) && !v.is_object() && !v.is_null() {
+        return Err(bad(format!(
+            "json: cannot unmarshal {} into Go value of type map[string]interface {{}}",
+            crate::gojson::kind(&v)
+        )));
+    }
+    Ok(v)
 }
 
 /// SelfSubjectAccessReview / SelfSubjectRulesReview, answered from the authorizer (without
@@ -758,36 +765,31 @@ fn scale(
         }),
         "patch" => {
             let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-            let patch: Value = match serde_json::from_slice(body) {
+            let pt = match ctype.split(';').next().unwrap_or_default().trim() {
+                "application/merge-patch+json" => PatchType::Merge,
+                "application/json-patch+json" => PatchType::Json,
+                "application/strategic-merge-patch+json" => PatchType::Strategic,
+                _ => return error_response(&ApiError::unsupported_media_type()),
+            };
+            let patch = match parse_patch(body, pt) {
                 Ok(p) => p,
-                Err(e) => {
-                    return error_response(&ApiError::new(
-                        400,
-                        "BadRequest",
-                        format!("the body of the request could not be decoded: {e}"),
-                    ));
-                }
+                Err(e) => return error_response(&e),
             };
             let mut v = current.clone();
-            let r = match ctype.split(';').next().unwrap_or_default().trim() {
-                "application/merge-patch+json" => {
+            let r = match pt {
+                PatchType::Merge => {
                     crate::patch::merge_patch(&mut v, &patch);
                     Ok(())
                 }
-                "application/json-patch+json" => crate::patch::json_patch(&mut v, &patch),
-                "application/strategic-merge-patch+json" => {
-                    crate::patch::strategic_merge_patch(&mut v, &patch, "Scale")
-                }
-                _ => {
-                    return error_response(&ApiError::new(
-                        415,
-                        "UnsupportedMediaType",
-                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json",
-                    ));
-                }
+                PatchType::Json => crate::patch::json_patch(&mut v, &patch),
+                _ => crate::patch::strategic_merge_patch(&mut v, &patch, "Scale"),
             };
             r.map(|_| v).map_err(|e| match e {
-                crate::patch::PatchError::Invalid(m) => ApiError::new(422, "Invalid", m),
+                crate::patch::PatchError::Invalid(_) => ApiError::patch_failed(),
+                crate::patch::PatchError::BadRequest(m) if pt == PatchType::Json => {
+                    ApiError::new(400, "BadRequest", format!("error decoding patch: {m}"))
+                }
+                crate::patch::PatchError::BadRequest(m) => ApiError::new(400, "BadRequest", m),
                 other => ApiError::new(400, "BadRequest", format!("{other:?}")),
             })
         }

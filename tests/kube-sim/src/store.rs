@@ -38,6 +38,21 @@ impl ApiError {
         self
     }
 
+    /// The 422 a JSON patch that cannot be applied gets (`NewGenericServerResponse(422, ...)`):
+    /// a fixed message and empty details; a failed `test` op means "changed meanwhile".
+    pub fn patch_failed() -> Self {
+        let mut e = ApiError::new(422, "Invalid", "the server rejected our request due to an error in our request");
+        e.details = json!({});
+        e
+    }
+
+    /// 415 for a PATCH whose Content-Type is not a patch type the resource accepts.
+    pub fn unsupported_media_type() -> Self {
+        let mut e = ApiError::new(415, "UnsupportedMediaType", "415: Unsupported Media Type");
+        e.details = json!({});
+        e
+    }
+
     pub fn not_found(rt: &ResourceType, name: &str) -> Self {
         ApiError::new(404, "NotFound", format!("{} \"{name}\" not found", rt.qualified()))
             .with_details(name, &rt.group, &rt.plural)
@@ -981,12 +996,13 @@ impl Store {
         let key = (if rt.namespaced { ns.to_string() } else { String::new() }, name.to_string());
         let old = self.get(ti, &key.0, name).map(|s| Arc::new(s.parse()));
         let to_err = |e: PatchError| match e {
+            PatchError::BadRequest(m) if pt == PatchType::Json => {
+                ApiError::new(400, "BadRequest", format!("error decoding patch: {m}"))
+            }
             PatchError::BadRequest(m) => ApiError::new(400, "BadRequest", m),
-            PatchError::Invalid(m) => ApiError::new(
-                422,
-                "Invalid",
-                format!("the server rejected our request due to an error in our request: {m}"),
-            ),
+            // A JSON patch that fails while applying (a failed `test`, a missing path): the
+            // generic 422, without the evanphx text.
+            PatchError::Invalid(_) => ApiError::patch_failed(),
             PatchError::Conflict(c) => {
                 ApiError::new(409, "Conflict", patch::conflict_message(&c)).with_details(name, &rt.group, &rt.plural)
             }
@@ -1029,11 +1045,7 @@ impl Store {
             PatchType::Json => patch::json_patch(&mut new, body).map_err(to_err)?,
             PatchType::Strategic => {
                 if !patch::supports_strategic_merge(&rt.kind) {
-                    return Err(ApiError::new(
-                        415,
-                        "UnsupportedMediaType",
-                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
-                    ));
+                    return Err(ApiError::unsupported_media_type());
                 }
                 patch::strategic_merge_patch(&mut new, body, &rt.kind).map_err(to_err)?
             }

@@ -222,11 +222,39 @@ async fn every_patch_type_is_routed() {
         c.patch(path, "application/json-patch+json", r#"[{"op":"add","path":"/metadata/labels/j","value":"2"}]"#).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["metadata"]["labels"]["j"], "2");
-    // a failed JSON-patch test is 422
-    let r = c
-        .patch(path, "application/json-patch+json", r#"[{"op":"test","path":"/metadata/labels/j","value":"x"}]"#)
-        .await;
-    assert_eq!(r.status, 422, "{}", String::from_utf8_lossy(&r.body));
+    // 03-patch-errors.json: a JSON patch that fails while applying (a failed test, missing
+    // paths) is the generic 422 with empty details
+    for ops in [
+        r#"[{"op":"test","path":"/metadata/labels/j","value":"x"}]"#,
+        r#"[{"op":"test","path":"/metadata/labels/absent","value":"x"}]"#,
+        r#"[{"op":"replace","path":"/metadata/annotations/absent","value":"x"}]"#,
+        r#"[{"op":"remove","path":"/metadata/labels/absent"}]"#,
+        r#"[{"op":"add","path":"/metadata/annotations/rec~1x","value":"x"}]"#,
+        r#"[{"op":"frobnicate","path":"/metadata"}]"#,
+    ] {
+        let r = c.patch(path, "application/json-patch+json", ops).await;
+        assert_eq!(r.status, 422, "{ops}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.json(),
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": "the server rejected our request due to an error in our request", "reason": "Invalid",
+                "details": {}, "code": 422}),
+            "{ops}"
+        );
+    }
+    // ... one the server cannot decode is a 400 with Go's message
+    let r = c.patch(path, "application/json-patch+json", r#"{"op":"add","path":"/data/x","value":"y"}"#).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json()["message"],
+        "error decoding patch: json: cannot unmarshal object into Go value of type []handlers.jsonPatchOp"
+    );
+    let r = c.patch(path, "application/merge-patch+json", "{not json").await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json()["message"],
+        "error decoding patch: invalid character 'n' looking for beginning of object key string"
+    );
     // strategic merge: containers merge by name
     let r = c
         .patch(
@@ -280,15 +308,16 @@ async fn every_patch_type_is_routed() {
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(sim.cluster().get("v1", "configmaps", "p", "made").unwrap()["data"]["k"], "w");
-    // unknown patch type
-    let r = c.patch(path, "text/plain", "{}").await;
-    assert_eq!(r.status, 415);
-    assert_eq!(
-        r.json(),
-        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml",
-            "reason": "UnsupportedMediaType", "code": 415})
-    );
+    // unknown patch type (03-patch-errors.json: also application/json)
+    for ctype in ["text/plain", "application/json"] {
+        let r = c.patch(path, ctype, "{}").await;
+        assert_eq!(r.status, 415);
+        assert_eq!(
+            r.json(),
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": "415: Unsupported Media Type", "reason": "UnsupportedMediaType", "details": {}, "code": 415})
+        );
+    }
     // strategic merge on a custom resource: 415
     sim.cluster()
         .register_crd("security.istio.io", "v1beta1", "PeerAuthentication", "peerauthentications", true)

@@ -224,14 +224,23 @@ fn json_patch_missing_paths_are_invalid_with_evanphx_messages() {
 }
 
 #[test]
-fn json_patch_malformed_documents_are_bad_requests() {
-    let cases = [
+fn json_patch_undecodable_documents_are_bad_requests_the_rest_fails_while_applying() {
+    let bad = [
         (
             json!({"op": "add", "path": "/a", "value": 1}),
-            "json: cannot unmarshal object into Go value of type jsonpatch.Patch",
+            "json: cannot unmarshal object into Go value of type []handlers.jsonPatchOp",
         ),
-        (json!("x"), "json: cannot unmarshal string into Go value of type jsonpatch.Patch"),
-        (json!([1]), "json: cannot unmarshal number into Go value of type jsonpatch.Operation"),
+        (json!("x"), "json: cannot unmarshal string into Go value of type []handlers.jsonPatchOp"),
+        (json!([1]), "json: cannot unmarshal number into Go value of type handlers.jsonPatchOp"),
+        (
+            json!([{"op": 1, "path": "/a"}]),
+            "json: cannot unmarshal number into Go struct field jsonPatchOp.op of type string",
+        ),
+    ];
+    for (patch, msg) in bad {
+        assert_eq!(jp(json!({"a": 1}), patch.clone()), Err(PatchError::BadRequest(msg.into())), "patch {patch}");
+    }
+    let invalid = [
         (json!([{"path": "/a"}]), "Unexpected kind: unknown"),
         (json!([{"op": "frobnicate", "path": "/a"}]), "Unexpected kind: frobnicate"),
         (json!([{"op": "add", "path": "a/b", "value": 1}]), "invalid JSON pointer \"a/b\""),
@@ -240,8 +249,8 @@ fn json_patch_malformed_documents_are_bad_requests() {
         (json!([{"op": "add", "path": "/a"}]), "add operation, missing value field: missing value"),
         (json!([{"op": "move", "path": "/a"}]), "move operation, missing from field: missing value"),
     ];
-    for (patch, msg) in cases {
-        assert_eq!(jp(json!({"a": 1}), patch.clone()), Err(PatchError::BadRequest(msg.into())), "patch {patch}");
+    for (patch, msg) in invalid {
+        assert_eq!(jp(json!({"a": 1}), patch.clone()), Err(PatchError::Invalid(msg.into())), "patch {patch}");
     }
 }
 
@@ -261,7 +270,7 @@ fn json_patch_is_atomic() {
     assert_eq!(doc, before, "a failed patch changes nothing");
     // A malformed operation late in the document also changes nothing.
     let err = json_patch(&mut doc, &json!([{"op": "remove", "path": "/a"}, {"op": "nope", "path": "/a"}]));
-    assert!(matches!(err, Err(PatchError::BadRequest(_))));
+    assert!(matches!(err, Err(PatchError::Invalid(_))));
     assert_eq!(doc, before);
 }
 
