@@ -35,7 +35,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 pub use server::{FaultRule, RequestRecord};
-pub use store::{ApiError, PatchType, WriteOpts};
+pub use store::{ApiError, PatchType, Preconditions, WriteOpts};
 
 use server::{FaultState, Shared, lock};
 
@@ -289,15 +289,16 @@ impl Cluster {
         lock(&self.shared.store).create(ti, ns, obj, &WriteOpts::default(), "kube-sim")
     }
 
-    /// Creates or replaces (keeps nothing of the old object but its identity).
+    /// Creates or replaces (keeps nothing of the old object but its identity), whatever its
+    /// current resourceVersion (also for kinds that refuse unconditional updates).
     pub fn upsert(&self, api_version: &str, plural: &str, ns: &str, mut obj: Value) -> Result<Value, ApiError> {
         let ti = self.ti(api_version, plural)?;
         let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
         let mut store = lock(&self.shared.store);
-        let exists = store.get(ti, ns, &name).is_some();
-        if exists {
-            if let Some(m) = obj["metadata"].as_object_mut() {
-                m.remove("resourceVersion");
+        let current = store.get(ti, ns, &name).map(|s| s.parse()["metadata"]["resourceVersion"].clone());
+        if let Some(rv) = current {
+            if obj.is_object() {
+                obj["metadata"]["resourceVersion"] = rv;
             }
             store.update(ti, ns, &name, obj, None, &WriteOpts::default(), "kube-sim")
         } else {

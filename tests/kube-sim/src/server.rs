@@ -529,6 +529,7 @@ async fn dispatch(
         dry_run: q.get("dryRun").is_some_and(|v| v == "All"),
         field_manager: q.get("fieldManager").cloned(),
         force: q.get("force").is_some_and(|v| v == "true"),
+        ..Default::default()
     };
     let parse_body = |b: &Bytes| -> Result<Value, ApiError> {
         serde_json::from_slice(b)
@@ -558,8 +559,16 @@ async fn dispatch(
             }
             parse_body(body).and_then(|b| lock(&shared.store).create(ti, &ns, b, &opts, manager))
         }
-        "update" => parse_body(body)
-            .and_then(|b| lock(&shared.store).update(ti, &ns, &name, b, t.sub.as_deref(), &opts, manager)),
+        "update" => {
+            let mut store = lock(&shared.store);
+            let existed = store.get(ti, if rt.namespaced { &ns } else { "" }, &name).is_some();
+            let r = parse_body(body).and_then(|b| store.update(ti, &ns, &name, b, t.sub.as_deref(), &opts, manager));
+            // A PUT that creates (Leases, Events, Endpoints, Services) answers 201 Created.
+            if !existed && let Ok(v) = &r {
+                return json_response(201, v);
+            }
+            r
+        }
         "patch" => {
             let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
             let pt = match ctype.split(';').next().unwrap_or_default().trim() {
@@ -594,7 +603,21 @@ async fn dispatch(
             }
             r
         }
-        "delete" => lock(&shared.store).delete(ti, &ns, &name, &opts),
+        "delete" => {
+            // DeleteOptions in the body: preconditions and dryRun.
+            let mut opts = opts.clone();
+            if let Ok(o) = serde_json::from_slice::<Value>(body) {
+                let s = |v: &Value| v.as_str().map(str::to_string);
+                opts.preconditions = crate::store::Preconditions {
+                    uid: s(&o["preconditions"]["uid"]),
+                    resource_version: s(&o["preconditions"]["resourceVersion"]),
+                };
+                if o["dryRun"].as_array().is_some_and(|d| d.iter().any(|x| x == "All")) {
+                    opts.dry_run = true;
+                }
+            }
+            lock(&shared.store).delete(ti, &ns, &name, &opts)
+        }
         "deletecollection" => {
             let (labels, fields) = match selectors(q) {
                 Ok(s) => s,

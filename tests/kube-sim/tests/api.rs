@@ -661,6 +661,130 @@ async fn services_default_and_allocate_like_a_real_server() {
     assert_eq!(r.json()["spec"]["clusterIP"], spec["clusterIP"]);
 }
 
+/// 01-lease-missing-namespace.json and 02-stale-resourceversion.json.
+#[tokio::test]
+async fn leases_refuse_unconditional_updates_and_deletes_honour_preconditions() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    // A namespace that does not exist: create, apply and PUT are 404 for the namespace.
+    let lease = |ns: &str, holder: &str| {
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "stale", "namespace": ns},
+            "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15}})
+    };
+    let missing = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": "namespaces \"nope\" not found", "reason": "NotFound", "details": {"name": "nope", "kind": "namespaces"}, "code": 404});
+    let r = c.post("/apis/coordination.k8s.io/v1/namespaces/nope/leases", &lease("nope", "a")).await;
+    assert_eq!((r.status, r.json()), (404, missing.clone()));
+    let r = c
+        .patch(
+            "/apis/coordination.k8s.io/v1/namespaces/nope/leases/stale?fieldManager=rec",
+            "application/apply-patch+yaml",
+            &lease("nope", "a").to_string(),
+        )
+        .await;
+    assert_eq!((r.status, r.json()), (404, missing.clone()));
+    let r = c.put("/apis/coordination.k8s.io/v1/namespaces/nope/leases/stale", &lease("nope", "a")).await;
+    assert_eq!((r.status, r.json()), (404, missing));
+    let r = c.get("/apis/coordination.k8s.io/v1/namespaces/nope/leases").await;
+    assert_eq!((r.status, r.json()["items"].clone()), (200, json!([])));
+
+    sim.cluster().create("v1", "namespaces", "", ns_obj("w")).unwrap();
+    let path = "/apis/coordination.k8s.io/v1/namespaces/w/leases/stale";
+    let created = c.post("/apis/coordination.k8s.io/v1/namespaces/w/leases", &lease("w", "rec-1")).await.json();
+    let stale_rv = created["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let mut put = created.clone();
+    put["spec"]["holderIdentity"] = json!("rec-2");
+    assert_eq!(c.put(path, &put).await.status, 200, "PUT with the current resourceVersion");
+    put["spec"]["holderIdentity"] = json!("rec-3");
+    let conflict = "Operation cannot be fulfilled on leases.coordination.k8s.io \"stale\": the object has been modified; please apply your changes to the latest version and try again";
+    let r = c.put(path, &put).await;
+    assert_eq!((r.status, r.json()["message"].as_str()), (409, Some(conflict)), "stale PUT");
+    for (ctype, body) in [
+        (
+            "application/merge-patch+json",
+            json!({"metadata": {"resourceVersion": stale_rv}, "spec": {"holderIdentity": "rec-4"}}),
+        ),
+        (
+            "application/strategic-merge-patch+json",
+            json!({"metadata": {"resourceVersion": stale_rv}, "spec": {"holderIdentity": "rec-5"}}),
+        ),
+        (
+            "application/json-patch+json",
+            json!([{"op": "replace", "path": "/metadata/resourceVersion", "value": stale_rv}, {"op": "replace", "path": "/spec/holderIdentity", "value": "rec-6"}]),
+        ),
+    ] {
+        let r = c.patch(path, ctype, &body.to_string()).await;
+        assert_eq!((r.status, r.json()["message"].as_str()), (409, Some(conflict)), "{ctype}");
+    }
+    let r = c.patch(path, "application/merge-patch+json", r#"{"spec":{"holderIdentity":"rec-7"}}"#).await;
+    assert_eq!(r.status, 200, "a patch without resourceVersion is unconditional");
+    let current = r.json();
+    // A Lease PUT without resourceVersion: 422 (AllowUnconditionalUpdate is false) ...
+    let mut unconditional = current.clone();
+    unconditional["metadata"].as_object_mut().unwrap().remove("resourceVersion");
+    unconditional["spec"]["holderIdentity"] = json!("rec-8");
+    let r = c.put(path, &unconditional).await;
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.json(),
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "leases.coordination.k8s.io \"stale\" is invalid: metadata.resourceVersion: Invalid value: 0: must be specified for an update",
+            "reason": "Invalid", "details": {"name": "stale", "group": "coordination.k8s.io", "kind": "leases",
+                "causes": [{"reason": "FieldValueInvalid", "message": "Invalid value: 0: must be specified for an update", "field": "metadata.resourceVersion"}]},
+            "code": 422})
+    );
+    // ... a ConfigMap's is fine.
+    c.post("/api/v1/namespaces/w/configmaps", &json!({"metadata": {"name": "uncond"}, "data": {"k": "1"}})).await;
+    let r = c
+        .put("/api/v1/namespaces/w/configmaps/uncond", &json!({"metadata": {"name": "uncond"}, "data": {"k": "2"}}))
+        .await;
+    assert_eq!(r.status, 200);
+    // Deletes with stale preconditions: 409 with the real texts, and nothing deleted.
+    let rv = current["metadata"]["resourceVersion"].as_str().unwrap();
+    let uid = current["metadata"]["uid"].as_str().unwrap();
+    let r = c
+        .req(
+            "DELETE",
+            path,
+            Some("application/json"),
+            json!({"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"resourceVersion": stale_rv}})
+                .to_string()
+                .as_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, 409);
+    assert_eq!(
+        r.json(),
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("Operation cannot be fulfilled on Lease.coordination.k8s.io \"stale\": the ResourceVersion in the precondition ({stale_rv}) does not match the ResourceVersion in record ({rv}). The object might have been modified"),
+            "reason": "Conflict", "details": {"name": "stale", "group": "coordination.k8s.io", "kind": "Lease"}, "code": 409})
+    );
+    let wrong = "00000000-0000-0000-0000-000000000000";
+    let r = c
+        .req("DELETE", path, Some("application/json"), json!({"preconditions": {"uid": wrong}}).to_string().as_bytes())
+        .await;
+    assert_eq!(r.status, 409);
+    assert_eq!(
+        r.json()["message"],
+        format!(
+            "Operation cannot be fulfilled on Lease.coordination.k8s.io \"stale\": the UID in the precondition ({wrong}) does not match the UID in record ({uid}). The object might have been deleted and then recreated"
+        )
+    );
+    assert_eq!(c.get(path).await.status, 200, "still there");
+    let r = c
+        .req(
+            "DELETE",
+            path,
+            Some("application/json"),
+            json!({"preconditions": {"uid": uid, "resourceVersion": rv}}).to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "matching preconditions delete");
+    // A PUT of a Lease that does not exist creates it (AllowCreateOnUpdate).
+    let r = c.put(path, &lease("w", "new")).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+}
+
 #[tokio::test]
 async fn eviction_honours_disruption_budgets() {
     let sim = sim().await;
