@@ -52,6 +52,14 @@ pub struct SimOptions {
     /// A watch without `timeoutSeconds` ends after this times a random factor in [1, 2), as
     /// the real server's `--min-request-timeout` (default 1800 s).
     pub min_request_timeout: Duration,
+    /// A list from a resourceVersion the server has not reached waits this long for it, then
+    /// answers 504 with `Retry-After: 1` (the real watch cache waits 3 s).
+    pub resource_version_wait: Duration,
+    /// etcd compaction as the API server schedules it (every 5 minutes, to the revision of the
+    /// previous run): watches, Exact lists and continue tokens from before it get 410. None: only
+    /// the start (a fresh sim, like a fresh watch cache, keeps nothing from before it started)
+    /// and `faults().compact()` compact.
+    pub compaction_interval: Option<Duration>,
     /// Run the cluster actors (scheduler/kubelet, deployment controller, sidecar injector).
     pub actors: bool,
     /// Enforce authentication (bearer tokens) and RBAC; off: every request is the admin's.
@@ -65,6 +73,8 @@ impl Default for SimOptions {
             history: 10_000,
             bookmark_interval: Duration::from_secs(60),
             min_request_timeout: Duration::from_secs(1800),
+            resource_version_wait: Duration::from_secs(3),
+            compaction_interval: Some(Duration::from_secs(300)),
             actors: true,
             rbac: false,
         }
@@ -88,6 +98,14 @@ impl SimOptions {
         self.min_request_timeout = d;
         self
     }
+    pub fn resource_version_wait(mut self, d: Duration) -> Self {
+        self.resource_version_wait = d;
+        self
+    }
+    pub fn compaction_interval(mut self, d: Option<Duration>) -> Self {
+        self.compaction_interval = d;
+        self
+    }
     pub fn actors(mut self, on: bool) -> Self {
         self.actors = on;
         self
@@ -105,6 +123,7 @@ pub struct Sim {
     dir: tempfile::TempDir,
     server: Mutex<Option<tokio::task::JoinHandle<()>>>,
     actors: Option<actors::Actors>,
+    compactor: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// The in-process API: the same write path as HTTP, for test setup, assertions and actors.
@@ -132,17 +151,23 @@ impl Sim {
             drop_watches,
             bookmark_interval: opts.bookmark_interval,
             min_request_timeout: opts.min_request_timeout,
+            resource_version_wait: opts.resource_version_wait,
             bookmarks_sent: std::sync::atomic::AtomicU64::new(0),
         });
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port)).await?;
         let addr = listener.local_addr()?;
         let dir = tempfile::tempdir()?;
-        let sim = Sim { shared: shared.clone(), addr, dir, server: Mutex::new(None), actors: None };
+        let sim = Sim { shared: shared.clone(), addr, dir, server: Mutex::new(None), actors: None, compactor: None };
         std::fs::write(sim.kubeconfig_path(), kubeconfig(&sim.server_url_for(auth::ADMIN_TOKEN), auth::ADMIN_TOKEN))?;
         *lock(&sim.server) = Some(serve(listener, shared.clone()));
         let mut sim = sim;
         // Every API server has these.
         seed::basic(&sim.cluster()).map_err(|e| std::io::Error::other(e.message))?;
+        // Like a freshly started watch cache: nothing from before now to resume from.
+        lock(&shared.store).compact();
+        if let Some(every) = opts.compaction_interval {
+            sim.compactor = Some(tokio::spawn(compactor(shared.clone(), every)));
+        }
         if opts.actors {
             sim.actors = Some(actors::Actors::start(sim.cluster()));
         }
@@ -227,6 +252,23 @@ impl Drop for Sim {
         if let Some(h) = lock(&self.server).take() {
             h.abort();
         }
+        if let Some(h) = self.compactor.take() {
+            h.abort();
+        }
+    }
+}
+
+/// The API server's compaction loop: every `every`, compact to the revision seen at the
+/// previous run (so history from the last 1-2 intervals stays).
+async fn compactor(shared: Arc<Shared>, every: Duration) {
+    let mut previous = lock(&shared.store).rv;
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let mut store = lock(&shared.store);
+        store.compact_to(previous);
+        previous = store.rv;
     }
 }
 
@@ -435,5 +477,7 @@ mod tests {
         let o = super::SimOptions::default();
         assert_eq!(o.bookmark_interval, std::time::Duration::from_secs(60), "bookmarks about once a minute");
         assert_eq!(o.min_request_timeout, std::time::Duration::from_secs(1800), "--min-request-timeout");
+        assert_eq!(o.resource_version_wait, std::time::Duration::from_secs(3), "the watch cache's wait");
+        assert_eq!(o.compaction_interval, Some(std::time::Duration::from_secs(300)), "etcd compaction");
     }
 }

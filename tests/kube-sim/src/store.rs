@@ -222,6 +222,9 @@ pub struct Event {
     pub kind: &'static str,
     pub object: Arc<Value>,
     pub line: Bytes,
+    /// The stored JSON of the object before this event (None for ADDED): what a list at an
+    /// older resourceVersion serves. Shares the bytes the store held (no copy).
+    pub prev: Option<Bytes>,
 }
 
 /// Options of a write.
@@ -438,18 +441,56 @@ impl Store {
 
     /// Forgets history: every watch from an older resourceVersion now gets 410.
     pub fn compact(&mut self) {
-        self.history.clear();
-        self.compacted_below = self.rv;
+        self.compact_to(self.rv);
     }
 
-    fn emit(&mut self, ti: usize, kind: &'static str, obj: Arc<Value>) {
+    /// Compacts to `rv` (as etcd's compaction, which the apiserver runs every 5 minutes): watches
+    /// and lists from an older resourceVersion, and continue tokens issued before it, get 410.
+    pub fn compact_to(&mut self, rv: u64) {
+        self.compacted_below = self.compacted_below.max(rv.min(self.rv));
+        while self.history.front().is_some_and(|e| e.rv <= self.compacted_below) {
+            self.history.pop_front();
+        }
+    }
+
+    /// The objects of a type (optionally one namespace) as they were at resourceVersion `at`,
+    /// in key order, rolled back from the current state through the history. 410 when `at` is
+    /// older than the compaction or than the history still held.
+    pub fn snapshot(&self, ti: usize, ns: Option<&str>, at: u64) -> Result<Vec<(Key, Bytes)>, ApiError> {
+        let too_old = || ApiError::new(410, "Expired", "The resourceVersion for the provided list is too old.");
+        if at < self.compacted_below {
+            return Err(too_old());
+        }
+        let mut state: BTreeMap<Key, Option<Bytes>> =
+            self.iter(ti, ns, None).map(|(k, s)| (k.clone(), Some(s.json.clone()))).collect();
+        if at >= self.rv {
+            return Ok(state.into_iter().filter_map(|(k, v)| Some((k, v?))).collect());
+        }
+        if self.history.front().is_none_or(|e| e.rv > at + 1) {
+            return Err(too_old());
+        }
+        for ev in self.history.iter().rev().take_while(|e| e.rv > at) {
+            if ev.resource != ti {
+                continue;
+            }
+            let ev_ns = ev.namespace.clone().unwrap_or_default();
+            if ns.is_some_and(|n| n != ev_ns) {
+                continue;
+            }
+            let name = ev.object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            state.insert((ev_ns, name), ev.prev.clone());
+        }
+        Ok(state.into_iter().filter_map(|(k, v)| Some((k, v?))).collect())
+    }
+
+    fn emit(&mut self, ti: usize, kind: &'static str, obj: Arc<Value>, prev: Option<Bytes>) {
         let line = {
             let mut v = serde_json::to_vec(&json!({"type": kind, "object": &*obj})).unwrap_or_default();
             v.push(b'\n');
             Bytes::from(v)
         };
         let ns = obj["metadata"]["namespace"].as_str().map(str::to_string);
-        let ev = Arc::new(Event { rv: self.rv, resource: ti, namespace: ns, kind, object: obj, line });
+        let ev = Arc::new(Event { rv: self.rv, resource: ti, namespace: ns, kind, object: obj, line, prev });
         if self.history.len() == self.history_cap {
             self.history.pop_front();
         }
@@ -464,8 +505,8 @@ impl Store {
 
     fn put(&mut self, ti: usize, key: Key, value: Value, kind: &'static str) -> Value {
         let stored = Stored::new(&value);
-        self.objects.entry(ti).or_default().insert(key, stored);
-        self.emit(ti, kind, Arc::new(value.clone()));
+        let prev = self.objects.entry(ti).or_default().insert(key, stored).map(|old| old.json);
+        self.emit(ti, kind, Arc::new(value.clone()), prev);
         value
     }
 
@@ -896,7 +937,7 @@ impl Store {
             v["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         }
         let arc = Arc::new(v.clone());
-        self.emit(ti, "DELETED", arc);
+        self.emit(ti, "DELETED", arc, Some(stored.json.clone()));
         // Garbage-collect dependents (background propagation).
         let uid = stored.index.uid.clone();
         if !uid.is_empty() {
@@ -1351,6 +1392,36 @@ mod tests {
         );
         s.delete(svc, "a", "gw", &o).unwrap();
         assert!(s.create(svc, "a", json!({"metadata": {"name": "other"}, "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 31380}]}}), &o, "t").is_ok(), "released on delete");
+    }
+
+    #[test]
+    fn snapshots_roll_back_through_history() {
+        let mut s = Store::new(100);
+        let o = WriteOpts::default();
+        ns(&mut s, "a");
+        let cm = s.type_index("", "v1", "configmaps").unwrap();
+        let names = |snap: Vec<(Key, Bytes)>| snap.into_iter().map(|(k, _)| k.1).collect::<Vec<_>>();
+        s.create(cm, "a", json!({"metadata": {"name": "x"}, "data": {"v": "1"}}), &o, "t").unwrap();
+        let at = s.rv;
+        s.patch(cm, "a", "x", PatchType::Merge, &json!({"data": {"v": "2"}}), None, &o, "t").unwrap();
+        s.create(cm, "a", json!({"metadata": {"name": "y"}}), &o, "t").unwrap();
+        let snap = s.snapshot(cm, Some("a"), at).unwrap();
+        let x: Value = serde_json::from_slice(&snap[0].1).unwrap();
+        assert_eq!((x["data"]["v"].as_str(), names(snap)), (Some("1"), vec!["x".to_string()]));
+        s.delete(cm, "a", "x", &o).unwrap();
+        assert_eq!(names(s.snapshot(cm, None, at).unwrap()), ["x"], "deleted since: still there");
+        assert_eq!(names(s.snapshot(cm, Some("a"), s.rv).unwrap()), ["y"]);
+        s.compact_to(at + 1);
+        assert_eq!(s.snapshot(cm, Some("a"), at).unwrap_err().code, 410);
+        // A history ring that lost the events after `at` cannot roll back either.
+        let mut small = Store::new(2);
+        ns(&mut small, "a");
+        let at = small.rv;
+        for n in ["p", "q", "r"] {
+            small.create(cm, "a", json!({"metadata": {"name": n}}), &o, "t").unwrap();
+        }
+        assert_eq!(small.snapshot(cm, Some("a"), at).unwrap_err().code, 410);
+        assert!(small.snapshot(cm, Some("a"), small.rv - 1).is_ok());
     }
 
     #[test]

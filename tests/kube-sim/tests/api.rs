@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 use serde_json::{Value, json};
 
@@ -904,36 +906,179 @@ async fn stop_refuses_then_restart_serves_with_state() {
     assert_eq!(r.status, 200);
 }
 
+fn names(list: &Value) -> Vec<String> {
+    list["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap().to_string()).collect()
+}
+
+/// 09-paged-list.json: pages with remainingItemCount, resourceVersion=0, Exact at an older
+/// version (a consistent snapshot), old continue tokens, too-large versions.
 #[tokio::test]
 async fn list_resource_version_semantics() {
-    let sim = sim().await;
+    let wait = Duration::from_millis(300);
+    let sim =
+        kube_sim::Sim::start(kube_sim::SimOptions::default().actors(false).resource_version_wait(wait)).await.unwrap();
     let c = Client::new(sim.addr());
     let cl = sim.cluster();
-    let now = cl.resource_version();
-    assert_eq!(c.get("/api/v1/namespaces?resourceVersion=0").await.status, 200);
+    cl.create("v1", "namespaces", "", ns_obj("page")).unwrap();
+    let mut rvs = Vec::new();
+    for i in 1..=5 {
+        let cm = cl
+            .create(
+                "v1",
+                "configmaps",
+                "page",
+                json!({"metadata": {"name": format!("cm-{i}"), "labels": {"rec": "page"}}}),
+            )
+            .unwrap();
+        rvs.push(cm["metadata"]["resourceVersion"].as_str().unwrap().to_string());
+    }
+    let base = "/api/v1/namespaces/page/configmaps";
+    // Pages of 2: remainingItemCount counts what follows; the token is the real format.
+    let p1 = c.get(&format!("{base}?limit=2")).await.json();
     assert_eq!(
-        c.get(&format!("/api/v1/namespaces?resourceVersion={now}&resourceVersionMatch=NotOlderThan")).await.status,
-        200
+        (names(&p1), p1["metadata"]["remainingItemCount"].clone()),
+        (vec!["cm-1".into(), "cm-2".into()], json!(3))
     );
+    let token = p1["metadata"]["continue"].as_str().unwrap().to_string();
+    use base64::Engine;
+    let decoded: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&token).unwrap()).unwrap();
+    assert_eq!(decoded, json!({"v": "meta.k8s.io/v1", "rv": rvs[4].parse::<u64>().unwrap(), "start": "/cm-2\u{0}"}));
+    let p2 = c.get(&format!("{base}?limit=2&continue={token}")).await.json();
     assert_eq!(
-        c.get(&format!("/api/v1/namespaces?resourceVersion={now}&resourceVersionMatch=Exact")).await.status,
-        200
+        (names(&p2), p2["metadata"]["remainingItemCount"].clone()),
+        (vec!["cm-3".into(), "cm-4".into()], json!(1))
     );
-    let r = c.get("/api/v1/namespaces?resourceVersionMatch=Exact").await;
-    assert_eq!(r.status, 422);
+    let p3 = c.get(&format!("{base}?limit=2&continue={}", p2["metadata"]["continue"].as_str().unwrap())).await.json();
+    assert_eq!(names(&p3), ["cm-5"]);
+    assert!(p3["metadata"].get("continue").is_none() && p3["metadata"].get("remainingItemCount").is_none());
+    // A selector: no remainingItemCount.
+    let sel = c.get(&format!("{base}?limit=2&labelSelector=rec%3Dpage")).await.json();
+    assert!(sel["metadata"]["continue"].is_string() && sel["metadata"].get("remainingItemCount").is_none());
+    // Errors around continue.
+    let r = c.get(&format!("{base}?limit=2&continue={token}&resourceVersion={}", rvs[4])).await;
+    assert_eq!(
+        (r.status, r.json()["message"].as_str()),
+        (400, Some("specifying resource version is not allowed when using continue"))
+    );
+    let r = c.get(&format!("{base}?limit=2&continue=garbage")).await;
+    assert_eq!(r.status, 400);
     assert_eq!(
         r.json()["message"],
-        "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided"
+        r"invalid continue token: continue key is not valid: invalid character '\x81' looking for beginning of value"
     );
-    let r = c.get(&format!("/api/v1/namespaces?resourceVersion={}", now + 100)).await;
-    assert_eq!(r.status, 504);
-    assert_eq!(r.json()["details"]["causes"][0]["reason"], "ResourceVersionTooLarge");
+    // A token of a compacted revision: 410, with a token to go on inconsistently.
+    let old = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(r#"{"v":"meta.k8s.io/v1","rv":2,"start":"cm-1\u0000"}"#);
+    let r = c.get(&format!("{base}?limit=2&continue={old}")).await;
+    assert_eq!(r.status, 410);
+    let e = r.json();
+    assert_eq!(e["reason"], "Expired");
+    assert!(e["message"].as_str().unwrap().starts_with("The provided continue parameter is too old"));
+    let again = e["metadata"]["continue"].as_str().unwrap();
+    let d: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(again).unwrap()).unwrap();
+    assert_eq!(d, json!({"v": "meta.k8s.io/v1", "rv": -1, "start": "cm-1\u{0}"}));
+    assert_eq!(names(&c.get(&format!("{base}?limit=2&continue={again}")).await.json()), ["cm-2", "cm-3"]);
+    // resourceVersion=0 comes from the watch cache, which ignores the limit.
+    let all = c.get(&format!("{base}?limit=2&resourceVersion=0")).await.json();
+    assert_eq!(names(&all).len(), 5);
+    assert!(all["metadata"].get("continue").is_none());
+    // Exact at an older version: that snapshot, paged consistently even while things change.
+    let after_cm2 = &rvs[1];
+    let exact = c.get(&format!("{base}?resourceVersion={after_cm2}&resourceVersionMatch=Exact")).await.json();
+    assert_eq!(
+        (names(&exact), exact["metadata"]["resourceVersion"].as_str()),
+        (vec!["cm-1".into(), "cm-2".into()], Some(after_cm2.as_str()))
+    );
+    for q in [
+        format!("limit=1&resourceVersion={after_cm2}&resourceVersionMatch=Exact"),
+        format!("limit=1&resourceVersion={after_cm2}"),
+    ] {
+        let first = c.get(&format!("{base}?{q}")).await.json();
+        assert_eq!(
+            (names(&first), first["metadata"]["remainingItemCount"].clone()),
+            (vec!["cm-1".into()], json!(1)),
+            "{q}"
+        );
+        cl.patch(
+            "v1",
+            "configmaps",
+            "page",
+            "cm-2",
+            kube_sim::PatchType::Merge,
+            &json!({"data": {"changed": "yes"}}),
+            "t",
+        )
+        .unwrap();
+        let second =
+            c.get(&format!("{base}?limit=1&continue={}", first["metadata"]["continue"].as_str().unwrap())).await.json();
+        assert_eq!(names(&second), ["cm-2"]);
+        assert_eq!(
+            second["items"][0]["metadata"]["resourceVersion"],
+            json!(after_cm2),
+            "cm-2 as it was at {after_cm2}"
+        );
+        assert!(second["items"][0].get("data").is_none());
+    }
+    // No limit and no match: not older than, i.e. the current state.
+    let cur = c.get(&format!("{base}?resourceVersion={after_cm2}")).await.json();
+    assert_eq!(names(&cur).len(), 5);
+    assert_eq!(cur["metadata"]["resourceVersion"], cl.resource_version().to_string());
+    // Deleted since: still in the older snapshot.
+    cl.delete("v1", "configmaps", "page", "cm-1").unwrap();
+    let exact = c.get(&format!("{base}?resourceVersion={after_cm2}&resourceVersionMatch=Exact")).await.json();
+    assert_eq!(names(&exact), ["cm-1", "cm-2"]);
+    // Older than the sim (a fresh watch cache and etcd): 410.
+    let r = c.get(&format!("{base}?resourceVersion=1&resourceVersionMatch=Exact")).await;
+    assert_eq!(
+        (r.status, r.json()["message"].as_str()),
+        (410, Some("The resourceVersion for the provided list is too old."))
+    );
+    // Validation.
+    let r = c.get(&format!("{base}?resourceVersionMatch=Exact")).await;
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.json(),
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided",
+            "reason": "Invalid", "details": {"group": "meta.k8s.io", "kind": "ListOptions",
+                "causes": [{"reason": "FieldValueForbidden", "message": "Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided", "field": "resourceVersionMatch"}]},
+            "code": 422})
+    );
+    let r = c.get(&format!("{base}?resourceVersion=5&resourceVersionMatch=Bogus")).await;
+    assert_eq!(
+        r.json()["message"],
+        "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Unsupported value: \"Bogus\": supported values: \"Exact\", \"NotOlderThan\", \"\""
+    );
     assert_eq!(c.get("/api/v1/namespaces?resourceVersion=abc").await.status, 400);
+    // A version not reached yet: the list waits for it, then 504 with Retry-After.
+    let now = cl.resource_version();
+    let started = std::time::Instant::now();
+    let r = c.get(&format!("{base}?resourceVersion={}&resourceVersionMatch=NotOlderThan", now + 100)).await;
+    assert!(started.elapsed() >= wait, "waited first");
+    assert_eq!((r.status, r.header("Retry-After")), (504, Some("1")));
+    let e = r.json();
+    assert_eq!(e["message"], format!("Timeout: Too large resource version: {}, current: {now}", now + 100));
+    assert_eq!(
+        e["details"],
+        json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1})
+    );
+    // ... and answers once the version arrives within the wait.
+    let path = format!("{base}?resourceVersion={}&resourceVersionMatch=NotOlderThan", now + 1);
+    let ask = c.get(&path);
+    let write = async {
+        tokio::task::yield_now().await;
+        cl.create("v1", "configmaps", "page", json!({"metadata": {"name": "late"}})).unwrap();
+    };
+    let (r, ()) = tokio::join!(ask, write);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    // After a compaction, an Exact list at an older version is 410.
+    let before = cl.resource_version();
     cl.create("v1", "namespaces", "", ns_obj("later")).unwrap();
     sim.faults().compact();
-    let r = c.get(&format!("/api/v1/namespaces?resourceVersion={now}&resourceVersionMatch=Exact")).await;
-    assert_eq!(r.status, 410);
-    assert_eq!(r.json()["reason"], "Expired");
+    let r = c.get(&format!("/api/v1/namespaces?resourceVersion={before}&resourceVersionMatch=Exact")).await;
+    assert_eq!((r.status, r.json()["reason"].as_str()), (410, Some("Expired")));
 }
 
 #[tokio::test]

@@ -143,6 +143,63 @@ async fn too_old_resource_version_is_410() {
     assert_eq!(w.next().await.unwrap()["object"]["code"], 410);
 }
 
+/// 07-quiet-watch.json: on a freshly started server a watch from resourceVersion=1 gets HTTP
+/// 200, one ERROR event with a 410 Expired Status, and the end of the stream; one from the
+/// resourceVersion a list just returned resumes.
+#[tokio::test]
+async fn a_fresh_sim_has_no_history_before_its_start() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    let start = sim.cluster().resource_version();
+    for path in [
+        "/api/v1/namespaces/default/configmaps?watch=1&allowWatchBookmarks=true&resourceVersion=1",
+        "/api/v1/watch/namespaces/default/configmaps?resourceVersion=1",
+    ] {
+        let mut w = c.watch(path).await;
+        assert_eq!(w.status, 200, "{path}");
+        let ev = w.next().await.unwrap();
+        assert_eq!(
+            ev,
+            json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": format!("too old resource version: 1 ({start})"), "reason": "Expired", "code": 410}}),
+            "{path}"
+        );
+        assert!(w.next().await.is_none(), "the stream ends after the error");
+    }
+    let list = c.get("/api/v1/namespaces/default/configmaps").await.json();
+    let rv = list["metadata"]["resourceVersion"].as_str().unwrap();
+    let mut w = c.watch(&format!("/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}")).await;
+    sim.cluster().create("v1", "configmaps", "default", json!({"metadata": {"name": "after"}})).unwrap();
+    assert_eq!(w.next().await.unwrap()["object"]["metadata"]["name"], "after");
+}
+
+/// The compaction loop: history older than an interval or two is gone.
+#[tokio::test]
+async fn periodic_compaction_expires_old_resource_versions() {
+    let sim = kube_sim::Sim::start(
+        kube_sim::SimOptions::default().actors(false).compaction_interval(Some(Duration::from_millis(50))),
+    )
+    .await
+    .unwrap();
+    let c = Client::new(sim.addr());
+    let cm = sim.cluster().create("v1", "configmaps", "default", json!({"metadata": {"name": "a"}})).unwrap();
+    let rv = rv_of(&cm);
+    sim.cluster().create("v1", "configmaps", "default", json!({"metadata": {"name": "b"}})).unwrap();
+    let deadline = std::time::Instant::now() + BOUND;
+    loop {
+        let mut w = c.watch(&format!("/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}")).await;
+        let ev = w.next().await.unwrap();
+        if ev["type"] == "ERROR" {
+            assert_eq!(ev["object"]["code"], 410);
+            break;
+        }
+        assert_eq!(ev["object"]["metadata"]["name"], "b", "replayed while not compacted yet");
+        assert!(std::time::Instant::now() < deadline, "compacted within the bound");
+        // Writes move the compaction point forward; the next poll looks again.
+        sim.cluster().create("v1", "configmaps", "default", json!({"metadata": {"generateName": "x-"}})).unwrap();
+    }
+}
+
 #[tokio::test]
 async fn streaming_list_ends_initial_events_with_a_bookmark() {
     let sim = sim().await;
