@@ -878,10 +878,6 @@ impl Store {
             if rt.generation {
                 new["metadata"]["generation"] = json!(1);
             }
-            if rt.kind == "Namespace" {
-                new["spec"]["finalizers"] = json!(["kubernetes"]);
-                new["status"] = json!({"phase": "Active"});
-            }
         }
         new["metadata"]["name"] = json!(key.1);
         if rt.kind == "Namespace" && rt.group.is_empty() {
@@ -899,6 +895,11 @@ impl Store {
         // What the registry sets after field management is owned by no manager.
         if rt.kind == "Service" && sub.is_none() {
             self.prepare_service(&rt, &key, &mut new, old.as_deref())?;
+        }
+        if rt.kind == "Namespace" && old.is_none() {
+            // The namespace strategy's PrepareForCreate.
+            new["spec"]["finalizers"] = json!(["kubernetes"]);
+            new["status"] = json!({"phase": "Active"});
         }
         if let Some(m) = new["metadata"].as_object_mut() {
             m.remove("resourceVersion");
