@@ -426,15 +426,20 @@ impl Store {
         self.objects.get(&ti).map_or(0, BTreeMap::len)
     }
 
-    /// Events after `rv` (for watches); Err when `rv` is older than the retained history.
+    /// The oldest resourceVersion a watch can resume from (the watch cache's `oldest - 1`).
+    pub fn oldest_resumable(&self) -> u64 {
+        match self.history.front() {
+            Some(e) => (e.rv - 1).max(self.compacted_below),
+            None => self.rv,
+        }
+    }
+
+    /// Events after `rv` (for watches); Err when `rv` is older than the retained history, with
+    /// the real message: `too old resource version: 1 (<oldest resumable>)`.
     pub fn history_since(&self, rv: u64) -> Result<Vec<Arc<Event>>, ApiError> {
-        let oldest = self.history.front().map_or(self.rv, |e| e.rv);
-        if rv < self.compacted_below || (rv + 1 < oldest && !self.history.is_empty()) {
-            return Err(ApiError::new(
-                410,
-                "Expired",
-                format!("too old resource version: {rv} ({})", oldest.max(self.compacted_below)),
-            ));
+        let oldest = self.oldest_resumable();
+        if rv < oldest {
+            return Err(ApiError::new(410, "Expired", format!("too old resource version: {rv} ({oldest})")));
         }
         Ok(self.history.iter().filter(|e| e.rv > rv).cloned().collect())
     }

@@ -151,6 +151,8 @@ async fn a_fresh_sim_has_no_history_before_its_start() {
     let sim = sim().await;
     let c = Client::new(sim.addr());
     let start = sim.cluster().resource_version();
+    // A write after the start: the oldest version to resume from stays the start.
+    sim.cluster().create("v1", "configmaps", "default", json!({"metadata": {"name": "early"}})).unwrap();
     for path in [
         "/api/v1/namespaces/default/configmaps?watch=1&allowWatchBookmarks=true&resourceVersion=1",
         "/api/v1/watch/namespaces/default/configmaps?resourceVersion=1",
