@@ -25,6 +25,7 @@ pub mod seed;
 pub mod selectors;
 pub mod server;
 pub mod store;
+pub mod validation;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

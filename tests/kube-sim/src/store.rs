@@ -299,70 +299,43 @@ pub fn rfc3339(secs: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
 }
 
-fn is_dns_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-}
-
-fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && !s.is_empty() && s.split('.').all(is_dns_label)
-}
-
-fn is_label_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
-}
-
-fn valid_qualified_key(k: &str) -> bool {
-    match k.split_once('/') {
-        Some((p, n)) => is_dns_subdomain(p) && is_label_name(n),
-        None => is_label_name(k),
-    }
-}
-
-const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
-const KEY_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
-
 /// Metadata validation as the API server does it (the subset meshkeeper and kubectl exercise).
 fn validate(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
+    use crate::validation as v;
     let name = obj["metadata"]["name"].as_str().unwrap_or_default();
     let mut causes = Vec::new();
     if !obj["metadata"].is_object() {
         causes.push(("metadata".into(), "Required value".into()));
     }
-    let ok_name = if rt.kind == "Namespace" || rt.kind == "Service" {
-        is_dns_label(name)
-    } else {
-        is_dns_subdomain(name) || name.contains(':')
-    };
     if name.is_empty() {
         causes.push(("metadata.name".into(), "Required value: name or generateName is required".into()));
-    } else if !ok_name {
-        causes.push(("metadata.name".into(), format!("Invalid value: \"{name}\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character")));
+    } else {
+        let errs = match rt.kind.as_str() {
+            "Namespace" => v::dns_label_errors(name),
+            "Service" => v::dns1035_label_errors(name),
+            "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding" => v::path_segment_errors(name),
+            _ => v::dns_subdomain_errors(name),
+        };
+        causes
+            .extend(errs.into_iter().map(|m| ("metadata.name".to_string(), format!("Invalid value: \"{name}\": {m}"))));
     }
     for (field, map) in [("labels", &obj["metadata"]["labels"]), ("annotations", &obj["metadata"]["annotations"])] {
         match map {
             Value::Null => {}
             Value::Object(m) => {
-                for (k, v) in m {
-                    if !valid_qualified_key(k) {
-                        causes.push((format!("metadata.{field}"), format!("Invalid value: \"{k}\": {KEY_MSG}")));
+                let f = format!("metadata.{field}");
+                for (k, val) in m {
+                    for e in v::qualified_name_errors(k) {
+                        causes.push((f.clone(), format!("Invalid value: \"{k}\": {e}")));
                     }
-                    match v.as_str() {
-                        Some(s) if field == "labels" && !(s.is_empty() || is_label_name(s)) => causes
-                            .push((format!("metadata.{field}"), format!("Invalid value: \"{s}\": {LABEL_VALUE_MSG}"))),
-                        Some(_) => {}
-                        None => {
-                            causes.push((format!("metadata.{field}"), format!("Invalid value: {v}: must be a string")))
+                    match val.as_str() {
+                        Some(s) if field == "labels" => {
+                            for e in v::label_value_errors(s) {
+                                causes.push((f.clone(), format!("Invalid value: \"{s}\": {e}")));
+                            }
                         }
+                        Some(_) => {}
+                        None => causes.push((f.clone(), format!("Invalid value: {val}: must be a string"))),
                     }
                 }
             }

@@ -46,12 +46,7 @@ const STS: &str = "no StatefulSet controller (src/actors.rs): no pods, no status
 /// Answers that still differ, each with the transcript, the answer and why.
 const KNOWN: &[Known] = &[
     api(T03, "responses[8]", LABEL_CAUSES),
-    api(
-        T03,
-        "responses[9]",
-        "label values over 63 bytes get the regex message, not 'must be no more than 63 bytes'; and the real server repeats each cause 4 times",
-    ),
-    api(T03, "responses[10]", "kinds named as DNS subdomains get the label-name message"),
+    api(T03, "responses[9]", LABEL_CAUSES),
     api(T03, "responses[14]", "unknown fields: stored, owned, no Warning header (fieldValidation not modelled yet)"),
     api(
         T03,
