@@ -16,6 +16,7 @@
 pub mod actors;
 pub mod auth;
 pub mod defaults;
+pub mod events;
 pub mod gojson;
 pub mod patch;
 pub mod proto;
@@ -315,12 +316,14 @@ impl Cluster {
 
     pub fn get(&self, api_version: &str, plural: &str, ns: &str, name: &str) -> Option<Value> {
         let ti = self.ti(api_version, plural).ok()?;
-        lock(&self.shared.store).get(ti, ns, name).map(store::Stored::parse)
+        let store = lock(&self.shared.store);
+        store.get(ti, ns, name).map(|s| store.read(ti, s))
     }
 
     pub fn list(&self, api_version: &str, plural: &str, ns: Option<&str>) -> Vec<Value> {
         let Ok(ti) = self.ti(api_version, plural) else { return vec![] };
-        lock(&self.shared.store).iter(ti, ns, None).map(|(_, s)| s.parse()).collect()
+        let store = lock(&self.shared.store);
+        store.iter(ti, ns, None).map(|(_, s)| store.read(ti, s)).collect()
     }
 
     pub fn count(&self, api_version: &str, plural: &str) -> usize {

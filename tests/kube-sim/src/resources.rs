@@ -25,6 +25,9 @@ pub struct ResourceType {
     pub unconditional_update: bool,
     /// A PUT of a missing object creates it (AllowCreateOnUpdate: Leases, Events, Endpoints, Services).
     pub create_on_update: bool,
+    /// Served from another type's storage, converted (events.k8s.io/v1 Events are core/v1
+    /// Events): the index of that type.
+    pub storage: Option<usize>,
 }
 
 impl ResourceType {
@@ -66,6 +69,7 @@ fn rt(
         create_only: false,
         unconditional_update: !matches!(plural, "leases" | "poddisruptionbudgets" | "customresourcedefinitions"),
         create_on_update: matches!(plural, "leases" | "events" | "endpoints" | "services"),
+        storage: None,
     }
 }
 
@@ -120,6 +124,10 @@ pub fn builtin() -> Vec<ResourceType> {
         let mut r = rt("authorization.k8s.io", "v1", kind, plural, false, &[], &[], false);
         r.create_only = true;
         v.push(r);
+    }
+    let core_events = v.iter().position(|r| r.group.is_empty() && r.plural == "events");
+    if let Some(r) = v.iter_mut().find(|r| r.group == "events.k8s.io") {
+        r.storage = core_events;
     }
     v
 }

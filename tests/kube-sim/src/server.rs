@@ -546,7 +546,7 @@ async fn dispatch(
             let store = lock(&shared.store);
             return match store.get(ti, if rt.namespaced { &ns } else { "" }, &name) {
                 Some(s) => {
-                    let mut r = Response::new(Body::from(s.json.clone()));
+                    let mut r = Response::new(Body::from(store.view_json(ti, s)));
                     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
                     r
                 }
@@ -955,14 +955,25 @@ async fn list(
             let items = store.iter(ti, ns, plan.after.as_ref()).filter(|(k, s)| {
                 !filtering || (labels.matches_with(|l| s.index.label(l)) && fields.matches_with(|f| s.field(k, f)))
             });
-            page.fill(items.map(|(k, s)| (k, &s.json)), plan.limit, !filtering);
+            if rt.storage.is_some() {
+                let converted: Vec<(Key, Bytes)> = items.map(|(k, s)| (k.clone(), store.view_json(ti, s))).collect();
+                page.fill(converted.iter().map(|(k, j)| (k, j)), plan.limit, !filtering);
+            } else {
+                page.fill(items.map(|(k, s)| (k, &s.json)), plan.limit, !filtering);
+            }
             store.rv
         }
         Some(at) => {
-            let snap = match store.snapshot(ti, ns, at) {
+            let mut snap = match store.snapshot(ti, ns, at) {
                 Ok(s) => s,
                 Err(e) => return error_response(&e),
             };
+            if rt.storage.is_some() {
+                for (_, json) in snap.iter_mut() {
+                    let v = store.to_view(ti, serde_json::from_slice(json).unwrap_or(Value::Null));
+                    *json = Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
+                }
+            }
             let items = snap.iter().filter(|(k, json)| {
                 plan.after.as_ref().is_none_or(|a| k > a)
                     && (!filtering || {
@@ -1272,6 +1283,8 @@ fn watch(
         }
     };
     // Under the store lock: the backlog and the live subscription, so nothing falls between.
+    let view = rt.storage.is_some();
+    let storage = rt.storage.unwrap_or(ti);
     let (backlog, mut live, start_rv) = {
         let store = lock(&shared.store);
         let live = store.events.subscribe();
@@ -1281,9 +1294,10 @@ fn watch(
             (true, _) | (false, None) | (false, Some(0)) => {
                 for (k, s) in store.iter(ti, ns.as_deref(), None) {
                     if labels.matches_with(|l| s.index.label(l)) && fields.matches_with(|f| s.field(k, f)) {
-                        let mut v = Vec::with_capacity(s.json.len() + 30);
+                        let json = store.view_json(ti, s);
+                        let mut v = Vec::with_capacity(json.len() + 30);
                         v.extend_from_slice(b"{\"type\":\"ADDED\",\"object\":");
-                        v.extend_from_slice(&s.json);
+                        v.extend_from_slice(&json);
                         v.extend_from_slice(b"}\n");
                         backlog.push(Bytes::from(v));
                     }
@@ -1294,8 +1308,8 @@ fn watch(
             }
             (false, Some(rv)) => match store.history_since(rv) {
                 Ok(evs) => {
-                    for e in evs.iter().filter(|e| e.resource == ti && matches(&e.object)) {
-                        backlog.push(e.line.clone());
+                    for e in evs.iter().filter(|e| e.resource == storage && matches(&e.object)) {
+                        backlog.push(store.view_line(ti, e));
                     }
                 }
                 Err(e) => {
@@ -1340,8 +1354,18 @@ fn watch(
                 ev = live.recv() => match ev {
                     Ok(e) => {
                         last_rv = last_rv.max(e.rv);
-                        if e.resource == ti && e.rv > from_rv && matches(&e.object) && tx.send(Ok(e.line.clone())).await.is_err() {
-                            return;
+                        if e.resource == storage && e.rv > from_rv && matches(&e.object) {
+                            let line = if view {
+                                let obj = crate::events::to_v1(&e.object);
+                                let mut v = serde_json::to_vec(&json!({"type": e.kind, "object": obj})).unwrap_or_default();
+                                v.push(b'\n');
+                                Bytes::from(v)
+                            } else {
+                                e.line.clone()
+                            };
+                            if tx.send(Ok(line)).await.is_err() {
+                                return;
+                            }
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return,

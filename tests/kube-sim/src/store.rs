@@ -371,8 +371,49 @@ impl Store {
         self.types.iter().position(|r| r.api_version() == api_version && r.kind == kind)
     }
 
+    /// The type whose storage holds `ti`'s objects (itself, or the converted-from type).
+    pub fn storage_of(&self, ti: usize) -> usize {
+        self.types.get(ti).and_then(|r| r.storage).unwrap_or(ti)
+    }
+
+    /// A stored object as type `ti` serves it.
+    pub fn to_view(&self, ti: usize, v: Value) -> Value {
+        if self.types.get(ti).is_some_and(|r| r.storage.is_some()) { crate::events::to_v1(&v) } else { v }
+    }
+
+    /// An object of type `ti` as its storage keeps it.
+    pub fn from_view(&self, ti: usize, v: Value) -> Value {
+        if self.types.get(ti).is_some_and(|r| r.storage.is_some()) { crate::events::to_core(&v) } else { v }
+    }
+
+    /// A stored object parsed, as type `ti` serves it.
+    pub fn read(&self, ti: usize, s: &Stored) -> Value {
+        self.to_view(ti, s.parse())
+    }
+
+    /// A stored object's JSON as type `ti` serves it (the stored bytes unless converted).
+    pub fn view_json(&self, ti: usize, s: &Stored) -> Bytes {
+        if self.types.get(ti).is_some_and(|r| r.storage.is_some()) {
+            Bytes::from(serde_json::to_vec(&self.read(ti, s)).unwrap_or_default())
+        } else {
+            s.json.clone()
+        }
+    }
+
+    /// An event's line as a watch of type `ti` sends it.
+    pub fn view_line(&self, ti: usize, e: &Event) -> Bytes {
+        if self.types.get(ti).is_some_and(|r| r.storage.is_some()) {
+            let obj = self.to_view(ti, (*e.object).clone());
+            let mut v = serde_json::to_vec(&json!({"type": e.kind, "object": obj})).unwrap_or_default();
+            v.push(b'\n');
+            Bytes::from(v)
+        } else {
+            e.line.clone()
+        }
+    }
+
     pub fn get(&self, ti: usize, ns: &str, name: &str) -> Option<&Stored> {
-        self.objects.get(&ti)?.get(&(ns.to_string(), name.to_string()))
+        self.objects.get(&self.storage_of(ti))?.get(&(ns.to_string(), name.to_string()))
     }
 
     /// Objects of a type, optionally in one namespace, in key order, starting after `after`.
@@ -382,7 +423,7 @@ impl Store {
         ns: Option<&'a str>,
         after: Option<&'a Key>,
     ) -> impl Iterator<Item = (&'a Key, &'a Stored)> + 'a {
-        self.objects.get(&ti).into_iter().flat_map(move |m| {
+        self.objects.get(&self.storage_of(ti)).into_iter().flat_map(move |m| {
             use std::ops::Bound;
             // Keys sort by (namespace, name): one namespace is one contiguous range.
             let start = match (after, ns) {
@@ -396,7 +437,7 @@ impl Store {
     }
 
     pub fn count(&self, ti: usize) -> usize {
-        self.objects.get(&ti).map_or(0, BTreeMap::len)
+        self.objects.get(&self.storage_of(ti)).map_or(0, BTreeMap::len)
     }
 
     /// The oldest resourceVersion a watch can resume from (the watch cache's `oldest - 1`).
@@ -447,8 +488,9 @@ impl Store {
         if self.history.front().is_none_or(|e| e.rv > at + 1) {
             return Err(too_old());
         }
+        let st = self.storage_of(ti);
         for ev in self.history.iter().rev().take_while(|e| e.rv > at) {
-            if ev.resource != ti {
+            if ev.resource != st {
                 continue;
             }
             let ev_ns = ev.namespace.clone().unwrap_or_default();
@@ -481,11 +523,15 @@ impl Store {
         format!("00000000-0000-4000-8000-{:012x}", self.uid)
     }
 
+    /// Stores `value` (as type `ti` serves it; converted for its storage) and emits the event.
     fn put(&mut self, ti: usize, key: Key, value: Value, kind: &'static str) -> Value {
-        let stored = Stored::new(&value);
-        let prev = self.objects.entry(ti).or_default().insert(key, stored).map(|old| old.json);
-        self.emit(ti, kind, Arc::new(value.clone()), prev);
-        value
+        let st = self.storage_of(ti);
+        let stored_value = if st == ti { value.clone() } else { self.from_view(ti, value.clone()) };
+        let stored = Stored::new(&stored_value);
+        let prev = self.objects.entry(st).or_default().insert(key, stored).map(|old| old.json);
+        let served = if st == ti { value } else { self.to_view(ti, stored_value.clone()) };
+        self.emit(st, kind, Arc::new(stored_value), prev);
+        served
     }
 
     fn namespace_state(&self, ns: &str, rt: &ResourceType, name: &str) -> Result<(), ApiError> {
@@ -867,12 +913,25 @@ impl Store {
         }
         crate::defaults::apply(&rt.kind, &mut new);
         validate(&rt, &new)?;
+        if rt.kind == "Event" && sub.is_none() {
+            let core = |v: &Value| if rt.storage.is_some() { crate::events::to_core(v) } else { v.clone() };
+            let errs =
+                crate::events::validate(&core(&new), &key.0, &rt.api_version(), old.as_deref().map(core).as_ref());
+            if !errs.is_empty() {
+                // Validated as the internal (core) Event: the message names no group.
+                return Err(ApiError::invalid_as("Event", &key.1, "", "Event", errs));
+            }
+        }
         if manager != "__apply__" {
             patch::record_update(old.as_deref(), &mut new, manager, sub, &now);
         }
         // What the registry sets after field management is owned by no manager.
         if rt.kind == "Service" && sub.is_none() {
             self.prepare_service(&rt, &key, &mut new, old.as_deref())?;
+        }
+        if rt.kind == "Event" && rt.group.is_empty() {
+            // What a core/v1 Event always serializes (zero values: owned by nobody).
+            crate::events::core_defaults(&mut new);
         }
         if rt.kind == "Namespace" && old.is_none() {
             // The namespace strategy's PrepareForCreate.
@@ -907,6 +966,8 @@ impl Store {
     }
 
     fn remove(&mut self, ti: usize, key: &Key) -> Value {
+        let view = ti;
+        let ti = self.storage_of(ti);
         let Some(stored) = self.objects.get_mut(&ti).and_then(|m| m.remove(key)) else { return Value::Null };
         if self.types[ti].kind == "Service" {
             self.node_ports.retain(|_, k| k != key);
@@ -935,7 +996,7 @@ impl Store {
                 self.remove(t, &k);
             }
         }
-        v
+        self.to_view(view, v)
     }
 
     pub fn create(
@@ -1004,7 +1065,7 @@ impl Store {
                 format!("the name of the object ({body_name}) does not match the name on the URL ({name})"),
             ));
         }
-        let Some(old) = self.get(ti, &key.0, name).map(|s| Arc::new(s.parse())) else {
+        let Some(old) = self.get(ti, &key.0, name).map(|s| Arc::new(self.read(ti, s))) else {
             if rt.create_on_update && sub.is_none() {
                 return self.create(ti, ns, obj, opts, manager);
             }
@@ -1037,7 +1098,7 @@ impl Store {
     ) -> Result<Value, ApiError> {
         let rt = self.types[ti].clone();
         let key = (if rt.namespaced { ns.to_string() } else { String::new() }, name.to_string());
-        let old = self.get(ti, &key.0, name).map(|s| Arc::new(s.parse()));
+        let old = self.get(ti, &key.0, name).map(|s| Arc::new(self.read(ti, s)));
         let to_err = |e: PatchError| match e {
             PatchError::BadRequest(m) if pt == PatchType::Json => {
                 ApiError::new(400, "BadRequest", format!("error decoding patch: {m}"))
@@ -1104,8 +1165,10 @@ impl Store {
     pub fn delete(&mut self, ti: usize, ns: &str, name: &str, opts: &WriteOpts) -> Result<Value, ApiError> {
         let rt = self.types[ti].clone();
         let key = (if rt.namespaced { ns.to_string() } else { String::new() }, name.to_string());
-        let old =
-            self.get(ti, &key.0, name).map(|s| Arc::new(s.parse())).ok_or_else(|| ApiError::not_found(&rt, name))?;
+        let old = self
+            .get(ti, &key.0, name)
+            .map(|s| Arc::new(self.read(ti, s)))
+            .ok_or_else(|| ApiError::not_found(&rt, name))?;
         check_preconditions(&rt, name, &old, &opts.preconditions)?;
         if opts.dry_run {
             return Ok((*old).clone());

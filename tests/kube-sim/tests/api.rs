@@ -787,6 +787,86 @@ async fn leases_refuse_unconditional_updates_and_deletes_honour_preconditions() 
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
 }
 
+/// 10-events-v1.json: one storage served by both Event APIs, converted, and validated.
+#[tokio::test]
+async fn events_k8s_io_v1_and_core_v1_are_one_resource() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    sim.cluster().create("v1", "namespaces", "", ns_obj("ev")).unwrap();
+    let rv = sim.cluster().resource_version();
+    let mut w = c.watch(&format!("/apis/events.k8s.io/v1/namespaces/ev/events?watch=1&resourceVersion={rv}")).await;
+    let mut core_w = c.watch(&format!("/api/v1/namespaces/ev/events?watch=1&resourceVersion={rv}")).await;
+    let ev = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e1"},
+        "eventTime": "2026-12-01T07:44:49.354257Z", "reportingController": "meshkeeper", "reportingInstance": "pod-a",
+        "action": "Repair", "reason": "Repaired", "type": "Normal", "note": "label restored",
+        "regarding": {"apiVersion": "v1", "kind": "Pod", "namespace": "ev", "name": "web-0"}});
+    let r = c.post("/apis/events.k8s.io/v1/namespaces/ev/events", &ev).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let created = r.json();
+    assert_eq!(created["deprecatedSource"], json!({}));
+    assert!(created["deprecatedFirstTimestamp"].is_null());
+    // Through core/v1: the same object (uid, resourceVersion), converted.
+    let core = c.get("/api/v1/namespaces/ev/events/e1").await.json();
+    assert_eq!(
+        (core["apiVersion"].as_str(), core["metadata"]["uid"].clone()),
+        (Some("v1"), created["metadata"]["uid"].clone())
+    );
+    assert_eq!(core["metadata"]["resourceVersion"], created["metadata"]["resourceVersion"]);
+    assert_eq!(
+        (core["involvedObject"]["name"].as_str(), core["message"].as_str()),
+        (Some("web-0"), Some("label restored"))
+    );
+    assert_eq!(core["reportingComponent"], "meshkeeper");
+    let listed = c.get("/api/v1/namespaces/ev/events").await.json();
+    assert_eq!(listed["items"][0]["message"], "label restored");
+    let listed = c.get("/apis/events.k8s.io/v1/events").await.json();
+    assert_eq!(
+        (listed["kind"].as_str(), listed["items"][0]["note"].as_str()),
+        (Some("EventList"), Some("label restored"))
+    );
+    // Each watch sees it in its own form.
+    let e = w.next().await.unwrap();
+    assert_eq!((e["type"].as_str(), e["object"]["note"].as_str()), (Some("ADDED"), Some("label restored")));
+    let e = core_w.next().await.unwrap();
+    assert_eq!(e["object"]["message"], "label restored");
+    // A series update (what kube-runtime's Recorder sends for repeats) passes; changing the note does not.
+    let r = c
+        .patch(
+            "/apis/events.k8s.io/v1/namespaces/ev/events/e1",
+            "application/merge-patch+json",
+            r#"{"series":{"count":2,"lastObservedTime":"2026-12-01T07:45:49.000000Z"}}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(c.get("/api/v1/namespaces/ev/events/e1").await.json()["series"]["count"], 2);
+    let r = c
+        .patch("/apis/events.k8s.io/v1/namespaces/ev/events/e1", "application/merge-patch+json", r#"{"note":"other"}"#)
+        .await;
+    assert_eq!(r.status, 422);
+    assert!(
+        r.json()["message"].as_str().unwrap().contains("message: Invalid value: \"other\": field is immutable"),
+        "{}",
+        r.json()
+    );
+    // core/v1 gets only the legacy checks: an old-style Event without eventTime is fine.
+    let old_style = json!({"metadata": {"name": "e2"}, "involvedObject": {"kind": "Pod", "namespace": "ev", "name": "web-0"},
+        "reason": "Started", "message": "started", "type": "Normal", "source": {"component": "kubelet"}});
+    let r = c.post("/api/v1/namespaces/ev/events", &old_style).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let v1 = c.get("/apis/events.k8s.io/v1/namespaces/ev/events/e2").await.json();
+    assert_eq!((v1["deprecatedSource"]["component"].as_str(), v1["note"].as_str()), (Some("kubelet"), Some("started")));
+    // ... but not one naming another namespace's object.
+    let mut wrong = old_style.clone();
+    wrong["metadata"]["name"] = json!("e3");
+    wrong["involvedObject"]["namespace"] = json!("elsewhere");
+    let r = c.post("/api/v1/namespaces/ev/events", &wrong).await;
+    assert_eq!(r.status, 422);
+    // Deleting through one API removes it from both.
+    assert_eq!(c.delete("/apis/events.k8s.io/v1/namespaces/ev/events/e2").await.status, 200);
+    assert_eq!(c.get("/api/v1/namespaces/ev/events/e2").await.status, 404);
+    assert_eq!(sim.cluster().list("events.k8s.io/v1", "events", Some("ev"))[0]["note"], "label restored");
+}
+
 #[tokio::test]
 async fn eviction_honours_disruption_budgets() {
     let sim = sim().await;

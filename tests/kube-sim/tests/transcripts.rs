@@ -30,7 +30,6 @@ const T03: &str = "03-patch-errors.json";
 const T04: &str = "04-ssa-conflict.json";
 const T05: &str = "05-namespace-managedfields.json";
 const T08: &str = "08-streaming-list.json";
-const T10: &str = "10-events-v1.json";
 const T11: &str = "11-rollout-restart.json";
 const T12: &str = "12-paused-and-ondelete.json";
 const T13: &str = "13-eviction-pdb.json";
@@ -81,22 +80,6 @@ const KNOWN: &[Known] = &[
     api(T08, "responses[4]", "the initial-events-end bookmark is sent without allowWatchBookmarks"),
     api(T08, "responses[5]", "sendInitialEvents without resourceVersionMatch=NotOlderThan is accepted (real: 422)"),
     api(T08, "responses[7]", "sendInitialEvents=false without resourceVersionMatch is accepted (real: 422)"),
-    api(
-        T10,
-        "responses[0]",
-        "events.k8s.io/v1 Events lack deprecatedSource/deprecatedFirstTimestamp/deprecatedLastTimestamp",
-    ),
-    api(T10, "responses[1]", "events.k8s.io/v1 Events are not validated"),
-    api(T10, "responses[2]", "events.k8s.io/v1 Events are not validated"),
-    api(T10, "responses[3]", "events.k8s.io/v1 Events are not validated"),
-    api(
-        T10,
-        "responses[4]",
-        "events.k8s.io/v1 Events lack deprecatedSource/deprecatedFirstTimestamp/deprecatedLastTimestamp",
-    ),
-    api(T10, "responses[5]", "events.k8s.io/v1 Events are not validated"),
-    api(T10, "responses[6]", "events.k8s.io/v1 Events are not validated"),
-    api(T10, "responses[7]", "events.k8s.io/v1 Events are not visible through core/v1"),
     api(T11, "responses[0]", DEPLOYMENT_DEFAULTS),
     ctl(T11, "responses[1]", DEPLOYMENT_STATUS),
     ctl(T11, "responses[2]", DEPLOYMENT_STATUS),
