@@ -15,6 +15,9 @@
 
 pub mod actors;
 pub mod auth;
+pub mod defaults;
+pub mod events;
+pub mod gojson;
 pub mod patch;
 pub mod proto;
 pub mod rbac;
@@ -23,6 +26,7 @@ pub mod seed;
 pub mod selectors;
 pub mod server;
 pub mod store;
+pub mod validation;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -33,7 +37,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 pub use server::{FaultRule, RequestRecord};
-pub use store::{ApiError, PatchType, WriteOpts};
+pub use store::{ApiError, PatchType, Preconditions, WriteOpts};
 
 use server::{FaultState, Shared, lock};
 
@@ -44,8 +48,20 @@ pub struct SimOptions {
     pub port: u16,
     /// Watch events kept for watches that resume from a resourceVersion (older ones get 410).
     pub history: usize,
-    /// Period of BOOKMARK events on watches that allow them (a real server: about a minute).
+    /// Period of BOOKMARK events on watches that allow them (default 60 s, as a real server's
+    /// watch cache; tests that need bookmarks soon set a short one).
     pub bookmark_interval: Duration,
+    /// A watch without `timeoutSeconds` ends after this times a random factor in [1, 2), as
+    /// the real server's `--min-request-timeout` (default 1800 s).
+    pub min_request_timeout: Duration,
+    /// A list from a resourceVersion the server has not reached waits this long for it, then
+    /// answers 504 with `Retry-After: 1` (the real watch cache waits 3 s).
+    pub resource_version_wait: Duration,
+    /// etcd compaction as the API server schedules it (every 5 minutes, to the revision of the
+    /// previous run): watches, Exact lists and continue tokens from before it get 410. None: only
+    /// the start (a fresh sim, like a fresh watch cache, keeps nothing from before it started)
+    /// and `faults().compact()` compact.
+    pub compaction_interval: Option<Duration>,
     /// Run the cluster actors (scheduler/kubelet, deployment controller, sidecar injector).
     pub actors: bool,
     /// Enforce authentication (bearer tokens) and RBAC; off: every request is the admin's.
@@ -54,7 +70,16 @@ pub struct SimOptions {
 
 impl Default for SimOptions {
     fn default() -> Self {
-        SimOptions { port: 0, history: 10_000, bookmark_interval: Duration::from_secs(1), actors: true, rbac: false }
+        SimOptions {
+            port: 0,
+            history: 10_000,
+            bookmark_interval: Duration::from_secs(60),
+            min_request_timeout: Duration::from_secs(1800),
+            resource_version_wait: Duration::from_secs(3),
+            compaction_interval: Some(Duration::from_secs(300)),
+            actors: true,
+            rbac: false,
+        }
     }
 }
 
@@ -69,6 +94,18 @@ impl SimOptions {
     }
     pub fn bookmark_interval(mut self, d: Duration) -> Self {
         self.bookmark_interval = d;
+        self
+    }
+    pub fn min_request_timeout(mut self, d: Duration) -> Self {
+        self.min_request_timeout = d;
+        self
+    }
+    pub fn resource_version_wait(mut self, d: Duration) -> Self {
+        self.resource_version_wait = d;
+        self
+    }
+    pub fn compaction_interval(mut self, d: Option<Duration>) -> Self {
+        self.compaction_interval = d;
         self
     }
     pub fn actors(mut self, on: bool) -> Self {
@@ -88,6 +125,7 @@ pub struct Sim {
     dir: tempfile::TempDir,
     server: Mutex<Option<tokio::task::JoinHandle<()>>>,
     actors: Option<actors::Actors>,
+    compactor: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// The in-process API: the same write path as HTTP, for test setup, assertions and actors.
@@ -114,17 +152,24 @@ impl Sim {
             requests: Mutex::new(Default::default()),
             drop_watches,
             bookmark_interval: opts.bookmark_interval,
+            min_request_timeout: opts.min_request_timeout,
+            resource_version_wait: opts.resource_version_wait,
             bookmarks_sent: std::sync::atomic::AtomicU64::new(0),
         });
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port)).await?;
         let addr = listener.local_addr()?;
         let dir = tempfile::tempdir()?;
-        let sim = Sim { shared: shared.clone(), addr, dir, server: Mutex::new(None), actors: None };
+        let sim = Sim { shared: shared.clone(), addr, dir, server: Mutex::new(None), actors: None, compactor: None };
         std::fs::write(sim.kubeconfig_path(), kubeconfig(&sim.server_url_for(auth::ADMIN_TOKEN), auth::ADMIN_TOKEN))?;
         *lock(&sim.server) = Some(serve(listener, shared.clone()));
         let mut sim = sim;
         // Every API server has these.
         seed::basic(&sim.cluster()).map_err(|e| std::io::Error::other(e.message))?;
+        // Like a freshly started watch cache: nothing from before now to resume from.
+        lock(&shared.store).compact();
+        if let Some(every) = opts.compaction_interval {
+            sim.compactor = Some(tokio::spawn(compactor(shared.clone(), every)));
+        }
         if opts.actors {
             sim.actors = Some(actors::Actors::start(sim.cluster()));
         }
@@ -209,6 +254,23 @@ impl Drop for Sim {
         if let Some(h) = lock(&self.server).take() {
             h.abort();
         }
+        if let Some(h) = self.compactor.take() {
+            h.abort();
+        }
+    }
+}
+
+/// The API server's compaction loop: every `every`, compact to the revision seen at the
+/// previous run (so history from the last 1-2 intervals stays).
+async fn compactor(shared: Arc<Shared>, every: Duration) {
+    let mut previous = lock(&shared.store).rv;
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let mut store = lock(&shared.store);
+        store.compact_to(previous);
+        previous = store.rv;
     }
 }
 
@@ -254,12 +316,14 @@ impl Cluster {
 
     pub fn get(&self, api_version: &str, plural: &str, ns: &str, name: &str) -> Option<Value> {
         let ti = self.ti(api_version, plural).ok()?;
-        lock(&self.shared.store).get(ti, ns, name).map(store::Stored::parse)
+        let store = lock(&self.shared.store);
+        store.get(ti, ns, name).map(|s| store.read(ti, s))
     }
 
     pub fn list(&self, api_version: &str, plural: &str, ns: Option<&str>) -> Vec<Value> {
         let Ok(ti) = self.ti(api_version, plural) else { return vec![] };
-        lock(&self.shared.store).iter(ti, ns, None).map(|(_, s)| s.parse()).collect()
+        let store = lock(&self.shared.store);
+        store.iter(ti, ns, None).map(|(_, s)| store.read(ti, s)).collect()
     }
 
     pub fn count(&self, api_version: &str, plural: &str) -> usize {
@@ -271,15 +335,16 @@ impl Cluster {
         lock(&self.shared.store).create(ti, ns, obj, &WriteOpts::default(), "kube-sim")
     }
 
-    /// Creates or replaces (keeps nothing of the old object but its identity).
+    /// Creates or replaces (keeps nothing of the old object but its identity), whatever its
+    /// current resourceVersion (also for kinds that refuse unconditional updates).
     pub fn upsert(&self, api_version: &str, plural: &str, ns: &str, mut obj: Value) -> Result<Value, ApiError> {
         let ti = self.ti(api_version, plural)?;
         let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
         let mut store = lock(&self.shared.store);
-        let exists = store.get(ti, ns, &name).is_some();
-        if exists {
-            if let Some(m) = obj["metadata"].as_object_mut() {
-                m.remove("resourceVersion");
+        let current = store.get(ti, ns, &name).map(|s| s.parse()["metadata"]["resourceVersion"].clone());
+        if let Some(rv) = current {
+            if obj.is_object() {
+                obj["metadata"]["resourceVersion"] = rv;
             }
             store.update(ti, ns, &name, obj, None, &WriteOpts::default(), "kube-sim")
         } else {
@@ -407,4 +472,16 @@ impl Faults {
 /// Writes text to a file (for binaries printing paths).
 pub fn write_file(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::write(path, text)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn defaults_are_the_real_servers() {
+        let o = super::SimOptions::default();
+        assert_eq!(o.bookmark_interval, std::time::Duration::from_secs(60), "bookmarks about once a minute");
+        assert_eq!(o.min_request_timeout, std::time::Duration::from_secs(1800), "--min-request-timeout");
+        assert_eq!(o.resource_version_wait, std::time::Duration::from_secs(3), "the watch cache's wait");
+        assert_eq!(o.compaction_interval, Some(std::time::Duration::from_secs(300)), "etcd compaction");
+    }
 }

@@ -3,12 +3,15 @@
 //! `metadata.managedFields` (FieldsV1). Only `serde_json` and `std` are used.
 //!
 //! Where this is simpler than the real server:
-//! - JSON patch: error texts follow evanphx/json-patch v4 (what the apiserver uses), e.g.
-//!   `testing value /metadata/labels/a failed: test failed`. A patch that is not an array, an
-//!   operation without or with an unknown `op`, a missing `path`/`from`/`value` or a malformed
-//!   pointer is a [`PatchError::BadRequest`]; the real server answers 422 for an unknown or missing
-//!   `op` (it only notices while applying). There is no limit on the number of operations
-//!   (the real one is 10000). Like evanphx, `test` of an absent member against `null` succeeds.
+//! - JSON patch: a document the server cannot decode into its `[]handlers.jsonPatchOp` (not an
+//!   array, an operation that is not an object, an `op`/`path`/`from` that is not a string) is
+//!   a [`PatchError::BadRequest`] with Go's unmarshal message; everything else that fails (a
+//!   failed `test`, missing paths, an unknown or missing `op`, a missing `value`/`from`, a
+//!   malformed pointer) is noticed while applying: [`PatchError::Invalid`], which the server
+//!   answers with the generic 422. The texts follow evanphx/json-patch v4, e.g.
+//!   `testing value /metadata/labels/a failed: test failed`. There is no limit on the number of
+//!   operations (the real one is 10000). Like evanphx, `test` of an absent member against
+//!   `null` succeeds.
 //! - strategic merge knows the merge keys of the fields meshkeeper and kubectl touch (see
 //!   [`merge_key`]), not the whole OpenAPI schema; every other list is replaced.
 //!   `$setElementOrder` reorders the listed items among the positions they occupy and leaves
@@ -26,7 +29,9 @@
 //!   resourceVersion).
 //! - a field removed from an applied configuration is removed only if no other manager owns it;
 //!   an associative-list item the applier no longer lists is removed whole when nobody else owns
-//!   anything in it. Update entries do not record the `.` markers of maps they created.
+//!   anything in it. Update entries record the `.` markers of the maps, lists and items they
+//!   created, judged against a hand-written zero-value skeleton per kind ([`in_skeleton`]) rather
+//!   than the schema; atomic fields are the selectors and object references ([`atomic`]).
 //! - [`FieldConflict`] has no subresource, so conflict messages never say `with subresource`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -363,12 +368,38 @@ pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), PatchError> {
         Value::Null => &[],
         other => {
             return Err(PatchError::BadRequest(format!(
-                "json: cannot unmarshal {} into Go value of type jsonpatch.Patch",
+                "json: cannot unmarshal {} into Go value of type []handlers.jsonPatchOp",
                 go_kind(other)
             )));
         }
     };
-    let parsed = ops.iter().map(parse_op).collect::<Result<Vec<_>, _>>()?;
+    // What the server's decoding into `[]handlers.jsonPatchOp` rejects (400) ...
+    for raw in ops {
+        match raw {
+            Value::Object(m) => {
+                for f in ["op", "path", "from"] {
+                    if let Some(v) = m.get(f).filter(|v| !v.is_string() && !v.is_null()) {
+                        return Err(PatchError::BadRequest(format!(
+                            "json: cannot unmarshal {} into Go struct field jsonPatchOp.{f} of type string",
+                            go_kind(v)
+                        )));
+                    }
+                }
+            }
+            Value::Null => {}
+            other => {
+                return Err(PatchError::BadRequest(format!(
+                    "json: cannot unmarshal {} into Go value of type handlers.jsonPatchOp",
+                    go_kind(other)
+                )));
+            }
+        }
+    }
+    // ... and what only applying finds (422).
+    let parsed = ops.iter().map(parse_op).collect::<Result<Vec<_>, _>>().map_err(|e| match e {
+        PatchError::BadRequest(m) => PatchError::Invalid(m),
+        other => other,
+    })?;
     let mut work = target.clone();
     for op in parsed {
         apply_op(&mut work, op).map_err(PatchError::Invalid)?;
@@ -675,6 +706,85 @@ fn list_context(path: &[Seg]) -> (Option<&str>, Option<&str>) {
     (field, names.next())
 }
 
+/// Fields the schema marks atomic (`x-kubernetes-map-type: atomic`, or structs owned whole):
+/// label selectors, Service selectors and object references. One leaf, however deep.
+fn atomic(field: &str) -> bool {
+    matches!(
+        field,
+        "selector"
+            | "labelSelector"
+            | "namespaceSelector"
+            | "objectSelector"
+            | "regarding"
+            | "related"
+            | "involvedObject"
+    )
+}
+
+/// The marker of a map, list or list item a write created (FieldsV1 `"."`).
+fn marker() -> Seg {
+    Seg::Raw(".".into())
+}
+
+/// Paths that exist in the zero value of a kind (non-pointer structs and non-omitempty fields):
+/// writing into them creates nothing, so an Update records no `"."` for them. `*` is any item.
+fn in_skeleton(kind: &str, path: &[Seg]) -> bool {
+    let names: Vec<&str> = path
+        .iter()
+        .map(|s| match s {
+            Seg::Field(f) => f.as_str(),
+            _ => "*",
+        })
+        .collect();
+    let pod_spec = |p: &[&str]| {
+        matches!(
+            p,
+            ["spec"]
+                | ["spec", "containers"]
+                | ["spec", "containers" | "initContainers" | "ephemeralContainers", "*", "resources"]
+        )
+    };
+    let template = |p: &[&str]| match p {
+        ["metadata"] => true,
+        _ => pod_spec(p),
+    };
+    let n = names.as_slice();
+    if n == ["metadata"] {
+        return true;
+    }
+    match kind {
+        "Pod" => pod_spec(n) || n == ["status"],
+        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job" | "ReplicationController" => match n {
+            ["spec"] | ["status"] => true,
+            ["spec", "strategy"] => kind == "Deployment",
+            ["spec", "updateStrategy"] => kind == "StatefulSet" || kind == "DaemonSet",
+            ["spec", "template", rest @ ..] => rest.is_empty() || template(rest),
+            _ => false,
+        },
+        "PodTemplate" => matches!(n, ["template", rest @ ..] if rest.is_empty() || template(rest)),
+        "Service" => matches!(n, ["spec"] | ["status"] | ["status", "loadBalancer"]),
+        "Node" => matches!(
+            n,
+            ["spec"]
+                | ["status"]
+                | ["status", "daemonEndpoints"]
+                | ["status", "daemonEndpoints", "kubeletEndpoint"]
+                | ["status", "nodeInfo"]
+        ),
+        "CustomResourceDefinition" => {
+            matches!(n, ["spec"] | ["spec", "names"] | ["status"] | ["status", "acceptedNames"])
+        }
+        "Event" => matches!(n, ["involvedObject"] | ["source"] | ["regarding"] | ["deprecatedSource"]),
+        "Role" | "ClusterRole" => n == ["rules"],
+        "RoleBinding" | "ClusterRoleBinding" => n == ["roleRef"],
+        "Namespace" | "PodDisruptionBudget" | "SelfSubjectAccessReview" | "SelfSubjectRulesReview" => {
+            matches!(n, ["spec"] | ["status"])
+        }
+        "Lease" => n == ["spec"],
+        _ => false,
+    }
+}
+
 struct Walk<'a> {
     kind: &'a str,
     track_status: bool,
@@ -684,6 +794,12 @@ impl Walk<'_> {
     /// Every leaf path of an object, with keyed lists associative and finalizers a set.
     fn leaves(&self, v: &Value, path: &mut Path, out: &mut BTreeMap<Path, Value>) {
         if untracked(path, self.track_status) {
+            return;
+        }
+        if let Some(Seg::Field(f)) = path.last()
+            && atomic(f)
+        {
+            out.insert(path.clone(), v.clone());
             return;
         }
         match v {
@@ -728,6 +844,92 @@ impl Walk<'_> {
         self.leaves(v, &mut Vec::new(), &mut out);
         out
     }
+
+    /// The `"."` markers of the maps, lists and list items present in `new` but not in `old`
+    /// (an Update owns what it created), outside the kind's zero-value skeleton.
+    fn created(&self, new: &Value, old: Option<&Value>, path: &mut Path, out: &mut Vec<Path>) {
+        if untracked(path, self.track_status) {
+            return;
+        }
+        if let Some(Seg::Field(f)) = path.last()
+            && atomic(f)
+        {
+            return;
+        }
+        let old = old.filter(|o| !o.is_null());
+        let non_empty = match new {
+            Value::Object(m) => !m.is_empty(),
+            Value::Array(a) => !a.is_empty(),
+            _ => false,
+        };
+        if !non_empty {
+            return;
+        }
+        if !path.is_empty() && old.is_none() && !in_skeleton(self.kind, path) {
+            // Only maps, lists with set or key semantics, and their items carry a marker.
+            let keyed_or_set = match new {
+                Value::Array(items) => {
+                    let (field, parent) = list_context(path);
+                    let field = field.unwrap_or_default();
+                    is_primitive_set(field)
+                        || merge_key(field, parent, self.kind)
+                            .is_some_and(|mk| items.iter().all(|i| key_of(i, mk, field).is_some()))
+                }
+                _ => true,
+            };
+            if keyed_or_set {
+                let mut p = path.clone();
+                p.push(marker());
+                out.push(p);
+            }
+        }
+        match new {
+            Value::Object(m) => {
+                for (k, c) in m {
+                    path.push(Seg::Field(k.clone()));
+                    self.created(c, old.and_then(|o| o.get(k)), path, out);
+                    path.pop();
+                }
+            }
+            Value::Array(items) => {
+                let (field, parent) = list_context(path);
+                let (field, parent) = (field.unwrap_or_default().to_string(), parent.map(str::to_string));
+                let Some(mk) = merge_key(&field, parent.as_deref(), self.kind) else { return };
+                let old_items = old.and_then(Value::as_array);
+                for item in items {
+                    let Some(k) = key_of(item, mk, &field) else { continue };
+                    let before =
+                        old_items.and_then(|o| o.iter().find(|i| key_of(i, mk, &field).as_deref() == Some(k.as_str())));
+                    path.push(Seg::Key(k));
+                    self.created(item, before, path, out);
+                    path.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The node at `path` in `obj` (fields, keyed items, set members), if present.
+fn node_at<'a>(obj: &'a Value, path: &[Seg], kind: &str) -> Option<&'a Value> {
+    let mut cur = obj;
+    for (i, seg) in path.iter().enumerate() {
+        cur = match (seg, cur) {
+            (Seg::Field(f), Value::Object(m)) => m.get(f)?,
+            (Seg::Key(k), Value::Array(items)) => {
+                let (field, parent) = list_context(&path[..i]);
+                let field = field?;
+                let mk = merge_key(field, parent, kind)?;
+                items.iter().find(|it| key_of(it, mk, field).as_deref() == Some(k.as_str()))?
+            }
+            (Seg::Value(v), Value::Array(items)) => {
+                let member: Value = serde_json::from_str(v).ok()?;
+                items.iter().find(|it| **it == member)?
+            }
+            _ => return None,
+        };
+    }
+    Some(cur)
 }
 
 fn fv1_key(s: &Seg) -> String {
@@ -743,15 +945,12 @@ fn to_fields_v1(paths: &[Path]) -> Value {
     let mut root = Map::new();
     for p in paths {
         let mut cur = &mut root;
-        for (i, seg) in p.iter().enumerate() {
+        for seg in p {
             let slot = cur.entry(fv1_key(seg)).or_insert_with(|| Value::Object(Map::new()));
             if !slot.is_object() {
                 *slot = Value::Object(Map::new());
             }
             let Value::Object(next) = slot else { break };
-            if matches!(seg, Seg::Key(_)) && i + 1 < p.len() {
-                next.entry(".").or_insert_with(|| Value::Object(Map::new()));
-            }
             cur = next;
         }
     }
@@ -761,8 +960,15 @@ fn to_fields_v1(paths: &[Path]) -> Value {
 fn from_fields_v1(v: &Value, prefix: &mut Path, out: &mut Vec<Path>) {
     let Value::Object(m) = v else { return };
     let children: Vec<(&String, &Value)> = m.iter().filter(|(k, _)| k.as_str() != ".").collect();
+    if m.contains_key(".") && !prefix.is_empty() {
+        let mut p = prefix.clone();
+        p.push(marker());
+        out.push(p);
+    }
     if children.is_empty() && !prefix.is_empty() {
-        out.push(prefix.clone());
+        if !m.contains_key(".") {
+            out.push(prefix.clone());
+        }
         return;
     }
     for (k, c) in children {
@@ -1008,8 +1214,20 @@ pub fn apply(
         remove_path(&mut result, p, kind);
     }
 
-    // Ownership: this manager's Apply entry is exactly what it applied.
-    let mine: Vec<Path> = applied_leaves.keys().cloned().collect();
+    // Ownership: this manager's Apply entry is exactly what it applied, with the list items it
+    // applied marked (FieldsV1 `"."`).
+    let mut mine: Vec<Path> = applied_leaves.keys().cloned().collect();
+    let items: BTreeSet<Path> = mine
+        .iter()
+        .flat_map(|p| {
+            (1..p.len()).filter(|&n| matches!(p[n - 1], Seg::Key(_))).map(|n| {
+                let mut m = p[..n].to_vec();
+                m.push(marker());
+                m
+            })
+        })
+        .collect();
+    mine.extend(items);
     let prior_time = entries.iter().find(|e| e.is_apply_of(manager)).and_then(|e| e.time.clone());
     let unchanged = previous.iter().collect::<BTreeSet<_>>() == mine.iter().collect::<BTreeSet<_>>()
         && entries.iter().any(|e| e.is_apply_of(manager) && e.api_version == api_version);
@@ -1098,6 +1316,16 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, subres
         write_entries(new, &entries);
         return;
     }
+    let mut created = Vec::new();
+    walk.created(new, old, &mut Vec::new(), &mut created);
+    // Markers of nodes that are gone now leave every manager.
+    for e in entries.iter_mut() {
+        e.paths.retain(|p| match p.split_last() {
+            Some((Seg::Raw(m), node)) if m == "." => node_at(new, node, &kind).is_some(),
+            _ => true,
+        });
+    }
+    let changed: Vec<Path> = changed.into_iter().chain(created).collect();
     let sub = subresource.map(str::to_string);
     let is_mine = |e: &Entry| e.manager == manager && e.operation == "Update" && e.subresource == sub;
     for e in entries.iter_mut() {

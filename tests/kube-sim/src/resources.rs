@@ -19,6 +19,15 @@ pub struct ResourceType {
     pub generation: bool,
     /// Create-only virtual resources (access reviews).
     pub create_only: bool,
+    /// A PUT without `metadata.resourceVersion` is accepted (the strategy's
+    /// AllowUnconditionalUpdate); false for Leases, PodDisruptionBudgets, CRDs and custom
+    /// resources, which answer 422 `must be specified for an update`.
+    pub unconditional_update: bool,
+    /// A PUT of a missing object creates it (AllowCreateOnUpdate: Leases, Events, Endpoints, Services).
+    pub create_on_update: bool,
+    /// Served from another type's storage, converted (events.k8s.io/v1 Events are core/v1
+    /// Events): the index of that type.
+    pub storage: Option<usize>,
 }
 
 impl ResourceType {
@@ -58,6 +67,9 @@ fn rt(
         subresources: subs.iter().map(|s| s.to_string()).collect(),
         generation,
         create_only: false,
+        unconditional_update: !matches!(plural, "leases" | "poddisruptionbudgets" | "customresourcedefinitions"),
+        create_on_update: matches!(plural, "leases" | "events" | "endpoints" | "services"),
+        storage: None,
     }
 }
 
@@ -113,6 +125,10 @@ pub fn builtin() -> Vec<ResourceType> {
         r.create_only = true;
         v.push(r);
     }
+    let core_events = v.iter().position(|r| r.group.is_empty() && r.plural == "events");
+    if let Some(r) = v.iter_mut().find(|r| r.group == "events.k8s.io") {
+        r.storage = core_events;
+    }
     v
 }
 
@@ -134,6 +150,8 @@ pub fn from_crd(crd: &Value) -> Option<ResourceType> {
         true,
     );
     r.singular = names["singular"].as_str().map(str::to_string).unwrap_or_else(|| r.kind.to_lowercase());
+    r.unconditional_update = false;
+    r.create_on_update = false;
     r.short_names = names["shortNames"]
         .as_array()
         .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())

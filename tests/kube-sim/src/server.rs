@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::resources::{self, ResourceType};
 use crate::selectors::{FieldSelector, LabelSelector};
-use crate::store::{ApiError, PatchType, Store, WriteOpts};
+use crate::store::{ApiError, Key, PatchType, Store, WriteOpts};
 
 /// A recorded request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +88,10 @@ pub struct Shared {
     /// Bumped to drop every open watch.
     pub drop_watches: watch::Sender<u64>,
     pub bookmark_interval: Duration,
+    /// Watches without `timeoutSeconds` end after this times a random factor in [1, 2).
+    pub min_request_timeout: Duration,
+    /// How long a list from a resourceVersion the server has not reached waits before 504.
+    pub resource_version_wait: Duration,
     /// BOOKMARK events sent on watches so far (tests observe bookmarks by their count).
     pub bookmarks_sent: std::sync::atomic::AtomicU64,
     /// Some when RBAC is enforced (SimOptions::rbac).
@@ -527,6 +531,7 @@ async fn dispatch(
         dry_run: q.get("dryRun").is_some_and(|v| v == "All"),
         field_manager: q.get("fieldManager").cloned(),
         force: q.get("force").is_some_and(|v| v == "true"),
+        ..Default::default()
     };
     let parse_body = |b: &Bytes| -> Result<Value, ApiError> {
         serde_json::from_slice(b)
@@ -541,14 +546,14 @@ async fn dispatch(
             let store = lock(&shared.store);
             return match store.get(ti, if rt.namespaced { &ns } else { "" }, &name) {
                 Some(s) => {
-                    let mut r = Response::new(Body::from(s.json.clone()));
+                    let mut r = Response::new(Body::from(store.view_json(ti, s)));
                     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
                     r
                 }
                 None => error_response(&ApiError::not_found(&rt, &name)),
             };
         }
-        "list" => return list(shared, ti, &rt, t.namespace.as_deref(), q),
+        "list" => return list(shared, ti, &rt, t.namespace.as_deref(), q).await,
         "watch" => return watch(shared.clone(), ti, &rt, t.namespace.clone(), t.name.clone(), q),
         "create" => {
             if t.sub.as_deref() == Some("eviction") {
@@ -556,35 +561,33 @@ async fn dispatch(
             }
             parse_body(body).and_then(|b| lock(&shared.store).create(ti, &ns, b, &opts, manager))
         }
-        "update" => parse_body(body)
-            .and_then(|b| lock(&shared.store).update(ti, &ns, &name, b, t.sub.as_deref(), &opts, manager)),
+        "update" => {
+            let mut store = lock(&shared.store);
+            let existed = store.get(ti, if rt.namespaced { &ns } else { "" }, &name).is_some();
+            let r = parse_body(body).and_then(|b| store.update(ti, &ns, &name, b, t.sub.as_deref(), &opts, manager));
+            // A PUT that creates (Leases, Events, Endpoints, Services) answers 201 Created.
+            if !existed && let Ok(v) = &r {
+                return json_response(201, v);
+            }
+            r
+        }
         "patch" => {
             let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
             let pt = match ctype.split(';').next().unwrap_or_default().trim() {
                 "application/merge-patch+json" => PatchType::Merge,
                 "application/json-patch+json" => PatchType::Json,
+                "application/strategic-merge-patch+json" if !crate::patch::supports_strategic_merge(&rt.kind) => {
+                    return error_response(&ApiError::unsupported_media_type());
+                }
                 "application/strategic-merge-patch+json" => PatchType::Strategic,
                 "application/apply-patch+yaml" => PatchType::Apply,
-                _ => {
-                    let accepted = if crate::patch::supports_strategic_merge(&rt.kind) {
-                        "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml"
-                    } else {
-                        "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
-                    };
-                    return error_response(&ApiError::new(
-                        415,
-                        "UnsupportedMediaType",
-                        format!(
-                            "the body of the request was in an unknown format - accepted media types include: {accepted}"
-                        ),
-                    ));
-                }
+                _ => return error_response(&ApiError::unsupported_media_type()),
             };
             let parsed = if pt == PatchType::Apply {
                 serde_yaml::from_slice::<Value>(body)
                     .map_err(|e| ApiError::new(400, "BadRequest", format!("error decoding YAML: {e}")))
             } else {
-                parse_body(body)
+                parse_patch(body, pt)
             };
             if pt == PatchType::Apply && q.get("fieldManager").is_none() {
                 return error_response(&ApiError::new(
@@ -602,7 +605,21 @@ async fn dispatch(
             }
             r
         }
-        "delete" => lock(&shared.store).delete(ti, &ns, &name, &opts),
+        "delete" => {
+            // DeleteOptions in the body: preconditions and dryRun.
+            let mut opts = opts.clone();
+            if let Ok(o) = serde_json::from_slice::<Value>(body) {
+                let s = |v: &Value| v.as_str().map(str::to_string);
+                opts.preconditions = crate::store::Preconditions {
+                    uid: s(&o["preconditions"]["uid"]),
+                    resource_version: s(&o["preconditions"]["resourceVersion"]),
+                };
+                if o["dryRun"].as_array().is_some_and(|d| d.iter().any(|x| x == "All")) {
+                    opts.dry_run = true;
+                }
+            }
+            lock(&shared.store).delete(ti, &ns, &name, &opts)
+        }
         "deletecollection" => {
             let (labels, fields) = match selectors(q) {
                 Ok(s) => s,
@@ -629,6 +646,23 @@ async fn dispatch(
         Ok(v) => json_response(if verb == "create" { 201 } else { 200 }, &v),
         Err(e) => error_response(&e),
     }
+}
+
+/// A merge, strategic or JSON patch body as the server decodes it: Go's syntax error, or for
+/// merge/strategic patches anything but an object, is a 400 `error decoding patch: ...`.
+fn parse_patch(body: &[u8], pt: PatchType) -> Result<Value, ApiError> {
+    let bad = |m: String| ApiError::new(400, "BadRequest", format!("error decoding patch: {m}"));
+    if let Some(e) = crate::gojson::syntax_error(body) {
+        return Err(bad(e));
+    }
+    let v: Value = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
+    if matches!(pt, PatchType::Merge | PatchType::Strategic) && !v.is_object() && !v.is_null() {
+        return Err(bad(format!(
+            "json: cannot unmarshal {} into Go value of type map[string]interface {{}}",
+            crate::gojson::kind(&v)
+        )));
+    }
+    Ok(v)
 }
 
 /// SelfSubjectAccessReview / SelfSubjectRulesReview, answered from the authorizer (without
@@ -756,36 +790,31 @@ fn scale(
         }),
         "patch" => {
             let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-            let patch: Value = match serde_json::from_slice(body) {
+            let pt = match ctype.split(';').next().unwrap_or_default().trim() {
+                "application/merge-patch+json" => PatchType::Merge,
+                "application/json-patch+json" => PatchType::Json,
+                "application/strategic-merge-patch+json" => PatchType::Strategic,
+                _ => return error_response(&ApiError::unsupported_media_type()),
+            };
+            let patch = match parse_patch(body, pt) {
                 Ok(p) => p,
-                Err(e) => {
-                    return error_response(&ApiError::new(
-                        400,
-                        "BadRequest",
-                        format!("the body of the request could not be decoded: {e}"),
-                    ));
-                }
+                Err(e) => return error_response(&e),
             };
             let mut v = current.clone();
-            let r = match ctype.split(';').next().unwrap_or_default().trim() {
-                "application/merge-patch+json" => {
+            let r = match pt {
+                PatchType::Merge => {
                     crate::patch::merge_patch(&mut v, &patch);
                     Ok(())
                 }
-                "application/json-patch+json" => crate::patch::json_patch(&mut v, &patch),
-                "application/strategic-merge-patch+json" => {
-                    crate::patch::strategic_merge_patch(&mut v, &patch, "Scale")
-                }
-                _ => {
-                    return error_response(&ApiError::new(
-                        415,
-                        "UnsupportedMediaType",
-                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json",
-                    ));
-                }
+                PatchType::Json => crate::patch::json_patch(&mut v, &patch),
+                _ => crate::patch::strategic_merge_patch(&mut v, &patch, "Scale"),
             };
             r.map(|_| v).map_err(|e| match e {
-                crate::patch::PatchError::Invalid(m) => ApiError::new(422, "Invalid", m),
+                crate::patch::PatchError::Invalid(_) => ApiError::patch_failed(),
+                crate::patch::PatchError::BadRequest(m) if pt == PatchType::Json => {
+                    ApiError::new(400, "BadRequest", format!("error decoding patch: {m}"))
+                }
+                crate::patch::PatchError::BadRequest(m) => ApiError::new(400, "BadRequest", m),
                 other => ApiError::new(400, "BadRequest", format!("{other:?}")),
             })
         }
@@ -875,7 +904,17 @@ fn evict(shared: &Shared, ti: usize, ns: &str, name: &str) -> Response {
     }
 }
 
-fn list(
+/// Where a list is served from: the current state, or the state at an older resourceVersion
+/// (Exact, a limited list from a resourceVersion, a continue token of an older list).
+struct ListPlan {
+    at: Option<u64>,
+    after: Option<Key>,
+    limit: usize,
+}
+
+const CONTINUE_TOO_OLD: &str = "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.";
+
+async fn list(
     shared: &Shared,
     ti: usize,
     rt: &ResourceType,
@@ -886,57 +925,74 @@ fn list(
         Ok(s) => s,
         Err(e) => return error_response(&e),
     };
-    let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0).unwrap_or(usize::MAX);
-    let store = lock(&shared.store);
-    if let Err(e) = list_rv_semantics(&store, q) {
+    if let Err(e) = validate_list_options(q) {
         return error_response(&e);
     }
-    let after = match q.get("continue").filter(|c| !c.is_empty()) {
-        None => None,
-        Some(c) => match decode_continue(c) {
-            Some((rv, key)) if rv >= store.compacted_below => Some(key),
-            Some(_) => {
-                return error_response(&ApiError::new(
-                    410,
-                    "Expired",
-                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
-                ));
-            }
-            None => {
-                return error_response(&ApiError::new(
-                    400,
-                    "BadRequest",
-                    "continue key is not valid: illegal base64 data",
-                ));
-            }
-        },
-    };
-    let mut out: Vec<u8> = Vec::with_capacity(1024);
-    let mut n = 0;
-    let mut next = None;
-    let mut last_key = None;
-    let filtering = !labels.is_empty() || q.contains_key("fieldSelector");
-    for (k, s) in store.iter(ti, ns, after.as_ref()) {
-        if filtering && !(labels.matches_with(|l| s.index.label(l)) && fields.matches_with(|f| s.field(k, f))) {
-            continue;
-        }
-        if n == limit {
-            next = last_key.clone();
-            break;
-        }
-        if n > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(&s.json);
-        n += 1;
-        last_key = Some(k.clone());
+    // A resourceVersion the server has not reached yet: wait for it up to 3 s (the watch
+    // cache's wait), then 504 with Retry-After.
+    let rv_param = q.get("resourceVersion").filter(|r| !r.is_empty());
+    let cont = q.get("continue").filter(|c| !c.is_empty());
+    if let Some(n) = rv_param.and_then(|r| r.parse::<u64>().ok()).filter(|_| cont.is_none())
+        && !wait_for_rv(shared, n).await
+    {
+        let current = lock(&shared.store).rv;
+        let mut e =
+            ApiError::new(504, "Timeout", format!("Timeout: Too large resource version: {n}, current: {current}"));
+        e.details = json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1});
+        let mut r = error_response(&e);
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
+        return r;
     }
-    let rv = store.list_rv();
-    let cont = next.map(|k: (String, String)| encode_continue(store.rv, &k)).unwrap_or_default();
+    let store = lock(&shared.store);
+    let plan = match list_plan(&store, rt, ns, q) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    let filtering = !labels.is_empty() || q.contains_key("fieldSelector");
+    let mut page = Page::default();
+    let served_rv = match plan.at {
+        None => {
+            let items = store.iter(ti, ns, plan.after.as_ref()).filter(|(k, s)| {
+                !filtering || (labels.matches_with(|l| s.index.label(l)) && fields.matches_with(|f| s.field(k, f)))
+            });
+            if rt.storage.is_some() {
+                let converted: Vec<(Key, Bytes)> = items.map(|(k, s)| (k.clone(), store.view_json(ti, s))).collect();
+                page.fill(converted.iter().map(|(k, j)| (k, j)), plan.limit, !filtering);
+            } else {
+                page.fill(items.map(|(k, s)| (k, &s.json)), plan.limit, !filtering);
+            }
+            store.rv
+        }
+        Some(at) => {
+            let mut snap = match store.snapshot(ti, ns, at) {
+                Ok(s) => s,
+                Err(e) => return error_response(&e),
+            };
+            if rt.storage.is_some() {
+                for (_, json) in snap.iter_mut() {
+                    let v = store.to_view(ti, serde_json::from_slice(json).unwrap_or(Value::Null));
+                    *json = Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
+                }
+            }
+            let items = snap.iter().filter(|(k, json)| {
+                plan.after.as_ref().is_none_or(|a| k > a)
+                    && (!filtering || {
+                        let v: Value = serde_json::from_slice(json).unwrap_or(Value::Null);
+                        labels.matches(&v) && fields.matches(&v)
+                    })
+            });
+            page.fill(items.map(|(k, j)| (k, j)), plan.limit, !filtering);
+            at
+        }
+    };
+    let Page { out, next, remaining, .. } = page;
     drop(store);
-    let mut meta = json!({"resourceVersion": rv});
-    if !cont.is_empty() {
-        meta["continue"] = json!(cont);
+    let mut meta = json!({"resourceVersion": served_rv.to_string()});
+    if let Some(k) = &next {
+        meta["continue"] = json!(encode_continue(served_rv as i64, &continue_start(rt, ns, k)));
+        if let Some(r) = remaining {
+            meta["remainingItemCount"] = json!(r);
+        }
     }
     let head = format!(
         "{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":{},\"items\":[",
@@ -952,54 +1008,156 @@ fn list(
     r
 }
 
-/// resourceVersion / resourceVersionMatch on a list, as the real server checks them. kube-sim
-/// always serves the current state, so an Exact match on an older, uncompacted version is
-/// answered with the current state (documented in the README).
-fn list_rv_semantics(store: &Store, q: &std::collections::HashMap<String, String>) -> Result<(), ApiError> {
+/// One page of a list: the items' JSON joined by commas, the last key when more follow, and
+/// how many follow (counted only for unfiltered lists, as the real `remainingItemCount`).
+#[derive(Default)]
+struct Page {
+    out: Vec<u8>,
+    n: usize,
+    next: Option<Key>,
+    remaining: Option<usize>,
+}
+
+impl Page {
+    fn fill<'a>(&mut self, mut items: impl Iterator<Item = (&'a Key, &'a Bytes)>, limit: usize, count: bool) {
+        let mut last: Option<&Key> = None;
+        while let Some((k, json)) = items.next() {
+            if self.n == limit {
+                self.next = last.cloned();
+                self.remaining = count.then(|| 1 + items.count());
+                return;
+            }
+            if self.n > 0 {
+                self.out.push(b',');
+            }
+            self.out.extend_from_slice(json);
+            self.n += 1;
+            last = Some(k);
+        }
+    }
+}
+
+/// Waits (up to `resource_version_wait`) until the store has reached resourceVersion `n`.
+async fn wait_for_rv(shared: &Shared, n: u64) -> bool {
+    let mut rx = {
+        let store = lock(&shared.store);
+        if store.rv >= n {
+            return true;
+        }
+        store.events.subscribe()
+    };
+    let reached = tokio::time::timeout(shared.resource_version_wait, async {
+        loop {
+            match rx.recv().await {
+                Ok(e) if e.rv >= n => return,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                    if lock(&shared.store).rv >= n {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+            }
+        }
+    })
+    .await;
+    reached.is_ok() || lock(&shared.store).rv >= n
+}
+
+/// Which state a list serves, from its resourceVersion, resourceVersionMatch, limit and
+/// continue token, as the real server (etcd plus watch cache) decides it.
+fn list_plan(
+    store: &Store,
+    rt: &ResourceType,
+    ns: Option<&str>,
+    q: &std::collections::HashMap<String, String>,
+) -> Result<ListPlan, Box<Response>> {
+    let mut limit: usize = q.get("limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0).unwrap_or(usize::MAX);
+    let rv = q.get("resourceVersion").filter(|r| !r.is_empty());
+    let matching = q.get("resourceVersionMatch").filter(|m| !m.is_empty()).map(String::as_str);
+    if let Some(c) = q.get("continue").filter(|c| !c.is_empty()) {
+        if rv.is_some_and(|r| r != "0") {
+            return Err(Box::new(error_response(&ApiError::new(
+                400,
+                "BadRequest",
+                "specifying resource version is not allowed when using continue",
+            ))));
+        }
+        let (token_rv, start) = decode_continue(c).map_err(|m| {
+            Box::new(error_response(&ApiError::new(400, "BadRequest", format!("invalid continue token: {m}"))))
+        })?;
+        let after = continue_key(rt, ns, &start);
+        if token_rv < 0 {
+            // An inconsistent continuation (what the 410 below hands out): the current state.
+            return Ok(ListPlan { at: None, after: Some(after), limit });
+        }
+        let token_rv = token_rv as u64;
+        if token_rv < store.compacted_below {
+            let mut r = error_response(&ApiError::new(410, "Expired", CONTINUE_TOO_OLD));
+            let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {"continue": encode_continue(-1, &start)},
+                "status": "Failure", "message": CONTINUE_TOO_OLD, "reason": "Expired", "code": 410});
+            *r.body_mut() = Body::from(serde_json::to_vec(&body).unwrap_or_default());
+            return Err(Box::new(r));
+        }
+        let at = (token_rv < store.rv).then_some(token_rv);
+        return Ok(ListPlan { at, after: Some(after), limit });
+    }
+    let Some(rv) = rv else { return Ok(ListPlan { at: None, after: None, limit }) };
+    let Ok(n) = rv.parse::<u64>() else {
+        return Err(Box::new(error_response(&ApiError::new(
+            400,
+            "BadRequest",
+            format!("invalid resource version: {rv}"),
+        ))));
+    };
+    if n == 0 {
+        // From the watch cache, which ignores the limit.
+        limit = usize::MAX;
+        return Ok(ListPlan { at: None, after: None, limit });
+    }
+    // Exact, or (the legacy rule) a limited list from a resourceVersion: served from etcd at it.
+    let exact = matching == Some("Exact") || (matching.is_none() && limit != usize::MAX);
+    if exact && n < store.compacted_below {
+        return Err(Box::new(error_response(&ApiError::new(
+            410,
+            "Expired",
+            "The resourceVersion for the provided list is too old.",
+        ))));
+    }
+    let at = (exact && n < store.rv).then_some(n);
+    Ok(ListPlan { at, after: None, limit })
+}
+
+/// ListOptions validation of a list (`ValidateListOptions`), every error at once.
+fn validate_list_options(q: &std::collections::HashMap<String, String>) -> Result<(), ApiError> {
     let rv = q.get("resourceVersion").filter(|r| !r.is_empty());
     let matching = q.get("resourceVersionMatch").filter(|m| !m.is_empty());
-    let invalid = |m: String| {
-        ApiError::new(422, "Invalid", format!("ListOptions.meta.k8s.io \"\" is invalid: {m}")).with_details(
-            "",
-            "meta.k8s.io",
-            "ListOptions",
-        )
-    };
+    let mut causes: Vec<(String, String)> = Vec::new();
+    let forbidden = |m: &str| ("resourceVersionMatch".to_string(), format!("Forbidden: {m}"));
     if let Some(m) = matching {
         if rv.is_none() {
-            return Err(invalid(
-                "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided"
-                    .into(),
-            ));
+            causes.push(forbidden("resourceVersionMatch is forbidden unless resourceVersion is provided"));
         }
         if q.get("continue").is_some_and(|c| !c.is_empty()) {
-            return Err(invalid(
-                "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden when continue is provided".into(),
-            ));
+            causes.push(forbidden("resourceVersionMatch is forbidden when continue is provided"));
         }
         if m != "Exact" && m != "NotOlderThan" {
-            return Err(invalid(format!(
-                "resourceVersionMatch: Unsupported value: \"{m}\": supported values: \"Exact\", \"NotOlderThan\""
-            )));
+            causes.push((
+                "resourceVersionMatch".into(),
+                format!("Unsupported value: \"{m}\": supported values: \"Exact\", \"NotOlderThan\", \"\""),
+            ));
         }
         if m == "Exact" && rv.map(String::as_str) == Some("0") {
-            return Err(invalid("resourceVersionMatch: Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"".into()));
+            causes.push(forbidden("resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\""));
         }
     }
-    let Some(rv) = rv else { return Ok(()) };
-    let Ok(n) = rv.parse::<u64>() else {
-        return Err(ApiError::new(400, "BadRequest", format!("invalid resource version: {rv}")));
-    };
-    if n > store.rv {
-        // The real server waits up to 3 s for the version to arrive first.
-        let mut e = ApiError::new(504, "Timeout", format!("Too large resource version: {n}, current: {}", store.rv));
-        e.details = json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1});
-        return Err(e);
+    if q.contains_key("sendInitialEvents") {
+        causes.push(("sendInitialEvents".into(), "Forbidden: sendInitialEvents is forbidden for list".into()));
     }
-    if matching.map(String::as_str) == Some("Exact") && n < store.compacted_below {
-        return Err(ApiError::new(410, "Expired", "The resourceVersion for the provided list is too old."));
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_as("ListOptions.meta.k8s.io", "", "meta.k8s.io", "ListOptions", causes))
     }
-    Ok(())
 }
 
 /// The `labelSelector` and `fieldSelector` of a request, or the 400 a bad one gets.
@@ -1012,16 +1170,73 @@ fn selectors(q: &std::collections::HashMap<String, String>) -> Result<(LabelSele
     ))
 }
 
-fn encode_continue(rv: u64, key: &(String, String)) -> String {
+/// A continue token as the real server writes it: unpadded URL-safe base64 of
+/// `{"v":"meta.k8s.io/v1","rv":N,"start":"<key after the list's prefix>\u0000"}`.
+fn encode_continue(rv: i64, start: &str) -> String {
     use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(json!({"rv": rv, "ns": key.0, "name": key.1}).to_string())
+    let json = format!(
+        "{{\"v\":\"meta.k8s.io/v1\",\"rv\":{rv},\"start\":{}}}",
+        serde_json::to_string(start).unwrap_or_default()
+    );
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
 }
 
-fn decode_continue(c: &str) -> Option<(u64, (String, String))> {
+/// The start key of the page after `last`, relative to the list's key prefix
+/// (`/name` within a namespace or for cluster-scoped resources, `/ns/name` across namespaces).
+fn continue_start(rt: &ResourceType, ns: Option<&str>, last: &Key) -> String {
+    if rt.namespaced && ns.is_none() { format!("/{}/{}\0", last.0, last.1) } else { format!("/{}\0", last.1) }
+}
+
+/// The key a continued list starts after.
+fn continue_key(rt: &ResourceType, ns: Option<&str>, start: &str) -> Key {
+    let rel = start.trim_end_matches('\0').trim_start_matches('/');
+    if rt.namespaced && ns.is_none() {
+        let (n, name) = rel.split_once('/').unwrap_or((rel, ""));
+        (n.to_string(), name.to_string())
+    } else {
+        (ns.unwrap_or_default().to_string(), rel.to_string())
+    }
+}
+
+/// `storage.DecodeContinue`: the token's resourceVersion and start key, or the real error text.
+fn decode_continue(c: &str) -> Result<(i64, String), String> {
     use base64::Engine;
-    let raw = base64::engine::general_purpose::STANDARD.decode(c).ok()?;
-    let v: Value = serde_json::from_slice(&raw).ok()?;
-    Some((v["rv"].as_u64()?, (v["ns"].as_str()?.to_string(), v["name"].as_str()?.to_string())))
+    const INVALID: &str = "continue key is not valid";
+    // Go's RawURLEncoding: no padding, trailing bits not checked.
+    let engine = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::URL_SAFE,
+        base64::engine::general_purpose::NO_PAD.with_decode_allow_trailing_bits(true),
+    );
+    let raw = engine.decode(c).map_err(|e| {
+        let at = match e {
+            base64::DecodeError::InvalidByte(i, _) | base64::DecodeError::InvalidLastSymbol(i, _) => i,
+            _ => c.len(),
+        };
+        format!("{INVALID}: illegal base64 data at input byte {at}")
+    })?;
+    if let Some(e) = crate::gojson::syntax_error(&raw) {
+        return Err(format!("{INVALID}: {e}"));
+    }
+    let v: Value = serde_json::from_slice(&raw).map_err(|e| format!("{INVALID}: {e}"))?;
+    if !v.is_object() {
+        return Err(format!(
+            "{INVALID}: json: cannot unmarshal {} into Go value of type storage.continueToken",
+            crate::gojson::kind(&v)
+        ));
+    }
+    let version = v["v"].as_str().unwrap_or_default();
+    if version != "meta.k8s.io/v1" {
+        return Err(format!("{INVALID}: server does not recognize this encoded version {version}"));
+    }
+    let rv = v["rv"].as_i64().unwrap_or(0);
+    if rv == 0 {
+        return Err(format!("{INVALID}: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"));
+    }
+    let start = v["start"].as_str().unwrap_or_default();
+    if start.is_empty() {
+        return Err(format!("{INVALID}: encoded start key empty (version meta.k8s.io/v1)"));
+    }
+    Ok((rv, start.to_string()))
 }
 
 fn bookmark(rt: &ResourceType, rv: u64, initial_end: bool) -> Bytes {
@@ -1053,11 +1268,9 @@ fn watch(
         fields = FieldSelector::parse(&format!("metadata.name={n}")).unwrap_or(fields);
     }
     let bookmarks = q.get("allowWatchBookmarks").is_some_and(|v| v == "true");
-    let timeout = q
-        .get("timeoutSeconds")
-        .and_then(|t| t.parse::<u64>().ok())
-        .map(Duration::from_secs)
-        .unwrap_or(Duration::from_secs(1800));
+    let lifetime =
+        watch_lifetime(q.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()), shared.min_request_timeout);
+    let started = tokio::time::Instant::now();
     let initial = q.get("sendInitialEvents").is_some_and(|v| v == "true");
     let rv_param: Option<u64> = q.get("resourceVersion").filter(|r| !r.is_empty()).and_then(|r| r.parse().ok());
     let rt = rt.clone();
@@ -1070,6 +1283,8 @@ fn watch(
         }
     };
     // Under the store lock: the backlog and the live subscription, so nothing falls between.
+    let view = rt.storage.is_some();
+    let storage = rt.storage.unwrap_or(ti);
     let (backlog, mut live, start_rv) = {
         let store = lock(&shared.store);
         let live = store.events.subscribe();
@@ -1079,9 +1294,10 @@ fn watch(
             (true, _) | (false, None) | (false, Some(0)) => {
                 for (k, s) in store.iter(ti, ns.as_deref(), None) {
                     if labels.matches_with(|l| s.index.label(l)) && fields.matches_with(|f| s.field(k, f)) {
-                        let mut v = Vec::with_capacity(s.json.len() + 30);
+                        let json = store.view_json(ti, s);
+                        let mut v = Vec::with_capacity(json.len() + 30);
                         v.extend_from_slice(b"{\"type\":\"ADDED\",\"object\":");
-                        v.extend_from_slice(&s.json);
+                        v.extend_from_slice(&json);
                         v.extend_from_slice(b"}\n");
                         backlog.push(Bytes::from(v));
                     }
@@ -1092,8 +1308,8 @@ fn watch(
             }
             (false, Some(rv)) => match store.history_since(rv) {
                 Ok(evs) => {
-                    for e in evs.iter().filter(|e| e.resource == ti && matches(&e.object)) {
-                        backlog.push(e.line.clone());
+                    for e in evs.iter().filter(|e| e.resource == storage && matches(&e.object)) {
+                        backlog.push(store.view_line(ti, e));
                     }
                 }
                 Err(e) => {
@@ -1121,24 +1337,35 @@ fn watch(
                 return;
             }
         }
-        let deadline = tokio::time::sleep(timeout);
+        let end = started.checked_add(lifetime).unwrap_or(started + Duration::from_secs(86_400 * 365));
+        let deadline = tokio::time::sleep_until(end);
         tokio::pin!(deadline);
-        let mut tick = tokio::time::interval(interval);
-        tick.tick().await;
+        let mut next_bm = if bookmarks { next_bookmark(started, interval, end) } else { None };
         let mut last_rv = start_rv;
         loop {
             tokio::select! {
                 _ = &mut deadline => return,
                 _ = dropped.changed() => return,
-                _ = tick.tick(), if bookmarks => {
+                _ = tokio::time::sleep_until(next_bm.unwrap_or(end)), if next_bm.is_some() => {
                     if tx.send(Ok(bookmark(&rt, last_rv, false))).await.is_err() { return; }
                     counter.bookmarks_sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    next_bm = next_bookmark(tokio::time::Instant::now(), interval, end);
                 }
                 ev = live.recv() => match ev {
                     Ok(e) => {
                         last_rv = last_rv.max(e.rv);
-                        if e.resource == ti && e.rv > from_rv && matches(&e.object) && tx.send(Ok(e.line.clone())).await.is_err() {
-                            return;
+                        if e.resource == storage && e.rv > from_rv && matches(&e.object) {
+                            let line = if view {
+                                let obj = crate::events::to_v1(&e.object);
+                                let mut v = serde_json::to_vec(&json!({"type": e.kind, "object": obj})).unwrap_or_default();
+                                v.push(b'\n');
+                                Bytes::from(v)
+                            } else {
+                                e.line.clone()
+                            };
+                            if tx.send(Ok(line)).await.is_err() {
+                                return;
+                            }
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return,
@@ -1147,6 +1374,39 @@ fn watch(
         }
     });
     stream_response(tokio_stream_from(rx))
+}
+
+/// How long a watch lasts: the client's `timeoutSeconds`, or (absent or 0) the server's
+/// `--min-request-timeout` times a random factor in [1, 2), as kube-apiserver does.
+pub fn watch_lifetime(timeout_seconds: Option<u64>, min_request_timeout: Duration) -> Duration {
+    match timeout_seconds.filter(|t| *t > 0) {
+        Some(t) => Duration::from_secs(t),
+        None => min_request_timeout.mul_f64(1.0 + random_unit()),
+    }
+}
+
+/// When a watch's next BOOKMARK is due, by the watch cache's rule: one `interval` after `now`,
+/// or 2 s before the watch's `deadline` if that comes first; None once that moment has passed
+/// (a watch shorter than 2 s gets no bookmark, one with `timeoutSeconds=60` gets its only
+/// bookmark at about 58 s).
+pub fn next_bookmark(
+    now: tokio::time::Instant,
+    interval: Duration,
+    deadline: tokio::time::Instant,
+) -> Option<tokio::time::Instant> {
+    let heartbeat = now.checked_add(interval)?;
+    let due = match deadline.checked_sub(Duration::from_secs(2)) {
+        Some(pre) => heartbeat.min(pre),
+        None => heartbeat,
+    };
+    (due > now).then_some(due)
+}
+
+/// A random number in [0, 1) (std's per-instance random hasher keys; no RNG dependency).
+fn random_unit() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let h = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    (h >> 11) as f64 / (1u64 << 53) as f64
 }
 
 fn tokio_stream_from(
@@ -1159,4 +1419,41 @@ fn stream_response(s: futures::stream::BoxStream<'static, Result<Bytes, Infallib
     let mut r = Response::new(Body::from_stream(s));
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    #[test]
+    fn bookmarks_come_a_minute_apart_and_once_just_before_the_deadline() {
+        let now = Instant::now();
+        let minute = Duration::from_secs(60);
+        // timeoutSeconds=290 (kube-runtime): every 60 s, the last one 2 s before the end
+        let end = now + Duration::from_secs(290);
+        assert_eq!(next_bookmark(now, minute, end), Some(now + minute));
+        let at_240 = now + Duration::from_secs(240);
+        assert_eq!(next_bookmark(at_240, minute, end), Some(now + Duration::from_secs(288)));
+        assert_eq!(next_bookmark(now + Duration::from_secs(288), minute, end), None);
+        // timeoutSeconds=60: one bookmark at 58 s (07-quiet-watch.json: 57.999 s)
+        let end = now + minute;
+        assert_eq!(next_bookmark(now, minute, end), Some(now + Duration::from_secs(58)));
+        // shorter than 2 s: none
+        assert_eq!(next_bookmark(now, minute, now + Duration::from_secs(1)), None);
+    }
+
+    #[test]
+    fn watch_lifetime_is_the_timeout_or_min_request_timeout_times_one_to_two() {
+        assert_eq!(watch_lifetime(Some(60), Duration::from_secs(1800)), Duration::from_secs(60));
+        for t in [None, Some(0)] {
+            for _ in 0..100 {
+                let d = watch_lifetime(t, Duration::from_secs(1800));
+                assert!(d >= Duration::from_secs(1800) && d < Duration::from_secs(3600), "{d:?}");
+            }
+        }
+        let spread: std::collections::BTreeSet<Duration> =
+            (0..20).map(|_| watch_lifetime(None, Duration::from_secs(1800))).collect();
+        assert!(spread.len() > 1, "the factor is random");
+    }
 }

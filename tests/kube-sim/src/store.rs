@@ -38,6 +38,21 @@ impl ApiError {
         self
     }
 
+    /// The 422 a JSON patch that cannot be applied gets (`NewGenericServerResponse(422, ...)`):
+    /// a fixed message and empty details; a failed `test` op means "changed meanwhile".
+    pub fn patch_failed() -> Self {
+        let mut e = ApiError::new(422, "Invalid", "the server rejected our request due to an error in our request");
+        e.details = json!({});
+        e
+    }
+
+    /// 415 for a PATCH whose Content-Type is not a patch type the resource accepts.
+    pub fn unsupported_media_type() -> Self {
+        let mut e = ApiError::new(415, "UnsupportedMediaType", "415: Unsupported Media Type");
+        e.details = json!({});
+        e
+    }
+
     pub fn not_found(rt: &ResourceType, name: &str) -> Self {
         ApiError::new(404, "NotFound", format!("{} \"{name}\" not found", rt.qualified()))
             .with_details(name, &rt.group, &rt.plural)
@@ -52,16 +67,65 @@ impl ApiError {
         s
     }
 
-    fn invalid(rt: &ResourceType, name: &str, causes: Vec<(String, String)>) -> Self {
-        let msg = causes.iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join(", ");
-        let kind = rt.kind.clone();
-        let mut e = ApiError::new(422, "Invalid", format!("{kind} \"{name}\" is invalid: {msg}"))
-            .with_details(name, &rt.group, &kind);
+    /// 422 Invalid for `Kind "name"` with field errors `(field, message)`, as
+    /// `errors.NewInvalid` renders them: one error plain, several (deduplicated) in brackets;
+    /// each cause's reason follows from its message (`Invalid value` -> FieldValueInvalid ...).
+    pub fn invalid(rt: &ResourceType, name: &str, causes: Vec<(String, String)>) -> Self {
+        let qualified = if rt.group.is_empty() { rt.kind.clone() } else { format!("{}.{}", rt.kind, rt.group) };
+        ApiError::invalid_as(&qualified, name, &rt.group, &rt.kind, causes)
+    }
+
+    /// 422 Invalid with an explicit qualified kind for the message (`leases.coordination.k8s.io`
+    /// for the registry's own checks, `PatchOptions.meta.k8s.io` for options) and details kind.
+    pub fn invalid_as(qualified: &str, name: &str, group: &str, kind: &str, causes: Vec<(String, String)>) -> Self {
+        let msgs: Vec<String> =
+            causes.iter().map(|(f, m)| if f.is_empty() { m.clone() } else { format!("{f}: {m}") }).collect();
+        let mut e = ApiError::new(422, "Invalid", format!("{qualified} \"{name}\" is invalid: {}", aggregate(&msgs)))
+            .with_details(name, group, kind);
         e.details["causes"] = Value::Array(
-            causes.iter().map(|(f, m)| json!({"reason": "FieldValueInvalid", "message": m, "field": f})).collect(),
+            causes
+                .iter()
+                .map(|(f, m)| {
+                    let mut c = json!({"reason": cause_reason(m), "message": m});
+                    if !f.is_empty() {
+                        c["field"] = json!(f);
+                    }
+                    c
+                })
+                .collect(),
         );
         e
     }
+}
+
+/// `utilerrors.NewAggregate(...).Error()`: one message as is, several deduplicated in `[a, b]`.
+pub fn aggregate(msgs: &[String]) -> String {
+    let mut seen: Vec<&String> = Vec::new();
+    for m in msgs {
+        if !seen.contains(&m) {
+            seen.push(m);
+        }
+    }
+    match seen.as_slice() {
+        [one] => (*one).clone(),
+        many => format!("[{}]", many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")),
+    }
+}
+
+/// The StatusCause reason of a field error, from the way its message starts (field.ErrorType).
+fn cause_reason(message: &str) -> &'static str {
+    const KINDS: [(&str, &str); 9] = [
+        ("Invalid value", "FieldValueInvalid"),
+        ("Required value", "FieldValueRequired"),
+        ("Forbidden", "FieldValueForbidden"),
+        ("Unsupported value", "FieldValueNotSupported"),
+        ("Duplicate value", "FieldValueDuplicate"),
+        ("Too long", "FieldValueTooLong"),
+        ("Too many", "FieldValueTooMany"),
+        ("Not found", "FieldValueNotFound"),
+        ("Internal error", "InternalError"),
+    ];
+    KINDS.iter().find(|(p, _)| message.starts_with(p)).map_or("FieldValueInvalid", |(_, r)| r)
 }
 
 /// A stored object: its serialized JSON (what get/list/watch send) and a small index of what
@@ -158,6 +222,9 @@ pub struct Event {
     pub kind: &'static str,
     pub object: Arc<Value>,
     pub line: Bytes,
+    /// The stored JSON of the object before this event (None for ADDED): what a list at an
+    /// older resourceVersion serves. Shares the bytes the store held (no copy).
+    pub prev: Option<Bytes>,
 }
 
 /// Options of a write.
@@ -166,6 +233,15 @@ pub struct WriteOpts {
     pub dry_run: bool,
     pub field_manager: Option<String>,
     pub force: bool,
+    /// DeleteOptions.preconditions: the delete is refused (409) unless the object still has them.
+    pub preconditions: Preconditions,
+}
+
+/// `DeleteOptions.preconditions`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Preconditions {
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
 }
 
 /// Patch types by content type.
@@ -223,70 +299,43 @@ pub fn rfc3339(secs: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
 }
 
-fn is_dns_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-}
-
-fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && !s.is_empty() && s.split('.').all(is_dns_label)
-}
-
-fn is_label_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
-}
-
-fn valid_qualified_key(k: &str) -> bool {
-    match k.split_once('/') {
-        Some((p, n)) => is_dns_subdomain(p) && is_label_name(n),
-        None => is_label_name(k),
-    }
-}
-
-const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
-const KEY_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
-
 /// Metadata validation as the API server does it (the subset meshkeeper and kubectl exercise).
 fn validate(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
+    use crate::validation as v;
     let name = obj["metadata"]["name"].as_str().unwrap_or_default();
     let mut causes = Vec::new();
     if !obj["metadata"].is_object() {
         causes.push(("metadata".into(), "Required value".into()));
     }
-    let ok_name = if rt.kind == "Namespace" || rt.kind == "Service" {
-        is_dns_label(name)
-    } else {
-        is_dns_subdomain(name) || name.contains(':')
-    };
     if name.is_empty() {
         causes.push(("metadata.name".into(), "Required value: name or generateName is required".into()));
-    } else if !ok_name {
-        causes.push(("metadata.name".into(), format!("Invalid value: \"{name}\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character")));
+    } else {
+        let errs = match rt.kind.as_str() {
+            "Namespace" => v::dns_label_errors(name),
+            "Service" => v::dns1035_label_errors(name),
+            "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding" => v::path_segment_errors(name),
+            _ => v::dns_subdomain_errors(name),
+        };
+        causes
+            .extend(errs.into_iter().map(|m| ("metadata.name".to_string(), format!("Invalid value: \"{name}\": {m}"))));
     }
     for (field, map) in [("labels", &obj["metadata"]["labels"]), ("annotations", &obj["metadata"]["annotations"])] {
         match map {
             Value::Null => {}
             Value::Object(m) => {
-                for (k, v) in m {
-                    if !valid_qualified_key(k) {
-                        causes.push((format!("metadata.{field}"), format!("Invalid value: \"{k}\": {KEY_MSG}")));
+                let f = format!("metadata.{field}");
+                for (k, val) in m {
+                    for e in v::qualified_name_errors(k) {
+                        causes.push((f.clone(), format!("Invalid value: \"{k}\": {e}")));
                     }
-                    match v.as_str() {
-                        Some(s) if field == "labels" && !(s.is_empty() || is_label_name(s)) => causes
-                            .push((format!("metadata.{field}"), format!("Invalid value: \"{s}\": {LABEL_VALUE_MSG}"))),
-                        Some(_) => {}
-                        None => {
-                            causes.push((format!("metadata.{field}"), format!("Invalid value: {v}: must be a string")))
+                    match val.as_str() {
+                        Some(s) if field == "labels" => {
+                            for e in v::label_value_errors(s) {
+                                causes.push((f.clone(), format!("Invalid value: \"{s}\": {e}")));
+                            }
                         }
+                        Some(_) => {}
+                        None => causes.push((f.clone(), format!("Invalid value: {val}: must be a string"))),
                     }
                 }
             }
@@ -322,8 +371,49 @@ impl Store {
         self.types.iter().position(|r| r.api_version() == api_version && r.kind == kind)
     }
 
+    /// The type whose storage holds `ti`'s objects (itself, or the converted-from type).
+    pub fn storage_of(&self, ti: usize) -> usize {
+        self.types.get(ti).and_then(|r| r.storage).unwrap_or(ti)
+    }
+
+    /// A stored object as type `ti` serves it.
+    pub fn to_view(&self, ti: usize, v: Value) -> Value {
+        if self.types.get(ti).is_some_and(|r| r.storage.is_some()) { crate::events::to_v1(&v) } else { v }
+    }
+
+    /// An object of type `ti` as its storage keeps it.
+    pub fn from_view(&self, ti: usize, v: Value) -> Value {
+        if self.types.get(ti).is_some_and(|r| r.storage.is_some()) { crate::events::to_core(&v) } else { v }
+    }
+
+    /// A stored object parsed, as type `ti` serves it.
+    pub fn read(&self, ti: usize, s: &Stored) -> Value {
+        self.to_view(ti, s.parse())
+    }
+
+    /// A stored object's JSON as type `ti` serves it (the stored bytes unless converted).
+    pub fn view_json(&self, ti: usize, s: &Stored) -> Bytes {
+        if self.types.get(ti).is_some_and(|r| r.storage.is_some()) {
+            Bytes::from(serde_json::to_vec(&self.read(ti, s)).unwrap_or_default())
+        } else {
+            s.json.clone()
+        }
+    }
+
+    /// An event's line as a watch of type `ti` sends it.
+    pub fn view_line(&self, ti: usize, e: &Event) -> Bytes {
+        if self.types.get(ti).is_some_and(|r| r.storage.is_some()) {
+            let obj = self.to_view(ti, (*e.object).clone());
+            let mut v = serde_json::to_vec(&json!({"type": e.kind, "object": obj})).unwrap_or_default();
+            v.push(b'\n');
+            Bytes::from(v)
+        } else {
+            e.line.clone()
+        }
+    }
+
     pub fn get(&self, ti: usize, ns: &str, name: &str) -> Option<&Stored> {
-        self.objects.get(&ti)?.get(&(ns.to_string(), name.to_string()))
+        self.objects.get(&self.storage_of(ti))?.get(&(ns.to_string(), name.to_string()))
     }
 
     /// Objects of a type, optionally in one namespace, in key order, starting after `after`.
@@ -333,7 +423,7 @@ impl Store {
         ns: Option<&'a str>,
         after: Option<&'a Key>,
     ) -> impl Iterator<Item = (&'a Key, &'a Stored)> + 'a {
-        self.objects.get(&ti).into_iter().flat_map(move |m| {
+        self.objects.get(&self.storage_of(ti)).into_iter().flat_map(move |m| {
             use std::ops::Bound;
             // Keys sort by (namespace, name): one namespace is one contiguous range.
             let start = match (after, ns) {
@@ -347,36 +437,80 @@ impl Store {
     }
 
     pub fn count(&self, ti: usize) -> usize {
-        self.objects.get(&ti).map_or(0, BTreeMap::len)
+        self.objects.get(&self.storage_of(ti)).map_or(0, BTreeMap::len)
     }
 
-    /// Events after `rv` (for watches); Err when `rv` is older than the retained history.
+    /// The oldest resourceVersion a watch can resume from (the watch cache's `oldest - 1`).
+    pub fn oldest_resumable(&self) -> u64 {
+        match self.history.front() {
+            Some(e) => (e.rv - 1).max(self.compacted_below),
+            None => self.rv,
+        }
+    }
+
+    /// Events after `rv` (for watches); Err when `rv` is older than the retained history, with
+    /// the real message: `too old resource version: 1 (<oldest resumable>)`.
     pub fn history_since(&self, rv: u64) -> Result<Vec<Arc<Event>>, ApiError> {
-        let oldest = self.history.front().map_or(self.rv, |e| e.rv);
-        if rv < self.compacted_below || (rv + 1 < oldest && !self.history.is_empty()) {
-            return Err(ApiError::new(
-                410,
-                "Expired",
-                format!("too old resource version: {rv} ({})", oldest.max(self.compacted_below)),
-            ));
+        let oldest = self.oldest_resumable();
+        if rv < oldest {
+            return Err(ApiError::new(410, "Expired", format!("too old resource version: {rv} ({oldest})")));
         }
         Ok(self.history.iter().filter(|e| e.rv > rv).cloned().collect())
     }
 
     /// Forgets history: every watch from an older resourceVersion now gets 410.
     pub fn compact(&mut self) {
-        self.history.clear();
-        self.compacted_below = self.rv;
+        self.compact_to(self.rv);
     }
 
-    fn emit(&mut self, ti: usize, kind: &'static str, obj: Arc<Value>) {
+    /// Compacts to `rv` (as etcd's compaction, which the apiserver runs every 5 minutes): watches
+    /// and lists from an older resourceVersion, and continue tokens issued before it, get 410.
+    pub fn compact_to(&mut self, rv: u64) {
+        self.compacted_below = self.compacted_below.max(rv.min(self.rv));
+        while self.history.front().is_some_and(|e| e.rv <= self.compacted_below) {
+            self.history.pop_front();
+        }
+    }
+
+    /// The objects of a type (optionally one namespace) as they were at resourceVersion `at`,
+    /// in key order, rolled back from the current state through the history. 410 when `at` is
+    /// older than the compaction or than the history still held.
+    pub fn snapshot(&self, ti: usize, ns: Option<&str>, at: u64) -> Result<Vec<(Key, Bytes)>, ApiError> {
+        let too_old = || ApiError::new(410, "Expired", "The resourceVersion for the provided list is too old.");
+        if at < self.compacted_below {
+            return Err(too_old());
+        }
+        let mut state: BTreeMap<Key, Option<Bytes>> =
+            self.iter(ti, ns, None).map(|(k, s)| (k.clone(), Some(s.json.clone()))).collect();
+        if at >= self.rv {
+            return Ok(state.into_iter().filter_map(|(k, v)| Some((k, v?))).collect());
+        }
+        if self.history.front().is_none_or(|e| e.rv > at + 1) {
+            return Err(too_old());
+        }
+        let st = self.storage_of(ti);
+        for ev in self.history.iter().rev().take_while(|e| e.rv > at) {
+            if ev.resource != st {
+                continue;
+            }
+            let ev_ns = ev.namespace.clone().unwrap_or_default();
+            if ns.is_some_and(|n| n != ev_ns) {
+                continue;
+            }
+            let name = ev.object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            state.insert((ev_ns, name), ev.prev.clone());
+        }
+        Ok(state.into_iter().filter_map(|(k, v)| Some((k, v?))).collect())
+    }
+
+    fn emit(&mut self, ti: usize, kind: &'static str, obj: Arc<Value>, prev: Option<Bytes>) {
         let line = {
             let mut v = serde_json::to_vec(&json!({"type": kind, "object": &*obj})).unwrap_or_default();
             v.push(b'\n');
             Bytes::from(v)
         };
         let ns = obj["metadata"]["namespace"].as_str().map(str::to_string);
-        let ev = Arc::new(Event { rv: self.rv, resource: ti, namespace: ns, kind, object: obj, line });
+        let ev = Arc::new(Event { rv: self.rv, resource: ti, namespace: ns, kind, object: obj, line, prev });
         if self.history.len() == self.history_cap {
             self.history.pop_front();
         }
@@ -389,11 +523,15 @@ impl Store {
         format!("00000000-0000-4000-8000-{:012x}", self.uid)
     }
 
+    /// Stores `value` (as type `ti` serves it; converted for its storage) and emits the event.
     fn put(&mut self, ti: usize, key: Key, value: Value, kind: &'static str) -> Value {
-        let stored = Stored::new(&value);
-        self.objects.entry(ti).or_default().insert(key, stored);
-        self.emit(ti, kind, Arc::new(value.clone()));
-        value
+        let st = self.storage_of(ti);
+        let stored_value = if st == ti { value.clone() } else { self.from_view(ti, value.clone()) };
+        let stored = Stored::new(&stored_value);
+        let prev = self.objects.entry(st).or_default().insert(key, stored).map(|old| old.json);
+        let served = if st == ti { value } else { self.to_view(ti, stored_value.clone()) };
+        self.emit(st, kind, Arc::new(stored_value), prev);
+        served
     }
 
     fn namespace_state(&self, ns: &str, rt: &ResourceType, name: &str) -> Result<(), ApiError> {
@@ -417,8 +555,11 @@ impl Store {
         }
     }
 
-    /// Allocates clusterIP and nodePorts of a Service; rejects a nodePort held by another.
-    fn allocate_service(
+    /// The Service registry, after field management: drops what a type change makes moot
+    /// (dropTypeDependentFields), validates ports, keeps allocated values an update left out
+    /// (patchAllocatedValues), allocates clusterIP/clusterIPs, ipFamilies/ipFamilyPolicy and
+    /// nodePorts (owned by no manager, as on a real server) and empties status on create.
+    fn prepare_service(
         &mut self,
         rt: &ResourceType,
         key: &Key,
@@ -429,9 +570,147 @@ impl Store {
         if !obj["spec"].is_object() {
             obj["spec"] = json!({});
         }
+        let ty = |v: &Value| v["spec"]["type"].as_str().unwrap_or("ClusterIP").to_string();
+        let needs_ip = |v: &Value| ty(v) != "ExternalName";
+        let needs_np = |v: &Value| {
+            let t = ty(v);
+            t == "NodePort"
+                || (t == "LoadBalancer" && v["spec"]["allocateLoadBalancerNodePorts"].as_bool() != Some(false))
+        };
+        let needs_hc = |v: &Value| ty(v) == "LoadBalancer" && v["spec"]["externalTrafficPolicy"] == "Local";
+        let node_ports = |v: &Value| -> Vec<Option<i64>> {
+            v["spec"]["ports"]
+                .as_array()
+                .map(|ps| ps.iter().map(|p| p["nodePort"].as_i64()).collect())
+                .unwrap_or_default()
+        };
+        let spec_of =
+            |v: &Value| -> serde_json::Map<String, Value> { v["spec"].as_object().cloned().unwrap_or_default() };
+        if let Some(old) = old {
+            let mut spec = spec_of(obj);
+            if needs_ip(old) && !needs_ip(obj) {
+                if obj["spec"]["clusterIP"] == old["spec"]["clusterIP"]
+                    && obj["spec"]["clusterIPs"] == old["spec"]["clusterIPs"]
+                {
+                    spec.remove("clusterIP");
+                    spec.remove("clusterIPs");
+                }
+                if obj["spec"]["ipFamilies"] == old["spec"]["ipFamilies"] {
+                    spec.remove("ipFamilies");
+                }
+                if obj["spec"]["ipFamilyPolicy"] == old["spec"]["ipFamilyPolicy"] {
+                    spec.remove("ipFamilyPolicy");
+                }
+            }
+            if needs_np(old)
+                && !needs_np(obj)
+                && node_ports(old) == node_ports(obj)
+                && let Some(ps) = spec.get_mut("ports").and_then(Value::as_array_mut)
+            {
+                for p in ps.iter_mut().filter_map(Value::as_object_mut) {
+                    p.remove("nodePort");
+                }
+            }
+            if needs_hc(old)
+                && !needs_hc(obj)
+                && obj["spec"]["healthCheckNodePort"] == old["spec"]["healthCheckNodePort"]
+            {
+                spec.remove("healthCheckNodePort");
+            }
+            let external = |v: &Value| {
+                let t = ty(v);
+                t == "NodePort"
+                    || t == "LoadBalancer"
+                    || (t == "ClusterIP" && v["spec"]["externalIPs"].as_array().is_some_and(|a| !a.is_empty()))
+            };
+            if external(old)
+                && !external(obj)
+                && obj["spec"]["externalTrafficPolicy"] == old["spec"]["externalTrafficPolicy"]
+            {
+                spec.remove("externalTrafficPolicy");
+            }
+            if ty(old) == "LoadBalancer"
+                && ty(obj) != "LoadBalancer"
+                && obj["spec"]["allocateLoadBalancerNodePorts"] == old["spec"]["allocateLoadBalancerNodePorts"]
+            {
+                spec.remove("allocateLoadBalancerNodePorts");
+            }
+            obj["spec"] = Value::Object(spec);
+        }
+        // ValidateService (the part kube-sim models).
+        let t = ty(obj);
+        let mut causes = Vec::new();
+        let ports = obj["spec"]["ports"].as_array().cloned().unwrap_or_default();
+        if ports.is_empty() && t != "ExternalName" {
+            causes.push(("spec.ports".to_string(), "Required value".to_string()));
+        }
+        for (i, p) in ports.iter().enumerate() {
+            if ports.len() > 1 && p["name"].as_str().is_none_or(str::is_empty) {
+                causes.push((format!("spec.ports[{i}].name"), "Required value".into()));
+            }
+            match p["port"].as_i64() {
+                Some(n) if (1..=65535).contains(&n) => {}
+                other => causes.push((
+                    format!("spec.ports[{i}].port"),
+                    format!("Invalid value: {}: must be between 1 and 65535, inclusive", other.unwrap_or(0)),
+                )),
+            }
+            if matches!(t.as_str(), "ClusterIP" | "ExternalName") && p["nodePort"].as_i64().is_some_and(|n| n != 0) {
+                causes.push((
+                    format!("spec.ports[{i}].nodePort"),
+                    format!("Forbidden: may not be used when `type` is '{t}'"),
+                ));
+            }
+        }
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(rt, &name, causes));
+        }
+        if let Some(old) = old {
+            if needs_ip(old) && needs_ip(obj) {
+                for f in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+                    let missing = match &obj["spec"][f] {
+                        Value::Null => true,
+                        Value::String(s) => s.is_empty(),
+                        Value::Array(a) => a.is_empty(),
+                        _ => false,
+                    };
+                    if missing && !old["spec"][f].is_null() {
+                        obj["spec"][f] = old["spec"][f].clone();
+                    }
+                }
+            }
+            if needs_np(old) && needs_np(obj) {
+                let mine: Vec<i64> = node_ports(obj).into_iter().flatten().collect();
+                let used: Vec<i64> = node_ports(old).into_iter().flatten().filter(|n| mine.contains(n)).collect();
+                let by_name: HashMap<String, i64> = old["spec"]["ports"]
+                    .as_array()
+                    .map(|ps| {
+                        ps.iter()
+                            .filter_map(|p| {
+                                Some((p["name"].as_str().unwrap_or_default().to_string(), p["nodePort"].as_i64()?))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if let Some(ps) = obj["spec"]["ports"].as_array_mut() {
+                    for p in ps.iter_mut() {
+                        if p["nodePort"].as_i64().is_none_or(|n| n == 0)
+                            && let Some(n) = by_name.get(p["name"].as_str().unwrap_or_default())
+                            && !used.contains(n)
+                        {
+                            p["nodePort"] = json!(n);
+                        }
+                    }
+                }
+            }
+            if needs_hc(old) && needs_hc(obj) && obj["spec"]["healthCheckNodePort"].as_i64().is_none_or(|n| n == 0) {
+                obj["spec"]["healthCheckNodePort"] = old["spec"]["healthCheckNodePort"].clone();
+            }
+        }
         let old_ip = old.and_then(|o| o["spec"]["clusterIP"].as_str()).filter(|s| !s.is_empty());
         if let (Some(old_ip), Some(new_ip)) = (old_ip, obj["spec"]["clusterIP"].as_str().filter(|s| !s.is_empty()))
             && old_ip != new_ip
+            && needs_ip(obj)
         {
             return Err(ApiError::invalid(
                 rt,
@@ -442,45 +721,75 @@ impl Store {
                 )],
             ));
         }
-        if obj["spec"]["clusterIP"].as_str().is_none_or(str::is_empty) {
-            let ip = old.and_then(|o| o["spec"]["clusterIP"].as_str().map(str::to_string)).unwrap_or_else(|| {
-                self.next_ip += 1;
-                format!("10.96.{}.{}", (self.next_ip >> 8) & 255, self.next_ip & 255)
-            });
-            obj["spec"]["clusterIP"] = json!(ip);
+        if needs_ip(obj) {
+            if obj["spec"]["clusterIP"].as_str().is_none_or(str::is_empty) {
+                let ip = match obj["spec"]["clusterIPs"][0].as_str() {
+                    Some(ip) => ip.to_string(),
+                    None => {
+                        self.next_ip += 1;
+                        format!("10.96.{}.{}", (self.next_ip >> 8) & 255, self.next_ip & 255)
+                    }
+                };
+                obj["spec"]["clusterIP"] = json!(ip);
+            }
+            if obj["spec"]["clusterIPs"].as_array().is_none_or(Vec::is_empty) {
+                obj["spec"]["clusterIPs"] = json!([obj["spec"]["clusterIP"]]);
+            }
+            if obj["spec"]["ipFamilies"].as_array().is_none_or(Vec::is_empty) {
+                obj["spec"]["ipFamilies"] = json!(["IPv4"]);
+            }
+            if obj["spec"]["ipFamilyPolicy"].as_str().is_none_or(str::is_empty) {
+                let headless_without_selector = obj["spec"]["clusterIP"] == "None"
+                    && obj["spec"]["selector"].as_object().is_none_or(|m| m.is_empty());
+                obj["spec"]["ipFamilyPolicy"] =
+                    json!(if headless_without_selector { "RequireDualStack" } else { "SingleStack" });
+            }
         }
-        let ty = obj["spec"]["type"].as_str().unwrap_or("ClusterIP").to_string();
-        let wants_node_ports = ty == "NodePort" || ty == "LoadBalancer";
+        let wants_node_ports = needs_np(obj);
         let mut causes = Vec::new();
         let mut mine: Vec<i64> = Vec::new();
-        if let Some(ports) = obj["spec"]["ports"].as_array_mut() {
+        let check = |this: &Self, field: String, np: i64, mine: &mut Vec<i64>, causes: &mut Vec<(String, String)>| {
+            if !(30000..=32767).contains(&np) {
+                causes.push((field, format!("Invalid value: {np}: provided port is not in the valid range. The range of valid ports is 30000-32767")));
+            } else if this.node_ports.get(&np).is_some_and(|k| k != key) || mine.contains(&np) {
+                causes.push((field, format!("Invalid value: {np}: provided port is already allocated")));
+            } else {
+                mine.push(np);
+            }
+        };
+        let mut ports = obj["spec"]["ports"].as_array().cloned().unwrap_or_default();
+        for (i, p) in ports.iter().enumerate() {
+            if let Some(np) = p["nodePort"].as_i64().filter(|n| *n != 0) {
+                check(self, format!("spec.ports[{i}].nodePort"), np, &mut mine, &mut causes);
+            }
+        }
+        if let Some(np) = obj["spec"]["healthCheckNodePort"].as_i64().filter(|n| *n != 0) {
+            check(self, "spec.healthCheckNodePort".into(), np, &mut mine, &mut causes);
+        }
+        let free = |mine: &mut Vec<i64>| {
+            let n = (30000..=32767).find(|n| !self.node_ports.contains_key(n) && !mine.contains(n));
+            if let Some(n) = n {
+                mine.push(n);
+            }
+            n
+        };
+        if wants_node_ports {
             for (i, p) in ports.iter_mut().enumerate() {
-                if !wants_node_ports {
-                    if let Some(m) = p.as_object_mut() {
-                        m.remove("nodePort");
-                    }
-                    continue;
-                }
-                match p["nodePort"].as_i64() {
-                    Some(np) if !(30000..=32767).contains(&np) => causes.push((
-                        format!("spec.ports[{i}].nodePort"),
-                        format!("Invalid value: {np}: provided port is not in the valid range. The range of valid ports is 30000-32767"),
-                    )),
-                    Some(np) if self.node_ports.get(&np).is_some_and(|k| k != key) || mine.contains(&np) => {
-                        causes.push((format!("spec.ports[{i}].nodePort"), format!("Invalid value: {np}: provided port is already allocated")))
-                    }
-                    Some(np) => mine.push(np),
-                    None => {
-                        let free = (30000..=32767).find(|n| !self.node_ports.contains_key(n) && !mine.contains(n));
-                        match free {
-                            Some(n) => {
-                                p["nodePort"] = json!(n);
-                                mine.push(n);
-                            }
-                            None => causes.push((format!("spec.ports[{i}].nodePort"), "Internal error: range is full".into())),
+                if p["nodePort"].as_i64().is_none_or(|n| n == 0) {
+                    match free(&mut mine) {
+                        Some(n) => p["nodePort"] = json!(n),
+                        None => {
+                            causes.push((format!("spec.ports[{i}].nodePort"), "Internal error: range is full".into()))
                         }
                     }
                 }
+            }
+            obj["spec"]["ports"] = Value::Array(ports);
+        }
+        if needs_hc(obj) && obj["spec"]["healthCheckNodePort"].as_i64().is_none_or(|n| n == 0) {
+            match free(&mut mine) {
+                Some(n) => obj["spec"]["healthCheckNodePort"] = json!(n),
+                None => causes.push(("spec.healthCheckNodePort".into(), "Internal error: range is full".into())),
             }
         }
         if !causes.is_empty() {
@@ -489,6 +798,9 @@ impl Store {
         self.node_ports.retain(|_, k| k != key);
         for n in mine {
             self.node_ports.insert(n, key.clone());
+        }
+        if old.is_none() {
+            obj["status"] = json!({"loadBalancer": {}});
         }
         Ok(())
     }
@@ -590,10 +902,6 @@ impl Store {
             if rt.generation {
                 new["metadata"]["generation"] = json!(1);
             }
-            if rt.kind == "Namespace" {
-                new["spec"]["finalizers"] = json!(["kubernetes"]);
-                new["status"] = json!({"phase": "Active"});
-            }
         }
         new["metadata"]["name"] = json!(key.1);
         if rt.kind == "Namespace" && rt.group.is_empty() {
@@ -603,12 +911,32 @@ impl Store {
             }
             new["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(key.1);
         }
+        crate::defaults::apply(&rt.kind, &mut new);
         validate(&rt, &new)?;
-        if rt.kind == "Service" {
-            self.allocate_service(&rt, &key, &mut new, old.as_deref())?;
+        if rt.kind == "Event" && sub.is_none() {
+            let core = |v: &Value| if rt.storage.is_some() { crate::events::to_core(v) } else { v.clone() };
+            let errs =
+                crate::events::validate(&core(&new), &key.0, &rt.api_version(), old.as_deref().map(core).as_ref());
+            if !errs.is_empty() {
+                // Validated as the internal (core) Event: the message names no group.
+                return Err(ApiError::invalid_as("Event", &key.1, "", "Event", errs));
+            }
         }
         if manager != "__apply__" {
             patch::record_update(old.as_deref(), &mut new, manager, sub, &now);
+        }
+        // What the registry sets after field management is owned by no manager.
+        if rt.kind == "Service" && sub.is_none() {
+            self.prepare_service(&rt, &key, &mut new, old.as_deref())?;
+        }
+        if rt.kind == "Event" && rt.group.is_empty() {
+            // What a core/v1 Event always serializes (zero values: owned by nobody).
+            crate::events::core_defaults(&mut new);
+        }
+        if rt.kind == "Namespace" && old.is_none() {
+            // The namespace strategy's PrepareForCreate.
+            new["spec"]["finalizers"] = json!(["kubernetes"]);
+            new["status"] = json!({"phase": "Active"});
         }
         if let Some(m) = new["metadata"].as_object_mut() {
             m.remove("resourceVersion");
@@ -638,6 +966,8 @@ impl Store {
     }
 
     fn remove(&mut self, ti: usize, key: &Key) -> Value {
+        let view = ti;
+        let ti = self.storage_of(ti);
         let Some(stored) = self.objects.get_mut(&ti).and_then(|m| m.remove(key)) else { return Value::Null };
         if self.types[ti].kind == "Service" {
             self.node_ports.retain(|_, k| k != key);
@@ -647,7 +977,7 @@ impl Store {
             v["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         }
         let arc = Arc::new(v.clone());
-        self.emit(ti, "DELETED", arc);
+        self.emit(ti, "DELETED", arc, Some(stored.json.clone()));
         // Garbage-collect dependents (background propagation).
         let uid = stored.index.uid.clone();
         if !uid.is_empty() {
@@ -666,7 +996,7 @@ impl Store {
                 self.remove(t, &k);
             }
         }
-        v
+        self.to_view(view, v)
     }
 
     pub fn create(
@@ -735,8 +1065,22 @@ impl Store {
                 format!("the name of the object ({body_name}) does not match the name on the URL ({name})"),
             ));
         }
-        let old =
-            self.get(ti, &key.0, name).map(|s| Arc::new(s.parse())).ok_or_else(|| ApiError::not_found(&rt, name))?;
+        let Some(old) = self.get(ti, &key.0, name).map(|s| Arc::new(self.read(ti, s))) else {
+            if rt.create_on_update && sub.is_none() {
+                return self.create(ti, ns, obj, opts, manager);
+            }
+            return Err(ApiError::not_found(&rt, name));
+        };
+        if !rt.unconditional_update && obj["metadata"]["resourceVersion"].as_str().is_none_or(str::is_empty) {
+            // The registry's own check (qualified by resource, not kind).
+            return Err(ApiError::invalid_as(
+                &rt.qualified(),
+                name,
+                &rt.group,
+                &rt.plural,
+                vec![("metadata.resourceVersion".into(), "Invalid value: 0: must be specified for an update".into())],
+            ));
+        }
         self.commit(ti, key, Some(old), obj, sub, opts, manager)
     }
 
@@ -754,14 +1098,15 @@ impl Store {
     ) -> Result<Value, ApiError> {
         let rt = self.types[ti].clone();
         let key = (if rt.namespaced { ns.to_string() } else { String::new() }, name.to_string());
-        let old = self.get(ti, &key.0, name).map(|s| Arc::new(s.parse()));
+        let old = self.get(ti, &key.0, name).map(|s| Arc::new(self.read(ti, s)));
         let to_err = |e: PatchError| match e {
+            PatchError::BadRequest(m) if pt == PatchType::Json => {
+                ApiError::new(400, "BadRequest", format!("error decoding patch: {m}"))
+            }
             PatchError::BadRequest(m) => ApiError::new(400, "BadRequest", m),
-            PatchError::Invalid(m) => ApiError::new(
-                422,
-                "Invalid",
-                format!("the server rejected our request due to an error in our request: {m}"),
-            ),
+            // A JSON patch that fails while applying (a failed `test`, a missing path): the
+            // generic 422, without the evanphx text.
+            PatchError::Invalid(_) => ApiError::patch_failed(),
             PatchError::Conflict(c) => {
                 ApiError::new(409, "Conflict", patch::conflict_message(&c)).with_details(name, &rt.group, &rt.plural)
             }
@@ -804,11 +1149,7 @@ impl Store {
             PatchType::Json => patch::json_patch(&mut new, body).map_err(to_err)?,
             PatchType::Strategic => {
                 if !patch::supports_strategic_merge(&rt.kind) {
-                    return Err(ApiError::new(
-                        415,
-                        "UnsupportedMediaType",
-                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
-                    ));
+                    return Err(ApiError::unsupported_media_type());
                 }
                 patch::strategic_merge_patch(&mut new, body, &rt.kind).map_err(to_err)?
             }
@@ -824,8 +1165,11 @@ impl Store {
     pub fn delete(&mut self, ti: usize, ns: &str, name: &str, opts: &WriteOpts) -> Result<Value, ApiError> {
         let rt = self.types[ti].clone();
         let key = (if rt.namespaced { ns.to_string() } else { String::new() }, name.to_string());
-        let old =
-            self.get(ti, &key.0, name).map(|s| Arc::new(s.parse())).ok_or_else(|| ApiError::not_found(&rt, name))?;
+        let old = self
+            .get(ti, &key.0, name)
+            .map(|s| Arc::new(self.read(ti, s)))
+            .ok_or_else(|| ApiError::not_found(&rt, name))?;
+        check_preconditions(&rt, name, &old, &opts.preconditions)?;
         if opts.dry_run {
             return Ok((*old).clone());
         }
@@ -904,6 +1248,29 @@ impl Store {
     pub fn list_rv(&self) -> String {
         self.rv.to_string()
     }
+}
+
+/// DeleteOptions.preconditions (uid first, then resourceVersion), with the real 409 texts.
+fn check_preconditions(rt: &ResourceType, name: &str, obj: &Value, pre: &Preconditions) -> Result<(), ApiError> {
+    let meta = &obj["metadata"];
+    let conflict = |what: String| {
+        let qualified = if rt.group.is_empty() { rt.kind.clone() } else { format!("{}.{}", rt.kind, rt.group) };
+        Err(ApiError::new(409, "Conflict", format!("Operation cannot be fulfilled on {qualified} \"{name}\": {what}"))
+            .with_details(name, &rt.group, &rt.kind))
+    };
+    let cur_uid = meta["uid"].as_str().unwrap_or_default();
+    if let Some(uid) = pre.uid.as_deref().filter(|u| *u != cur_uid) {
+        return conflict(format!(
+            "the UID in the precondition ({uid}) does not match the UID in record ({cur_uid}). The object might have been deleted and then recreated"
+        ));
+    }
+    let cur_rv = meta["resourceVersion"].as_str().unwrap_or_default();
+    if let Some(rv) = pre.resource_version.as_deref().filter(|r| *r != cur_rv) {
+        return conflict(format!(
+            "the ResourceVersion in the precondition ({rv}) does not match the ResourceVersion in record ({cur_rv}). The object might have been modified"
+        ));
+    }
+    Ok(())
 }
 
 /// A namespaced body naming another namespace than the URL is a 400, as in the real server.
@@ -1056,7 +1423,7 @@ mod tests {
             "{}",
             err.message
         );
-        let a = s.create(svc, "a", json!({"metadata": {"name": "gw"}, "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 31380}, {"port": 443}]}}), &o, "t").unwrap();
+        let a = s.create(svc, "a", json!({"metadata": {"name": "gw"}, "spec": {"type": "NodePort", "ports": [{"name": "http", "port": 80, "nodePort": 31380}, {"name": "https", "port": 443}]}}), &o, "t").unwrap();
         assert_eq!(a["spec"]["ports"][0]["nodePort"], 31380);
         assert!(a["spec"]["ports"][1]["nodePort"].as_i64().is_some_and(|p| (30000..=32767).contains(&p)));
         let err = s.create(svc, "a", json!({"metadata": {"name": "other"}, "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 31380}]}}), &o, "t").unwrap_err();
@@ -1067,6 +1434,36 @@ mod tests {
         );
         s.delete(svc, "a", "gw", &o).unwrap();
         assert!(s.create(svc, "a", json!({"metadata": {"name": "other"}, "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 31380}]}}), &o, "t").is_ok(), "released on delete");
+    }
+
+    #[test]
+    fn snapshots_roll_back_through_history() {
+        let mut s = Store::new(100);
+        let o = WriteOpts::default();
+        ns(&mut s, "a");
+        let cm = s.type_index("", "v1", "configmaps").unwrap();
+        let names = |snap: Vec<(Key, Bytes)>| snap.into_iter().map(|(k, _)| k.1).collect::<Vec<_>>();
+        s.create(cm, "a", json!({"metadata": {"name": "x"}, "data": {"v": "1"}}), &o, "t").unwrap();
+        let at = s.rv;
+        s.patch(cm, "a", "x", PatchType::Merge, &json!({"data": {"v": "2"}}), None, &o, "t").unwrap();
+        s.create(cm, "a", json!({"metadata": {"name": "y"}}), &o, "t").unwrap();
+        let snap = s.snapshot(cm, Some("a"), at).unwrap();
+        let x: Value = serde_json::from_slice(&snap[0].1).unwrap();
+        assert_eq!((x["data"]["v"].as_str(), names(snap)), (Some("1"), vec!["x".to_string()]));
+        s.delete(cm, "a", "x", &o).unwrap();
+        assert_eq!(names(s.snapshot(cm, None, at).unwrap()), ["x"], "deleted since: still there");
+        assert_eq!(names(s.snapshot(cm, Some("a"), s.rv).unwrap()), ["y"]);
+        s.compact_to(at + 1);
+        assert_eq!(s.snapshot(cm, Some("a"), at).unwrap_err().code, 410);
+        // A history ring that lost the events after `at` cannot roll back either.
+        let mut small = Store::new(2);
+        ns(&mut small, "a");
+        let at = small.rv;
+        for n in ["p", "q", "r"] {
+            small.create(cm, "a", json!({"metadata": {"name": n}}), &o, "t").unwrap();
+        }
+        assert_eq!(small.snapshot(cm, Some("a"), at).unwrap_err().code, 410);
+        assert!(small.snapshot(cm, Some("a"), small.rv - 1).is_ok());
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 use serde_json::{Value, json};
 
@@ -222,11 +224,39 @@ async fn every_patch_type_is_routed() {
         c.patch(path, "application/json-patch+json", r#"[{"op":"add","path":"/metadata/labels/j","value":"2"}]"#).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["metadata"]["labels"]["j"], "2");
-    // a failed JSON-patch test is 422
-    let r = c
-        .patch(path, "application/json-patch+json", r#"[{"op":"test","path":"/metadata/labels/j","value":"x"}]"#)
-        .await;
-    assert_eq!(r.status, 422, "{}", String::from_utf8_lossy(&r.body));
+    // 03-patch-errors.json: a JSON patch that fails while applying (a failed test, missing
+    // paths) is the generic 422 with empty details
+    for ops in [
+        r#"[{"op":"test","path":"/metadata/labels/j","value":"x"}]"#,
+        r#"[{"op":"test","path":"/metadata/labels/absent","value":"x"}]"#,
+        r#"[{"op":"replace","path":"/metadata/annotations/absent","value":"x"}]"#,
+        r#"[{"op":"remove","path":"/metadata/labels/absent"}]"#,
+        r#"[{"op":"add","path":"/metadata/annotations/rec~1x","value":"x"}]"#,
+        r#"[{"op":"frobnicate","path":"/metadata"}]"#,
+    ] {
+        let r = c.patch(path, "application/json-patch+json", ops).await;
+        assert_eq!(r.status, 422, "{ops}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.json(),
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": "the server rejected our request due to an error in our request", "reason": "Invalid",
+                "details": {}, "code": 422}),
+            "{ops}"
+        );
+    }
+    // ... one the server cannot decode is a 400 with Go's message
+    let r = c.patch(path, "application/json-patch+json", r#"{"op":"add","path":"/data/x","value":"y"}"#).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json()["message"],
+        "error decoding patch: json: cannot unmarshal object into Go value of type []handlers.jsonPatchOp"
+    );
+    let r = c.patch(path, "application/merge-patch+json", "{not json").await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json()["message"],
+        "error decoding patch: invalid character 'n' looking for beginning of object key string"
+    );
     // strategic merge: containers merge by name
     let r = c
         .patch(
@@ -280,15 +310,16 @@ async fn every_patch_type_is_routed() {
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(sim.cluster().get("v1", "configmaps", "p", "made").unwrap()["data"]["k"], "w");
-    // unknown patch type
-    let r = c.patch(path, "text/plain", "{}").await;
-    assert_eq!(r.status, 415);
-    assert_eq!(
-        r.json(),
-        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml",
-            "reason": "UnsupportedMediaType", "code": 415})
-    );
+    // unknown patch type (03-patch-errors.json: also application/json)
+    for ctype in ["text/plain", "application/json"] {
+        let r = c.patch(path, ctype, "{}").await;
+        assert_eq!(r.status, 415);
+        assert_eq!(
+            r.json(),
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": "415: Unsupported Media Type", "reason": "UnsupportedMediaType", "details": {}, "code": 415})
+        );
+    }
     // strategic merge on a custom resource: 415
     sim.cluster()
         .register_crd("security.istio.io", "v1beta1", "PeerAuthentication", "peerauthentications", true)
@@ -543,6 +574,299 @@ async fn services_cluster_ip_and_node_ports() {
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
 }
 
+/// 06-nodeport.json: defaulting, what the registry allocates (owned by nobody) and the 422s.
+#[tokio::test]
+async fn services_default_and_allocate_like_a_real_server() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    sim.cluster().create("v1", "namespaces", "", ns_obj("svc")).unwrap();
+    let r = c
+        .post(
+            "/api/v1/namespaces/svc/services",
+            &json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "np-auto"},
+                "spec": {"type": "NodePort", "selector": {"app": "np-auto"},
+                    "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}, {"name": "https", "port": 443}]}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let v = r.json();
+    let spec = &v["spec"];
+    assert_eq!(spec["ports"][1]["protocol"], "TCP");
+    assert_eq!(spec["ports"][1]["targetPort"], 443);
+    for (f, want) in [
+        ("sessionAffinity", json!("None")),
+        ("externalTrafficPolicy", json!("Cluster")),
+        ("internalTrafficPolicy", json!("Cluster")),
+        ("ipFamilies", json!(["IPv4"])),
+        ("ipFamilyPolicy", json!("SingleStack")),
+    ] {
+        assert_eq!(spec[f], want, "{f}");
+    }
+    assert_eq!(spec["clusterIPs"], json!([spec["clusterIP"]]));
+    assert!(spec["ports"].as_array().unwrap().iter().all(|p| p["nodePort"].as_i64().is_some()));
+    assert_eq!(v["status"], json!({"loadBalancer": {}}));
+    // The creator owns what it sent and the defaults, not what the registry allocated.
+    let mf = &v["metadata"]["managedFields"];
+    assert_eq!(mf.as_array().unwrap().len(), 1);
+    let owned = mf[0]["fieldsV1"]["f:spec"].as_object().unwrap();
+    for f in ["f:sessionAffinity", "f:externalTrafficPolicy", "f:internalTrafficPolicy", "f:type", "f:ports"] {
+        assert!(owned.contains_key(f), "creator owns {f}: {mf}");
+    }
+    for f in ["f:clusterIP", "f:clusterIPs", "f:ipFamilies", "f:ipFamilyPolicy"] {
+        assert!(!owned.contains_key(f), "nobody owns {f}: {mf}");
+    }
+    let port443 = &owned["f:ports"]["k:{\"port\":443,\"protocol\":\"TCP\"}"];
+    assert!(port443.get("f:targetPort").is_some() && port443.get("f:nodePort").is_none(), "{port443}");
+    // So another manager applying a nodePort of its own conflicts with nobody.
+    let np = spec["ports"][0]["nodePort"].as_i64().unwrap();
+    let want = if np == 32080 { 32081 } else { 32080 };
+    let r = c
+        .patch(
+            "/api/v1/namespaces/svc/services/np-auto?fieldManager=meshkeeper",
+            "application/apply-patch+yaml",
+            &json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "np-auto"},
+                "spec": {"ports": [{"port": 80, "protocol": "TCP", "nodePort": want}]}})
+            .to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["spec"]["ports"][0]["nodePort"], want);
+    // A nodePort on a ClusterIP Service is forbidden.
+    let r = c
+        .post(
+            "/api/v1/namespaces/svc/services",
+            &json!({"metadata": {"name": "cip-np"}, "spec": {"type": "ClusterIP", "ports": [{"port": 80, "nodePort": 31998}]}}),
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    let e = r.json();
+    assert_eq!(
+        e["message"],
+        "Service \"cip-np\" is invalid: spec.ports[0].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'"
+    );
+    assert_eq!(e["details"]["causes"][0]["reason"], "FieldValueForbidden");
+    // A PUT switching to ClusterIP that keeps the allocated nodePorts drops them (dropTypeDependentFields).
+    let mut cur = c.get("/api/v1/namespaces/svc/services/np-auto").await.json();
+    cur["spec"]["type"] = json!("ClusterIP");
+    let r = c.put("/api/v1/namespaces/svc/services/np-auto", &cur).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v = r.json();
+    assert!(v["spec"]["ports"].as_array().unwrap().iter().all(|p| p.get("nodePort").is_none()), "{v}");
+    assert_eq!(v["spec"]["clusterIP"], spec["clusterIP"], "the clusterIP stays");
+    assert!(v["spec"].get("externalTrafficPolicy").is_none(), "only for externally accessible Services");
+    // A PUT that leaves out the clusterIP keeps the allocated one.
+    let mut cur = v.clone();
+    cur["spec"].as_object_mut().unwrap().remove("clusterIP");
+    cur["spec"].as_object_mut().unwrap().remove("clusterIPs");
+    let r = c.put("/api/v1/namespaces/svc/services/np-auto", &cur).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["spec"]["clusterIP"], spec["clusterIP"]);
+}
+
+/// 01-lease-missing-namespace.json and 02-stale-resourceversion.json.
+#[tokio::test]
+async fn leases_refuse_unconditional_updates_and_deletes_honour_preconditions() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    // A namespace that does not exist: create, apply and PUT are 404 for the namespace.
+    let lease = |ns: &str, holder: &str| {
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "stale", "namespace": ns},
+            "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15}})
+    };
+    let missing = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": "namespaces \"nope\" not found", "reason": "NotFound", "details": {"name": "nope", "kind": "namespaces"}, "code": 404});
+    let r = c.post("/apis/coordination.k8s.io/v1/namespaces/nope/leases", &lease("nope", "a")).await;
+    assert_eq!((r.status, r.json()), (404, missing.clone()));
+    let r = c
+        .patch(
+            "/apis/coordination.k8s.io/v1/namespaces/nope/leases/stale?fieldManager=rec",
+            "application/apply-patch+yaml",
+            &lease("nope", "a").to_string(),
+        )
+        .await;
+    assert_eq!((r.status, r.json()), (404, missing.clone()));
+    let r = c.put("/apis/coordination.k8s.io/v1/namespaces/nope/leases/stale", &lease("nope", "a")).await;
+    assert_eq!((r.status, r.json()), (404, missing));
+    let r = c.get("/apis/coordination.k8s.io/v1/namespaces/nope/leases").await;
+    assert_eq!((r.status, r.json()["items"].clone()), (200, json!([])));
+
+    sim.cluster().create("v1", "namespaces", "", ns_obj("w")).unwrap();
+    let path = "/apis/coordination.k8s.io/v1/namespaces/w/leases/stale";
+    let created = c.post("/apis/coordination.k8s.io/v1/namespaces/w/leases", &lease("w", "rec-1")).await.json();
+    let stale_rv = created["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let mut put = created.clone();
+    put["spec"]["holderIdentity"] = json!("rec-2");
+    assert_eq!(c.put(path, &put).await.status, 200, "PUT with the current resourceVersion");
+    put["spec"]["holderIdentity"] = json!("rec-3");
+    let conflict = "Operation cannot be fulfilled on leases.coordination.k8s.io \"stale\": the object has been modified; please apply your changes to the latest version and try again";
+    let r = c.put(path, &put).await;
+    assert_eq!((r.status, r.json()["message"].as_str()), (409, Some(conflict)), "stale PUT");
+    for (ctype, body) in [
+        (
+            "application/merge-patch+json",
+            json!({"metadata": {"resourceVersion": stale_rv}, "spec": {"holderIdentity": "rec-4"}}),
+        ),
+        (
+            "application/strategic-merge-patch+json",
+            json!({"metadata": {"resourceVersion": stale_rv}, "spec": {"holderIdentity": "rec-5"}}),
+        ),
+        (
+            "application/json-patch+json",
+            json!([{"op": "replace", "path": "/metadata/resourceVersion", "value": stale_rv}, {"op": "replace", "path": "/spec/holderIdentity", "value": "rec-6"}]),
+        ),
+    ] {
+        let r = c.patch(path, ctype, &body.to_string()).await;
+        assert_eq!((r.status, r.json()["message"].as_str()), (409, Some(conflict)), "{ctype}");
+    }
+    let r = c.patch(path, "application/merge-patch+json", r#"{"spec":{"holderIdentity":"rec-7"}}"#).await;
+    assert_eq!(r.status, 200, "a patch without resourceVersion is unconditional");
+    let current = r.json();
+    // A Lease PUT without resourceVersion: 422 (AllowUnconditionalUpdate is false) ...
+    let mut unconditional = current.clone();
+    unconditional["metadata"].as_object_mut().unwrap().remove("resourceVersion");
+    unconditional["spec"]["holderIdentity"] = json!("rec-8");
+    let r = c.put(path, &unconditional).await;
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.json(),
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "leases.coordination.k8s.io \"stale\" is invalid: metadata.resourceVersion: Invalid value: 0: must be specified for an update",
+            "reason": "Invalid", "details": {"name": "stale", "group": "coordination.k8s.io", "kind": "leases",
+                "causes": [{"reason": "FieldValueInvalid", "message": "Invalid value: 0: must be specified for an update", "field": "metadata.resourceVersion"}]},
+            "code": 422})
+    );
+    // ... a ConfigMap's is fine.
+    c.post("/api/v1/namespaces/w/configmaps", &json!({"metadata": {"name": "uncond"}, "data": {"k": "1"}})).await;
+    let r = c
+        .put("/api/v1/namespaces/w/configmaps/uncond", &json!({"metadata": {"name": "uncond"}, "data": {"k": "2"}}))
+        .await;
+    assert_eq!(r.status, 200);
+    // Deletes with stale preconditions: 409 with the real texts, and nothing deleted.
+    let rv = current["metadata"]["resourceVersion"].as_str().unwrap();
+    let uid = current["metadata"]["uid"].as_str().unwrap();
+    let r = c
+        .req(
+            "DELETE",
+            path,
+            Some("application/json"),
+            json!({"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"resourceVersion": stale_rv}})
+                .to_string()
+                .as_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, 409);
+    assert_eq!(
+        r.json(),
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("Operation cannot be fulfilled on Lease.coordination.k8s.io \"stale\": the ResourceVersion in the precondition ({stale_rv}) does not match the ResourceVersion in record ({rv}). The object might have been modified"),
+            "reason": "Conflict", "details": {"name": "stale", "group": "coordination.k8s.io", "kind": "Lease"}, "code": 409})
+    );
+    let wrong = "00000000-0000-0000-0000-000000000000";
+    let r = c
+        .req("DELETE", path, Some("application/json"), json!({"preconditions": {"uid": wrong}}).to_string().as_bytes())
+        .await;
+    assert_eq!(r.status, 409);
+    assert_eq!(
+        r.json()["message"],
+        format!(
+            "Operation cannot be fulfilled on Lease.coordination.k8s.io \"stale\": the UID in the precondition ({wrong}) does not match the UID in record ({uid}). The object might have been deleted and then recreated"
+        )
+    );
+    assert_eq!(c.get(path).await.status, 200, "still there");
+    let r = c
+        .req(
+            "DELETE",
+            path,
+            Some("application/json"),
+            json!({"preconditions": {"uid": uid, "resourceVersion": rv}}).to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "matching preconditions delete");
+    // A PUT of a Lease that does not exist creates it (AllowCreateOnUpdate).
+    let r = c.put(path, &lease("w", "new")).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+}
+
+/// 10-events-v1.json: one storage served by both Event APIs, converted, and validated.
+#[tokio::test]
+async fn events_k8s_io_v1_and_core_v1_are_one_resource() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    sim.cluster().create("v1", "namespaces", "", ns_obj("ev")).unwrap();
+    let rv = sim.cluster().resource_version();
+    let mut w = c.watch(&format!("/apis/events.k8s.io/v1/namespaces/ev/events?watch=1&resourceVersion={rv}")).await;
+    let mut core_w = c.watch(&format!("/api/v1/namespaces/ev/events?watch=1&resourceVersion={rv}")).await;
+    let ev = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e1"},
+        "eventTime": "2026-12-01T07:44:49.354257Z", "reportingController": "meshkeeper", "reportingInstance": "pod-a",
+        "action": "Repair", "reason": "Repaired", "type": "Normal", "note": "label restored",
+        "regarding": {"apiVersion": "v1", "kind": "Pod", "namespace": "ev", "name": "web-0"}});
+    let r = c.post("/apis/events.k8s.io/v1/namespaces/ev/events", &ev).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let created = r.json();
+    assert_eq!(created["deprecatedSource"], json!({}));
+    assert!(created["deprecatedFirstTimestamp"].is_null());
+    // Through core/v1: the same object (uid, resourceVersion), converted.
+    let core = c.get("/api/v1/namespaces/ev/events/e1").await.json();
+    assert_eq!(
+        (core["apiVersion"].as_str(), core["metadata"]["uid"].clone()),
+        (Some("v1"), created["metadata"]["uid"].clone())
+    );
+    assert_eq!(core["metadata"]["resourceVersion"], created["metadata"]["resourceVersion"]);
+    assert_eq!(
+        (core["involvedObject"]["name"].as_str(), core["message"].as_str()),
+        (Some("web-0"), Some("label restored"))
+    );
+    assert_eq!(core["reportingComponent"], "meshkeeper");
+    let listed = c.get("/api/v1/namespaces/ev/events").await.json();
+    assert_eq!(listed["items"][0]["message"], "label restored");
+    let listed = c.get("/apis/events.k8s.io/v1/events").await.json();
+    assert_eq!(
+        (listed["kind"].as_str(), listed["items"][0]["note"].as_str()),
+        (Some("EventList"), Some("label restored"))
+    );
+    // Each watch sees it in its own form.
+    let e = w.next().await.unwrap();
+    assert_eq!((e["type"].as_str(), e["object"]["note"].as_str()), (Some("ADDED"), Some("label restored")));
+    let e = core_w.next().await.unwrap();
+    assert_eq!(e["object"]["message"], "label restored");
+    // A series update (what kube-runtime's Recorder sends for repeats) passes; changing the note does not.
+    let r = c
+        .patch(
+            "/apis/events.k8s.io/v1/namespaces/ev/events/e1",
+            "application/merge-patch+json",
+            r#"{"series":{"count":2,"lastObservedTime":"2026-12-01T07:45:49.000000Z"}}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(c.get("/api/v1/namespaces/ev/events/e1").await.json()["series"]["count"], 2);
+    let r = c
+        .patch("/apis/events.k8s.io/v1/namespaces/ev/events/e1", "application/merge-patch+json", r#"{"note":"other"}"#)
+        .await;
+    assert_eq!(r.status, 422);
+    assert!(
+        r.json()["message"].as_str().unwrap().contains("message: Invalid value: \"other\": field is immutable"),
+        "{}",
+        r.json()
+    );
+    // core/v1 gets only the legacy checks: an old-style Event without eventTime is fine.
+    let old_style = json!({"metadata": {"name": "e2"}, "involvedObject": {"kind": "Pod", "namespace": "ev", "name": "web-0"},
+        "reason": "Started", "message": "started", "type": "Normal", "source": {"component": "kubelet"}});
+    let r = c.post("/api/v1/namespaces/ev/events", &old_style).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let v1 = c.get("/apis/events.k8s.io/v1/namespaces/ev/events/e2").await.json();
+    assert_eq!((v1["deprecatedSource"]["component"].as_str(), v1["note"].as_str()), (Some("kubelet"), Some("started")));
+    // ... but not one naming another namespace's object.
+    let mut wrong = old_style.clone();
+    wrong["metadata"]["name"] = json!("e3");
+    wrong["involvedObject"]["namespace"] = json!("elsewhere");
+    let r = c.post("/api/v1/namespaces/ev/events", &wrong).await;
+    assert_eq!(r.status, 422);
+    // Deleting through one API removes it from both.
+    assert_eq!(c.delete("/apis/events.k8s.io/v1/namespaces/ev/events/e2").await.status, 200);
+    assert_eq!(c.get("/api/v1/namespaces/ev/events/e2").await.status, 404);
+    assert_eq!(sim.cluster().list("events.k8s.io/v1", "events", Some("ev"))[0]["note"], "label restored");
+}
+
 #[tokio::test]
 async fn eviction_honours_disruption_budgets() {
     let sim = sim().await;
@@ -662,36 +986,179 @@ async fn stop_refuses_then_restart_serves_with_state() {
     assert_eq!(r.status, 200);
 }
 
+fn names(list: &Value) -> Vec<String> {
+    list["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap().to_string()).collect()
+}
+
+/// 09-paged-list.json: pages with remainingItemCount, resourceVersion=0, Exact at an older
+/// version (a consistent snapshot), old continue tokens, too-large versions.
 #[tokio::test]
 async fn list_resource_version_semantics() {
-    let sim = sim().await;
+    let wait = Duration::from_millis(300);
+    let sim =
+        kube_sim::Sim::start(kube_sim::SimOptions::default().actors(false).resource_version_wait(wait)).await.unwrap();
     let c = Client::new(sim.addr());
     let cl = sim.cluster();
-    let now = cl.resource_version();
-    assert_eq!(c.get("/api/v1/namespaces?resourceVersion=0").await.status, 200);
+    cl.create("v1", "namespaces", "", ns_obj("page")).unwrap();
+    let mut rvs = Vec::new();
+    for i in 1..=5 {
+        let cm = cl
+            .create(
+                "v1",
+                "configmaps",
+                "page",
+                json!({"metadata": {"name": format!("cm-{i}"), "labels": {"rec": "page"}}}),
+            )
+            .unwrap();
+        rvs.push(cm["metadata"]["resourceVersion"].as_str().unwrap().to_string());
+    }
+    let base = "/api/v1/namespaces/page/configmaps";
+    // Pages of 2: remainingItemCount counts what follows; the token is the real format.
+    let p1 = c.get(&format!("{base}?limit=2")).await.json();
     assert_eq!(
-        c.get(&format!("/api/v1/namespaces?resourceVersion={now}&resourceVersionMatch=NotOlderThan")).await.status,
-        200
+        (names(&p1), p1["metadata"]["remainingItemCount"].clone()),
+        (vec!["cm-1".into(), "cm-2".into()], json!(3))
     );
+    let token = p1["metadata"]["continue"].as_str().unwrap().to_string();
+    use base64::Engine;
+    let decoded: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&token).unwrap()).unwrap();
+    assert_eq!(decoded, json!({"v": "meta.k8s.io/v1", "rv": rvs[4].parse::<u64>().unwrap(), "start": "/cm-2\u{0}"}));
+    let p2 = c.get(&format!("{base}?limit=2&continue={token}")).await.json();
     assert_eq!(
-        c.get(&format!("/api/v1/namespaces?resourceVersion={now}&resourceVersionMatch=Exact")).await.status,
-        200
+        (names(&p2), p2["metadata"]["remainingItemCount"].clone()),
+        (vec!["cm-3".into(), "cm-4".into()], json!(1))
     );
-    let r = c.get("/api/v1/namespaces?resourceVersionMatch=Exact").await;
-    assert_eq!(r.status, 422);
+    let p3 = c.get(&format!("{base}?limit=2&continue={}", p2["metadata"]["continue"].as_str().unwrap())).await.json();
+    assert_eq!(names(&p3), ["cm-5"]);
+    assert!(p3["metadata"].get("continue").is_none() && p3["metadata"].get("remainingItemCount").is_none());
+    // A selector: no remainingItemCount.
+    let sel = c.get(&format!("{base}?limit=2&labelSelector=rec%3Dpage")).await.json();
+    assert!(sel["metadata"]["continue"].is_string() && sel["metadata"].get("remainingItemCount").is_none());
+    // Errors around continue.
+    let r = c.get(&format!("{base}?limit=2&continue={token}&resourceVersion={}", rvs[4])).await;
+    assert_eq!(
+        (r.status, r.json()["message"].as_str()),
+        (400, Some("specifying resource version is not allowed when using continue"))
+    );
+    let r = c.get(&format!("{base}?limit=2&continue=garbage")).await;
+    assert_eq!(r.status, 400);
     assert_eq!(
         r.json()["message"],
-        "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided"
+        r"invalid continue token: continue key is not valid: invalid character '\x81' looking for beginning of value"
     );
-    let r = c.get(&format!("/api/v1/namespaces?resourceVersion={}", now + 100)).await;
-    assert_eq!(r.status, 504);
-    assert_eq!(r.json()["details"]["causes"][0]["reason"], "ResourceVersionTooLarge");
+    // A token of a compacted revision: 410, with a token to go on inconsistently.
+    let old = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(r#"{"v":"meta.k8s.io/v1","rv":2,"start":"cm-1\u0000"}"#);
+    let r = c.get(&format!("{base}?limit=2&continue={old}")).await;
+    assert_eq!(r.status, 410);
+    let e = r.json();
+    assert_eq!(e["reason"], "Expired");
+    assert!(e["message"].as_str().unwrap().starts_with("The provided continue parameter is too old"));
+    let again = e["metadata"]["continue"].as_str().unwrap();
+    let d: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(again).unwrap()).unwrap();
+    assert_eq!(d, json!({"v": "meta.k8s.io/v1", "rv": -1, "start": "cm-1\u{0}"}));
+    assert_eq!(names(&c.get(&format!("{base}?limit=2&continue={again}")).await.json()), ["cm-2", "cm-3"]);
+    // resourceVersion=0 comes from the watch cache, which ignores the limit.
+    let all = c.get(&format!("{base}?limit=2&resourceVersion=0")).await.json();
+    assert_eq!(names(&all).len(), 5);
+    assert!(all["metadata"].get("continue").is_none());
+    // Exact at an older version: that snapshot, paged consistently even while things change.
+    let after_cm2 = &rvs[1];
+    let exact = c.get(&format!("{base}?resourceVersion={after_cm2}&resourceVersionMatch=Exact")).await.json();
+    assert_eq!(
+        (names(&exact), exact["metadata"]["resourceVersion"].as_str()),
+        (vec!["cm-1".into(), "cm-2".into()], Some(after_cm2.as_str()))
+    );
+    for q in [
+        format!("limit=1&resourceVersion={after_cm2}&resourceVersionMatch=Exact"),
+        format!("limit=1&resourceVersion={after_cm2}"),
+    ] {
+        let first = c.get(&format!("{base}?{q}")).await.json();
+        assert_eq!(
+            (names(&first), first["metadata"]["remainingItemCount"].clone()),
+            (vec!["cm-1".into()], json!(1)),
+            "{q}"
+        );
+        cl.patch(
+            "v1",
+            "configmaps",
+            "page",
+            "cm-2",
+            kube_sim::PatchType::Merge,
+            &json!({"data": {"changed": "yes"}}),
+            "t",
+        )
+        .unwrap();
+        let second =
+            c.get(&format!("{base}?limit=1&continue={}", first["metadata"]["continue"].as_str().unwrap())).await.json();
+        assert_eq!(names(&second), ["cm-2"]);
+        assert_eq!(
+            second["items"][0]["metadata"]["resourceVersion"],
+            json!(after_cm2),
+            "cm-2 as it was at {after_cm2}"
+        );
+        assert!(second["items"][0].get("data").is_none());
+    }
+    // No limit and no match: not older than, i.e. the current state.
+    let cur = c.get(&format!("{base}?resourceVersion={after_cm2}")).await.json();
+    assert_eq!(names(&cur).len(), 5);
+    assert_eq!(cur["metadata"]["resourceVersion"], cl.resource_version().to_string());
+    // Deleted since: still in the older snapshot.
+    cl.delete("v1", "configmaps", "page", "cm-1").unwrap();
+    let exact = c.get(&format!("{base}?resourceVersion={after_cm2}&resourceVersionMatch=Exact")).await.json();
+    assert_eq!(names(&exact), ["cm-1", "cm-2"]);
+    // Older than the sim (a fresh watch cache and etcd): 410.
+    let r = c.get(&format!("{base}?resourceVersion=1&resourceVersionMatch=Exact")).await;
+    assert_eq!(
+        (r.status, r.json()["message"].as_str()),
+        (410, Some("The resourceVersion for the provided list is too old."))
+    );
+    // Validation.
+    let r = c.get(&format!("{base}?resourceVersionMatch=Exact")).await;
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.json(),
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided",
+            "reason": "Invalid", "details": {"group": "meta.k8s.io", "kind": "ListOptions",
+                "causes": [{"reason": "FieldValueForbidden", "message": "Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided", "field": "resourceVersionMatch"}]},
+            "code": 422})
+    );
+    let r = c.get(&format!("{base}?resourceVersion=5&resourceVersionMatch=Bogus")).await;
+    assert_eq!(
+        r.json()["message"],
+        "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Unsupported value: \"Bogus\": supported values: \"Exact\", \"NotOlderThan\", \"\""
+    );
     assert_eq!(c.get("/api/v1/namespaces?resourceVersion=abc").await.status, 400);
+    // A version not reached yet: the list waits for it, then 504 with Retry-After.
+    let now = cl.resource_version();
+    let started = std::time::Instant::now();
+    let r = c.get(&format!("{base}?resourceVersion={}&resourceVersionMatch=NotOlderThan", now + 100)).await;
+    assert!(started.elapsed() >= wait, "waited first");
+    assert_eq!((r.status, r.header("Retry-After")), (504, Some("1")));
+    let e = r.json();
+    assert_eq!(e["message"], format!("Timeout: Too large resource version: {}, current: {now}", now + 100));
+    assert_eq!(
+        e["details"],
+        json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1})
+    );
+    // ... and answers once the version arrives within the wait.
+    let path = format!("{base}?resourceVersion={}&resourceVersionMatch=NotOlderThan", now + 1);
+    let ask = c.get(&path);
+    let write = async {
+        tokio::task::yield_now().await;
+        cl.create("v1", "configmaps", "page", json!({"metadata": {"name": "late"}})).unwrap();
+    };
+    let (r, ()) = tokio::join!(ask, write);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    // After a compaction, an Exact list at an older version is 410.
+    let before = cl.resource_version();
     cl.create("v1", "namespaces", "", ns_obj("later")).unwrap();
     sim.faults().compact();
-    let r = c.get(&format!("/api/v1/namespaces?resourceVersion={now}&resourceVersionMatch=Exact")).await;
-    assert_eq!(r.status, 410);
-    assert_eq!(r.json()["reason"], "Expired");
+    let r = c.get(&format!("/api/v1/namespaces?resourceVersion={before}&resourceVersionMatch=Exact")).await;
+    assert_eq!((r.status, r.json()["reason"].as_str()), (410, Some("Expired")));
 }
 
 #[tokio::test]

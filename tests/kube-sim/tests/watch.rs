@@ -51,24 +51,67 @@ async fn watch_from_resource_version_and_initial_added() {
 }
 
 #[tokio::test]
-async fn bookmarks_and_timeout() {
+async fn quiet_watch_sends_only_bookmarks_and_ends_at_timeout() {
+    let interval = Duration::from_millis(100);
+    let sim =
+        kube_sim::Sim::start(kube_sim::SimOptions::default().actors(false).bookmark_interval(interval)).await.unwrap();
+    let c = Client::new(sim.addr());
+    let cl = sim.cluster();
+    cl.create("v1", "namespaces", "", ns_obj("quiet")).unwrap();
+    cl.create("v1", "namespaces", "", ns_obj("busy")).unwrap();
+    let rv = cl.resource_version();
+    let started = std::time::Instant::now();
+    let mut w = c
+        .watch(&format!(
+            "/api/v1/namespaces/quiet/configmaps?watch=1&allowWatchBookmarks=true&resourceVersion={rv}&timeoutSeconds=3"
+        ))
+        .await;
+    // Writes elsewhere move the server's resourceVersion but send nothing on this watch.
+    for i in 0..5 {
+        cl.create("v1", "configmaps", "busy", json!({"metadata": {"name": format!("cm-{i}")}})).unwrap();
+    }
+    let mut bookmarks = Vec::new();
+    while let Some(ev) = w.next().await {
+        assert_eq!(ev["type"], "BOOKMARK", "a quiet watch sends nothing but bookmarks: {ev}");
+        assert_eq!(ev["object"]["kind"], "ConfigMap");
+        bookmarks.push((started.elapsed(), rv_of(&ev["object"])));
+    }
+    let ended = started.elapsed();
+    assert!(ended >= Duration::from_secs(3), "ended at timeoutSeconds, not before: {ended:?}");
+    assert!(!bookmarks.is_empty());
+    assert!(bookmarks[0].0 >= interval, "the first bookmark comes one interval in: {bookmarks:?}");
+    // The last one is due 2 s before the deadline (the watch cache's pre-timeout bookmark).
+    let last = bookmarks.last().unwrap().0;
+    assert!(last < Duration::from_millis(1900), "no bookmark in the last 2 s: {bookmarks:?}");
+    assert!(bookmarks.iter().all(|(_, v)| *v >= rv + 5), "bookmarks carry the server's resourceVersion");
+}
+
+#[tokio::test]
+async fn short_watches_get_no_bookmark_and_unbounded_ones_end_after_min_request_timeout() {
     let sim = kube_sim::Sim::start(
-        kube_sim::SimOptions::default().actors(false).bookmark_interval(Duration::from_millis(100)),
+        kube_sim::SimOptions::default()
+            .actors(false)
+            .bookmark_interval(Duration::from_millis(50))
+            .min_request_timeout(Duration::from_millis(300)),
     )
     .await
     .unwrap();
     let c = Client::new(sim.addr());
     let rv = sim.cluster().resource_version();
+    // timeoutSeconds=1: the pre-timeout moment (deadline - 2 s) is already past, so no bookmark.
     let mut w = c
         .watch(&format!("/api/v1/namespaces?watch=true&allowWatchBookmarks=true&resourceVersion={rv}&timeoutSeconds=1"))
         .await;
-    let ev = w.next().await.unwrap();
-    assert_eq!(ev["type"], "BOOKMARK");
-    assert_eq!(ev["object"]["kind"], "Namespace");
-    assert!(ev["object"]["metadata"]["resourceVersion"].is_string());
-    // the stream ends cleanly at timeoutSeconds
-    let end = tokio::time::timeout(Duration::from_secs(5), async { while w.next_unbounded().await.is_some() {} }).await;
-    assert!(end.is_ok(), "the watch ended by itself");
+    assert!(w.next().await.is_none(), "no events, then the end at 1 s");
+    // No timeoutSeconds: the server ends it after min_request_timeout x [1, 2).
+    let started = std::time::Instant::now();
+    let mut w = c.watch(&format!("/api/v1/namespaces?watch=true&resourceVersion={rv}")).await;
+    assert!(w.next().await.is_none());
+    let ended = started.elapsed();
+    assert!(
+        ended >= Duration::from_millis(300) && ended < Duration::from_millis(900),
+        "ended after min_request_timeout x [1, 2): {ended:?}"
+    );
 }
 
 #[tokio::test]
@@ -98,6 +141,65 @@ async fn too_old_resource_version_is_410() {
     sim.faults().compact();
     let mut w = c.watch(&format!("/api/v1/namespaces?watch=true&resourceVersion={}", now)).await;
     assert_eq!(w.next().await.unwrap()["object"]["code"], 410);
+}
+
+/// 07-quiet-watch.json: on a freshly started server a watch from resourceVersion=1 gets HTTP
+/// 200, one ERROR event with a 410 Expired Status, and the end of the stream; one from the
+/// resourceVersion a list just returned resumes.
+#[tokio::test]
+async fn a_fresh_sim_has_no_history_before_its_start() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    let start = sim.cluster().resource_version();
+    // A write after the start: the oldest version to resume from stays the start.
+    sim.cluster().create("v1", "configmaps", "default", json!({"metadata": {"name": "early"}})).unwrap();
+    for path in [
+        "/api/v1/namespaces/default/configmaps?watch=1&allowWatchBookmarks=true&resourceVersion=1",
+        "/api/v1/watch/namespaces/default/configmaps?resourceVersion=1",
+    ] {
+        let mut w = c.watch(path).await;
+        assert_eq!(w.status, 200, "{path}");
+        let ev = w.next().await.unwrap();
+        assert_eq!(
+            ev,
+            json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": format!("too old resource version: 1 ({start})"), "reason": "Expired", "code": 410}}),
+            "{path}"
+        );
+        assert!(w.next().await.is_none(), "the stream ends after the error");
+    }
+    let list = c.get("/api/v1/namespaces/default/configmaps").await.json();
+    let rv = list["metadata"]["resourceVersion"].as_str().unwrap();
+    let mut w = c.watch(&format!("/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}")).await;
+    sim.cluster().create("v1", "configmaps", "default", json!({"metadata": {"name": "after"}})).unwrap();
+    assert_eq!(w.next().await.unwrap()["object"]["metadata"]["name"], "after");
+}
+
+/// The compaction loop: history older than an interval or two is gone.
+#[tokio::test]
+async fn periodic_compaction_expires_old_resource_versions() {
+    let sim = kube_sim::Sim::start(
+        kube_sim::SimOptions::default().actors(false).compaction_interval(Some(Duration::from_millis(50))),
+    )
+    .await
+    .unwrap();
+    let c = Client::new(sim.addr());
+    let cm = sim.cluster().create("v1", "configmaps", "default", json!({"metadata": {"name": "a"}})).unwrap();
+    let rv = rv_of(&cm);
+    sim.cluster().create("v1", "configmaps", "default", json!({"metadata": {"name": "b"}})).unwrap();
+    let deadline = std::time::Instant::now() + BOUND;
+    loop {
+        let mut w = c.watch(&format!("/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}")).await;
+        let ev = w.next().await.unwrap();
+        if ev["type"] == "ERROR" {
+            assert_eq!(ev["object"]["code"], 410);
+            break;
+        }
+        assert_eq!(ev["object"]["metadata"]["name"], "b", "replayed while not compacted yet");
+        assert!(std::time::Instant::now() < deadline, "compacted within the bound");
+        // Writes move the compaction point forward; the next poll looks again.
+        sim.cluster().create("v1", "configmaps", "default", json!({"metadata": {"generateName": "x-"}})).unwrap();
+    }
 }
 
 #[tokio::test]

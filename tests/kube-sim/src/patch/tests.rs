@@ -224,14 +224,23 @@ fn json_patch_missing_paths_are_invalid_with_evanphx_messages() {
 }
 
 #[test]
-fn json_patch_malformed_documents_are_bad_requests() {
-    let cases = [
+fn json_patch_undecodable_documents_are_bad_requests_the_rest_fails_while_applying() {
+    let bad = [
         (
             json!({"op": "add", "path": "/a", "value": 1}),
-            "json: cannot unmarshal object into Go value of type jsonpatch.Patch",
+            "json: cannot unmarshal object into Go value of type []handlers.jsonPatchOp",
         ),
-        (json!("x"), "json: cannot unmarshal string into Go value of type jsonpatch.Patch"),
-        (json!([1]), "json: cannot unmarshal number into Go value of type jsonpatch.Operation"),
+        (json!("x"), "json: cannot unmarshal string into Go value of type []handlers.jsonPatchOp"),
+        (json!([1]), "json: cannot unmarshal number into Go value of type handlers.jsonPatchOp"),
+        (
+            json!([{"op": 1, "path": "/a"}]),
+            "json: cannot unmarshal number into Go struct field jsonPatchOp.op of type string",
+        ),
+    ];
+    for (patch, msg) in bad {
+        assert_eq!(jp(json!({"a": 1}), patch.clone()), Err(PatchError::BadRequest(msg.into())), "patch {patch}");
+    }
+    let invalid = [
         (json!([{"path": "/a"}]), "Unexpected kind: unknown"),
         (json!([{"op": "frobnicate", "path": "/a"}]), "Unexpected kind: frobnicate"),
         (json!([{"op": "add", "path": "a/b", "value": 1}]), "invalid JSON pointer \"a/b\""),
@@ -240,8 +249,8 @@ fn json_patch_malformed_documents_are_bad_requests() {
         (json!([{"op": "add", "path": "/a"}]), "add operation, missing value field: missing value"),
         (json!([{"op": "move", "path": "/a"}]), "move operation, missing from field: missing value"),
     ];
-    for (patch, msg) in cases {
-        assert_eq!(jp(json!({"a": 1}), patch.clone()), Err(PatchError::BadRequest(msg.into())), "patch {patch}");
+    for (patch, msg) in invalid {
+        assert_eq!(jp(json!({"a": 1}), patch.clone()), Err(PatchError::Invalid(msg.into())), "patch {patch}");
     }
 }
 
@@ -261,7 +270,7 @@ fn json_patch_is_atomic() {
     assert_eq!(doc, before, "a failed patch changes nothing");
     // A malformed operation late in the document also changes nothing.
     let err = json_patch(&mut doc, &json!([{"op": "remove", "path": "/a"}, {"op": "nope", "path": "/a"}]));
-    assert!(matches!(err, Err(PatchError::BadRequest(_))));
+    assert!(matches!(err, Err(PatchError::Invalid(_))));
     assert_eq!(doc, before);
 }
 
@@ -773,12 +782,52 @@ fn record_update_on_create_owns_every_field_but_server_metadata() {
         "data": {"k": "v"}});
     record_update(None, &mut obj, "kubectl-create", None, NOW);
     let e = entry(&obj, "kubectl-create", "Update").unwrap();
+    // The maps it created carry the "." marker, as 03-patch-errors.json shows.
     assert_eq!(
         e["fieldsV1"],
-        json!({"f:data": {"f:k": {}}, "f:metadata": {"f:generateName": {}, "f:labels": {"f:a": {}}}})
+        json!({"f:data": {".": {}, "f:k": {}}, "f:metadata": {"f:generateName": {}, "f:labels": {".": {}, "f:a": {}}}})
     );
     assert_eq!(e["apiVersion"], "v1");
     assert_eq!(e["time"], NOW);
+}
+
+#[test]
+fn record_update_marks_created_maps_lists_and_items_not_the_zero_value_skeleton() {
+    // 06-nodeport.json: f:spec (a struct every Service has) has no marker, f:ports and its items
+    // do, f:selector is atomic.
+    let mut svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+        "spec": {"type": "NodePort", "selector": {"app": "x"}, "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}});
+    record_update(None, &mut svc, "rec", None, NOW);
+    assert_eq!(
+        entry(&svc, "rec", "Update").unwrap()["fieldsV1"],
+        json!({"f:spec": {"f:type": {}, "f:selector": {},
+            "f:ports": {".": {}, "k:{\"port\":80,\"protocol\":\"TCP\"}": {".": {}, "f:name": {}, "f:port": {}, "f:protocol": {}}}}})
+    );
+    // Changing an existing item or adding to an existing map marks nothing; the creator keeps
+    // the markers; removing a map drops its marker.
+    let mut next = svc.clone();
+    next["spec"]["ports"][0]["name"] = json!("web");
+    next["metadata"]["labels"] = json!({"a": "1"});
+    record_update(Some(&svc), &mut next, "other", None, LATER);
+    assert_eq!(
+        entry(&next, "other", "Update").unwrap()["fieldsV1"],
+        json!({"f:metadata": {"f:labels": {".": {}, "f:a": {}}}, "f:spec": {"f:ports": {"k:{\"port\":80,\"protocol\":\"TCP\"}": {"f:name": {}}}}})
+    );
+    let mut gone = next.clone();
+    gone["metadata"].as_object_mut().unwrap().remove("labels");
+    record_update(Some(&next), &mut gone, "third", None, LATER);
+    assert!(entry(&gone, "other", "Update").unwrap()["fieldsV1"].get("f:metadata").is_none());
+    // A Deployment: strategy and template are in every Deployment, rollingUpdate and labels are not.
+    let mut d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+        "spec": {"selector": {"matchLabels": {"app": "w"}}, "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%"}},
+            "template": {"metadata": {"labels": {"app": "w"}}, "spec": {"containers": [{"name": "app", "image": "i", "resources": {}}]}}}});
+    record_update(None, &mut d, "rec", None, NOW);
+    assert_eq!(
+        entry(&d, "rec", "Update").unwrap()["fieldsV1"],
+        json!({"f:spec": {"f:selector": {}, "f:strategy": {"f:type": {}, "f:rollingUpdate": {".": {}, "f:maxSurge": {}}},
+            "f:template": {"f:metadata": {"f:labels": {".": {}, "f:app": {}}},
+                "f:spec": {"f:containers": {"k:{\"name\":\"app\"}": {".": {}, "f:image": {}, "f:name": {}, "f:resources": {}}}}}}})
+    );
 }
 
 #[test]
@@ -850,7 +899,7 @@ fn record_update_merges_into_the_managers_existing_entry() {
     record_update(Some(&obj), &mut next, "m", None, LATER);
     let entries = next["metadata"]["managedFields"].as_array().unwrap();
     assert_eq!(entries.len(), 1);
-    assert_eq!(entries[0]["fieldsV1"], json!({"f:data": {"f:a": {}, "f:b": {}}}));
+    assert_eq!(entries[0]["fieldsV1"], json!({"f:data": {".": {}, "f:a": {}, "f:b": {}}}));
     assert_eq!(entries[0]["time"], LATER);
 }
 

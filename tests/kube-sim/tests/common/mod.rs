@@ -1,6 +1,8 @@
 //! A minimal HTTP/1.1 client over tokio's TcpStream (kube-sim's tests need no HTTP crate).
 #![allow(dead_code)]
 
+pub mod replay;
+
 use std::time::Duration;
 
 use serde_json::Value;
@@ -41,16 +43,28 @@ impl Client {
     }
 
     async fn send(&self, method: &str, path: &str, ctype: Option<&str>, body: &[u8]) -> std::io::Result<TcpStream> {
+        let mut headers = vec![("User-Agent", "kube-sim-test/1.0"), ("Accept", "application/json")];
+        if let Some(c) = ctype {
+            headers.push(("Content-Type", c));
+        }
+        self.send_with(method, path, &headers, body).await
+    }
+
+    /// Sends a request with exactly these headers (plus Host, Connection, Authorization, Content-Length).
+    pub async fn send_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<TcpStream> {
         let mut s = TcpStream::connect(self.addr).await?;
-        let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nUser-Agent: kube-sim-test/1.0\r\nAccept: application/json\r\n",
-            self.addr
-        );
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.addr);
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
         if let Some(t) = &self.token {
             req.push_str(&format!("Authorization: Bearer {t}\r\n"));
-        }
-        if let Some(c) = ctype {
-            req.push_str(&format!("Content-Type: {c}\r\n"));
         }
         req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
         s.write_all(req.as_bytes()).await?;
@@ -58,20 +72,40 @@ impl Client {
         Ok(s)
     }
 
+    /// A whole response to a request with these headers.
+    pub async fn req_with(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+        let s = tokio::time::timeout(BOUND, self.send_with(method, path, headers, body))
+            .await
+            .unwrap_or_else(|_| panic!("{method} {path}: timed out"))
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        tokio::time::timeout(BOUND, read_response(s))
+            .await
+            .unwrap_or_else(|_| panic!("{method} {path}: timed out"))
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// Opens a watch with these headers; read its events with `next`.
+    pub async fn watch_with(&self, path: &str, headers: &[(&str, &str)]) -> Watch {
+        let s = self.send_with("GET", path, headers, b"").await.expect("connect");
+        let mut r = BufReader::new(s);
+        let (status, headers) =
+            tokio::time::timeout(BOUND, read_head(&mut r)).await.expect("head in time").expect("head");
+        let mut w = Watch { r, status, buf: Vec::new(), done: false };
+        let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+        if !chunked {
+            // Not a stream (an error answer): its body is the only "event".
+            let mut body = Vec::new();
+            let _ = w.r.read_to_end(&mut body).await;
+            w.buf = body;
+            w.buf.push(b'\n');
+            w.done = true;
+        }
+        w
+    }
+
     pub async fn try_req(&self, method: &str, path: &str, ctype: Option<&str>, body: &[u8]) -> std::io::Result<Resp> {
         let s = self.send(method, path, ctype, body).await?;
-        let mut r = BufReader::new(s);
-        let (status, headers) = read_head(&mut r).await?;
-        let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
-        let mut body = Vec::new();
-        if chunked {
-            while let Some(c) = read_chunk(&mut r).await? {
-                body.extend_from_slice(&c);
-            }
-        } else {
-            r.read_to_end(&mut body).await?;
-        }
-        Ok(Resp { status, headers, body })
+        read_response(s).await
     }
 
     pub async fn req(&self, method: &str, path: &str, ctype: Option<&str>, body: &[u8]) -> Resp {
@@ -104,6 +138,21 @@ impl Client {
         let (status, _) = tokio::time::timeout(BOUND, read_head(&mut r)).await.expect("head in time").expect("head");
         Watch { r, status, buf: Vec::new(), done: false }
     }
+}
+
+async fn read_response(s: TcpStream) -> std::io::Result<Resp> {
+    let mut r = BufReader::new(s);
+    let (status, headers) = read_head(&mut r).await?;
+    let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let mut body = Vec::new();
+    if chunked {
+        while let Some(c) = read_chunk(&mut r).await? {
+            body.extend_from_slice(&c);
+        }
+    } else {
+        r.read_to_end(&mut body).await?;
+    }
+    Ok(Resp { status, headers, body })
 }
 
 async fn read_head(r: &mut BufReader<TcpStream>) -> std::io::Result<(u16, Vec<(String, String)>)> {
@@ -152,6 +201,12 @@ impl Watch {
     /// The next event, None when the stream ended cleanly.
     pub async fn next(&mut self) -> Option<Value> {
         tokio::time::timeout(BOUND, self.next_unbounded()).await.expect("watch event in time")
+    }
+
+    /// The next event if one comes within `d` (Err when none did; the watch is then in an
+    /// unknown state and should only be dropped).
+    pub async fn next_within(&mut self, d: Duration) -> Result<Option<Value>, ()> {
+        tokio::time::timeout(d, self.next_unbounded()).await.map_err(|_| ())
     }
 
     pub async fn next_unbounded(&mut self) -> Option<Value> {
