@@ -66,6 +66,86 @@ impl Remedy {
     }
 }
 
+/// A workload kind meshkeeper can restart (a rolling restart, as `kubectl rollout restart`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Restartable {
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+}
+
+impl Restartable {
+    pub fn kind(self) -> &'static str {
+        match self {
+            Restartable::Deployment => "Deployment",
+            Restartable::StatefulSet => "StatefulSet",
+            Restartable::DaemonSet => "DaemonSet",
+        }
+    }
+
+    /// The `kind` label of `meshkeeper_reinjections_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Restartable::Deployment => "deployment",
+            Restartable::StatefulSet => "statefulset",
+            Restartable::DaemonSet => "daemonset",
+        }
+    }
+
+    pub fn plural(self) -> &'static str {
+        match self {
+            Restartable::Deployment => "deployments",
+            Restartable::StatefulSet => "statefulsets",
+            Restartable::DaemonSet => "daemonsets",
+        }
+    }
+
+    pub fn resource(self) -> ApiResource {
+        ApiResource {
+            group: "apps".into(),
+            version: "v1".into(),
+            api_version: "apps/v1".into(),
+            kind: self.kind().into(),
+            plural: self.plural().into(),
+        }
+    }
+}
+
+/// A workload whose pods need a restart to get the current sidecar.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RestartCandidate {
+    pub workload: ObjectRef,
+    pub kind: Restartable,
+    pub namespace: String,
+    /// Pods without the sidecar / with a stale proxy / in all (not ignored).
+    pub missing: usize,
+    pub stale: usize,
+    pub pods: usize,
+    /// The last restart (any restarter), unix seconds.
+    pub restarted_at: Option<i64>,
+    /// metadata.generation: the restart patch `test`s it, so a spec changed meanwhile re-plans.
+    pub generation: i64,
+    /// The pod template has metadata / annotations (the patch adds what is missing).
+    pub template_has_metadata: bool,
+    pub template_has_annotations: bool,
+    /// For `OnDelete` workloads with `reinjection.evict_on_delete`: the pod to evict next.
+    pub evict: Option<String>,
+}
+
+/// What the restart planner needs from the re-injection check.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RestartInput {
+    pub candidates: Vec<RestartCandidate>,
+    /// Why injecting cannot work right now; None: the injector is healthy.
+    pub injector_down: Option<String>,
+    /// meshkeeper's own rollouts that have not completed (within the progress deadline), with
+    /// their start (unix seconds).
+    pub in_progress: Vec<(ObjectRef, i64)>,
+    /// Every restart (by anyone) within the last hour, unix seconds.
+    pub recent_restarts: Vec<(ObjectRef, i64)>,
+}
+
 /// Escapes a key for a JSON pointer (`istio.io/rev` -> `istio.io~1rev`).
 pub fn pointer_escape(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")

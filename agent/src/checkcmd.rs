@@ -4,17 +4,18 @@
 
 use std::fmt::Write as _;
 
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
 use kube::api::{Api, ListParams};
 use serde::Serialize;
 use serde_json::json;
 
 use crate::cache::{
-    Cached, DeploymentInfo, Index, NamespaceInfo, NodeInfo, PodInfo, ReplicaSetInfo, ServiceInfo, Snapshot,
-    WebhookConfigInfo,
+    Cached, DeploymentInfo, Index, InjectorConfig, NamespaceInfo, NodeInfo, ReplicaSetInfo, ServiceInfo, SetInfo,
+    Snapshot, WebhookConfigInfo, pod::PodTrim,
 };
 use crate::checks::{self, Health, Resource, View};
-use crate::config::{Mode, Settings};
+use crate::config::Settings;
 use crate::findings::{CheckReport, Outcome, Severity};
 use crate::plan;
 use crate::runtime::prober::{probe_api, probe_mtls};
@@ -76,7 +77,7 @@ impl CheckRun {
 }
 
 /// Lists a kind (across all namespaces if namespaced) and trims it into an index.
-async fn load<K, T>(client: &Client, resource: Resource, trim: fn(K) -> Option<T>) -> Result<Index<T>, CheckError>
+async fn load<K, T>(client: &Client, resource: Resource, trim: impl Fn(K) -> Option<T>) -> Result<Index<T>, CheckError>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     K::DynamicType: Default,
@@ -90,36 +91,47 @@ where
 pub async fn run(settings: &Settings, client: &Client) -> Result<CheckRun, CheckError> {
     let mut probe = probe_api(client, &checks::api::required_permissions(settings)).await;
     let unreachable = matches!(probe.server_version, Some(Err(_)));
+    let registry = checks::registry(settings);
     let mut snap = Snapshot::default();
     if !unreachable {
-        let injection = settings.injection.mode != Mode::Off;
-        let cp = settings.control_plane.enabled;
-        if injection {
-            snap.namespaces = load(client, Resource::Namespaces, NamespaceInfo::from_object).await?;
+        let cp_ns = &settings.control_plane.namespace;
+        for r in checks::watched(&registry) {
+            match r {
+                Resource::Namespaces => snap.namespaces = load(client, r, NamespaceInfo::from_object).await?,
+                Resource::Webhooks => snap.webhooks = load(client, r, WebhookConfigInfo::from_object).await?,
+                Resource::Deployments => snap.deployments = load(client, r, DeploymentInfo::from_object).await?,
+                Resource::ReplicaSets => snap.replicasets = load(client, r, ReplicaSetInfo::from_object).await?,
+                Resource::StatefulSets => snap.statefulsets = load(client, r, SetInfo::from_statefulset).await?,
+                Resource::DaemonSets => snap.daemonsets = load(client, r, SetInfo::from_daemonset).await?,
+                Resource::Pods => {
+                    let pods = PodTrim::new(cp_ns);
+                    snap.pods = load(client, r, |p| pods.trim(p)).await?;
+                }
+                Resource::Services => snap.services = load(client, r, ServiceInfo::from_object).await?,
+                Resource::Nodes => snap.nodes = load(client, r, NodeInfo::from_object).await?,
+                Resource::InjectorConfig => {
+                    let api: Api<ConfigMap> = Api::namespaced(client.clone(), cp_ns);
+                    let name = checks::api::injector_configmap_name(settings);
+                    let cm =
+                        api.get_opt(&name).await.map_err(|source| CheckError::List { resource: r.as_str(), source })?;
+                    snap.injector = Index::from_objects(cm.and_then(InjectorConfig::from_object));
+                }
+                _ => {}
+            }
         }
-        if injection || cp {
-            snap.webhooks = load(client, Resource::Webhooks, WebhookConfigInfo::from_object).await?;
-        }
-        if cp {
-            snap.deployments = load(client, Resource::Deployments, DeploymentInfo::from_object).await?;
-            snap.replicasets = load(client, Resource::ReplicaSets, ReplicaSetInfo::from_object).await?;
-            snap.pods = load(client, Resource::Pods, PodInfo::from_object).await?;
-            snap.nodes = load(client, Resource::Nodes, NodeInfo::from_object).await?;
-            probe.mtls = probe_mtls(client, &settings.control_plane.namespace).await;
-        }
-        if cp || settings.gateway.mode != crate::config::GatewayMode::Off {
-            snap.services = load(client, Resource::Services, ServiceInfo::from_object).await?;
+        if settings.control_plane.enabled {
+            probe.mtls = probe_mtls(client, cp_ns).await;
         }
     }
-    let registry = checks::registry(settings);
     let health = Health::default();
     let view = View::of(settings, &probe, &snap, &health, unix_now() as i64);
     let evaluations = checks::evaluate(&registry, &view, None, |_| true);
     let remedies: Vec<_> = evaluations.iter().flat_map(|e| e.remedies.iter().cloned()).collect();
+    let restarts = evaluations.iter().find_map(|e| e.restarts.clone());
     let mut reports: Vec<CheckReport> = evaluations.into_iter().map(|e| e.report).collect();
     // What the daemon would do: the planner's view for a replica that never writes.
     let gates = plan::Gates { leader: false, synced: true, failing: vec![] };
-    let plan = plan::plan(settings, &remedies, &gates, unix_now_ms(), &mut plan::Ledger::default());
+    let plan = plan::plan(settings, &remedies, restarts.as_ref(), &gates, unix_now_ms(), &mut plan::Ledger::default());
     reports.push(plan.report);
     Ok(CheckRun { reports, unreachable })
 }

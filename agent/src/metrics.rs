@@ -25,6 +25,7 @@ pub struct Metrics {
     pub write_throttled: IntCounterVec,
     pub label_repairs: IntCounterVec,
     pub gateway_repairs: IntCounterVec,
+    pub reinjections: IntCounterVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -103,8 +104,16 @@ impl Metrics {
             ),
             &["field", "result"],
         ));
+        let reinjections = must(IntCounterVec::new(
+            Opts::new(
+                "meshkeeper_reinjections_total",
+                "Re-injection restarts (kind deployment, statefulset, daemonset) and evictions (kind pod), by result.",
+            ),
+            &["kind", "result"],
+        ));
         for c in [
-            Box::new(label_repairs.clone()) as Box<dyn Collector>,
+            Box::new(reinjections.clone()) as Box<dyn Collector>,
+            Box::new(label_repairs.clone()),
             Box::new(gateway_repairs.clone()),
             Box::new(build_info),
             Box::new(watch_events.clone()),
@@ -132,6 +141,7 @@ impl Metrics {
             write_throttled,
             label_repairs,
             gateway_repairs,
+            reinjections,
         }
     }
 

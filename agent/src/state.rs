@@ -94,6 +94,16 @@ enum Leadership {
     Always,
 }
 
+/// The planner's view of re-injection, for the gauges.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReinjectionSummary {
+    /// Workloads needing a restart that do not get one now, by reason.
+    pub pending: BTreeMap<String, u64>,
+    pub rollouts_in_progress: u64,
+    /// Whether the planner has run with the re-injection check's input at all.
+    pub known: bool,
+}
+
 /// Shared state of one agent process.
 #[derive(Debug)]
 pub struct AgentState {
@@ -104,6 +114,8 @@ pub struct AgentState {
     reports: RwLock<BTreeMap<&'static str, CheckReport>>,
     waiting: RwLock<Value>,
     contested: RwLock<Vec<(String, String)>>,
+    check_gauges: RwLock<BTreeMap<&'static str, Vec<crate::metrics::Sample>>>,
+    reinjection: RwLock<ReinjectionSummary>,
     actions: Mutex<VecDeque<ActionRecord>>,
     heartbeat: Mutex<Instant>,
     stall_after: Duration,
@@ -141,6 +153,8 @@ impl AgentState {
             reports: RwLock::new(BTreeMap::new()),
             waiting: RwLock::new(Value::Array(vec![])),
             contested: RwLock::new(Vec::new()),
+            check_gauges: RwLock::new(BTreeMap::new()),
+            reinjection: RwLock::new(ReinjectionSummary::default()),
             actions: Mutex::new(VecDeque::new()),
             heartbeat: Mutex::new(Instant::now()),
             stall_after,
@@ -270,6 +284,23 @@ impl AgentState {
 
     pub fn contested(&self) -> Vec<(String, String)> {
         read(&self.contested).clone()
+    }
+
+    /// The gauge samples a check computed in its last evaluation.
+    pub fn set_check_gauges(&self, check: &'static str, samples: Vec<crate::metrics::Sample>) {
+        write(&self.check_gauges).insert(check, samples);
+    }
+
+    pub fn check_gauges(&self, check: &str) -> Vec<crate::metrics::Sample> {
+        read(&self.check_gauges).get(check).cloned().unwrap_or_default()
+    }
+
+    pub fn set_reinjection_summary(&self, s: ReinjectionSummary) {
+        *write(&self.reinjection) = s;
+    }
+
+    pub fn reinjection_summary(&self) -> ReinjectionSummary {
+        read(&self.reinjection).clone()
     }
 
     pub fn record_action(&self, record: ActionRecord) {

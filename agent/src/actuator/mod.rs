@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use kube::Client;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::Value;
 
 use crate::apierror;
@@ -83,8 +83,30 @@ impl Actuator {
         }
         let result = match &action.operation {
             Operation::JsonPatch(ops) => self.json_patch(action, ops).await,
+            Operation::Evict => return self.evict(action).await,
         };
         outcome_of(result, self.dry_run)
+    }
+
+    /// An eviction: a 429 means a PodDisruptionBudget does not allow it now (never retried
+    /// here: the planner tries again later).
+    async fn evict(&self, action: &Action) -> Outcome {
+        let Some(ns) = &action.object.namespace else { return Outcome::Failed("a pod without a namespace".into()) };
+        let api: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(self.client.clone(), ns);
+        let waited = self.limiter.acquire().await;
+        if !waited.is_zero() {
+            self.metrics.write_throttled.with_label_values(&[action.kind]).inc();
+        }
+        let params = kube::api::EvictParams {
+            delete_options: None,
+            post_options: PostParams { dry_run: self.dry_run, field_manager: Some(FIELD_MANAGER.into()) },
+        };
+        match api.evict(&action.object.name, &params).await {
+            Ok(_) if self.dry_run => Outcome::DryRun,
+            Ok(_) => Outcome::Done { resource_version: None },
+            Err(kube::Error::Api(s)) if s.code == 429 => Outcome::Throttled(apierror::status_line(&s)),
+            Err(e) => outcome_of(Err(e), self.dry_run),
+        }
     }
 
     async fn json_patch(&self, action: &Action, ops: &[Value]) -> Result<Option<String>, kube::Error> {

@@ -2,7 +2,10 @@
 //! `reset`, fed by the watchers. Each keeps only the fields the checks read, so memory per
 //! object stays small; checks borrow them read-only.
 
+pub mod injector;
+pub mod intern;
 pub mod namespace;
+pub mod pod;
 pub mod watch;
 pub mod webhook;
 pub mod workload;
@@ -10,10 +13,13 @@ pub mod workload;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
+pub use injector::InjectorConfig;
+pub use intern::{Interner, Labels};
 pub use namespace::NamespaceInfo;
+pub use pod::{ContainerInfo, Phase, PodInfo};
 pub use webhook::{Selector, WebhookConfigInfo, WebhookInfo};
 pub use workload::{
-    ContainerInfo, DeploymentInfo, NodeInfo, PodInfo, ReplicaSetInfo, ServiceInfo, ServicePort, image_tag,
+    DeploymentInfo, NodeInfo, ReplicaSetInfo, Rollout, ServiceInfo, ServicePort, SetInfo, Strategy, image_tag,
 };
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
@@ -109,6 +115,9 @@ pub struct Caches {
     pub webhooks: Shared<WebhookConfigInfo>,
     pub deployments: Shared<DeploymentInfo>,
     pub replicasets: Shared<ReplicaSetInfo>,
+    pub statefulsets: Shared<SetInfo>,
+    pub daemonsets: Shared<SetInfo>,
+    pub injector: Shared<InjectorConfig>,
     pub pods: Shared<PodInfo>,
     pub services: Shared<ServiceInfo>,
     pub nodes: Shared<NodeInfo>,
@@ -124,6 +133,9 @@ pub struct Guards<'a> {
     pub webhooks: RwLockReadGuard<'a, Index<WebhookConfigInfo>>,
     pub deployments: RwLockReadGuard<'a, Index<DeploymentInfo>>,
     pub replicasets: RwLockReadGuard<'a, Index<ReplicaSetInfo>>,
+    pub statefulsets: RwLockReadGuard<'a, Index<SetInfo>>,
+    pub daemonsets: RwLockReadGuard<'a, Index<SetInfo>>,
+    pub injector: RwLockReadGuard<'a, Index<InjectorConfig>>,
     pub pods: RwLockReadGuard<'a, Index<PodInfo>>,
     pub services: RwLockReadGuard<'a, Index<ServiceInfo>>,
     pub nodes: RwLockReadGuard<'a, Index<NodeInfo>>,
@@ -136,6 +148,9 @@ impl Caches {
             webhooks: read(&self.webhooks),
             deployments: read(&self.deployments),
             replicasets: read(&self.replicasets),
+            statefulsets: read(&self.statefulsets),
+            daemonsets: read(&self.daemonsets),
+            injector: read(&self.injector),
             pods: read(&self.pods),
             services: read(&self.services),
             nodes: read(&self.nodes),
@@ -150,6 +165,9 @@ pub struct Snapshot {
     pub webhooks: Index<WebhookConfigInfo>,
     pub deployments: Index<DeploymentInfo>,
     pub replicasets: Index<ReplicaSetInfo>,
+    pub statefulsets: Index<SetInfo>,
+    pub daemonsets: Index<SetInfo>,
+    pub injector: Index<InjectorConfig>,
     pub pods: Index<PodInfo>,
     pub services: Index<ServiceInfo>,
     pub nodes: Index<NodeInfo>,

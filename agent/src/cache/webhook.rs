@@ -54,14 +54,24 @@ impl Selector {
     /// Whether `labels` match, as the API server evaluates it. An unknown operator matches
     /// nothing (the API server would have rejected the object).
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+        self.matches_with(|k| labels.get(k).map(String::as_str))
+    }
+
+    /// As [`Selector::matches`], over any label lookup (e.g. a cached pod's interned labels).
+    pub fn matches_with<'a>(&self, get: impl Fn(&str) -> Option<&'a str>) -> bool {
+        self.match_labels.iter().all(|(k, v)| get(k) == Some(v.as_str()))
             && self.match_expressions.iter().all(|(k, op, vals)| match op.as_str() {
-                "In" => labels.get(k).is_some_and(|v| vals.contains(v)),
-                "NotIn" => labels.get(k).is_none_or(|v| !vals.contains(v)),
-                "Exists" => labels.contains_key(k),
-                "DoesNotExist" => !labels.contains_key(k),
+                "In" => get(k).is_some_and(|v| vals.iter().any(|x| x == v)),
+                "NotIn" => get(k).is_none_or(|v| vals.iter().all(|x| x != v)),
+                "Exists" => get(k).is_some(),
+                "DoesNotExist" => get(k).is_none(),
                 _ => false,
             })
+    }
+
+    /// The empty selector matches everything.
+    pub fn is_empty(&self) -> bool {
+        self.match_labels.is_empty() && self.match_expressions.is_empty()
     }
 }
 

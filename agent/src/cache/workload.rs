@@ -1,10 +1,11 @@
-//! Trimmed Deployments, Pods, Services and Nodes: only what the control-plane, gateway and
-//! re-injection checks read (no managedFields, no full specs).
+//! Trimmed workloads (Deployments, ReplicaSets, StatefulSets, DaemonSets), Services and Nodes:
+//! only what the control-plane, gateway and re-injection checks read (no managedFields, no
+//! full specs).
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Container, ContainerStatus, Node, Pod, Service};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde::Serialize;
 
@@ -36,6 +37,8 @@ pub struct DeploymentInfo {
     pub updated: i32,
     /// (container name, image) of the pod template.
     pub images: Vec<(String, String)>,
+    /// What a rolling restart needs to know.
+    pub rollout: Rollout,
 }
 
 impl Cached for DeploymentInfo {
@@ -46,10 +49,28 @@ impl Cached for DeploymentInfo {
 
 impl DeploymentInfo {
     pub fn from_object(d: Deployment) -> Option<Self> {
-        let namespace = d.metadata.namespace?;
-        let name = d.metadata.name?;
+        let namespace = d.metadata.namespace.clone()?;
+        let name = d.metadata.name.clone()?;
         let spec = d.spec.unwrap_or_default();
         let status = d.status.unwrap_or_default();
+        let progress_deadline_exceeded = status
+            .conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == "Progressing" && c.reason.as_deref() == Some("ProgressDeadlineExceeded"));
+        let desired = spec.replicas.unwrap_or(1);
+        let rollout = Rollout {
+            generation: d.metadata.generation.unwrap_or(0),
+            observed_generation: status.observed_generation.unwrap_or(0),
+            strategy: if spec.paused.unwrap_or(false) { Strategy::Paused } else { Strategy::Rolling },
+            desired,
+            replicas: status.replicas.unwrap_or(0),
+            updated: status.updated_replicas.unwrap_or(0),
+            available: status.available_replicas.unwrap_or(0),
+            revisions_match: true,
+            progress_deadline_exceeded,
+            ..Rollout::from_meta(&d.metadata, &spec.template.metadata)
+        };
         let images = spec
             .template
             .spec
@@ -66,7 +87,192 @@ impl DeploymentInfo {
             ready: status.ready_replicas.unwrap_or(0),
             updated: status.updated_replicas.unwrap_or(0),
             images,
+            rollout,
         })
+    }
+}
+
+// === Rollouts (shared by Deployments, StatefulSets, DaemonSets) ===
+
+/// How a workload rolls when its pod template changes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub enum Strategy {
+    #[default]
+    Rolling,
+    /// A Deployment with `spec.paused`: a template change creates no new ReplicaSet.
+    Paused,
+    /// `updateStrategy: OnDelete`: pods are replaced only when deleted.
+    OnDelete,
+    /// A StatefulSet's RollingUpdate with a partition: ordinals below it keep the old template.
+    Partition(i32),
+}
+
+/// The restart and rollout state of a workload: generations, counts, who restarted it last.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Rollout {
+    pub generation: i64,
+    pub observed_generation: i64,
+    pub strategy: Strategy,
+    /// spec.replicas (a DaemonSet: desiredNumberScheduled).
+    pub desired: i32,
+    /// status.replicas (a DaemonSet: currentNumberScheduled).
+    pub replicas: i32,
+    pub updated: i32,
+    pub available: i32,
+    /// A StatefulSet's currentRevision equals its updateRevision (always true for others).
+    pub revisions_match: bool,
+    /// A Deployment's Progressing condition says ProgressDeadlineExceeded.
+    pub progress_deadline_exceeded: bool,
+    /// `kubectl.kubernetes.io/restartedAt` of the pod template, as unix seconds (any restarter).
+    pub restarted_at: Option<i64>,
+    /// meshkeeper owns that annotation (managedFields): the restart was its own.
+    pub restarted_by_meshkeeper: bool,
+    /// The workload's own annotations that meshkeeper reads (`meshkeeper.io/*`).
+    pub annotations: BTreeMap<String, String>,
+    /// What the pod template's metadata holds (a restart patch adds the annotation there).
+    pub template: TemplateMeta,
+}
+
+/// The shape of a pod template's metadata, for the JSON patch that restarts it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub enum TemplateMeta {
+    #[default]
+    NoMetadata,
+    NoAnnotations,
+    Annotations,
+}
+
+/// The annotation `kubectl rollout restart` puts on the pod template (meshkeeper writes it too).
+pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+/// The one kube-rs's `Api::restart` writes (kube 5): a restart by a kube-rs tool counts too.
+pub const KUBE_RESTARTED_AT: &str = "kube.kubernetes.io/restartedAt";
+
+impl Rollout {
+    /// The parts every kind reads the same way: restart annotation and its owner, annotations.
+    fn from_meta(
+        meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+        template: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
+    ) -> Rollout {
+        let template_annotations = template.as_ref().and_then(|t| t.annotations.as_ref());
+        let restarted_at = [RESTARTED_AT, KUBE_RESTARTED_AT]
+            .iter()
+            .filter_map(|k| template_annotations.and_then(|a| a.get(*k)))
+            .filter_map(|v| v.parse::<k8s_openapi::jiff::Timestamp>().ok())
+            .map(|t| t.as_second())
+            .max();
+        let template_meta = match (template, template_annotations) {
+            (None, _) => TemplateMeta::NoMetadata,
+            (Some(_), None) => TemplateMeta::NoAnnotations,
+            (Some(_), Some(_)) => TemplateMeta::Annotations,
+        };
+        let pointer =
+            format!("/f:spec/f:template/f:metadata/f:annotations/f:{}", crate::change::pointer_escape(RESTARTED_AT));
+        let owners = super::owners(meta.managed_fields.as_deref().unwrap_or_default(), &pointer);
+        Rollout {
+            generation: 0,
+            observed_generation: 0,
+            strategy: Strategy::Rolling,
+            desired: 0,
+            replicas: 0,
+            updated: 0,
+            available: 0,
+            revisions_match: true,
+            progress_deadline_exceeded: false,
+            restarted_at,
+            restarted_by_meshkeeper: owners.iter().any(|o| o == crate::change::FIELD_MANAGER),
+            annotations: meta
+                .annotations
+                .iter()
+                .flatten()
+                .filter(|(k, _)| k.starts_with("meshkeeper.io/"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            template: template_meta,
+        }
+    }
+
+    /// The controller has caught up with the latest spec and every replica runs the current
+    /// template and is available (what `kubectl rollout status` waits for).
+    pub fn complete(&self) -> bool {
+        self.observed_generation >= self.generation
+            && self.updated >= self.desired
+            && self.replicas <= self.updated
+            && self.available >= self.desired
+            && self.revisions_match
+    }
+
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations.get(key).map(String::as_str)
+    }
+}
+
+// === StatefulSets and DaemonSets ===
+
+/// A trimmed StatefulSet or DaemonSet (the kind says which).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SetInfo {
+    pub namespace: String,
+    pub name: String,
+    pub rollout: Rollout,
+    /// A StatefulSet's updateRevision (pods with this controller-revision-hash are current).
+    pub update_revision: Option<String>,
+}
+
+impl Cached for SetInfo {
+    fn key(&self) -> String {
+        ns_key(&self.namespace, &self.name)
+    }
+}
+
+impl SetInfo {
+    pub fn from_statefulset(s: StatefulSet) -> Option<Self> {
+        let namespace = s.metadata.namespace.clone()?;
+        let name = s.metadata.name.clone()?;
+        let spec = s.spec.unwrap_or_default();
+        let status = s.status.unwrap_or_default();
+        let strategy = match spec.update_strategy.as_ref() {
+            Some(u) if u.type_.as_deref() == Some("OnDelete") => Strategy::OnDelete,
+            Some(u) => match u.rolling_update.as_ref().and_then(|r| r.partition).filter(|p| *p > 0) {
+                Some(p) => Strategy::Partition(p),
+                None => Strategy::Rolling,
+            },
+            None => Strategy::Rolling,
+        };
+        let rollout = Rollout {
+            generation: s.metadata.generation.unwrap_or(0),
+            observed_generation: status.observed_generation.unwrap_or(0),
+            strategy,
+            desired: spec.replicas.unwrap_or(1),
+            replicas: status.replicas,
+            updated: status.updated_replicas.unwrap_or(0),
+            available: status.available_replicas.unwrap_or(status.ready_replicas.unwrap_or(0)),
+            revisions_match: status.current_revision.is_some() && status.current_revision == status.update_revision,
+            ..Rollout::from_meta(&s.metadata, &spec.template.metadata)
+        };
+        Some(SetInfo { namespace, name, rollout, update_revision: status.update_revision })
+    }
+
+    pub fn from_daemonset(d: DaemonSet) -> Option<Self> {
+        let namespace = d.metadata.namespace.clone()?;
+        let name = d.metadata.name.clone()?;
+        let spec = d.spec.unwrap_or_default();
+        let status = d.status.unwrap_or_default();
+        let strategy = match spec.update_strategy.as_ref().and_then(|u| u.type_.as_deref()) {
+            Some("OnDelete") => Strategy::OnDelete,
+            _ => Strategy::Rolling,
+        };
+        let rollout = Rollout {
+            generation: d.metadata.generation.unwrap_or(0),
+            observed_generation: status.observed_generation.unwrap_or(0),
+            strategy,
+            desired: status.desired_number_scheduled,
+            replicas: status.current_number_scheduled,
+            updated: status.updated_number_scheduled.unwrap_or(0),
+            available: status.number_available.unwrap_or(0),
+            revisions_match: true,
+            ..Rollout::from_meta(&d.metadata, &spec.template.metadata)
+        };
+        Some(SetInfo { namespace, name, rollout, update_revision: None })
     }
 }
 
@@ -114,112 +320,6 @@ impl ReplicaSetInfo {
             owner,
             revision,
             replicas: rs.spec.and_then(|s| s.replicas).unwrap_or(1),
-        })
-    }
-}
-
-// === Pods ===
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ContainerInfo {
-    pub name: String,
-    pub image: String,
-    pub ready: bool,
-    pub restart_count: i32,
-    /// e.g. CrashLoopBackOff, ImagePullBackOff
-    pub waiting_reason: Option<String>,
-    /// Unix seconds of the last termination (the last restart).
-    pub last_terminated_at: Option<i64>,
-    /// An init container with `restartPolicy: Always` (a native sidecar).
-    pub native_sidecar: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PodInfo {
-    pub namespace: String,
-    pub name: String,
-    pub uid: Option<String>,
-    pub labels: BTreeMap<String, String>,
-    /// (kind, name) of the controlling owner.
-    pub owner: Option<(String, String)>,
-    pub phase: Option<String>,
-    pub ready: bool,
-    pub terminating: bool,
-    pub host_network: bool,
-    pub containers: Vec<ContainerInfo>,
-    pub init_containers: Vec<ContainerInfo>,
-    /// The `sidecar.istio.io/status` annotation is present (the injector ran).
-    pub injected_annotation: bool,
-    /// The pod's `sidecar.istio.io/inject` label or annotation.
-    pub inject_override: Option<String>,
-}
-
-impl Cached for PodInfo {
-    fn key(&self) -> String {
-        ns_key(&self.namespace, &self.name)
-    }
-}
-
-fn containers(specs: Vec<Container>, statuses: Vec<ContainerStatus>, init: bool) -> Vec<ContainerInfo> {
-    let by_name: BTreeMap<String, ContainerStatus> = statuses.into_iter().map(|s| (s.name.clone(), s)).collect();
-    specs
-        .into_iter()
-        .map(|c| {
-            let st = by_name.get(&c.name);
-            let state = st.and_then(|s| s.state.as_ref());
-            ContainerInfo {
-                image: c.image.clone().unwrap_or_default(),
-                ready: st.is_some_and(|s| s.ready),
-                restart_count: st.map(|s| s.restart_count).unwrap_or(0),
-                waiting_reason: state.and_then(|s| s.waiting.as_ref()).and_then(|w| w.reason.clone()),
-                last_terminated_at: st
-                    .and_then(|s| s.last_state.as_ref())
-                    .and_then(|l| l.terminated.as_ref())
-                    .and_then(|t| t.finished_at.as_ref())
-                    .map(|t| t.0.as_second()),
-                native_sidecar: init && c.restart_policy.as_deref() == Some("Always"),
-                name: c.name,
-            }
-        })
-        .collect()
-}
-
-impl PodInfo {
-    pub fn from_object(p: Pod) -> Option<Self> {
-        let namespace = p.metadata.namespace?;
-        let name = p.metadata.name?;
-        let annotations = p.metadata.annotations.unwrap_or_default();
-        let labels = p.metadata.labels.unwrap_or_default();
-        let owner = p
-            .metadata
-            .owner_references
-            .unwrap_or_default()
-            .into_iter()
-            .find(|o| o.controller == Some(true))
-            .map(|o| (o.kind, o.name));
-        let spec = p.spec.unwrap_or_default();
-        let status = p.status.unwrap_or_default();
-        let ready = status.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
-        let inject_override =
-            labels.get("sidecar.istio.io/inject").or_else(|| annotations.get("sidecar.istio.io/inject")).cloned();
-        Some(PodInfo {
-            namespace,
-            name,
-            uid: p.metadata.uid,
-            owner,
-            phase: status.phase,
-            ready,
-            terminating: p.metadata.deletion_timestamp.is_some(),
-            host_network: spec.host_network.unwrap_or(false),
-            containers: containers(spec.containers, status.container_statuses.unwrap_or_default(), false),
-            init_containers: containers(
-                spec.init_containers.unwrap_or_default(),
-                status.init_container_statuses.unwrap_or_default(),
-                true,
-            ),
-            injected_annotation: annotations.contains_key("sidecar.istio.io/status"),
-            inject_override,
-            labels,
         })
     }
 }
@@ -426,31 +526,5 @@ mod tests {
         assert_eq!(s.node_port_managers[&443], ["meshkeeper"]);
         assert_eq!(s.ip_managers, ["meshkeeper"]);
         assert_eq!(s.ports[0].protocol, "TCP");
-    }
-
-    #[test]
-    fn pods_trim_to_what_checks_read() {
-        let pod: Pod = serde_json::from_value(serde_json::json!({
-            "metadata": {"namespace": "shop", "name": "web-1", "labels": {"app": "web"},
-                "annotations": {"sidecar.istio.io/status": "{}", "kubectl.kubernetes.io/last-applied-configuration": "x"},
-                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-abc", "uid": "u", "controller": true}],
-                "managedFields": [{"manager": "kubectl"}]},
-            "spec": {"containers": [{"name": "web", "image": "web:1"}, {"name": "istio-proxy", "image": "x/proxyv2:1.4.10-asm.18"}],
-                     "initContainers": [{"name": "istio-init", "image": "x/proxyv2:1.4.10-asm.18"}]},
-            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
-                "containerStatuses": [{"name": "web", "image": "web:1", "imageID": "", "ready": true, "restartCount": 2,
-                    "state": {"waiting": {"reason": "CrashLoopBackOff"}},
-                    "lastState": {"terminated": {"exitCode": 1, "finishedAt": "2026-11-25T07:00:00Z"}}}]}
-        }))
-        .unwrap();
-        let p = PodInfo::from_object(pod).unwrap();
-        assert_eq!(p.owner, Some(("ReplicaSet".into(), "web-abc".into())));
-        assert!(p.ready && p.injected_annotation);
-        assert_eq!(p.containers[0].waiting_reason.as_deref(), Some("CrashLoopBackOff"));
-        assert_eq!(p.containers[0].restart_count, 2);
-        assert!(p.containers[0].last_terminated_at.is_some());
-        assert!(!p.containers[1].ready, "no status: not ready");
-        assert!(!p.init_containers[0].native_sidecar);
-        assert!(PodInfo::from_object(Pod::default()).is_none());
     }
 }

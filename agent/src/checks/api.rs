@@ -25,13 +25,15 @@ pub struct Permission {
     pub namespace: Option<String>,
     /// The one object it is needed on, when the chart grants it by resourceNames.
     pub name: Option<String>,
+    /// A subresource, e.g. `eviction`.
+    pub subresource: Option<&'static str>,
     /// Which capability needs it.
     pub why: &'static str,
 }
 
 impl Permission {
     fn new(verb: &'static str, group: &'static str, resource: &'static str, why: &'static str) -> Self {
-        Permission { verb, group, resource, namespace: None, name: None, why }
+        Permission { verb, group, resource, namespace: None, name: None, subresource: None, why }
     }
 
     fn named(mut self, name: &str) -> Self {
@@ -46,8 +48,11 @@ impl Permission {
 
     /// `get leases.coordination.k8s.io in meshkeeper`
     pub fn describe(&self) -> String {
-        let res =
-            if self.group.is_empty() { self.resource.to_string() } else { format!("{}.{}", self.resource, self.group) };
+        let resource = match self.subresource {
+            Some(sub) => format!("{}/{sub}", self.resource),
+            None => self.resource.to_string(),
+        };
+        let res = if self.group.is_empty() { resource } else { format!("{resource}.{}", self.group) };
         let res = match &self.name {
             Some(n) => format!("{res}/{n}"),
             None => res,
@@ -79,16 +84,26 @@ pub struct ApiProbe {
 /// The permissions the enabled capabilities need, derived from the settings.
 pub fn required_permissions(s: &Settings) -> Vec<Permission> {
     let mut p = Vec::new();
-    if s.injection.mode != Mode::Off {
-        for verb in ["list", "watch"] {
-            p.push(Permission::new(verb, "", "namespaces", "injection policy: watch namespaces"));
-            p.push(Permission::new(
-                verb,
-                "admissionregistration.k8s.io",
-                "mutatingwebhookconfigurations",
-                "injection policy: cross-check the injector's namespaceSelector",
-            ));
-        }
+    // Reads: every resource a registered check reads is listed and watched. Only `list` is
+    // asked: a watch that is refused shows up at once as WatchForbidden.
+    for r in super::watched(&super::registry(s)) {
+        let Some((group, plural)) = r.api() else { continue };
+        let why = match r {
+            Resource::Namespaces => "injection policy and re-injection: namespaces",
+            Resource::Webhooks => "injection policy, control plane, re-injection: the injector webhook",
+            Resource::Nodes => "control-plane health: cluster capacity",
+            Resource::Services => "control plane (injector backend) and gateway pin",
+            Resource::InjectorConfig => "re-injection: the injector's ConfigMap (expected proxy version)",
+            Resource::Pods | Resource::ReplicaSets | Resource::Deployments => "control-plane health and re-injection",
+            _ => "re-injection: workloads",
+        };
+        let perm = Permission::new("list", group, plural, why);
+        p.push(match r {
+            Resource::InjectorConfig => {
+                perm.in_namespace(&s.control_plane.namespace).named(&injector_configmap_name(s))
+            }
+            _ => perm,
+        });
     }
     if s.injection.mode == Mode::Enforce {
         p.push(Permission::new("patch", "", "namespaces", "injection policy: restore the injection label"));
@@ -106,25 +121,6 @@ pub fn required_permissions(s: &Settings) -> Vec<Permission> {
             );
         }
     }
-    if s.control_plane.enabled {
-        for (verb, group, resource) in [
-            ("list", "apps", "deployments"),
-            ("watch", "apps", "deployments"),
-            ("list", "apps", "replicasets"),
-            ("watch", "apps", "replicasets"),
-            ("list", "", "pods"),
-            ("watch", "", "pods"),
-            ("list", "", "nodes"),
-            ("watch", "", "nodes"),
-        ] {
-            p.push(Permission::new(verb, group, resource, "control-plane health"));
-        }
-    }
-    if s.control_plane.enabled || s.gateway.mode != GatewayMode::Off {
-        for verb in ["list", "watch"] {
-            p.push(Permission::new(verb, "", "services", "control-plane health and gateway pin"));
-        }
-    }
     if s.gateway.mode != GatewayMode::Off && s.gateway.repair {
         let ns = &s.gateway.namespace;
         p.push(
@@ -133,7 +129,27 @@ pub fn required_permissions(s: &Settings) -> Vec<Permission> {
                 .named(&s.gateway.service),
         );
     }
+    if s.reinjection.mode == Mode::Enforce {
+        for plural in ["deployments", "statefulsets", "daemonsets"] {
+            p.push(Permission::new("patch", "apps", plural, "re-injection: rolling restarts"));
+        }
+        if s.reinjection.evict_on_delete {
+            let mut e = Permission::new("create", "", "pods", "re-injection: evictions of OnDelete workloads' pods");
+            e.subresource = Some("eviction");
+            p.push(e);
+        }
+    }
     p
+}
+
+/// The injector ConfigMap's name for these settings (`<name>-<rev>` with a revision label).
+pub fn injector_configmap_name(s: &Settings) -> String {
+    let base = &s.reinjection.injector_configmap;
+    if s.injection.label.key == super::injection::ISTIO_REV {
+        format!("{base}-{}", s.injection.label.value)
+    } else {
+        base.clone()
+    }
 }
 
 /// Parses `v1.36.0`, `v1.27.3-gke.100` or `v1.30+` into (major, minor).
@@ -467,7 +483,7 @@ mod tests {
             run(&ApiProbe { server_version: Some(Ok("v1.36.0".into())), permissions: results, ..Default::default() });
         let f: Vec<_> = r.findings().collect();
         assert_eq!(f.len(), 1);
-        assert_eq!(f[0].message, "meshkeeper may not list namespaces (injection policy: watch namespaces)");
+        assert_eq!(f[0].message, "meshkeeper may not list namespaces (injection policy and re-injection: namespaces)");
         assert!(matches!(r.items[3].outcome, Outcome::Skipped { .. }));
         assert_eq!(r.items[3].description, "can list mutatingwebhookconfigurations.admissionregistration.k8s.io");
     }
@@ -485,5 +501,16 @@ mod tests {
         assert!(d.contains(&"patch namespaces".to_string()));
         assert!(d.contains(&"patch services/istio-ingressgateway in istio-system".to_string()));
         assert!(!d.iter().any(|p| p.contains("leases")));
+        assert!(d.contains(&"list statefulsets.apps".to_string()), "re-injection (audit) reads workloads");
+        assert!(d.contains(&"list configmaps/istio-sidecar-injector in istio-system".to_string()));
+        assert!(!d.iter().any(|p| p.starts_with("patch deployments")), "audit mode restarts nothing");
+        s.reinjection.mode = Mode::Enforce;
+        s.reinjection.evict_on_delete = true;
+        let d = describe(&s);
+        assert!(d.contains(&"patch deployments.apps".to_string()));
+        assert!(d.contains(&"create pods/eviction".to_string()));
+        s.reinjection.mode = Mode::Off;
+        s.control_plane.enabled = false;
+        assert!(!describe(&s).iter().any(|p| p.contains("statefulsets")), "only what the registered checks read");
     }
 }

@@ -167,6 +167,29 @@ impl WebhookStatus {
             && self.ca.iter().all(|c| c.usable(now))
     }
 
+    /// Why injection cannot work right now, in a few words (None when healthy).
+    pub fn problem(&self, now: i64) -> Option<String> {
+        if !self.present {
+            return Some(format!("the injector webhook {} does not exist", self.config));
+        }
+        if self.backends.is_empty() && self.urls.is_empty() {
+            return Some(format!("the injector webhook {} calls nothing", self.config));
+        }
+        if let Some((_, svc, n)) = self.backends.iter().find(|(_, _, n)| !n.is_some_and(|n| n > 0)) {
+            return Some(match n {
+                None => format!("the injector's Service {svc} does not exist"),
+                Some(_) => format!("the injector's Service {svc} has no ready pod"),
+            });
+        }
+        if let Some((_, url, Some(p))) = self.urls.iter().find(|(_, _, p)| p.is_some()) {
+            return Some(format!("the injector URL {url} is unusable: {p}"));
+        }
+        if let Some(c) = self.ca.iter().find(|c| !c.usable(now)) {
+            return Some(format!("webhook {} has no valid CA certificate", c.webhook));
+        }
+        None
+    }
+
     /// When the first webhook's bundle stops being valid (its latest certificate's expiry).
     pub fn ca_expiry(&self) -> Option<i64> {
         self.ca.iter().filter_map(|c| c.status.latest().map(|l| l.not_after)).min()
@@ -251,14 +274,14 @@ fn current_replicaset<'a>(d: &DeploymentInfo, view: &View<'a>) -> Option<&'a str
 /// not terminating, and not left over from an old ReplicaSet during a rollout.
 fn pods_of<'a>(d: &'a DeploymentInfo, view: &View<'a>) -> impl Iterator<Item = &'a PodInfo> + 'a {
     let current = current_replicaset(d, view);
-    let selects = !(d.selector.match_labels.is_empty() && d.selector.match_expressions.is_empty());
+    let selects = !d.selector.is_empty();
     view.pods.iter().filter(move |p| {
-        p.namespace == d.namespace
+        *p.namespace == *d.namespace
             && selects
-            && !p.terminating
-            && d.selector.matches(&p.labels)
+            && !p.terminating()
+            && d.selector.matches_with(|k| p.label(k))
             && match (&p.owner, current) {
-                (Some((kind, rs)), Some(cur)) if kind == "ReplicaSet" => rs == cur,
+                (Some((kind, rs)), Some(cur)) if &**kind == "ReplicaSet" => &**rs == cur,
                 _ => true,
             }
     })
@@ -284,17 +307,17 @@ fn component_status(c: &Component, cp: &ControlPlaneSettings, view: &View<'_>) -
     let mut ready_pods = 0;
     let mut crashlooping = Vec::new();
     for p in pods_of(d, view) {
-        if p.ready {
+        if p.ready() {
             ready_pods += 1;
         }
-        for ct in p.containers.iter().chain(p.init_containers.iter()) {
+        for ct in p.containers() {
             if let Some(r) = ct.waiting_reason.as_deref().filter(|r| BAD_WAITING.contains(r)) {
-                crashlooping.push((p.name.clone(), ct.name.clone(), r.to_string()));
+                crashlooping.push((p.name.to_string(), ct.name.clone(), r.to_string()));
             } else if ct.restart_count >= cp.restart_threshold as i32
                 && ct.last_terminated_at.is_some_and(|t| view.now - t <= window)
             {
                 crashlooping.push((
-                    p.name.clone(),
+                    p.name.to_string(),
                     ct.name.clone(),
                     format!("restarted {} times, last within {} min", ct.restart_count, cp.crashloop_window_minutes),
                 ));
@@ -326,7 +349,8 @@ pub fn injector_config_names(view: &View<'_>) -> Vec<String> {
     names
 }
 
-fn webhook_status(view: &View<'_>) -> WebhookStatus {
+/// The injector webhook's state, from the caches alone.
+pub fn webhook_status(view: &View<'_>) -> WebhookStatus {
     let names = injector_config_names(view);
     let found = names.iter().find_map(|n| view.webhooks.get(n));
     let Some(config) = found else {
@@ -362,11 +386,11 @@ fn webhook_status(view: &View<'_>) -> WebhookStatus {
                 view.pods
                     .iter()
                     .filter(|p| {
-                        p.namespace == *ns
+                        *p.namespace == **ns
                             && !svc.selector.is_empty()
-                            && svc.selector.iter().all(|(k, v)| p.labels.get(k) == Some(v))
-                            && p.ready
-                            && !p.terminating
+                            && svc.selector.iter().all(|(k, v)| p.label(k) == Some(v.as_str()))
+                            && p.ready()
+                            && !p.terminating()
                     })
                     .count()
             });

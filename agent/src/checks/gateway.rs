@@ -365,7 +365,7 @@ impl Check for GatewayCheck {
         let st = assess(view);
         let svc = view.services.get(&format!("{}/{}", g.namespace, g.service));
         let remedies = remedy(&st, g, svc).into_iter().collect();
-        Evaluation { report: report(&st, view, self.title()), remedies }
+        Evaluation::with_remedies(report(&st, view, self.title()), remedies)
     }
 }
 

@@ -385,7 +385,7 @@ impl Check for InjectionCheck {
                 remedies.push(remedy(ns, &d, repair));
             }
         }
-        Evaluation { report: CheckReport { check: CHECK, title: self.title(), items }, remedies }
+        Evaluation::with_remedies(CheckReport { check: CHECK, title: self.title(), items }, remedies)
     }
 }
 

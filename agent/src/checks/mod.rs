@@ -13,14 +13,15 @@ pub mod api;
 pub mod control_plane;
 pub mod gateway;
 pub mod injection;
+pub mod reinjection;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::cache::{
-    DeploymentInfo, Guards, Index, NamespaceInfo, NodeInfo, PodInfo, ReplicaSetInfo, ServiceInfo, Snapshot,
-    WebhookConfigInfo,
+    DeploymentInfo, Guards, Index, InjectorConfig, NamespaceInfo, NodeInfo, PodInfo, ReplicaSetInfo, ServiceInfo,
+    SetInfo, Snapshot, WebhookConfigInfo,
 };
-use crate::change::Remedy;
+use crate::change::{Remedy, RestartInput};
 use crate::config::Settings;
 use crate::findings::CheckReport;
 use crate::state::{LeaderObservation, WatchStatus};
@@ -36,9 +37,13 @@ pub enum Resource {
     Webhooks,
     Deployments,
     ReplicaSets,
+    StatefulSets,
+    DaemonSets,
     Pods,
     Services,
     Nodes,
+    /// The injector's ConfigMap.
+    InjectorConfig,
     /// The actuator finished an action (the planner re-plans).
     Actions,
     /// The result of asking the API server (version, permissions).
@@ -55,9 +60,12 @@ impl Resource {
         Resource::Webhooks,
         Resource::Deployments,
         Resource::ReplicaSets,
+        Resource::StatefulSets,
+        Resource::DaemonSets,
         Resource::Pods,
         Resource::Services,
         Resource::Nodes,
+        Resource::InjectorConfig,
         Resource::Actions,
         Resource::ApiProbe,
         Resource::Watches,
@@ -70,6 +78,9 @@ impl Resource {
             Resource::Webhooks => "mutatingwebhookconfigurations",
             Resource::Deployments => "deployments",
             Resource::ReplicaSets => "replicasets",
+            Resource::StatefulSets => "statefulsets",
+            Resource::DaemonSets => "daemonsets",
+            Resource::InjectorConfig => "configmaps",
             Resource::Pods => "pods",
             Resource::Services => "services",
             Resource::Nodes => "nodes",
@@ -78,6 +89,23 @@ impl Resource {
             Resource::Watches => "watches",
             Resource::Leadership => "leadership",
         }
+    }
+
+    /// (API group, plural) of a resource fed by a watch.
+    pub fn api(self) -> Option<(&'static str, &'static str)> {
+        Some(match self {
+            Resource::Namespaces => ("", "namespaces"),
+            Resource::Webhooks => ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"),
+            Resource::Deployments => ("apps", "deployments"),
+            Resource::ReplicaSets => ("apps", "replicasets"),
+            Resource::StatefulSets => ("apps", "statefulsets"),
+            Resource::DaemonSets => ("apps", "daemonsets"),
+            Resource::Pods => ("", "pods"),
+            Resource::Services => ("", "services"),
+            Resource::Nodes => ("", "nodes"),
+            Resource::InjectorConfig => ("", "configmaps"),
+            _ => return None,
+        })
     }
 
     /// Whether it is fed by a watch (a cache), as opposed to the agent's own observations.
@@ -102,6 +130,9 @@ pub struct View<'a> {
     pub webhooks: &'a Index<WebhookConfigInfo>,
     pub deployments: &'a Index<DeploymentInfo>,
     pub replicasets: &'a Index<ReplicaSetInfo>,
+    pub statefulsets: &'a Index<SetInfo>,
+    pub daemonsets: &'a Index<SetInfo>,
+    pub injector: &'a Index<InjectorConfig>,
     pub pods: &'a Index<PodInfo>,
     pub services: &'a Index<ServiceInfo>,
     pub nodes: &'a Index<NodeInfo>,
@@ -121,6 +152,9 @@ impl<'a> View<'a> {
             webhooks: &g.webhooks,
             deployments: &g.deployments,
             replicasets: &g.replicasets,
+            statefulsets: &g.statefulsets,
+            daemonsets: &g.daemonsets,
+            injector: &g.injector,
             pods: &g.pods,
             services: &g.services,
             nodes: &g.nodes,
@@ -138,6 +172,9 @@ impl<'a> View<'a> {
             webhooks: &s.webhooks,
             deployments: &s.deployments,
             replicasets: &s.replicasets,
+            statefulsets: &s.statefulsets,
+            daemonsets: &s.daemonsets,
+            injector: &s.injector,
             pods: &s.pods,
             services: &s.services,
             nodes: &s.nodes,
@@ -156,17 +193,27 @@ pub trait Check: Send + Sync {
     fn evaluate(&self, view: &View<'_>) -> Evaluation;
 }
 
-/// One check's evaluation: its report and the remedies it proposes (whatever the mode).
+/// One check's evaluation: its report and what it proposes (whatever the mode): field
+/// remedies, and (the re-injection check) restart candidates with the facts their planner needs.
 #[derive(Debug)]
 pub struct Evaluation {
     pub report: CheckReport,
     pub remedies: Vec<Remedy>,
+    pub restarts: Option<RestartInput>,
+    /// Gauge samples computed during the evaluation (exported at scrape time as they are, so
+    /// no scrape repeats work proportional to the cluster).
+    pub gauges: Option<Vec<crate::metrics::Sample>>,
 }
 
 impl Evaluation {
     /// A report-only evaluation.
     pub fn report(report: CheckReport) -> Self {
-        Evaluation { report, remedies: Vec::new() }
+        Evaluation { report, remedies: Vec::new(), restarts: None, gauges: None }
+    }
+
+    /// A report with field remedies.
+    pub fn with_remedies(report: CheckReport, remedies: Vec<Remedy>) -> Self {
+        Evaluation { report, remedies, restarts: None, gauges: None }
     }
 }
 
@@ -184,6 +231,11 @@ pub fn evaluate(
         .filter(|c| c.inputs().iter().all(|r| !r.is_cache() || listed(*r)))
         .map(|c| c.evaluate(view))
         .collect()
+}
+
+/// Every cached resource the registered checks read: what the daemon watches.
+pub fn watched(checks: &[Box<dyn Check>]) -> BTreeSet<Resource> {
+    checks.iter().flat_map(|c| cache_inputs(c.as_ref())).collect()
 }
 
 /// The cached resources a check reads.
@@ -207,6 +259,9 @@ pub fn registry(settings: &Settings) -> Vec<Box<dyn Check>> {
     }
     if settings.gateway.mode != crate::config::GatewayMode::Off {
         checks.push(Box::new(gateway::GatewayCheck));
+    }
+    if settings.reinjection.mode != crate::config::Mode::Off {
+        checks.push(Box::new(reinjection::ReinjectionCheck));
     }
     checks
 }

@@ -23,7 +23,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use profile::Profile;
-pub use types::{Glob, LabelPair, LabelSelector, is_dns_label, validate_label_key, validate_label_value};
+pub use types::{
+    Glob, LabelPair, LabelSelector, MaintenanceWindow, TimeOfDay, Weekday, is_dns_label, validate_label_key,
+    validate_label_value,
+};
 
 /// The environment variable prefix for overrides.
 pub const ENV_PREFIX: &str = "MESHKEEPER";
@@ -165,7 +168,33 @@ pub struct InjectionSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReinjectionSettings {
+    /// enforce: restart workloads whose pods lack the sidecar or run a stale proxy; audit: report.
     pub mode: Mode,
+    /// The proxy every injected pod should run: an image (`hub/proxyv2:tag`) or a tag; empty:
+    /// read from the injector's ConfigMap (`{global.hub}/{global.proxy.image}:{global.tag}`).
+    pub expected_proxy_version: String,
+    /// The injector's ConfigMap in the control-plane namespace (with `istio.io/rev=R` policies,
+    /// `<name>-R` is read).
+    pub injector_configmap: String,
+    /// Restarts allowed in any hour, cluster-wide (counting every recent restart, whoever made it).
+    pub max_restarts_per_hour: u32,
+    /// meshkeeper's rollouts allowed in progress at once (at most one per namespace).
+    pub max_rollouts_in_progress: u32,
+    /// A workload restarted less than this long ago (by anyone) is not restarted again.
+    pub cooldown_minutes: u32,
+    /// A rollout not complete after this long no longer counts as in progress (it is stuck).
+    pub progress_deadline_minutes: u32,
+    /// When restarts may start (UTC); empty: any time.
+    pub maintenance_windows: Vec<MaintenanceWindow>,
+    /// StatefulSets and DaemonSets with `updateStrategy: OnDelete` do not roll on a restart:
+    /// evict their pods one at a time (honouring PodDisruptionBudgets) instead of only reporting.
+    pub evict_on_delete: bool,
+    /// A workload carrying this annotation is never restarted.
+    pub opt_out_annotation: LabelPair,
+    /// A namespace carrying this label is never restarted in.
+    pub namespace_opt_out_label: LabelPair,
+    /// Export pod counts per namespace (`meshkeeper_pods_by_namespace{target_namespace, state}`).
+    pub per_namespace_metrics: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -331,7 +360,7 @@ impl Settings {
             leader_election,
             events: EventSettings { enabled: _ },
             injection,
-            reinjection: ReinjectionSettings { mode: _ },
+            reinjection,
             control_plane,
             gateway,
             repairs: RepairSettings { contest_reverts, contest_window_minutes },
@@ -430,6 +459,53 @@ impl Settings {
         }
         if opt_out_label.key == label.key {
             errs.push("injection.opt_out_label", format!("uses the enforced label's key {:?}", label.key));
+        }
+
+        let ReinjectionSettings {
+            mode: _,
+            expected_proxy_version,
+            injector_configmap,
+            max_restarts_per_hour,
+            max_rollouts_in_progress,
+            cooldown_minutes,
+            progress_deadline_minutes,
+            maintenance_windows,
+            evict_on_delete: _,
+            opt_out_annotation: _,
+            namespace_opt_out_label: _,
+            per_namespace_metrics: _,
+        } = reinjection;
+        if expected_proxy_version.chars().any(char::is_whitespace) {
+            errs.push("reinjection.expected_proxy_version", format!("{expected_proxy_version:?} contains white space"));
+        }
+        if injector_configmap.is_empty() || !injector_configmap.split('.').all(is_dns_label) {
+            errs.push(
+                "reinjection.injector_configmap",
+                format!("{injector_configmap:?} is not a valid ConfigMap name"),
+            );
+        }
+        if !(1..=10_000).contains(max_restarts_per_hour) {
+            errs.push("reinjection.max_restarts_per_hour", format!("{max_restarts_per_hour} is outside 1-10000"));
+        }
+        if !(1..=1000).contains(max_rollouts_in_progress) {
+            errs.push("reinjection.max_rollouts_in_progress", format!("{max_rollouts_in_progress} is outside 1-1000"));
+        }
+        if *cooldown_minutes > 10_080 {
+            errs.push("reinjection.cooldown_minutes", format!("{cooldown_minutes} is outside 0-10080 (a week)"));
+        }
+        if !(1..=1440).contains(progress_deadline_minutes) {
+            errs.push(
+                "reinjection.progress_deadline_minutes",
+                format!("{progress_deadline_minutes} is outside 1-1440"),
+            );
+        }
+        for (i, w) in maintenance_windows.iter().enumerate() {
+            if w.start == w.end {
+                errs.push(
+                    &format!("reinjection.maintenance_windows[{i}]"),
+                    format!("start and end are both {}: use 00:00 to 24:00 for a whole day", String::from(w.start)),
+                );
+            }
         }
 
         let ControlPlaneSettings {
@@ -561,7 +637,7 @@ impl Settings {
             "profile": self.profile.as_str(),
             "dry_run": self.dry_run,
             "injection": { "mode": self.injection.mode, "label": self.injection.label.to_string() },
-            "reinjection": { "mode": self.reinjection.mode },
+            "reinjection": { "mode": self.reinjection.mode, "max_restarts_per_hour": self.reinjection.max_restarts_per_hour, "max_rollouts_in_progress": self.reinjection.max_rollouts_in_progress, "maintenance_windows": self.reinjection.maintenance_windows.len() },
             "control_plane": { "namespace": self.control_plane.namespace, "components": self.control_plane.components.len() },
             "gateway": { "mode": self.gateway.mode, "repair": self.gateway.repair, "service": format!("{}/{}", self.gateway.namespace, self.gateway.service) },
             "leader_election": { "enabled": self.leader_election.enabled, "lease": format!("{}/{}", self.leader_election.namespace, self.leader_election.lease_name) },

@@ -292,10 +292,132 @@ impl From<LabelSelector> for String {
     }
 }
 
+/// A day of the week, as a maintenance window names it (`mon` .. `sun`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Weekday {
+    Mon,
+    Tue,
+    Wed,
+    Thu,
+    Fri,
+    Sat,
+    Sun,
+}
+
+impl Weekday {
+    pub const ALL: [Weekday; 7] =
+        [Weekday::Mon, Weekday::Tue, Weekday::Wed, Weekday::Thu, Weekday::Fri, Weekday::Sat, Weekday::Sun];
+
+    /// The UTC weekday of a unix time (1970-01-01 was a Thursday).
+    pub fn of_unix(t: i64) -> Weekday {
+        Weekday::ALL[(t.div_euclid(86_400) + 3).rem_euclid(7) as usize]
+    }
+}
+
+/// A time of day `HH:MM` (UTC), in minutes since midnight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TimeOfDay(pub u16);
+
+impl TryFrom<String> for TimeOfDay {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not a time of day HH:MM (00:00-24:00, UTC)");
+        let (h, m) = s.split_once(':').ok_or_else(bad)?;
+        if h.len() != 2 || m.len() != 2 {
+            return Err(bad());
+        }
+        let (h, m): (u16, u16) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+        if m > 59 || h > 24 || (h == 24 && m != 0) {
+            return Err(bad());
+        }
+        Ok(TimeOfDay(h * 60 + m))
+    }
+}
+
+impl From<TimeOfDay> for String {
+    fn from(t: TimeOfDay) -> String {
+        format!("{:02}:{:02}", t.0 / 60, t.0 % 60)
+    }
+}
+
+/// A recurring maintenance window: on the given days (all when empty), from `start` to `end`
+/// UTC; an `end` before `start` runs past midnight into the next day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceWindow {
+    #[serde(default)]
+    pub days: Vec<Weekday>,
+    pub start: TimeOfDay,
+    pub end: TimeOfDay,
+}
+
+impl MaintenanceWindow {
+    /// Whether unix time `t` falls inside the window.
+    pub fn contains(&self, t: i64) -> bool {
+        let minute = (t.rem_euclid(86_400) / 60) as u16;
+        let day_ok = |d: Weekday| self.days.is_empty() || self.days.contains(&d);
+        let (start, end) = (self.start.0, self.end.0);
+        if start < end {
+            day_ok(Weekday::of_unix(t)) && minute >= start && minute < end
+        } else {
+            // Past midnight: the evening part belongs to today, the morning part to yesterday's window.
+            (minute >= start && day_ok(Weekday::of_unix(t))) || (minute < end && day_ok(Weekday::of_unix(t - 86_400)))
+        }
+    }
+
+    /// When the window opens next at or after `t` (unix seconds), within a week.
+    pub fn next_open(&self, t: i64) -> Option<i64> {
+        (0..=7 * 24 * 60).map(|m| t + m * 60).find(|x| self.contains(*x)).map(|x| x - x.rem_euclid(60))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    /// 2026-11-30 is a Monday.
+    const MON: i64 = 1_795_996_800;
+
+    fn window(days: &[Weekday], start: &str, end: &str) -> MaintenanceWindow {
+        MaintenanceWindow {
+            days: days.to_vec(),
+            start: TimeOfDay::try_from(start.to_string()).unwrap(),
+            end: TimeOfDay::try_from(end.to_string()).unwrap(),
+        }
+    }
+
+    #[test]
+    fn maintenance_windows_follow_days_and_cross_midnight() {
+        assert_eq!(Weekday::of_unix(MON), Weekday::Mon);
+        assert_eq!(Weekday::of_unix(MON - 1), Weekday::Sun);
+        let h = |d: i64, hh: i64, mm: i64| MON + d * 86_400 + hh * 3600 + mm * 60;
+        let cases = [
+            (window(&[], "02:00", "06:00"), h(0, 2, 0), true),
+            (window(&[], "02:00", "06:00"), h(0, 6, 0), false),
+            (window(&[], "02:00", "06:00"), h(3, 1, 59), false),
+            (window(&[Weekday::Sat, Weekday::Sun], "00:00", "24:00"), h(5, 12, 0), true),
+            (window(&[Weekday::Sat, Weekday::Sun], "00:00", "24:00"), h(4, 23, 59), false),
+            // Friday 22:00 to Saturday 04:00.
+            (window(&[Weekday::Fri], "22:00", "04:00"), h(4, 23, 0), true),
+            (window(&[Weekday::Fri], "22:00", "04:00"), h(5, 3, 59), true),
+            (window(&[Weekday::Fri], "22:00", "04:00"), h(5, 4, 0), false),
+            (window(&[Weekday::Fri], "22:00", "04:00"), h(5, 23, 0), false),
+            (window(&[Weekday::Fri], "22:00", "04:00"), h(4, 3, 0), false),
+        ];
+        for (i, (w, t, want)) in cases.iter().enumerate() {
+            assert_eq!(w.contains(*t), *want, "case {i}: {w:?} at {t}");
+        }
+        let w = window(&[Weekday::Sat], "02:00", "06:00");
+        assert_eq!(w.next_open(h(0, 10, 0)), Some(h(5, 2, 0)));
+        assert_eq!(w.next_open(h(5, 3, 0)), Some(h(5, 3, 0)), "already open");
+        for bad in ["2:00", "25:00", "12:60", "24:01", "noon", "12-00"] {
+            assert!(TimeOfDay::try_from(bad.to_string()).is_err(), "{bad}");
+        }
+        assert_eq!(String::from(TimeOfDay::try_from("07:05".to_string()).unwrap()), "07:05");
+    }
 
     #[test]
     fn globs_match_whole_names() {

@@ -86,7 +86,14 @@ struct ActionState {
 pub struct Ledger {
     fields: BTreeMap<(ObjectRef, String), FieldRecord>,
     actions: BTreeMap<(&'static str, ObjectRef), ActionState>,
+    /// Restarts (and evictions) sent, by workload: unix ms, kept for an hour.
+    restarts: BTreeMap<ObjectRef, i64>,
 }
+
+/// How long a restart is remembered (the hourly budget's window).
+pub const RESTART_MEMORY_MS: i64 = 3_600_000;
+/// How long an eviction refused by a PodDisruptionBudget waits before the next try.
+pub const THROTTLE_MS: i64 = 10_000;
 
 fn key(o: &ObjectRef) -> ObjectRef {
     // uids differ between a deleted and a recreated object; the history is about the name.
@@ -116,7 +123,20 @@ impl Ledger {
             description: action.description.clone(),
             outcome: outcome.clone(),
         });
+        let restart = action.kind == crate::checks::reinjection::ACTION;
         match outcome {
+            Outcome::Done { .. } if restart => {
+                state.failures = 0;
+                state.retry_at_ms = 0;
+                if let Some(rv) = &action.observed {
+                    state.acted = Some((rv.clone(), now_ms));
+                }
+                self.restarts.insert(key(&action.object), now_ms);
+            }
+            Outcome::Throttled(_) => {
+                state.failures = 1;
+                state.retry_at_ms = now_ms + THROTTLE_MS;
+            }
             Outcome::Done { resource_version } => {
                 state.failures = 0;
                 state.retry_at_ms = 0;
@@ -204,6 +224,16 @@ impl Ledger {
         Some(Contest { field: field.to_string(), expected, actual: String::new(), by, reverts: recent.len() })
     }
 
+    /// Restarts sent at or after `since_ms`: (workload, unix ms).
+    pub fn restarts_since(&self, since_ms: i64) -> Vec<(ObjectRef, i64)> {
+        self.restarts.iter().filter(|(_, t)| **t >= since_ms).map(|(o, t)| (o.clone(), *t)).collect()
+    }
+
+    /// The last restart meshkeeper sent to this workload (unix ms).
+    pub fn last_restart(&self, workload: &ObjectRef) -> Option<i64> {
+        self.restarts.get(&key(workload)).copied()
+    }
+
     /// Until when (unix ms) an action must wait after failures, if it must.
     pub fn cooling_down(&self, action: &Action, now_ms: i64) -> Option<i64> {
         let s = self.actions.get(&(action.kind, key(&action.object)))?;
@@ -246,10 +276,16 @@ impl Ledger {
             }
         }
         self.actions.retain(|_, s| s.acted.is_some() || s.last.is_some() || s.failures > 0);
+        self.restarts.retain(|_, t| now_ms - *t < RESTART_MEMORY_MS);
     }
 
     /// Entries held (for tests and `/status`): (fields, actions).
     pub fn size(&self) -> (usize, usize) {
         (self.fields.len(), self.actions.len())
+    }
+
+    /// Restarts remembered.
+    pub fn restart_count(&self) -> usize {
+        self.restarts.len()
     }
 }

@@ -20,6 +20,7 @@
 
 pub mod ledger;
 mod report;
+pub mod restarts;
 
 use std::collections::BTreeSet;
 
@@ -27,7 +28,7 @@ use kube::core::ApiResource;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::change::Remedy;
+use crate::change::{Remedy, RestartInput};
 use crate::config::{GatewayMode, Mode, Settings};
 use crate::findings::{CheckReport, ObjectRef};
 
@@ -41,6 +42,8 @@ pub const CHECK: &str = "repairs";
 pub enum Operation {
     /// A JSON patch (RFC 6902); its `test`s make a concurrent change fail with 422.
     JsonPatch(Vec<Value>),
+    /// An eviction of the pod (the Eviction API: PodDisruptionBudgets decide).
+    Evict,
 }
 
 /// A write the planner decided on.
@@ -76,6 +79,8 @@ pub enum Outcome {
     Forbidden(String),
     /// 404: the object is gone.
     NotFound,
+    /// 429 on an eviction: a PodDisruptionBudget does not allow it now (the API's message).
+    Throttled(String),
     /// Anything else, as one readable line.
     Failed(String),
     /// Not attempted, and why (not the leader, not synced, shutting down).
@@ -91,6 +96,7 @@ impl Outcome {
             Outcome::ChangedMeanwhile => "conflict",
             Outcome::Forbidden(_) => "forbidden",
             Outcome::NotFound => "not_found",
+            Outcome::Throttled(_) => "throttled",
             Outcome::Failed(_) => "error",
             Outcome::NotAttempted(_) => "not_attempted",
         }
@@ -111,6 +117,7 @@ impl Outcome {
             Outcome::Forbidden(m) | Outcome::Failed(m) => Some(m.clone()),
             Outcome::ChangedMeanwhile => Some("the object changed meanwhile; re-planning on fresh state".into()),
             Outcome::NotFound => Some("the object no longer exists".into()),
+            Outcome::Throttled(m) => Some(format!("not now: {m}")),
             _ => None,
         }
     }
@@ -118,7 +125,7 @@ impl Outcome {
 
 /// Why a remedy (or some of its fields) is not acted on now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "why", rename_all = "snake_case")]
+#[serde(tag = "reason", rename_all = "snake_case")]
 pub enum Wait {
     /// The capability only reports (e.g. `injection.mode: audit`, `gateway.repair: false`).
     ReportOnly {
@@ -141,6 +148,28 @@ pub enum Wait {
     },
     /// This version was just acted on; waiting to observe the result.
     Pending,
+    /// Re-injection: the injector cannot inject right now.
+    InjectorUnhealthy {
+        why: String,
+    },
+    /// Re-injection: outside every maintenance window; the next opens at this unix time.
+    OutsideWindow {
+        opens_at: Option<i64>,
+    },
+    /// Re-injection: `max_restarts_per_hour` reached; a slot frees at this unix time (ms).
+    BudgetSpent {
+        per_hour: u32,
+        until_ms: i64,
+    },
+    /// Re-injection: `max_rollouts_in_progress` of meshkeeper's rollouts are not complete.
+    RolloutsInProgress {
+        in_progress: usize,
+        max: u32,
+    },
+    /// Re-injection: a rollout of meshkeeper's is in progress in this namespace.
+    NamespaceBusy {
+        namespace: String,
+    },
 }
 
 impl Wait {
@@ -154,6 +183,42 @@ impl Wait {
             Wait::NotSynced { resources } => format!("waiting for the {} watch(es) to be synced", resources.join(", ")),
             Wait::CoolingDown { until_ms } => format!("an earlier write failed; retrying at {}", until_ms / 1000),
             Wait::Pending => "waiting to observe the last write".into(),
+            Wait::InjectorUnhealthy { why } => format!("the injector cannot inject: {why}"),
+            Wait::OutsideWindow { opens_at: Some(t) } => {
+                format!("outside the maintenance windows; the next opens at {t}")
+            }
+            Wait::OutsideWindow { opens_at: None } => "outside the maintenance windows".into(),
+            Wait::BudgetSpent { per_hour, until_ms } => {
+                format!(
+                    "{per_hour} restarts in the last hour (reinjection.max_restarts_per_hour); next slot at {}",
+                    until_ms / 1000
+                )
+            }
+            Wait::RolloutsInProgress { in_progress, max } => {
+                format!(
+                    "{in_progress} of meshkeeper's rollouts in progress (reinjection.max_rollouts_in_progress: {max})"
+                )
+            }
+            Wait::NamespaceBusy { namespace } => {
+                format!("another rollout of meshkeeper's is in progress in {namespace}")
+            }
+        }
+    }
+
+    /// The `reason` label of `meshkeeper_workloads_pending_reinjection`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Wait::ReportOnly { .. } => "report_only",
+            Wait::Contested { .. } => "contested",
+            Wait::NotLeader => "not_leader",
+            Wait::NotSynced { .. } => "not_synced",
+            Wait::CoolingDown { .. } => "cooling_down",
+            Wait::Pending => "pending",
+            Wait::InjectorUnhealthy { .. } => "injector_unhealthy",
+            Wait::OutsideWindow { .. } => "outside_window",
+            Wait::BudgetSpent { .. } => "budget_spent",
+            Wait::RolloutsInProgress { .. } => "rollouts_in_progress",
+            Wait::NamespaceBusy { .. } => "namespace_busy",
         }
     }
 }
@@ -185,6 +250,8 @@ pub struct Plan {
     pub waiting: Vec<Waiting>,
     /// The planner's own findings: contested fields, refused and failing writes.
     pub report: CheckReport,
+    /// meshkeeper's rollouts in progress (`meshkeeper_rollouts_in_progress`).
+    pub rollouts_in_progress: usize,
 }
 
 /// Whether the capability behind a check may write at all, or the setting that keeps it quiet.
@@ -207,7 +274,7 @@ pub fn enforcing(settings: &Settings, check: &str) -> Result<(), String> {
     }
 }
 
-fn mode_str(m: Mode) -> &'static str {
+pub(crate) fn mode_str(m: Mode) -> &'static str {
     match m {
         Mode::Enforce => "enforce",
         Mode::Audit => "audit",
@@ -215,9 +282,16 @@ fn mode_str(m: Mode) -> &'static str {
     }
 }
 
-/// Plans the actions for the current remedies (pure, apart from the ledger it updates with
-/// what it observed: reverts of fields meshkeeper had set).
-pub fn plan(settings: &Settings, remedies: &[Remedy], gates: &Gates, now_ms: i64, ledger: &mut Ledger) -> Plan {
+/// Plans the actions for the current remedies and restart candidates (pure, apart from the
+/// ledger it updates with what it observed: reverts of fields meshkeeper had set).
+pub fn plan(
+    settings: &Settings,
+    remedies: &[Remedy],
+    restarts: Option<&RestartInput>,
+    gates: &Gates,
+    now_ms: i64,
+    ledger: &mut Ledger,
+) -> Plan {
     let window_ms = i64::from(settings.repairs.contest_window_minutes) * 60_000;
     let threshold = settings.repairs.contest_reverts as usize;
     ledger.prune(now_ms, window_ms);
@@ -293,8 +367,15 @@ pub fn plan(settings: &Settings, remedies: &[Remedy], gates: &Gates, now_ms: i64
         }
         actions.push(action);
     }
+    let mut rollouts_in_progress = 0;
+    if let Some(input) = restarts {
+        let r = restarts::plan(settings, input, gates, now_ms, ledger);
+        actions.extend(r.actions);
+        waiting.extend(r.waiting);
+        rollouts_in_progress = r.in_progress;
+    }
     let report = report::render(settings, &contests, &waiting, ledger, now_ms, window_ms);
-    Plan { actions, waiting, report }
+    Plan { actions, waiting, report, rollouts_in_progress }
 }
 
 /// `set node_port:http2 to 31380 (was 32080), https to 31390 (was unset)`.

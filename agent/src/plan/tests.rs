@@ -51,7 +51,7 @@ fn leader() -> Gates {
 }
 
 fn run(s: &Settings, remedies: &[Remedy], gates: &Gates, now: i64, ledger: &mut Ledger) -> Plan {
-    plan(s, remedies, gates, now, ledger)
+    plan(s, remedies, None, gates, now, ledger)
 }
 
 fn reasons(p: &Plan) -> Vec<&'static str> {
@@ -76,7 +76,7 @@ fn a_fresh_object_with_many_drifted_fields_is_one_write_and_never_a_contest() {
         ["http2", "https", "status-port", "tcp", "tls"].iter().map(|n| field(n, "3", "30001", &[])).collect();
     let p = run(&s, &[remedy(5, fields.clone())], &leader(), 0, &mut l);
     assert_eq!(p.actions.len(), 1);
-    let Operation::JsonPatch(ops) = &p.actions[0].operation;
+    let Operation::JsonPatch(ops) = &p.actions[0].operation else { panic!("a JSON patch") };
     assert_eq!(ops.len(), 5, "all five ports in one patch");
     assert_eq!(p.actions[0].fields.len(), 5);
     done(&p, &mut l, 6, 10);
@@ -272,4 +272,225 @@ fn outcomes_label_and_explain() {
     assert_eq!(Outcome::Done { resource_version: None }.label(), "success");
     assert!(Outcome::DryRun.is_done());
     assert!(Outcome::NotFound.error().unwrap().contains("no longer exists"));
+}
+
+// === restarts ===
+
+mod restarts {
+    use super::*;
+    use crate::change::{RestartCandidate, RestartInput, Restartable};
+    use crate::config::{MaintenanceWindow, TimeOfDay};
+
+    /// 2026-11-30T12:00:00Z, a Monday.
+    const NOON: i64 = 1_796_040_000;
+
+    fn enforce() -> Settings {
+        let mut s = Settings::defaults(Profile::AsmOnprem);
+        s.reinjection.mode = Mode::Enforce;
+        s.reinjection.max_restarts_per_hour = 10;
+        s.reinjection.max_rollouts_in_progress = 5;
+        s
+    }
+
+    fn cand(ns: &str, name: &str, missing: usize, stale: usize) -> RestartCandidate {
+        RestartCandidate {
+            workload: ObjectRef::new("apps/v1", "Deployment", Some(ns), name),
+            kind: Restartable::Deployment,
+            namespace: ns.into(),
+            missing,
+            stale,
+            pods: missing + stale,
+            restarted_at: None,
+            generation: 4,
+            template_has_metadata: true,
+            template_has_annotations: true,
+            evict: None,
+        }
+    }
+
+    fn input(c: Vec<RestartCandidate>) -> RestartInput {
+        RestartInput { candidates: c, ..Default::default() }
+    }
+
+    fn go(s: &Settings, i: &RestartInput, gates: &Gates, now_s: i64, l: &mut Ledger) -> Plan {
+        plan(s, &[], Some(i), gates, now_s * 1000, l)
+    }
+
+    fn names(p: &Plan) -> Vec<String> {
+        p.actions
+            .iter()
+            .map(|a| format!("{}/{}", a.object.namespace.clone().unwrap_or_default(), a.object.name))
+            .collect()
+    }
+
+    fn waits(p: &Plan) -> Vec<(String, &'static str)> {
+        p.waiting.iter().map(|w| (w.object.name.clone(), w.wait.label())).collect()
+    }
+
+    #[test]
+    fn gates_hold_every_candidate_with_a_reason() {
+        let i = input(vec![cand("shop", "web", 2, 0)]);
+        let mut audit = enforce();
+        audit.reinjection.mode = Mode::Audit;
+        let follower = Gates { leader: false, ..leader() };
+        let unsynced = Gates { synced: false, ..leader() };
+        let down = RestartInput {
+            injector_down: Some("the injector's Service istio-system/istio-sidecar-injector has no ready pod".into()),
+            ..i.clone()
+        };
+        let (on, lead) = (enforce(), leader());
+        let cases: Vec<(&str, &Settings, &RestartInput, &Gates, &str)> = vec![
+            ("audit", &audit, &i, &lead, "report_only"),
+            ("follower", &on, &i, &follower, "not_leader"),
+            ("not synced", &on, &i, &unsynced, "not_synced"),
+            ("injector down", &on, &down, &lead, "injector_unhealthy"),
+        ];
+        for (name, s, inp, gates, want) in cases {
+            let p = go(s, inp, gates, NOON, &mut Ledger::default());
+            assert!(p.actions.is_empty(), "{name}");
+            assert_eq!(waits(&p), [("web".to_string(), want)], "{name}");
+        }
+        let p = go(&enforce(), &i, &leader(), NOON, &mut Ledger::default());
+        assert_eq!(names(&p), ["shop/web"]);
+        assert_eq!(p.rollouts_in_progress, 1);
+    }
+
+    #[test]
+    fn maintenance_windows_open_and_close() {
+        let mut s = enforce();
+        s.reinjection.maintenance_windows =
+            vec![MaintenanceWindow { days: vec![], start: TimeOfDay(22 * 60), end: TimeOfDay(4 * 60) }];
+        let i = input(vec![cand("shop", "web", 1, 0)]);
+        let p = go(&s, &i, &leader(), NOON, &mut Ledger::default());
+        assert!(p.actions.is_empty());
+        assert_eq!(p.waiting[0].wait, Wait::OutsideWindow { opens_at: Some(NOON + 10 * 3600) });
+        let p = go(&s, &i, &leader(), NOON + 11 * 3600, &mut Ledger::default());
+        assert_eq!(names(&p), ["shop/web"], "inside the window (23:00)");
+        let p = go(&s, &i, &leader(), NOON + 16 * 3600, &mut Ledger::default());
+        assert!(p.actions.is_empty(), "04:00: it has closed; nothing new starts");
+    }
+
+    #[test]
+    fn the_budget_concurrency_and_namespace_limits_hold_within_one_pass() {
+        let mut s = enforce();
+        s.reinjection.max_restarts_per_hour = 3;
+        s.reinjection.max_rollouts_in_progress = 2;
+        let i = input(vec![
+            cand("a", "one", 0, 1),
+            cand("a", "two", 1, 0),
+            cand("b", "three", 1, 0),
+            cand("c", "four", 1, 0),
+            cand("d", "five", 1, 0),
+        ]);
+        let p = go(&s, &i, &leader(), NOON, &mut Ledger::default());
+        // Missing first: a/two (a is now busy), b/three; then the concurrency limit (2).
+        assert_eq!(names(&p), ["a/two", "b/three"]);
+        let w = waits(&p);
+        assert!(w.contains(&("four".into(), "rollouts_in_progress")), "{w:?}");
+        assert!(
+            w.contains(&("one".into(), "namespace_busy")) || w.contains(&("one".into(), "rollouts_in_progress")),
+            "{w:?}"
+        );
+        // Restarts by anyone in the last hour count against the budget.
+        let mut busy = i.clone();
+        busy.recent_restarts = (0..3)
+            .map(|n| (ObjectRef::new("apps/v1", "Deployment", Some("x"), &format!("d{n}")), NOON - 600))
+            .collect();
+        let p = go(&s, &busy, &leader(), NOON, &mut Ledger::default());
+        assert!(p.actions.is_empty());
+        assert_eq!(p.waiting[0].wait, Wait::BudgetSpent { per_hour: 3, until_ms: (NOON - 600 + 3600) * 1000 });
+    }
+
+    #[test]
+    fn cooldowns_survive_a_leadership_change_and_sent_restarts_count_until_seen() {
+        let s = enforce();
+        let mut l = Ledger::default();
+        let i = input(vec![cand("shop", "web", 1, 0), cand("pay", "api", 1, 0)]);
+        let p = go(&s, &i, &leader(), NOON, &mut l);
+        assert_eq!(p.actions.len(), 2);
+        for a in &p.actions {
+            l.record(a, &Outcome::Done { resource_version: Some("9".into()) }, NOON * 1000);
+        }
+        // The cache has not seen the restarts yet: same candidates, same generation.
+        let p = go(&s, &i, &leader(), NOON + 1, &mut l);
+        assert!(p.actions.is_empty(), "no second restart of the same workloads");
+        assert!(p.waiting.iter().all(|w| w.wait.label() == "cooling_down"), "{:?}", p.waiting);
+        assert_eq!(p.rollouts_in_progress, 2, "sent but not yet seen still counts");
+        // A new leader, with no memory, sees the restart annotation in the cache.
+        let mut seen = i.clone();
+        for c in &mut seen.candidates {
+            c.restarted_at = Some(NOON);
+        }
+        let p = go(&s, &seen, &leader(), NOON + 600, &mut Ledger::default());
+        assert!(p.actions.is_empty());
+        assert!(
+            p.waiting
+                .iter()
+                .all(|w| matches!(w.wait, Wait::CoolingDown { until_ms } if until_ms == (NOON + 3600) * 1000))
+        );
+        let p = go(&s, &seen, &leader(), NOON + 3601, &mut Ledger::default());
+        assert_eq!(p.actions.len(), 2, "after the cooldown");
+    }
+
+    #[test]
+    fn on_delete_pods_are_evicted_one_at_a_time_and_a_pdb_defers_it() {
+        let s = enforce();
+        let mut c = cand("shop", "db", 1, 0);
+        c.kind = Restartable::StatefulSet;
+        c.workload.kind = "StatefulSet".into();
+        c.evict = Some("db-1".into());
+        let i = input(vec![c]);
+        let mut l = Ledger::default();
+        let p = go(&s, &i, &leader(), NOON, &mut l);
+        assert_eq!(p.actions.len(), 1);
+        assert_eq!(p.actions[0].operation, Operation::Evict);
+        assert_eq!((p.actions[0].object.kind.as_str(), p.actions[0].object.name.as_str()), ("Pod", "db-1"));
+        l.record(
+            &p.actions[0],
+            &Outcome::Throttled("Cannot evict pod as it would violate the pod's disruption budget.".into()),
+            NOON * 1000,
+        );
+        let p = go(&s, &i, &leader(), NOON + 5, &mut l);
+        assert!(p.actions.is_empty(), "a PodDisruptionBudget said not now: wait");
+        let p = go(&s, &i, &leader(), NOON + 11, &mut l);
+        assert_eq!(p.actions.len(), 1, "then try again");
+    }
+
+    #[test]
+    fn the_restart_patch_is_what_kubectl_sends_and_refuses_a_changed_spec() {
+        let c = cand("shop", "web", 1, 0);
+        let ops: json_patch::Patch = serde_json::from_value(serde_json::Value::Array(
+            crate::plan::restarts::restart_patch(&c, "2026-11-30T12:00:00Z"),
+        ))
+        .unwrap();
+        let mut d = json!({"metadata": {"name": "web", "generation": 4}, "spec": {"template": {"metadata": {"annotations": {"team": "a"}}}}});
+        json_patch::patch(&mut d, &ops).unwrap();
+        assert_eq!(
+            d["spec"]["template"]["metadata"]["annotations"],
+            json!({"team": "a", "kubectl.kubernetes.io/restartedAt": "2026-11-30T12:00:00Z"})
+        );
+        let mut changed = json!({"metadata": {"name": "web", "generation": 5}, "spec": {"template": {"metadata": {"annotations": {}}}}});
+        assert!(json_patch::patch(&mut changed, &ops).is_err(), "the spec changed meanwhile");
+        for (has_meta, has_ann, doc) in [
+            (false, false, json!({"metadata": {"generation": 4}, "spec": {"template": {}}})),
+            (
+                true,
+                false,
+                json!({"metadata": {"generation": 4}, "spec": {"template": {"metadata": {"labels": {"app": "web"}}}}}),
+            ),
+        ] {
+            let c = RestartCandidate {
+                template_has_metadata: has_meta,
+                template_has_annotations: has_ann,
+                ..cand("shop", "web", 1, 0)
+            };
+            let ops: json_patch::Patch =
+                serde_json::from_value(serde_json::Value::Array(crate::plan::restarts::restart_patch(&c, "t")))
+                    .unwrap();
+            let mut doc = doc;
+            json_patch::patch(&mut doc, &ops).unwrap();
+            assert_eq!(doc["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"], "t");
+        }
+        assert_eq!(crate::plan::restarts::rfc3339(NOON * 1000 + 999), "2026-11-30T12:00:00Z");
+    }
 }

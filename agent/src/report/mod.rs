@@ -42,6 +42,9 @@ pub fn record_outcome(action: &Action, outcome: &Outcome, agent: &AgentState, me
     if action.kind == crate::checks::injection::ACTION {
         metrics.label_repairs.with_label_values(&[label]).inc();
     }
+    if action.kind == crate::checks::reinjection::ACTION {
+        metrics.reinjections.with_label_values(&[&action.object.kind.to_lowercase(), label]).inc();
+    }
     if action.kind == crate::checks::gateway::ACTION {
         for (field, _) in &action.fields {
             metrics.gateway_repairs.with_label_values(&[field, label]).inc();
@@ -52,7 +55,7 @@ pub fn record_outcome(action: &Action, outcome: &Outcome, agent: &AgentState, me
         (_, None) => {
             tracing::info!(kind = action.kind, object = %action.object, result = label, "{}", action.description)
         }
-        (Outcome::ChangedMeanwhile | Outcome::NotFound, Some(e)) => {
+        (Outcome::ChangedMeanwhile | Outcome::NotFound | Outcome::Throttled(_), Some(e)) => {
             tracing::info!(kind = action.kind, object = %action.object, result = label, detail = %e, "{}", action.description)
         }
         (_, Some(e)) => {
@@ -73,7 +76,7 @@ pub fn record_outcome(action: &Action, outcome: &Outcome, agent: &AgentState, me
         Outcome::Forbidden(_) | Outcome::Failed(_) => {
             (format!("{}Failed", action.reason), true, format!("{}: {}", action.description, error.unwrap_or_default()))
         }
-        Outcome::ChangedMeanwhile | Outcome::NotFound | Outcome::NotAttempted(_) => return,
+        Outcome::ChangedMeanwhile | Outcome::NotFound | Outcome::Throttled(_) | Outcome::NotAttempted(_) => return,
     };
     events.send(EventRequest { object: action.object.clone(), warning, reason, action: action.kind.to_string(), note });
 }

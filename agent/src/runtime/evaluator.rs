@@ -17,14 +17,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cache::Caches;
 use crate::cache::watch::Dirty;
-use crate::change::Remedy;
+use crate::change::{Remedy, RestartInput};
 use crate::checks::{self, ApiProbe, Check, Health, Resource, View};
 use crate::config::Settings;
 use crate::findings::CheckReport;
+use crate::findings::ObjectRef;
 use crate::metrics::Metrics;
 use crate::plan::{self, Action, Gates, Ledger};
 use crate::report::{self, events::EventRequest, events::EventSink};
-use crate::state::{AgentState, unix_now, unix_now_ms};
+use crate::state::{AgentState, ReinjectionSummary, unix_now, unix_now_ms};
 
 /// What the evaluator needs.
 pub struct Evaluator {
@@ -40,6 +41,10 @@ pub struct Evaluator {
     pub ledger: Arc<Mutex<Ledger>>,
     /// The latest remedies of each check (a check not re-evaluated keeps its last ones).
     pub remedies: BTreeMap<&'static str, Vec<Remedy>>,
+    /// The re-injection check's latest restart candidates and facts.
+    pub restarts: Option<RestartInput>,
+    /// Workloads already told (by an Event) why their restart is held, and the reason.
+    pub held: BTreeSet<(ObjectRef, &'static str)>,
     /// Whether the last pass ran as leader (a new leader publishes Events for current findings).
     pub led: bool,
 }
@@ -98,13 +103,20 @@ impl Evaluator {
             let check = ev.report.check;
             self.record(ev.report, leader && !newly_leader);
             self.remedies.insert(check, ev.remedies);
+            if let Some(g) = ev.gauges {
+                self.agent.set_check_gauges(check, g);
+            }
+            if ev.restarts.is_some() {
+                self.restarts = ev.restarts;
+            }
         }
         let remedies: Vec<Remedy> = self.remedies.values().flatten().cloned().collect();
         let gates = self.gates(leader);
         let plan = {
             let mut ledger = lock(&self.ledger);
-            plan::plan(&self.settings, &remedies, &gates, unix_now_ms(), &mut ledger)
+            plan::plan(&self.settings, &remedies, self.restarts.as_ref(), &gates, unix_now_ms(), &mut ledger)
         };
+        self.summarise_reinjection(&plan, leader);
         self.record(plan.report, leader && !newly_leader);
         let contested = plan
             .waiting
@@ -129,6 +141,55 @@ impl Evaluator {
             self.metrics.reconcile_errors.with_label_values(&["evaluate", "action_queue_full"]).inc();
         }
         self.agent.beat();
+    }
+
+    /// The re-injection gauges, and an Event for each workload whose restart starts being held.
+    fn summarise_reinjection(&mut self, plan: &plan::Plan, leader: bool) {
+        if self.restarts.is_none() {
+            return;
+        }
+        let check = crate::checks::reinjection::CHECK;
+        let mut pending: BTreeMap<String, u64> = BTreeMap::new();
+        let mut held = BTreeSet::new();
+        for w in plan.waiting.iter().filter(|w| w.check == check) {
+            *pending.entry(w.wait.label().to_string()).or_default() += 1;
+            if matches!(
+                w.wait,
+                plan::Wait::InjectorUnhealthy { .. }
+                    | plan::Wait::OutsideWindow { .. }
+                    | plan::Wait::BudgetSpent { .. }
+                    | plan::Wait::RolloutsInProgress { .. }
+                    | plan::Wait::NamespaceBusy { .. }
+            ) {
+                let key = (w.object.clone(), w.wait.label());
+                if leader && !self.held.contains(&key) {
+                    self.events.send(EventRequest {
+                        object: w.object.clone(),
+                        warning: false,
+                        reason: "ReinjectionHeld".into(),
+                        action: "Reinject".into(),
+                        note: format!("re-injection of {} waits: {}", w.object, w.wait.describe()),
+                    });
+                }
+                held.insert(key);
+            }
+        }
+        self.held = held;
+        for f in self.agent.findings().iter().filter(|f| f.check == check) {
+            let label = match f.reason {
+                "NoControllerToRestart" => "no_controller",
+                "ReinjectionBlocked" => "blocked",
+                "ReinjectionFailed" => "failed",
+                "ReinjectionOptedOut" => "opted_out",
+                _ => continue,
+            };
+            *pending.entry(label.to_string()).or_default() += 1;
+        }
+        self.agent.set_reinjection_summary(ReinjectionSummary {
+            pending,
+            rollouts_in_progress: plan.rollouts_in_progress as u64,
+            known: true,
+        });
     }
 
     pub async fn run(mut self, resync: Duration, shutdown: CancellationToken) {

@@ -21,8 +21,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, Service};
 use kube::api::Api;
 use kube::runtime::watcher;
 use tokio::sync::mpsc;
@@ -30,11 +30,13 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::actuator::{Actuator, WriteLimiter};
+use crate::cache::pod::PodTrim;
 use crate::cache::watch::{self, Dirty, WatchContext};
 use crate::cache::{
-    Caches, DeploymentInfo, NamespaceInfo, NodeInfo, PodInfo, ReplicaSetInfo, ServiceInfo, Shared, WebhookConfigInfo,
+    Caches, DeploymentInfo, InjectorConfig, NamespaceInfo, NodeInfo, ReplicaSetInfo, ServiceInfo, SetInfo, Shared,
+    WebhookConfigInfo,
 };
-use crate::checks::{self, ApiProbe, Health, Resource, View, control_plane, gateway, injection};
+use crate::checks::{self, ApiProbe, Health, Resource, View, control_plane, gateway, injection, reinjection};
 use crate::client::Clients;
 use crate::config::{GatewayMode, Mode, Settings};
 use crate::metrics::{Metrics, ScrapeGauges};
@@ -128,14 +130,33 @@ struct Watches<'a> {
 }
 
 impl Watches<'_> {
-    fn spawn<K, T>(&mut self, api: Api<K>, resource: Resource, trim: fn(K) -> Option<T>, cache: &Shared<T>)
-    where
+    fn spawn<K, T>(
+        &mut self,
+        api: Api<K>,
+        resource: Resource,
+        trim: impl Fn(K) -> Option<T> + Send + 'static,
+        cache: &Shared<T>,
+    ) where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+        T: crate::cache::Cached,
+    {
+        self.spawn_with(api, watcher::Config::default(), resource, trim, cache)
+    }
+
+    fn spawn_with<K, T>(
+        &mut self,
+        api: Api<K>,
+        config: watcher::Config,
+        resource: Resource,
+        trim: impl Fn(K) -> Option<T> + Send + 'static,
+        cache: &Shared<T>,
+    ) where
         K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
         T: crate::cache::Cached,
     {
         let (cache, ctx, token) = (cache.clone(), self.ctx.clone(), self.shutdown.clone());
         self.tasks.spawn(async move {
-            watch::run(api, watcher::Config::default(), resource, trim, cache, ctx, token).await;
+            watch::run(api, config, resource, trim, cache, ctx, token).await;
             (resource.as_str(), Ok(()))
         });
     }
@@ -181,6 +202,8 @@ fn register_gauges(metrics: &Metrics, caches: &Caches, settings: &Settings, agen
                 (Resource::Webhooks, g.webhooks.len()),
                 (Resource::Deployments, g.deployments.len()),
                 (Resource::ReplicaSets, g.replicasets.len()),
+                (Resource::StatefulSets, g.statefulsets.len()),
+                (Resource::DaemonSets, g.daemonsets.len()),
                 (Resource::Pods, g.pods.len()),
                 (Resource::Services, g.services.len()),
                 (Resource::Nodes, g.nodes.len()),
@@ -227,6 +250,32 @@ fn register_gauges(metrics: &Metrics, caches: &Caches, settings: &Settings, agen
             let view = View::locked(&s, &probe, &g, &health, unix_now() as i64);
             control_plane::samples(&control_plane::assess(&view), view.now)
         }));
+    }
+    if settings.reinjection.mode != Mode::Off {
+        let a = agent.clone();
+        metrics
+            .register_scrape_gauges(ScrapeGauges::new(reinjection::GAUGES, move || a.check_gauges(reinjection::CHECK)));
+        let a = agent.clone();
+        metrics.register_scrape_gauges(ScrapeGauges::new(
+            &[
+                (
+                    "meshkeeper_workloads_pending_reinjection",
+                    "Workloads whose pods need a restart to get the current sidecar and do not get one now, by reason.",
+                    &["reason"],
+                ),
+                ("meshkeeper_rollouts_in_progress", "meshkeeper's re-injection rollouts that have not completed.", &[]),
+            ],
+            move || {
+                let s = a.reinjection_summary();
+                if !s.known {
+                    return vec![];
+                }
+                let mut out: Vec<crate::metrics::Sample> =
+                    s.pending.into_iter().map(|(r, n)| (0, vec![r], n as f64)).collect();
+                out.push((1, vec![], s.rollouts_in_progress as f64));
+                out
+            },
+        ));
     }
     if settings.gateway.mode != GatewayMode::Off {
         let (c, s, a) = (caches.clone(), settings.clone(), agent.clone());
@@ -277,28 +326,56 @@ pub async fn run(settings: Settings, clients: Clients, shutdown: CancellationTok
     };
 
     let wctx = WatchContext { agent: agent.clone(), metrics: metrics.clone(), dirty: dirty.clone() };
+    let registered = checks::registry(&settings);
     {
         let c = &caches;
         let mut w = Watches { tasks: &mut tasks, ctx: &wctx, shutdown: &work };
         let all = || watch_client.clone();
-        let injection = settings.injection.mode != Mode::Off;
-        let control_plane = settings.control_plane.enabled;
-        if injection {
-            w.spawn(Api::<Namespace>::all(all()), Resource::Namespaces, NamespaceInfo::from_object, &c.namespaces);
-        }
-        if injection || control_plane {
-            let api = Api::<MutatingWebhookConfiguration>::all(all());
-            w.spawn(api, Resource::Webhooks, WebhookConfigInfo::from_object, &c.webhooks);
-        }
-        if control_plane {
-            w.spawn(Api::<Deployment>::all(all()), Resource::Deployments, DeploymentInfo::from_object, &c.deployments);
-            let api = Api::<ReplicaSet>::all(all());
-            w.spawn(api, Resource::ReplicaSets, ReplicaSetInfo::from_object, &c.replicasets);
-            w.spawn(Api::<Pod>::all(all()), Resource::Pods, PodInfo::from_object, &c.pods);
-            w.spawn(Api::<Node>::all(all()), Resource::Nodes, NodeInfo::from_object, &c.nodes);
-        }
-        if control_plane || settings.gateway.mode != GatewayMode::Off {
-            w.spawn(Api::<Service>::all(all()), Resource::Services, ServiceInfo::from_object, &c.services);
+        let cp_ns = settings.control_plane.namespace.clone();
+        // One watch per resource some registered check reads.
+        for r in checks::watched(&registered) {
+            match r {
+                Resource::Namespaces => {
+                    w.spawn(Api::<Namespace>::all(all()), r, NamespaceInfo::from_object, &c.namespaces)
+                }
+                Resource::Webhooks => w.spawn(
+                    Api::<MutatingWebhookConfiguration>::all(all()),
+                    r,
+                    WebhookConfigInfo::from_object,
+                    &c.webhooks,
+                ),
+                Resource::Deployments => {
+                    w.spawn(Api::<Deployment>::all(all()), r, DeploymentInfo::from_object, &c.deployments)
+                }
+                Resource::ReplicaSets => {
+                    w.spawn(Api::<ReplicaSet>::all(all()), r, ReplicaSetInfo::from_object, &c.replicasets)
+                }
+                Resource::StatefulSets => {
+                    w.spawn(Api::<StatefulSet>::all(all()), r, SetInfo::from_statefulset, &c.statefulsets)
+                }
+                Resource::DaemonSets => {
+                    w.spawn(Api::<DaemonSet>::all(all()), r, SetInfo::from_daemonset, &c.daemonsets)
+                }
+                Resource::Pods => {
+                    let pods = PodTrim::new(&cp_ns);
+                    w.spawn(Api::<Pod>::all(all()), r, move |p| pods.trim(p), &c.pods)
+                }
+                Resource::Services => w.spawn(Api::<Service>::all(all()), r, ServiceInfo::from_object, &c.services),
+                Resource::Nodes => w.spawn(Api::<Node>::all(all()), r, NodeInfo::from_object, &c.nodes),
+                Resource::InjectorConfig => {
+                    // Only the injector's ConfigMap, by name (the chart grants just that one).
+                    let name = checks::api::injector_configmap_name(&settings);
+                    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+                    w.spawn_with(
+                        Api::<ConfigMap>::namespaced(all(), &cp_ns),
+                        config,
+                        r,
+                        InjectorConfig::from_object,
+                        &c.injector,
+                    )
+                }
+                _ => {}
+            }
         }
     }
 
@@ -313,7 +390,7 @@ pub async fn run(settings: Settings, clients: Clients, shutdown: CancellationTok
 
     let (action_tx, action_rx) = mpsc::channel(64);
     let evaluator = evaluator::Evaluator {
-        checks: checks::registry(&settings),
+        checks: registered,
         settings: settings.clone(),
         caches: caches.clone(),
         probe: probe.clone(),
@@ -324,6 +401,8 @@ pub async fn run(settings: Settings, clients: Clients, shutdown: CancellationTok
         actions: action_tx,
         ledger: ledger.clone(),
         remedies: BTreeMap::new(),
+        restarts: None,
+        held: Default::default(),
         led: false,
     };
     {

@@ -34,6 +34,7 @@ pub async fn probe_api(client: &Client, permissions: &[Permission]) -> ApiProbe 
                     resource: Some(p.resource.to_string()),
                     namespace: p.namespace.clone(),
                     name: p.name.clone(),
+                    subresource: p.subresource.map(str::to_string),
                     ..Default::default()
                 }),
                 ..Default::default()

@@ -247,7 +247,8 @@ async fn point5_permission_problems_are_visible_before_sync_and_raise_no_false_a
         "",
         json!({"metadata": {"name": "meshkeeper-no-pods"}, "rules": [
             rule(&[""], &["namespaces", "nodes", "services"], &["get", "list", "watch"]),
-            rule(&["apps"], &["deployments", "replicasets"], &["get", "list", "watch"]),
+            rule(&["apps"], &["deployments", "replicasets", "statefulsets", "daemonsets"], &["get", "list", "watch"]),
+        rule(&[""], &["configmaps"], &["get", "list", "watch"]),
             rule(&["admissionregistration.k8s.io"], &["mutatingwebhookconfigurations"], &["get", "list", "watch"]),
             rule(&["events.k8s.io"], &["events"], &["create", "patch"]),
             rule(&["coordination.k8s.io"], &["leases"], &["get", "create", "update"]),
@@ -274,7 +275,11 @@ async fn point5_permission_problems_are_visible_before_sync_and_raise_no_false_a
     let status = agent.status().await;
     assert_eq!(status["watches"]["pods"]["state"], "failing");
     assert!(status["watches"]["pods"]["error"].as_str().unwrap().contains("cannot list resource \"pods\""));
-    let f = status["findings"].as_array().unwrap().iter().find(|f| f["reason"] == "WatchForbidden").unwrap().clone();
+    let forbidden: Vec<&Value> =
+        status["findings"].as_array().unwrap().iter().filter(|f| f["reason"] == "WatchForbidden").collect();
+    assert_eq!(forbidden.len(), 1, "only the pods watch is refused: {forbidden:?}");
+    let f = forbidden[0].clone();
+    assert_eq!(f["object"]["name"], "watch:pods");
     assert_eq!(f["severity"], "error");
     assert!(f["hint"].as_str().unwrap().contains("kubectl auth can-i watch pods"));
     agent.wait_metrics_line("meshkeeper_watch_synced{resource=\"pods\"} 0", Duration::from_secs(5)).await;

@@ -374,6 +374,16 @@ fn attributes(
         (&Method::DELETE, None) => "deletecollection",
         (m, _) => return crate::rbac::Attributes { verb: m.as_str().to_ascii_lowercase(), ..Default::default() },
     };
+    // Like the real server's RequestInfo, a list or watch whose fieldSelector is exactly
+    // `metadata.name=X` carries the name X, so RBAC resourceNames can allow it.
+    let name = match (verb, &t.name) {
+        ("list" | "watch", None) => q
+            .get("fieldSelector")
+            .and_then(|f| f.strip_prefix("metadata.name="))
+            .filter(|n| !n.is_empty() && !n.contains(','))
+            .map(str::to_string),
+        _ => t.name.clone(),
+    };
     // Like the real server's RequestInfo, `/api/v1/namespaces/x[/status]` carries namespace "x".
     crate::rbac::Attributes {
         verb: verb.into(),
@@ -381,7 +391,7 @@ fn attributes(
         resource: t.plural.clone(),
         subresource: t.sub.clone(),
         namespace: if t.plural == "namespaces" && t.group.is_empty() { t.name.clone() } else { t.namespace.clone() },
-        name: t.name.clone(),
+        name,
         path: None,
     }
 }

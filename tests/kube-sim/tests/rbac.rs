@@ -82,3 +82,33 @@ async fn forbidden_then_allowed_by_a_binding() {
     admin.delete("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/reader").await;
     assert_eq!(sa.get("/api/v1/namespaces/meshkeeper/pods").await.status, 403);
 }
+
+#[tokio::test]
+async fn resource_names_allow_a_list_or_watch_by_metadata_name_field_selector() {
+    let sim = kube_sim::Sim::start(kube_sim::SimOptions::default().actors(false).rbac(true)).await.unwrap();
+    let admin = Client::new(sim.addr());
+    admin.post("/api/v1/namespaces", &ns_obj("istio-system")).await;
+    admin
+        .post(
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/istio-system/roles",
+            &json!({"metadata": {"name": "injector-config"},
+                "rules": [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["istio-sidecar-injector"], "verbs": ["get", "list", "watch"]}]}),
+        )
+        .await;
+    admin
+        .post(
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/istio-system/rolebindings",
+            &json!({"metadata": {"name": "injector-config"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "injector-config"},
+                "subjects": [{"kind": "ServiceAccount", "name": "agent", "namespace": "meshkeeper"}]}),
+        )
+        .await;
+    let sa = Client::with_token(sim.addr(), Some(&sa_token("meshkeeper", "agent")));
+    let base = "/api/v1/namespaces/istio-system/configmaps";
+    // As the real RBAC authorizer: a list or watch names the object through metadata.name=X.
+    assert_eq!(sa.get(&format!("{base}?fieldSelector=metadata.name%3Distio-sidecar-injector")).await.status, 200);
+    assert_eq!(sa.get(&format!("{base}?fieldSelector=metadata.name=istio-sidecar-injector")).await.status, 200);
+    assert_eq!(sa.get(&format!("{base}/istio-sidecar-injector")).await.status, 404, "allowed, not there");
+    assert_eq!(sa.get(base).await.status, 403, "a list of every ConfigMap is not");
+    assert_eq!(sa.get(&format!("{base}?fieldSelector=metadata.name=other")).await.status, 403);
+}

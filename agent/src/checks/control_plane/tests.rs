@@ -39,6 +39,7 @@ fn deployment(ns: &str, name: &str, image: &str, desired: i32, available: i32) -
         ready: available,
         updated: desired,
         images: vec![("main".into(), image.into())],
+        rollout: Default::default(),
     }
 }
 
@@ -55,21 +56,10 @@ fn container(name: &str, image: &str, ready: bool) -> ContainerInfo {
 }
 
 fn pod(ns: &str, app: &str, i: usize, ready: bool) -> PodInfo {
-    PodInfo {
-        namespace: ns.into(),
-        name: format!("{app}-{i}"),
-        uid: None,
-        labels: labels(&[("app", app)]),
-        owner: None,
-        phase: Some("Running".into()),
-        ready,
-        terminating: false,
-        host_network: false,
-        containers: vec![container("main", "x", ready)],
-        init_containers: vec![],
-        injected_annotation: false,
-        inject_override: None,
-    }
+    PodInfo::test(ns, &format!("{app}-{i}"))
+        .with_labels(&[("app", app)])
+        .set_ready(ready)
+        .with_containers(vec![container("main", "x", ready)])
 }
 
 fn rs(deployment: &str, name: &str, revision: u64) -> crate::cache::ReplicaSetInfo {
@@ -208,12 +198,12 @@ fn every_rule() {
         ),
         (
             "pods not ready though status says available",
-            Box::new(|s, _, _| mod_pod(s, "istio-citadel-0", |p| p.ready = false)),
+            Box::new(|s, _, _| mod_pod(s, "istio-citadel-0", |p| *p = p.clone().set_ready(false))),
             vec![("ComponentUnavailable", Error)],
         ),
         (
             "terminating pod does not count as ready",
-            Box::new(|s, _, _| mod_pod(s, "istio-citadel-0", |p| p.terminating = true)),
+            Box::new(|s, _, _| mod_pod(s, "istio-citadel-0", |p| *p = p.clone().set_terminating())),
             vec![("ComponentUnavailable", Error)],
         ),
         (
@@ -249,21 +239,21 @@ fn every_rule() {
         (
             "CrashLoopBackOff",
             Box::new(|s, _, _| {
-                mod_pod(s, "istio-pilot-0", |p| p.containers[0].waiting_reason = Some("CrashLoopBackOff".into()))
+                mod_pod(s, "istio-pilot-0", |p| p.containers_mut()[0].waiting_reason = Some("CrashLoopBackOff".into()))
             }),
             vec![("ComponentCrashLooping", Error)],
         ),
         (
             "ImagePullBackOff",
             Box::new(|s, _, _| {
-                mod_pod(s, "promsd-0", |p| p.containers[0].waiting_reason = Some("ImagePullBackOff".into()))
+                mod_pod(s, "promsd-0", |p| p.containers_mut()[0].waiting_reason = Some("ImagePullBackOff".into()))
             }),
             vec![("ComponentCrashLooping", Error)],
         ),
         (
             "benign waiting reason",
             Box::new(|s, _, _| {
-                mod_pod(s, "promsd-0", |p| p.containers[0].waiting_reason = Some("ContainerCreating".into()))
+                mod_pod(s, "promsd-0", |p| p.containers_mut()[0].waiting_reason = Some("ContainerCreating".into()))
             }),
             vec![],
         ),
@@ -271,8 +261,8 @@ fn every_rule() {
             "restarted within the window",
             Box::new(|s, _, _| {
                 mod_pod(s, "istio-galley-0", |p| {
-                    p.containers[0].restart_count = 3;
-                    p.containers[0].last_terminated_at = Some(NOW - 120);
+                    p.containers_mut()[0].restart_count = 3;
+                    p.containers_mut()[0].last_terminated_at = Some(NOW - 120);
                 })
             }),
             vec![("ComponentCrashLooping", Error)],
@@ -281,8 +271,8 @@ fn every_rule() {
             "one restart in the window is not a crash loop",
             Box::new(|s, _, _| {
                 mod_pod(s, "istio-galley-0", |p| {
-                    p.containers[0].restart_count = 1;
-                    p.containers[0].last_terminated_at = Some(NOW - 120);
+                    p.containers_mut()[0].restart_count = 1;
+                    p.containers_mut()[0].last_terminated_at = Some(NOW - 120);
                 })
             }),
             vec![],
@@ -292,8 +282,8 @@ fn every_rule() {
             Box::new(|s, st, _| {
                 st.control_plane.restart_threshold = 1;
                 mod_pod(s, "istio-galley-0", |p| {
-                    p.containers[0].restart_count = 1;
-                    p.containers[0].last_terminated_at = Some(NOW - 120);
+                    p.containers_mut()[0].restart_count = 1;
+                    p.containers_mut()[0].last_terminated_at = Some(NOW - 120);
                 })
             }),
             vec![("ComponentCrashLooping", Error)],
@@ -301,9 +291,8 @@ fn every_rule() {
         (
             "a terminating crash-looping pod is ignored",
             Box::new(|s, _, _| {
-                let mut old = pod("istio-system", "istio-galley", 7, false);
-                old.terminating = true;
-                old.containers[0].waiting_reason = Some("CrashLoopBackOff".into());
+                let mut old = pod("istio-system", "istio-galley", 7, false).set_terminating();
+                old.containers_mut()[0].waiting_reason = Some("CrashLoopBackOff".into());
                 s.pods.apply(old);
             }),
             vec![],
@@ -316,7 +305,7 @@ fn every_rule() {
                 mod_pod(s, "istio-galley-0", |p| p.owner = Some(("ReplicaSet".into(), "istio-galley-new".into())));
                 let mut old = pod("istio-system", "istio-galley", 8, false);
                 old.owner = Some(("ReplicaSet".into(), "istio-galley-old".into()));
-                old.containers[0].waiting_reason = Some("CrashLoopBackOff".into());
+                old.containers_mut()[0].waiting_reason = Some("CrashLoopBackOff".into());
                 s.pods.apply(old);
             }),
             vec![],
@@ -337,8 +326,8 @@ fn every_rule() {
             "restarted long ago",
             Box::new(|s, _, _| {
                 mod_pod(s, "istio-galley-0", |p| {
-                    p.containers[0].restart_count = 3;
-                    p.containers[0].last_terminated_at = Some(NOW - 3600);
+                    p.containers_mut()[0].restart_count = 3;
+                    p.containers_mut()[0].last_terminated_at = Some(NOW - 3600);
                 })
             }),
             vec![],
@@ -374,9 +363,7 @@ fn every_rule() {
         (
             "webhook service without ready pods",
             Box::new(|s, _, _| {
-                mod_pod(s, "istio-sidecar-injector-0", |p| {
-                    p.labels.insert("app".into(), "other".into()).map(|_| ()).unwrap_or(())
-                })
+                mod_pod(s, "istio-sidecar-injector-0", |p| *p = p.clone().with_labels(&[("app", "other")]))
             }),
             vec![("ComponentUnavailable", Error), ("InjectorNoReadyBackend", Error)],
         ),
@@ -627,7 +614,7 @@ fn health_gauges_follow_the_assessment() {
 
     let mut down = healthy();
     mod_dep(&mut down, "istio-sidecar-injector", |d| d.available = 0);
-    mod_pod(&mut down, "istio-sidecar-injector-0", |p| p.ready = false);
+    mod_pod(&mut down, "istio-sidecar-injector-0", |p| *p = p.clone().set_ready(false));
     let (_, st) = evaluate(&down, &settings, &api);
     assert!(!st.healthy(NOW));
     assert!(!st.webhook.healthy(NOW), "no ready backend: the injector gate is closed");

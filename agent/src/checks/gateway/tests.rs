@@ -81,7 +81,7 @@ fn reasons(
     let health = Default::default();
     let view = View::of(settings, &api, &snap, &health, now);
     let st = assess(&view);
-    let Evaluation { report, remedies } = GatewayCheck.evaluate(&view);
+    let Evaluation { report, remedies, .. } = GatewayCheck.evaluate(&view);
     (report.findings().map(|f| f.reason).collect(), st, remedies)
 }
 

@@ -169,7 +169,7 @@ fn remedies_only_for_remediable_namespaces() {
     let snap = snapshot(&nss, &whs);
     let health = Default::default();
     let view = View::of(&s, &api, &snap, &health, 0);
-    let Evaluation { report, remedies } = InjectionCheck.evaluate(&view);
+    let Evaluation { report, remedies, .. } = InjectionCheck.evaluate(&view);
     let targets: Vec<_> = remedies.iter().map(|a| (a.object.name.as_str(), a.reason)).collect();
     assert_eq!(targets, [("a", "InjectionLabelApplied"), ("d", "InjectionLabelRestored")]);
     let reasons: Vec<_> = report.findings().map(|f| (f.object.name.as_str(), f.reason, f.severity)).collect();
@@ -196,7 +196,7 @@ fn a_compliant_cluster_plans_nothing() {
     let snap = snapshot(&nss, &whs);
     let health = Default::default();
     let view = View::of(&s, &api, &snap, &health, 0);
-    let Evaluation { report, remedies } = InjectionCheck.evaluate(&view);
+    let Evaluation { report, remedies, .. } = InjectionCheck.evaluate(&view);
     assert!(remedies.is_empty());
     assert_eq!(report.findings().count(), 0);
 }

@@ -1,0 +1,438 @@
+//! Trimmed Pods, kept small because every pod of the cluster is cached: only what sidecar
+//! classification and the control-plane check read. Repeating strings (namespace, owner,
+//! proxy image, the whole label set of a ReplicaSet's pods) are interned; container details
+//! are kept only for pods in the control-plane namespace.
+//!
+//! | kept | for |
+//! |---|---|
+//! | namespace, name, labels, owner (kind, name) | workload resolution, selectors (Istio's never/always-inject, Deployments, Services) |
+//! | `sidecar.istio.io/inject` (label or annotation), `sidecar.istio.io/status` present | injection precedence, "the injector ran" |
+//! | the `istio-proxy` image, as a container or a native sidecar (init container with `restartPolicy: Always`), `istio-init` present | injected? which proxy? |
+//! | phase, Ready, deletion, hostNetwork, creation time | ignore terminating/completed pods; host-network pods are never injected; "created after the restart" |
+//! | container statuses (control-plane namespace only) | crash loops, readiness of components |
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod};
+use serde::Serialize;
+use serde::ser::SerializeStruct;
+
+use super::Cached;
+use super::intern::{Interner, Labels, label};
+
+/// The sidecar's container name.
+pub const PROXY: &str = "istio-proxy";
+/// The init container that sets up traffic redirection (absent with the CNI plugin).
+pub const INIT: &str = "istio-init";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContainerInfo {
+    pub name: String,
+    pub image: String,
+    pub ready: bool,
+    pub restart_count: i32,
+    /// e.g. CrashLoopBackOff, ImagePullBackOff
+    pub waiting_reason: Option<String>,
+    /// Unix seconds of the last termination (the last restart).
+    pub last_terminated_at: Option<i64>,
+    /// An init container with `restartPolicy: Always` (a native sidecar).
+    pub native_sidecar: bool,
+}
+
+/// A pod's phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Phase {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Unknown,
+}
+
+impl Phase {
+    fn parse(s: Option<&str>) -> Phase {
+        match s {
+            Some("Pending") | None => Phase::Pending,
+            Some("Running") => Phase::Running,
+            Some("Succeeded") => Phase::Succeeded,
+            Some("Failed") => Phase::Failed,
+            Some(_) => Phase::Unknown,
+        }
+    }
+
+    /// Succeeded or Failed: the pod will not run again.
+    pub fn completed(self) -> bool {
+        matches!(self, Phase::Succeeded | Phase::Failed)
+    }
+}
+
+const READY: u16 = 1;
+const TERMINATING: u16 = 1 << 1;
+const HOST_NETWORK: u16 = 1 << 2;
+const STATUS_ANNOTATION: u16 = 1 << 3;
+const PROXY_CONTAINER: u16 = 1 << 4;
+const PROXY_NATIVE: u16 = 1 << 5;
+const ISTIO_INIT: u16 = 1 << 6;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodInfo {
+    pub namespace: Arc<str>,
+    pub name: Box<str>,
+    pub labels: Labels,
+    /// (kind, name) of the controlling owner.
+    pub owner: Option<(Arc<str>, Arc<str>)>,
+    pub phase: Phase,
+    flags: u16,
+    /// The pod's `sidecar.istio.io/inject` label, else annotation.
+    pub inject_override: Option<Arc<str>>,
+    /// The image of its `istio-proxy` container (or native sidecar).
+    pub proxy_image: Option<Arc<str>>,
+    /// Unix seconds.
+    pub created: i64,
+    /// Container and init-container statuses, for pods in the control-plane namespace only.
+    pub detail: Option<Box<[ContainerInfo]>>,
+}
+
+impl Serialize for PodInfo {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("PodInfo", 6)?;
+        st.serialize_field("namespace", &*self.namespace)?;
+        st.serialize_field("name", &*self.name)?;
+        st.serialize_field("owner", &self.owner.as_ref().map(|(k, n)| format!("{k}/{n}")))?;
+        st.serialize_field("phase", &self.phase)?;
+        st.serialize_field("ready", &self.ready())?;
+        st.serialize_field("proxy_image", &self.proxy_image.as_deref())?;
+        st.end()
+    }
+}
+
+impl Cached for PodInfo {
+    fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+fn containers(specs: &[Container], statuses: &[ContainerStatus], init: bool) -> Vec<ContainerInfo> {
+    let by_name: BTreeMap<&str, &ContainerStatus> = statuses.iter().map(|s| (s.name.as_str(), s)).collect();
+    specs
+        .iter()
+        .map(|c| {
+            let st = by_name.get(c.name.as_str());
+            let state = st.and_then(|s| s.state.as_ref());
+            ContainerInfo {
+                name: c.name.clone(),
+                image: c.image.clone().unwrap_or_default(),
+                ready: st.is_some_and(|s| s.ready),
+                restart_count: st.map(|s| s.restart_count).unwrap_or(0),
+                waiting_reason: state.and_then(|s| s.waiting.as_ref()).and_then(|w| w.reason.clone()),
+                last_terminated_at: st
+                    .and_then(|s| s.last_state.as_ref())
+                    .and_then(|l| l.terminated.as_ref())
+                    .and_then(|t| t.finished_at.as_ref())
+                    .map(|t| t.0.as_second()),
+                native_sidecar: init && c.restart_policy.as_deref() == Some("Always"),
+            }
+        })
+        .collect()
+}
+
+/// The pod trimmer of a cache: its interner, and the namespace whose pods keep detail.
+#[derive(Debug, Clone)]
+pub struct PodTrim {
+    interner: Arc<std::sync::Mutex<Interner>>,
+    detail_namespace: String,
+}
+
+impl PodTrim {
+    pub fn new(detail_namespace: &str) -> Self {
+        PodTrim { interner: Arc::default(), detail_namespace: detail_namespace.to_string() }
+    }
+
+    pub fn trim(&self, p: Pod) -> Option<PodInfo> {
+        let detail = p.metadata.namespace.as_deref() == Some(self.detail_namespace.as_str());
+        let mut i = self.interner.lock().unwrap_or_else(|e| e.into_inner());
+        PodInfo::from_object(p, &mut i, detail)
+    }
+
+    /// Drops interned values no cached pod holds any more (after a re-list).
+    pub fn sweep(&self) {
+        self.interner.lock().unwrap_or_else(|e| e.into_inner()).sweep();
+    }
+}
+
+impl PodInfo {
+    /// Keeps only what the checks read, interning what repeats; `detail`: keep container
+    /// statuses. None for an object without namespace or name (malformed).
+    pub fn from_object(p: Pod, interner: &mut Interner, detail: bool) -> Option<Self> {
+        let namespace = interner.str(&p.metadata.namespace?);
+        let name: Box<str> = p.metadata.name?.into_boxed_str();
+        let annotations = p.metadata.annotations.unwrap_or_default();
+        let labels_map = p.metadata.labels.unwrap_or_default();
+        let owner = p
+            .metadata
+            .owner_references
+            .unwrap_or_default()
+            .into_iter()
+            .find(|o| o.controller == Some(true))
+            .map(|o| (interner.str(&o.kind), interner.str(&o.name)));
+        let spec = p.spec.unwrap_or_default();
+        let status = p.status.unwrap_or_default();
+        let mut flags = 0;
+        if status.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True") {
+            flags |= READY;
+        }
+        if p.metadata.deletion_timestamp.is_some() {
+            flags |= TERMINATING;
+        }
+        if spec.host_network.unwrap_or(false) {
+            flags |= HOST_NETWORK;
+        }
+        if annotations.contains_key("sidecar.istio.io/status") {
+            flags |= STATUS_ANNOTATION;
+        }
+        let inits = spec.init_containers.unwrap_or_default();
+        let mut proxy_image = None;
+        if let Some(c) = spec.containers.iter().find(|c| c.name == PROXY) {
+            flags |= PROXY_CONTAINER;
+            proxy_image = c.image.as_deref().map(|i| interner.str(i));
+        }
+        if let Some(c) = inits.iter().find(|c| c.name == PROXY && c.restart_policy.as_deref() == Some("Always")) {
+            flags |= PROXY_NATIVE;
+            proxy_image = proxy_image.or_else(|| c.image.as_deref().map(|i| interner.str(i)));
+        }
+        if inits.iter().any(|c| c.name == INIT) {
+            flags |= ISTIO_INIT;
+        }
+        let inject_override = labels_map
+            .get("sidecar.istio.io/inject")
+            .or_else(|| annotations.get("sidecar.istio.io/inject"))
+            .map(|v| interner.str(v));
+        let detail = detail.then(|| {
+            let mut d = containers(&spec.containers, status.container_statuses.as_deref().unwrap_or_default(), false);
+            d.extend(containers(&inits, status.init_container_statuses.as_deref().unwrap_or_default(), true));
+            d.into_boxed_slice()
+        });
+        Some(PodInfo {
+            namespace,
+            name,
+            labels: interner.labels(labels_map),
+            owner,
+            phase: Phase::parse(status.phase.as_deref()),
+            flags,
+            inject_override,
+            proxy_image,
+            created: p.metadata.creation_timestamp.map(|t| t.0.as_second()).unwrap_or(0),
+            detail,
+        })
+    }
+
+    pub fn ready(&self) -> bool {
+        self.flags & READY != 0
+    }
+
+    pub fn terminating(&self) -> bool {
+        self.flags & TERMINATING != 0
+    }
+
+    pub fn host_network(&self) -> bool {
+        self.flags & HOST_NETWORK != 0
+    }
+
+    /// The injector ran on it (`sidecar.istio.io/status`).
+    pub fn injected_annotation(&self) -> bool {
+        self.flags & STATUS_ANNOTATION != 0
+    }
+
+    /// It runs the proxy, as a container or a native sidecar.
+    pub fn has_proxy(&self) -> bool {
+        self.flags & (PROXY_CONTAINER | PROXY_NATIVE) != 0
+    }
+
+    /// The proxy is a native sidecar (an init container with `restartPolicy: Always`).
+    pub fn native_sidecar(&self) -> bool {
+        self.flags & PROXY_NATIVE != 0
+    }
+
+    pub fn has_istio_init(&self) -> bool {
+        self.flags & ISTIO_INIT != 0
+    }
+
+    pub fn label(&self, key: &str) -> Option<&str> {
+        label(&self.labels, key)
+    }
+
+    /// Container and init-container statuses (only for pods kept with detail).
+    pub fn containers(&self) -> &[ContainerInfo] {
+        self.detail.as_deref().unwrap_or_default()
+    }
+
+    /// What this entry costs on the heap beyond its own struct, with interned values counted
+    /// as a share (they are held once per workload, not per pod): for the size budget tests.
+    pub fn heap_bytes(&self) -> usize {
+        self.name.len() + self.detail.as_ref().map(|d| d.len() * std::mem::size_of::<ContainerInfo>()).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+impl PodInfo {
+    /// A pod for tests: `PodInfo::test("shop", "web-1").with_labels(&[("app", "web")])`.
+    pub fn test(ns: &str, name: &str) -> Self {
+        PodInfo {
+            namespace: Arc::from(ns),
+            name: name.into(),
+            labels: Arc::from(Vec::new()),
+            owner: None,
+            phase: Phase::Running,
+            flags: READY,
+            inject_override: None,
+            proxy_image: None,
+            created: 0,
+            detail: None,
+        }
+    }
+
+    pub fn with_labels(mut self, pairs: &[(&str, &str)]) -> Self {
+        let mut v: Vec<(Arc<str>, Arc<str>)> = pairs.iter().map(|(k, v)| (Arc::from(*k), Arc::from(*v))).collect();
+        v.sort();
+        self.labels = Arc::from(v);
+        self
+    }
+
+    pub fn owned_by(mut self, kind: &str, name: &str) -> Self {
+        self.owner = Some((Arc::from(kind), Arc::from(name)));
+        self
+    }
+
+    pub fn set_ready(mut self, ready: bool) -> Self {
+        self.flags = if ready { self.flags | READY } else { self.flags & !READY };
+        self
+    }
+
+    pub fn set_terminating(mut self) -> Self {
+        self.flags |= TERMINATING;
+        self
+    }
+
+    pub fn set_host_network(mut self) -> Self {
+        self.flags |= HOST_NETWORK;
+        self
+    }
+
+    /// Injected: the status annotation, `istio-init` and the proxy container with `image`.
+    pub fn injected(mut self, image: &str) -> Self {
+        self.flags |= STATUS_ANNOTATION | PROXY_CONTAINER | ISTIO_INIT;
+        self.proxy_image = Some(Arc::from(image));
+        self
+    }
+
+    /// Injected as a native sidecar (istio-proxy an init container with restartPolicy Always).
+    pub fn injected_native(mut self, image: &str) -> Self {
+        self.flags |= STATUS_ANNOTATION | PROXY_NATIVE;
+        self.proxy_image = Some(Arc::from(image));
+        self
+    }
+
+    pub fn inject(mut self, value: &str) -> Self {
+        self.inject_override = Some(Arc::from(value));
+        self
+    }
+
+    pub fn phase(mut self, p: Phase) -> Self {
+        self.phase = p;
+        self
+    }
+
+    pub fn created_at(mut self, t: i64) -> Self {
+        self.created = t;
+        self
+    }
+
+    pub fn with_containers(mut self, c: Vec<ContainerInfo>) -> Self {
+        self.detail = Some(c.into_boxed_slice());
+        self
+    }
+
+    pub fn containers_mut(&mut self) -> &mut [ContainerInfo] {
+        self.detail.as_deref_mut().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn injected_pod(i: usize) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"namespace": "shop", "name": format!("web-5d9c8b7f6d-{i:05}"), "uid": format!("uid-{i}"),
+                "creationTimestamp": "2026-11-25T07:00:00Z",
+                "labels": {"app": "web", "version": "v1", "pod-template-hash": "5d9c8b7f6d", "security.istio.io/tlsMode": "istio", "service.istio.io/canonical-name": "web"},
+                "annotations": {"sidecar.istio.io/status": "{\"initContainers\":[\"istio-init\"],\"containers\":[\"istio-proxy\"],\"volumes\":[\"istio-envoy\",\"istio-certs\"],\"version\":\"abc\"}",
+                    "kubectl.kubernetes.io/last-applied-configuration": "x".repeat(800), "prometheus.io/scrape": "true"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d9c8b7f6d", "uid": "u", "controller": true}],
+                "managedFields": [{"manager": "kube-controller-manager", "operation": "Update", "fieldsV1": {"f:metadata": {"f:labels": {}}}}]},
+            "spec": {"containers": [
+                    {"name": "web", "image": "registry.example.com/shop/web:1.2.3", "env": [{"name": "A", "value": "b"}], "ports": [{"containerPort": 8080}]},
+                    {"name": "istio-proxy", "image": "gcr.io/gke-release/asm/proxyv2:1.4.10-asm.18", "args": ["proxy", "sidecar", "--domain", "shop.svc.cluster.local"]}],
+                "initContainers": [{"name": "istio-init", "image": "gcr.io/gke-release/asm/proxyv2:1.4.10-asm.18"}],
+                "nodeName": "node-1"},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
+                "containerStatuses": [{"name": "web", "image": "x", "imageID": "", "ready": true, "restartCount": 0}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn trims_to_what_classification_reads() {
+        let mut i = Interner::default();
+        let p = PodInfo::from_object(injected_pod(1), &mut i, false).unwrap();
+        assert_eq!((&*p.namespace, &*p.name), ("shop", "web-5d9c8b7f6d-00001"));
+        assert_eq!(p.owner.as_ref().map(|(k, n)| (&**k, &**n)), Some(("ReplicaSet", "web-5d9c8b7f6d")));
+        assert!(p.ready() && p.injected_annotation() && p.has_proxy() && p.has_istio_init() && !p.native_sidecar());
+        assert_eq!(p.proxy_image.as_deref(), Some("gcr.io/gke-release/asm/proxyv2:1.4.10-asm.18"));
+        assert_eq!(p.label("app"), Some("web"));
+        assert_eq!(p.phase, Phase::Running);
+        assert_eq!(p.created, 1_795_590_000);
+        assert!(p.containers().is_empty(), "no container detail outside the control-plane namespace");
+        let d = PodInfo::from_object(injected_pod(2), &mut i, true).unwrap();
+        assert_eq!(d.containers().len(), 3);
+        assert!(PodInfo::from_object(Pod::default(), &mut i, false).is_none());
+    }
+
+    #[test]
+    fn native_sidecars_and_overrides() {
+        let mut i = Interner::default();
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"namespace": "a", "name": "p", "labels": {"sidecar.istio.io/inject": "false"}, "annotations": {"sidecar.istio.io/inject": "true"}},
+            "spec": {"hostNetwork": true, "containers": [{"name": "app"}],
+                "initContainers": [{"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.24.0", "restartPolicy": "Always"}]},
+            "status": {"phase": "Succeeded"}
+        }))
+        .unwrap();
+        let p = PodInfo::from_object(pod, &mut i, false).unwrap();
+        assert!(p.native_sidecar() && p.has_proxy() && p.host_network());
+        assert_eq!(p.inject_override.as_deref(), Some("false"), "the label wins over the annotation");
+        assert!(p.phase.completed());
+        assert_eq!(p.proxy_image.as_deref(), Some("docker.io/istio/proxyv2:1.24.0"));
+    }
+
+    #[test]
+    fn a_cached_pod_costs_well_under_a_kilobyte() {
+        // 1,000 pods of one Deployment: everything but the name and the map entry is shared.
+        let mut i = Interner::default();
+        let pods: Vec<PodInfo> =
+            (0..1000).map(|n| PodInfo::from_object(injected_pod(n), &mut i, false).unwrap()).collect();
+        let per_pod = std::mem::size_of::<PodInfo>() + pods[0].heap_bytes();
+        // The index adds the key (the "ns/name" String) and the map's node overhead.
+        let key = std::mem::size_of::<String>() + pods[0].key().len();
+        let total = (per_pod + key) * 3 / 2;
+        assert!(
+            total < 512,
+            "{total} bytes per cached pod (struct {}, heap {}, key {key})",
+            std::mem::size_of::<PodInfo>(),
+            pods[0].heap_bytes()
+        );
+        assert!(pods.windows(2).all(|w| Arc::ptr_eq(&w[0].labels, &w[1].labels)), "one label set for the ReplicaSet");
+        assert_eq!(i.len().1, 1);
+    }
+}
