@@ -79,6 +79,22 @@ panel("timeseries", "Label repairs", [f"sum by (result) (rate(meshkeeper_label_r
       unit="ops", legend="{{result}}")
 y += 6
 
+row("Sidecar coverage and re-injection")
+panel("stat", "Sidecar coverage", [f"min(meshkeeper_sidecar_coverage_ratio{{{SEL}}})"], 4, 6, 0, unit="percentunit",
+      thresholds=[{"color": "red", "value": None}, {"color": "orange", "value": 0.9}, {"color": "green", "value": 1}],
+      description="Pods with a sidecar among those that should have one")
+panel("timeseries", "Pods by sidecar state", [f'max by (state) (meshkeeper_pods{{{SEL}, state=~"injected|stale|missing|opted_out|host_network"}})'],
+      10, 6, 4, legend="{{state}}")
+panel("timeseries", "Proxy versions", [f"max by (version) (meshkeeper_proxy_versions{{{SEL}}})"], 10, 6, 14, legend="{{version}}")
+y += 6
+panel("timeseries", "Workloads waiting for re-injection, by reason", [f"max by (reason) (meshkeeper_workloads_pending_reinjection{{{SEL}}})"],
+      10, 7, 0, legend="{{reason}}",
+      description="Why workloads that need a restart do not get one now: the planner's wait, or a verdict (blocked, failed, no controller)")
+panel("stat", "Rollouts in progress", [f"max(meshkeeper_rollouts_in_progress{{{SEL}}})"], 4, 7, 10)
+panel("timeseries", "Restarts and evictions", [f"sum by (kind, result) (increase(meshkeeper_reinjections_total{{{SEL}}}[$__rate_interval]))"],
+      10, 7, 14, legend="{{kind}} {{result}}")
+y += 7
+
 row("Control plane")
 panel("timeseries", "Component ready", [f"min by (component) (meshkeeper_control_plane_component_ready{{{SEL}}})"], 12, 8, 0,
       legend="{{component}}")
@@ -118,7 +134,7 @@ y += 7
 dashboard = {
     "uid": "meshkeeper",
     "title": "meshkeeper",
-    "description": "Mesh health as meshkeeper sees it: control plane, injection policy, gateway pin, and the agent itself.",
+    "description": "Mesh health as meshkeeper sees it: control plane, injection policy, sidecar coverage and re-injection, gateway pin, and the agent itself.",
     "tags": ["istio", "meshkeeper"],
     "editable": True,
     "schemaVersion": 39,

@@ -129,8 +129,8 @@ pub async fn run(settings: &Settings, client: &Client) -> Result<CheckRun, Check
     let remedies: Vec<_> = evaluations.iter().flat_map(|e| e.remedies.iter().cloned()).collect();
     let restarts = evaluations.iter().find_map(|e| e.restarts.clone());
     let mut reports: Vec<CheckReport> = evaluations.into_iter().map(|e| e.report).collect();
-    // What the daemon would do: the planner's view for a replica that never writes.
-    let gates = plan::Gates { leader: false, synced: true, failing: vec![] };
+    // What the daemon would do next, as its leader would see it (check itself never writes).
+    let gates = plan::Gates { leader: true, synced: true, failing: vec![] };
     let plan = plan::plan(settings, &remedies, restarts.as_ref(), &gates, unix_now_ms(), &mut plan::Ledger::default());
     reports.push(plan.report);
     Ok(CheckRun { reports, unreachable })

@@ -374,7 +374,7 @@ pub fn plan(
         waiting.extend(r.waiting);
         rollouts_in_progress = r.in_progress;
     }
-    let report = report::render(settings, &contests, &waiting, ledger, now_ms, window_ms);
+    let report = report::render(settings, &contests, &waiting, &actions, ledger, now_ms, window_ms);
     Plan { actions, waiting, report, rollouts_in_progress }
 }
 

@@ -6,7 +6,7 @@ use crate::config::Settings;
 use crate::findings::{CheckReport, Finding, Item, Severity};
 
 use super::ledger::{Contest, Ledger};
-use super::{CHECK, Outcome, Wait, Waiting};
+use super::{Action, CHECK, Outcome, Wait, Waiting};
 
 /// What an SRE can do about a contested field, by the check that repairs it.
 fn contest_hint(check: &str, who: &str, expected: &str) -> String {
@@ -21,10 +21,12 @@ fn contest_hint(check: &str, who: &str, expected: &str) -> String {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) fn render(
     settings: &Settings,
     contests: &[(&Remedy, Vec<Contest>)],
     waiting: &[Waiting],
+    actions: &[Action],
     ledger: &Ledger,
     now_ms: i64,
     window_ms: i64,
@@ -97,6 +99,9 @@ pub(super) fn render(
                 hint: Some(hint.into()),
             },
         ));
+    }
+    for a in actions {
+        items.push(Item::skipped(a.description.clone(), "next: the leader does it now (meshkeeper check never writes)"));
     }
     for w in waiting.iter().filter(|w| !matches!(w.wait, Wait::Contested { .. })) {
         items.push(Item::skipped(format!("{} {} on {}", w.kind, w.fields.join(", "), w.object), w.wait.describe()));
