@@ -101,7 +101,8 @@ pub(super) fn render(
         ));
     }
     for a in actions {
-        items.push(Item::skipped(a.description.clone(), "next: the leader does it now (meshkeeper check never writes)"));
+        items
+            .push(Item::skipped(a.description.clone(), "next: the leader does it now (meshkeeper check never writes)"));
     }
     for w in waiting.iter().filter(|w| !matches!(w.wait, Wait::Contested { .. })) {
         items.push(Item::skipped(format!("{} {} on {}", w.kind, w.fields.join(", "), w.object), w.wait.describe()));
