@@ -50,11 +50,20 @@ pub struct SimOptions {
     pub actors: bool,
     /// Enforce authentication (bearer tokens) and RBAC; off: every request is the admin's.
     pub rbac: bool,
+    /// How the actors start (kubelet timing, injector state).
+    pub actor_options: actors::ActorOptions,
 }
 
 impl Default for SimOptions {
     fn default() -> Self {
-        SimOptions { port: 0, history: 10_000, bookmark_interval: Duration::from_secs(1), actors: true, rbac: false }
+        SimOptions {
+            port: 0,
+            history: 10_000,
+            bookmark_interval: Duration::from_secs(1),
+            actors: true,
+            rbac: false,
+            actor_options: actors::ActorOptions::default(),
+        }
     }
 }
 
@@ -77,6 +86,15 @@ impl SimOptions {
     }
     pub fn rbac(mut self, on: bool) -> Self {
         self.rbac = on;
+        self
+    }
+    /// The kubelet's timing (e.g. `KubeletOptions::slow(200 ms)` to watch rollouts progress).
+    pub fn kubelet(mut self, k: actors::KubeletOptions) -> Self {
+        self.actor_options.kubelet = k;
+        self
+    }
+    pub fn actor_options(mut self, o: actors::ActorOptions) -> Self {
+        self.actor_options = o;
         self
     }
 }
@@ -126,7 +144,7 @@ impl Sim {
         // Every API server has these.
         seed::basic(&sim.cluster()).map_err(|e| std::io::Error::other(e.message))?;
         if opts.actors {
-            sim.actors = Some(actors::Actors::start(sim.cluster()));
+            sim.actors = Some(actors::Actors::start_with(sim.cluster(), opts.actor_options.clone()));
         }
         Ok(sim)
     }
@@ -366,6 +384,84 @@ impl Cluster {
                 "names": {"kind": kind, "plural": plural, "singular": kind.to_lowercase()},
                 "versions": [{"name": version, "served": true, "storage": true}]}}),
         )
+    }
+}
+
+// === impl Cluster: what the actors use ===
+
+impl Cluster {
+    /// Creates as `manager` (a controller's field manager).
+    pub fn create_by(
+        &self,
+        api_version: &str,
+        plural: &str,
+        ns: &str,
+        obj: Value,
+        manager: &str,
+    ) -> Result<Value, ApiError> {
+        let ti = self.ti(api_version, plural)?;
+        lock(&self.shared.store).create(ti, ns, obj, &WriteOpts::default(), manager)
+    }
+
+    /// A merge patch of the status subresource as `manager`.
+    pub fn patch_status_by(
+        &self,
+        api_version: &str,
+        plural: &str,
+        ns: &str,
+        name: &str,
+        body: &Value,
+        manager: &str,
+    ) -> Result<Value, ApiError> {
+        let ti = self.ti(api_version, plural)?;
+        lock(&self.shared.store).patch(
+            ti,
+            ns,
+            name,
+            PatchType::Merge,
+            body,
+            Some("status"),
+            &WriteOpts::default(),
+            manager,
+        )
+    }
+
+    /// Objects in a namespace with an owner reference to `owner_uid` (found from the index,
+    /// without parsing the others).
+    pub fn list_owned(&self, api_version: &str, plural: &str, ns: &str, owner_uid: &str) -> Vec<Value> {
+        let Ok(ti) = self.ti(api_version, plural) else { return vec![] };
+        lock(&self.shared.store)
+            .iter(ti, Some(ns), None)
+            .filter(|(_, s)| s.index.owner_uids.iter().any(|u| &**u == owner_uid))
+            .map(|(_, s)| s.parse())
+            .collect()
+    }
+
+    /// Names of the objects of a type in a namespace.
+    pub fn names(&self, api_version: &str, plural: &str, ns: &str) -> Vec<String> {
+        let Ok(ti) = self.ti(api_version, plural) else { return vec![] };
+        lock(&self.shared.store).iter(ti, Some(ns), None).map(|(k, _)| k.1.clone()).collect()
+    }
+
+    /// (namespace, name) of every object of a type.
+    pub fn keys(&self, api_version: &str, plural: &str) -> Vec<(String, String)> {
+        let Ok(ti) = self.ti(api_version, plural) else { return vec![] };
+        lock(&self.shared.store).iter(ti, None, None).map(|(k, _)| k.clone()).collect()
+    }
+
+    /// Every served resource type.
+    pub fn resource_types(&self) -> Vec<resources::ResourceType> {
+        lock(&self.shared.store).types.clone()
+    }
+
+    /// Removes a pod now (the kubelet's final delete); false when a finalizer holds it.
+    pub fn remove_terminated_pod(&self, ns: &str, name: &str) -> bool {
+        let Ok(ti) = self.ti("v1", "pods") else { return false };
+        lock(&self.shared.store).remove_terminated_pod(ti, ns, name)
+    }
+
+    pub(crate) fn set_controller_hooks(&self, disruption_controller: bool, graceful_pods: bool) {
+        lock(&self.shared.store).controller_hooks = actors::ControllerHooks { disruption_controller, graceful_pods };
     }
 }
 
