@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::BOUND;
+use common::{BOUND, Client};
 use kube_sim::actors::KubeletOptions;
 use kube_sim::{Cluster, PatchType, Sim, SimOptions};
 use serde_json::{Value, json};
@@ -513,4 +513,477 @@ async fn native_sidecars_get_init_container_statuses() {
     assert!(inits[1]["state"]["running"].is_object());
     assert_eq!(inits[1]["ready"], true);
     assert_eq!(inits[1]["started"], true);
+}
+
+// === StatefulSets (transcript 12) ===
+
+fn statefulset(name: &str, replicas: i64, strategy: Value) -> Value {
+    json!({"metadata": {"name": name}, "spec": {"replicas": replicas, "serviceName": name, "updateStrategy": strategy,
+        "selector": {"matchLabels": {"app": name}}, "template": template(name)}})
+}
+
+fn sts_ready(c: &Cluster, ns: &str, name: &str, n: i64) -> bool {
+    let s = get(c, "apps/v1", "statefulsets", ns, name);
+    s["status"]["readyReplicas"] == n && s["status"]["observedGeneration"] == s["metadata"]["generation"]
+}
+
+#[tokio::test]
+async fn an_on_delete_statefulset_keeps_its_pods_until_they_are_deleted() {
+    let sim = sim_with(KubeletOptions::default()).await;
+    let c = sim.cluster();
+    ns(&c, "rec-sts", json!({}));
+    c.create("apps/v1", "statefulsets", "rec-sts", statefulset("db", 2, json!({"type": "OnDelete"}))).unwrap();
+    until(&c, "db ready", |c| sts_ready(c, "rec-sts", "db", 2)).await;
+    let s = get(&c, "apps/v1", "statefulsets", "rec-sts", "db");
+    let rev1 = s["status"]["currentRevision"].as_str().unwrap().to_string();
+    assert_eq!(s["status"]["updateRevision"], rev1.as_str());
+    assert_eq!(s["status"]["currentReplicas"], 2);
+    assert_eq!(s["status"]["updatedReplicas"], 2);
+    assert_eq!(s["status"]["collisionCount"], 0);
+    assert_eq!(names(&pods(&c, "rec-sts")), ["db-0", "db-1"]);
+    let before = pods(&c, "rec-sts");
+    assert!(before.iter().all(|p| label(p, "controller-revision-hash") == rev1));
+    assert_eq!(label(&before[0], "statefulset.kubernetes.io/pod-name"), "db-0");
+    assert_eq!(label(&before[1], "apps.kubernetes.io/pod-index"), "1");
+    assert_eq!(before[0]["spec"]["hostname"], "db-0");
+    assert_eq!(before[0]["spec"]["subdomain"], "db");
+    let cr = c.get("apps/v1", "controllerrevisions", "rec-sts", &rev1).expect("ControllerRevision");
+    assert_eq!(cr["revision"], 1);
+    assert_eq!(cr["data"]["spec"]["template"]["$patch"], "replace");
+
+    c.patch(
+        "apps/v1",
+        "statefulsets",
+        "rec-sts",
+        "db",
+        PatchType::Strategic,
+        &json!({"spec": {"template": {"metadata": {"annotations": {"rec/changed": "2026-12-01T07:45:17Z"}}}}}),
+        "t",
+    )
+    .unwrap();
+    until(&c, "generation 2 observed", |c| {
+        get(c, "apps/v1", "statefulsets", "rec-sts", "db")["status"]["observedGeneration"] == 2
+    })
+    .await;
+    let s = get(&c, "apps/v1", "statefulsets", "rec-sts", "db");
+    let rev2 = s["status"]["updateRevision"].as_str().unwrap().to_string();
+    assert_ne!(rev2, rev1);
+    // transcript 12, facts.sts_status_10s_after: no updatedReplicas, currentRevision unchanged.
+    assert_eq!(
+        s["status"],
+        json!({"observedGeneration": 2, "replicas": 2, "readyReplicas": 2, "currentReplicas": 2, "currentRevision": rev1,
+            "updateRevision": rev2, "collisionCount": 0, "availableReplicas": 2})
+    );
+    let after: Vec<(String, String)> = pods(&c, "rec-sts")
+        .iter()
+        .map(|p| (p["metadata"]["uid"].to_string(), label(p, "controller-revision-hash")))
+        .collect();
+    let before: Vec<(String, String)> =
+        before.iter().map(|p| (p["metadata"]["uid"].to_string(), label(p, "controller-revision-hash"))).collect();
+    assert_eq!(after, before, "OnDelete: same pods, old hash");
+
+    let old_uid = get(&c, "v1", "pods", "rec-sts", "db-1")["metadata"]["uid"].clone();
+    c.delete("v1", "pods", "rec-sts", "db-1").unwrap();
+    until(&c, "db-1 back and ready", |c| {
+        let p = get(c, "v1", "pods", "rec-sts", "db-1");
+        p["metadata"]["uid"] != old_uid && cond(&p, "Ready")["status"] == "True" && sts_ready(c, "rec-sts", "db", 2)
+    })
+    .await;
+    assert_eq!(label(&get(&c, "v1", "pods", "rec-sts", "db-1"), "controller-revision-hash"), rev2);
+    let s = get(&c, "apps/v1", "statefulsets", "rec-sts", "db");
+    assert_eq!((s["status"]["currentReplicas"].clone(), s["status"]["updatedReplicas"].clone()), (json!(1), json!(1)));
+    assert_eq!(s["status"]["currentRevision"], rev1.as_str());
+}
+
+#[tokio::test]
+async fn a_rolling_statefulset_updates_from_the_highest_ordinal_down_to_its_partition() {
+    let sim = sim_with(KubeletOptions::slow(Duration::from_millis(30))).await;
+    let c = sim.cluster();
+    ns(&c, "sts", json!({}));
+    let mut rx = c.subscribe();
+    c.create(
+        "apps/v1",
+        "statefulsets",
+        "sts",
+        statefulset("web", 3, json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 1}})),
+    )
+    .unwrap();
+    // OrderedReady: each pod is created once the previous one is Ready.
+    let mut created: Vec<String> = Vec::new();
+    let deadline = tokio::time::Instant::now() + BOUND;
+    while created.len() < 3 {
+        let ev = tokio::time::timeout_at(deadline, rx.recv()).await.expect("in time").expect("events");
+        if c.resource_of(&ev) == "pods" && ev.kind == "ADDED" {
+            let n = ev.object["metadata"]["name"].as_str().unwrap().to_string();
+            for prev in &created {
+                assert_eq!(
+                    cond(&get(&c, "v1", "pods", "sts", prev), "Ready")["status"],
+                    "True",
+                    "{n} created before {prev} was Ready"
+                );
+            }
+            created.push(n);
+        }
+    }
+    assert_eq!(created, ["web-0", "web-1", "web-2"]);
+    until(&c, "web ready", |c| sts_ready(c, "sts", "web", 3)).await;
+    let rev1 =
+        get(&c, "apps/v1", "statefulsets", "sts", "web")["status"]["currentRevision"].as_str().unwrap().to_string();
+
+    let mut rx = c.subscribe();
+    c.patch("apps/v1", "statefulsets", "sts", "web", PatchType::Strategic, &restart_patch("now"), "kubectl-rollout")
+        .unwrap();
+    let mut deleted: Vec<String> = Vec::new();
+    let deadline = tokio::time::Instant::now() + BOUND;
+    loop {
+        let ev = tokio::time::timeout_at(deadline, rx.recv()).await.expect("in time").expect("events");
+        if c.resource_of(&ev) == "pods" && ev.kind == "DELETED" {
+            deleted.push(ev.object["metadata"]["name"].as_str().unwrap().to_string());
+        }
+        let s = get(&c, "apps/v1", "statefulsets", "sts", "web");
+        if s["status"]["updatedReplicas"] == 2 && s["status"]["readyReplicas"] == 3 {
+            break;
+        }
+    }
+    assert_eq!(deleted, ["web-2", "web-1"], "highest ordinal first, web-0 below the partition");
+    let s = get(&c, "apps/v1", "statefulsets", "sts", "web");
+    let rev2 = s["status"]["updateRevision"].as_str().unwrap().to_string();
+    assert_eq!(s["status"]["currentRevision"], rev1.as_str(), "not complete while web-0 is old");
+    assert_eq!(label(&get(&c, "v1", "pods", "sts", "web-0"), "controller-revision-hash"), rev1);
+    assert_eq!(label(&get(&c, "v1", "pods", "sts", "web-2"), "controller-revision-hash"), rev2);
+
+    c.patch(
+        "apps/v1",
+        "statefulsets",
+        "sts",
+        "web",
+        PatchType::Merge,
+        &json!({"spec": {"updateStrategy": {"rollingUpdate": {"partition": 0}}}}),
+        "t",
+    )
+    .unwrap();
+    until(&c, "rolling update complete", |c| {
+        let s = get(c, "apps/v1", "statefulsets", "sts", "web");
+        s["status"]["currentRevision"] == rev2.as_str()
+            && s["status"]["currentReplicas"] == 3
+            && s["status"]["readyReplicas"] == 3
+    })
+    .await;
+    assert_eq!(label(&get(&c, "v1", "pods", "sts", "web-0"), "controller-revision-hash"), rev2);
+
+    // Scale down from the highest ordinal.
+    c.patch("apps/v1", "statefulsets", "sts", "web", PatchType::Merge, &json!({"spec": {"replicas": 1}}), "t").unwrap();
+    until(&c, "scaled to 1", |c| {
+        names(&pods(c, "sts")) == ["web-0"]
+            && get(c, "apps/v1", "statefulsets", "sts", "web")["status"]["replicas"] == 1
+    })
+    .await;
+}
+
+// === DaemonSets ===
+
+fn node(name: &str, ready: bool, labels: Value) -> Value {
+    json!({"metadata": {"name": name, "labels": labels}, "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}})
+}
+
+#[tokio::test]
+async fn a_daemonset_runs_one_pod_per_eligible_node_and_rolls_one_node_at_a_time() {
+    let sim = sim_with(KubeletOptions::slow(Duration::from_millis(30))).await;
+    let c = sim.cluster();
+    for i in 0..4 {
+        c.create("v1", "nodes", "", node(&format!("n{i}"), true, json!({"kubernetes.io/os": "linux"}))).unwrap();
+    }
+    c.create("v1", "nodes", "", node("down", false, json!({"kubernetes.io/os": "linux"}))).unwrap();
+    c.create("v1", "nodes", "", node("win", true, json!({"kubernetes.io/os": "windows"}))).unwrap();
+    let mut cordoned = node("cordoned", true, json!({"kubernetes.io/os": "linux"}));
+    cordoned["spec"] = json!({"unschedulable": true});
+    c.create("v1", "nodes", "", cordoned).unwrap();
+    ns(&c, "ds", json!({}));
+    let mut t = template("agent");
+    t["spec"]["nodeSelector"] = json!({"kubernetes.io/os": "linux"});
+    c.create(
+        "apps/v1",
+        "daemonsets",
+        "ds",
+        json!({"metadata": {"name": "agent"}, "spec": {"selector": {"matchLabels": {"app": "agent"}}, "template": t}}),
+    )
+    .unwrap();
+    let ds_done = |c: &Cluster, n: i64| {
+        let d = get(c, "apps/v1", "daemonsets", "ds", "agent");
+        d["status"]["numberAvailable"] == n
+            && d["status"]["updatedNumberScheduled"] == n
+            && d["status"]["observedGeneration"] == d["metadata"]["generation"]
+    };
+    until(&c, "agent everywhere", |c| ds_done(c, 5)).await;
+    let ps = pods(&c, "ds");
+    let mut nodes: Vec<&str> = ps.iter().map(|p| p["spec"]["nodeName"].as_str().unwrap()).collect();
+    nodes.sort();
+    assert_eq!(
+        nodes,
+        ["cordoned", "n0", "n1", "n2", "n3"],
+        "not on the NotReady or the windows node; cordoned nodes run daemons"
+    );
+    let d = get(&c, "apps/v1", "daemonsets", "ds", "agent");
+    assert_eq!(
+        d["status"],
+        json!({"currentNumberScheduled": 5, "numberMisscheduled": 0, "desiredNumberScheduled": 5, "numberReady": 5,
+            "observedGeneration": 1, "updatedNumberScheduled": 5, "numberAvailable": 5})
+    );
+    assert!(ps.iter().all(|p| !label(p, "controller-revision-hash").is_empty()));
+
+    // RollingUpdate, maxUnavailable 1: one node without an available pod at a time.
+    let mut rx = c.subscribe();
+    c.patch("apps/v1", "daemonsets", "ds", "agent", PatchType::Strategic, &restart_patch("now"), "kubectl-rollout")
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + BOUND;
+    let mut min_ready = usize::MAX;
+    loop {
+        tokio::time::timeout_at(deadline, rx.recv()).await.expect("in time").expect("events");
+        let ready = pods(&c, "ds").iter().filter(|p| cond(p, "Ready")["status"] == "True").count();
+        min_ready = min_ready.min(ready);
+        if ds_done(&c, 5) && get(&c, "apps/v1", "daemonsets", "ds", "agent")["status"]["observedGeneration"] == 2 {
+            break;
+        }
+    }
+    assert_eq!(min_ready, 4, "exactly one node at a time");
+
+    // OnDelete: nothing replaced by a template change.
+    c.patch(
+        "apps/v1",
+        "daemonsets",
+        "ds",
+        "agent",
+        PatchType::Merge,
+        &json!({"spec": {"updateStrategy": {"type": "OnDelete"}}}),
+        "t",
+    )
+    .unwrap();
+    let before = names(&pods(&c, "ds"));
+    c.patch("apps/v1", "daemonsets", "ds", "agent", PatchType::Strategic, &restart_patch("later"), "kubectl-rollout")
+        .unwrap();
+    until(&c, "generation observed", |c| {
+        let d = get(c, "apps/v1", "daemonsets", "ds", "agent");
+        d["status"]["observedGeneration"] == d["metadata"]["generation"]
+    })
+    .await;
+    assert_eq!(names(&pods(&c, "ds")), before);
+    assert!(get(&c, "apps/v1", "daemonsets", "ds", "agent")["status"]["updatedNumberScheduled"].is_null());
+
+    // A node that becomes Ready gets its pod; a deleted node's pod goes.
+    c.patch_status(
+        "v1",
+        "nodes",
+        "",
+        "down",
+        &json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
+    )
+    .unwrap();
+    until(&c, "pod on the recovered node", |c| pods(c, "ds").iter().any(|p| p["spec"]["nodeName"] == "down")).await;
+    c.delete("v1", "nodes", "", "n3").unwrap();
+    until(&c, "no pod on the deleted node", |c| {
+        !pods(c, "ds").iter().any(|p| p["spec"]["nodeName"] == "n3")
+            && get(c, "apps/v1", "daemonsets", "ds", "agent")["status"]["desiredNumberScheduled"] == 5
+    })
+    .await;
+}
+
+// === PodDisruptionBudgets and eviction (transcript 13) ===
+
+#[tokio::test]
+async fn eviction_waits_for_the_disruption_controller_then_follows_the_budget() {
+    let sim = sim_with(KubeletOptions::default()).await;
+    let c = sim.cluster();
+    let http = Client::new(sim.addr());
+    ns(&c, "rec-evict", json!({}));
+    c.create("apps/v1", "deployments", "rec-evict", deployment("evictee", 1)).unwrap();
+    until(&c, "evictee rolled out", |c| rolled_out(&get(c, "apps/v1", "deployments", "rec-evict", "evictee"))).await;
+    let pod = names(&pods(&c, "rec-evict")).remove(0);
+    let evict = |pod: &str, q: &str| {
+        (
+            format!("/api/v1/namespaces/rec-evict/pods/{pod}/eviction{q}"),
+            json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod, "namespace": "rec-evict"}}),
+        )
+    };
+    // Right after the PDB is created, before the disruption controller has processed it.
+    let actors = sim.actors().unwrap();
+    actors.hold(true);
+    c.create("policy/v1", "poddisruptionbudgets", "rec-evict", json!({"metadata": {"name": "rec-pdb"}, "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {"app": "evictee"}}}}))
+        .unwrap();
+    let (path, body) = evict(&pod, "");
+    let r = http.post(&path, &body).await;
+    assert_eq!(r.status, 429);
+    assert_eq!(r.header("Retry-After"), Some("10"));
+    assert_eq!(
+        r.json(),
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "Cannot evict pod as it would violate the pod's disruption budget.",
+            "reason": "TooManyRequests", "details": {"causes": [{"reason": "DisruptionBudget", "message": "The disruption budget rec-pdb is still being processed by the server."}], "retryAfterSeconds": 10}, "code": 429})
+    );
+    actors.hold(false);
+    until(&c, "PDB processed", |c| {
+        get(c, "policy/v1", "poddisruptionbudgets", "rec-evict", "rec-pdb")["status"]["observedGeneration"] == 1
+    })
+    .await;
+    let pdb = get(&c, "policy/v1", "poddisruptionbudgets", "rec-evict", "rec-pdb");
+    let mut st = pdb["status"].clone();
+    assert!(st["conditions"][0]["lastTransitionTime"].is_string());
+    st["conditions"][0].as_object_mut().unwrap().remove("lastTransitionTime");
+    // transcript 13, response 2.
+    assert_eq!(
+        st,
+        json!({"observedGeneration": 1, "disruptionsAllowed": 0, "currentHealthy": 1, "desiredHealthy": 1, "expectedPods": 1,
+            "conditions": [{"type": "DisruptionAllowed", "status": "False", "observedGeneration": 1, "reason": "InsufficientPods", "message": ""}]})
+    );
+    for q in ["", "?dryRun=All"] {
+        let (path, body) = evict(&pod, q);
+        let r = http.post(&path, &body).await;
+        assert_eq!(r.status, 429);
+        assert_eq!(r.header("Retry-After"), None);
+        assert_eq!(
+            r.json()["details"],
+            json!({"causes": [{"reason": "DisruptionBudget", "message": "The disruption budget rec-pdb needs 1 healthy pods and has 1 currently"}]})
+        );
+    }
+    let (path, body) = evict("nope", "");
+    let r = http.post(&path, &body).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["message"], "pods \"nope\" not found");
+    assert!(c.get("v1", "pods", "rec-evict", &pod).is_some());
+
+    // A budget that allows one disruption: the eviction goes through and is recorded.
+    c.patch("apps/v1", "deployments", "rec-evict", "evictee", PatchType::Merge, &json!({"spec": {"replicas": 2}}), "t")
+        .unwrap();
+    c.patch(
+        "policy/v1",
+        "poddisruptionbudgets",
+        "rec-evict",
+        "rec-pdb",
+        PatchType::Merge,
+        &json!({"spec": {"maxUnavailable": 1}}),
+        "t",
+    )
+    .unwrap();
+    until(&c, "one disruption allowed", |c| {
+        let p = get(c, "policy/v1", "poddisruptionbudgets", "rec-evict", "rec-pdb");
+        p["status"]["disruptionsAllowed"] == 1
+            && p["status"]["observedGeneration"] == 2
+            && p["status"]["currentHealthy"] == 2
+    })
+    .await;
+    assert_eq!(
+        cond(&get(&c, "policy/v1", "poddisruptionbudgets", "rec-evict", "rec-pdb"), "DisruptionAllowed")["reason"],
+        "SufficientPods"
+    );
+    actors.hold(true);
+    let (path, body) = evict(&pod, "");
+    let r = http.post(&path, &body).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert!(c.get("v1", "pods", "rec-evict", &pod).is_none());
+    let p = get(&c, "policy/v1", "poddisruptionbudgets", "rec-evict", "rec-pdb");
+    assert_eq!(p["status"]["disruptionsAllowed"], 0, "decremented by the eviction");
+    assert!(p["status"]["disruptedPods"][&pod].is_string());
+    let other = names(&pods(&c, "rec-evict")).remove(0);
+    let (path, body) = evict(&other, "");
+    assert_eq!(http.post(&path, &body).await.status, 429, "no second disruption before the controller catches up");
+    actors.hold(false);
+    until(&c, "replaced and budget restored", |c| {
+        let p = get(c, "policy/v1", "poddisruptionbudgets", "rec-evict", "rec-pdb");
+        p["status"]["disruptionsAllowed"] == 1 && p["status"]["disruptedPods"].is_null()
+    })
+    .await;
+}
+
+// === Namespaces (transcript 16) ===
+
+#[tokio::test]
+async fn namespaces_get_the_root_ca_and_default_service_account_and_report_termination() {
+    let sim = sim_with(KubeletOptions::default()).await;
+    let c = sim.cluster();
+    ns(&c, "rec-term", json!({}));
+    until(&c, "published", |c| {
+        c.get("v1", "configmaps", "rec-term", "kube-root-ca.crt").is_some()
+            && c.get("v1", "serviceaccounts", "rec-term", "default").is_some()
+    })
+    .await;
+    let cm = get(&c, "v1", "configmaps", "rec-term", "kube-root-ca.crt");
+    assert!(cm["data"]["ca.crt"].as_str().unwrap().starts_with("-----BEGIN CERTIFICATE-----"));
+    assert!(
+        cm["metadata"]["annotations"]["kubernetes.io/description"]
+            .as_str()
+            .unwrap()
+            .starts_with("Contains a CA bundle")
+    );
+    for basic in ["default", "kube-system"] {
+        until(&c, "basic namespaces too", |c| c.get("v1", "serviceaccounts", basic, "default").is_some()).await;
+    }
+    // Deleted, it is put back.
+    c.delete("v1", "configmaps", "rec-term", "kube-root-ca.crt").unwrap();
+    until(&c, "republished", |c| c.get("v1", "configmaps", "rec-term", "kube-root-ca.crt").is_some()).await;
+
+    c.create(
+        "v1",
+        "configmaps",
+        "rec-term",
+        json!({"metadata": {"name": "held", "finalizers": ["rec.meshkeeper.io/hold"]}}),
+    )
+    .unwrap();
+    c.delete("v1", "namespaces", "", "rec-term").unwrap();
+    until(&c, "conditions", |c| get(c, "v1", "namespaces", "", "rec-term")["status"]["conditions"].is_array()).await;
+    let n = get(&c, "v1", "namespaces", "", "rec-term");
+    assert_eq!(n["status"]["phase"], "Terminating");
+    let conds: Vec<Value> = n["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            assert!(c["lastTransitionTime"].is_string());
+            json!({"type": c["type"], "status": c["status"], "reason": c["reason"], "message": c["message"]})
+        })
+        .collect();
+    // transcript 16, facts.terminating_conditions.
+    assert_eq!(
+        conds,
+        vec![
+            json!({"type": "NamespaceDeletionDiscoveryFailure", "status": "False", "reason": "ResourcesDiscovered", "message": "All resources successfully discovered"}),
+            json!({"type": "NamespaceDeletionGroupVersionParsingFailure", "status": "False", "reason": "ParsedGroupVersions", "message": "All legacy kube types successfully parsed"}),
+            json!({"type": "NamespaceDeletionContentFailure", "status": "False", "reason": "ContentDeleted", "message": "All content successfully deleted, may be waiting on finalization"}),
+            json!({"type": "NamespaceContentRemaining", "status": "True", "reason": "SomeResourcesRemain", "message": "Some resources are remaining: configmaps. has 1 resource instances"}),
+            json!({"type": "NamespaceFinalizersRemaining", "status": "True", "reason": "SomeFinalizersRemain", "message": "Some content in the namespace has finalizers remaining: rec.meshkeeper.io/hold in 1 resource instances"}),
+        ]
+    );
+    let e =
+        c.create("coordination.k8s.io/v1", "leases", "rec-term", json!({"metadata": {"name": "late"}})).unwrap_err();
+    assert_eq!(e.code, 403);
+    c.patch("v1", "configmaps", "rec-term", "held", PatchType::Merge, &json!({"metadata": {"finalizers": null}}), "t")
+        .unwrap();
+    until(&c, "namespace gone", |c| c.get("v1", "namespaces", "", "rec-term").is_none()).await;
+}
+
+// === Jobs ===
+
+#[tokio::test]
+async fn a_job_runs_its_pod_to_completion() {
+    let sim = sim_with(KubeletOptions::instant()).await;
+    let c = sim.cluster();
+    ns(&c, "batch", json!({}));
+    // A Job runs its pod to completion.
+    c.create(
+        "batch/v1",
+        "jobs",
+        "batch",
+        json!({"metadata": {"name": "migrate"}, "spec": {"template": {"spec": {"restartPolicy": "Never",
+        "containers": [{"name": "migrate", "image": "busybox"}]}}}}),
+    )
+    .unwrap();
+    until(&c, "job complete", |c| {
+        cond(&get(c, "batch/v1", "jobs", "batch", "migrate"), "Complete")["status"] == "True"
+    })
+    .await;
+    let job = get(&c, "batch/v1", "jobs", "batch", "migrate");
+    assert_eq!(job["status"]["succeeded"], 1);
+    assert_eq!(cond(&job, "SuccessCriteriaMet")["reason"], "CompletionsReached");
+    assert!(job["status"]["completionTime"].is_string());
+    let p = &pods(&c, "batch")[0];
+    assert_eq!(p["status"]["phase"], "Succeeded");
+    assert_eq!(label(p, "batch.kubernetes.io/job-name"), "migrate");
+    assert_eq!(p["status"]["containerStatuses"][0]["state"]["terminated"]["reason"], "Completed");
 }

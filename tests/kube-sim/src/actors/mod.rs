@@ -27,11 +27,17 @@
 //! (a kubelet making a pod Ready after a delay, a progress deadline) are timers on the same queue;
 //! nothing sleeps.
 
+pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
+pub mod history;
 pub mod injector;
+pub mod job;
 pub mod kubelet;
+pub mod namespace;
 pub mod replicaset;
 pub mod service;
+pub mod statefulset;
 pub mod util;
 
 use std::cmp::Reverse;
@@ -321,9 +327,11 @@ fn reconcile(ctx: &mut Ctx, k: &Key) -> Result<(), ApiError> {
     match k.kind {
         Kind::Deployment => deployment::reconcile(ctx, ns, name),
         Kind::ReplicaSet => replicaset::reconcile(ctx, ns, name),
-        // Placeholders: the StatefulSet, DaemonSet, Job, disruption and namespace controllers
-        // come in the next commit.
-        Kind::StatefulSet | Kind::DaemonSet | Kind::Job | Kind::Pdb | Kind::Namespace => Ok(()),
+        Kind::StatefulSet => statefulset::reconcile(ctx, ns, name),
+        Kind::DaemonSet => daemonset::reconcile(ctx, ns, name),
+        Kind::Job => job::reconcile(ctx, ns, name),
+        Kind::Pdb => disruption::reconcile(ctx, ns, name),
+        Kind::Namespace => namespace::reconcile(ctx, name),
         Kind::Service => service::reconcile(ctx, ns, name),
         Kind::PodStart | Kind::PodReady | Kind::PodFinish | Kind::PodRemove => {
             kubelet::reconcile(ctx, k.kind, ns, name)
