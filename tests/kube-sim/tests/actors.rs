@@ -987,3 +987,399 @@ async fn a_job_runs_its_pod_to_completion() {
     assert_eq!(label(p, "batch.kubernetes.io/job-name"), "migrate");
     assert_eq!(p["status"]["containerStatuses"][0]["state"]["terminated"]["reason"], "Completed");
 }
+
+// === the sidecar injector (shared/reference/istio-injection.md) ===
+
+async fn mesh() -> Sim {
+    let sim = sim_with(KubeletOptions::default()).await;
+    kube_sim::seed::asm_onprem_ready(&sim.cluster()).await.unwrap();
+    sim
+}
+
+fn proxy_image(p: &Value) -> Option<String> {
+    ["containers", "initContainers"]
+        .iter()
+        .flat_map(|l| p["spec"][*l].as_array().cloned().unwrap_or_default())
+        .find(|c| c["name"] == "istio-proxy")
+        .and_then(|c| c["image"].as_str().map(str::to_string))
+}
+
+fn all_ready(c: &Cluster, ns: &str, n: usize) -> bool {
+    let ps = pods(c, ns);
+    ps.len() == n
+        && ps.iter().all(|p| cond(p, "Ready")["status"] == "True" && !p["metadata"]["deletionTimestamp"].is_string())
+}
+
+#[tokio::test]
+async fn an_upgrade_through_the_configmap_reaches_only_new_pods() {
+    let sim = mesh().await;
+    let c = sim.cluster();
+    until(&c, "bookinfo up", |c| {
+        rolled_out(&get(c, "apps/v1", "deployments", "bookinfo", "productpage")) && all_ready(c, "bookinfo", 2)
+    })
+    .await;
+    let old = pods(&c, "bookinfo");
+    assert!(old.iter().all(|p| proxy_image(p).as_deref() == Some("gcr.io/gke-release/asm/proxyv2:1.4.10-asm.18")));
+    let status: Value =
+        serde_json::from_str(old[0]["metadata"]["annotations"]["sidecar.istio.io/status"].as_str().unwrap()).unwrap();
+    assert_eq!(status["containers"], json!(["istio-proxy"]));
+    assert_eq!(label(&old[0], "security.istio.io/tlsMode"), "istio");
+
+    sim.actors().unwrap().set_injector_version("1.4.10-asm.19");
+    let cm = get(&c, "v1", "configmaps", "istio-system", "istio-sidecar-injector");
+    let values: Value = serde_json::from_str(cm["data"]["values"].as_str().unwrap()).unwrap();
+    assert_eq!(values["global"]["tag"], "1.4.10-asm.19", "the upgrade is visible where a real install keeps it");
+    assert_eq!(names(&pods(&c, "bookinfo")), names(&old), "running pods are not touched");
+    assert!(pods(&c, "bookinfo").iter().all(|p| proxy_image(p).unwrap().ends_with(":1.4.10-asm.18")));
+
+    c.patch(
+        "apps/v1",
+        "deployments",
+        "bookinfo",
+        "productpage",
+        PatchType::Strategic,
+        &restart_patch("now"),
+        "kubectl-rollout",
+    )
+    .unwrap();
+    until(&c, "restarted", |c| {
+        let d = get(c, "apps/v1", "deployments", "bookinfo", "productpage");
+        rolled_out(&d) && cond(&d, "Progressing")["reason"] == "NewReplicaSetAvailable" && all_ready(c, "bookinfo", 2)
+    })
+    .await;
+    let new = pods(&c, "bookinfo");
+    assert!(
+        new.iter().all(|p| proxy_image(p).as_deref() == Some("gcr.io/gke-release/asm/proxyv2:1.4.10-asm.19")),
+        "{new:?}"
+    );
+
+    // A changed hub in the values is followed as well.
+    let mut values = values;
+    values["global"]["hub"] = json!("registry.example.com/asm");
+    c.patch(
+        "v1",
+        "configmaps",
+        "istio-system",
+        "istio-sidecar-injector",
+        PatchType::Merge,
+        &json!({"data": {"values": values.to_string()}}),
+        "t",
+    )
+    .unwrap();
+    c.create(
+        "v1",
+        "pods",
+        "bookinfo",
+        json!({"metadata": {"name": "probe"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}),
+    )
+    .unwrap();
+    assert_eq!(
+        proxy_image(&get(&c, "v1", "pods", "bookinfo", "probe")).as_deref(),
+        Some("registry.example.com/asm/proxyv2:1.4.10-asm.19")
+    );
+}
+
+#[tokio::test]
+async fn the_injectors_configmap_decides_who_is_injected() {
+    let sim = mesh().await;
+    let c = sim.cluster();
+    let cm = get(&c, "v1", "configmaps", "istio-system", "istio-sidecar-injector");
+    let mut config: Value = serde_yaml::from_str(cm["data"]["config"].as_str().unwrap()).unwrap();
+    assert_eq!(config["policy"], "enabled");
+    assert!(config["template"].as_str().unwrap().contains("istio-proxy"));
+    config["neverInjectSelector"] = json!([{"matchLabels": {"batch": "true"}}]);
+    config["alwaysInjectSelector"] = json!([{"matchExpressions": [{"key": "mesh", "operator": "Exists"}]}]);
+    config["policy"] = json!("disabled");
+    let text = serde_yaml::to_string(&config).unwrap();
+    c.patch(
+        "v1",
+        "configmaps",
+        "istio-system",
+        "istio-sidecar-injector",
+        PatchType::Merge,
+        &json!({"data": {"config": text}}),
+        "t",
+    )
+    .unwrap();
+    let pod = |name: &str, labels: Value, anns: Value| json!({"metadata": {"name": name, "labels": labels, "annotations": anns}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+    let cases = [
+        ("plain", json!({}), json!({}), false),
+        ("always", json!({"mesh": "yes"}), json!({}), true),
+        ("never", json!({"batch": "true", "mesh": "yes"}), json!({}), false),
+        ("asked", json!({"batch": "true"}), json!({"sidecar.istio.io/inject": "true"}), true),
+        ("refused", json!({"mesh": "yes"}), json!({"sidecar.istio.io/inject": "false"}), false),
+        ("host", json!({"mesh": "yes"}), json!({}), false),
+    ];
+    for (name, labels, anns, want) in cases {
+        let mut p = pod(name, labels, anns);
+        if name == "host" {
+            p["spec"]["hostNetwork"] = json!(true);
+        }
+        let created = c.create("v1", "pods", "bookinfo", p).unwrap();
+        assert_eq!(proxy_image(&created).is_some(), want, "{name}");
+    }
+    // Not sent to the injector at all: a namespace without the label (1.4's namespaceSelector).
+    let created = c
+        .create(
+            "v1",
+            "pods",
+            "shop",
+            pod("in-shop", json!({"mesh": "yes"}), json!({"sidecar.istio.io/inject": "true"})),
+        )
+        .unwrap();
+    assert!(proxy_image(&created).is_none());
+}
+
+#[tokio::test]
+async fn an_injector_without_ready_pods_fails_pod_creation_unless_the_webhook_ignores_it() {
+    let sim = mesh().await;
+    let c = sim.cluster();
+    until(&c, "bookinfo up", |c| all_ready(c, "bookinfo", 2)).await;
+    c.patch(
+        "apps/v1",
+        "deployments",
+        "istio-system",
+        "istio-sidecar-injector",
+        PatchType::Merge,
+        &json!({"spec": {"replicas": 0}}),
+        "kubectl-scale",
+    )
+    .unwrap();
+    until(&c, "injector pods gone", |c| {
+        !pods(c, "istio-system").iter().any(|p| label(p, "istio") == "sidecar-injector")
+    })
+    .await;
+    let pod = json!({"metadata": {"name": "late"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+    let e = c.create("v1", "pods", "bookinfo", pod.clone()).unwrap_err();
+    assert_eq!((e.code, e.reason), (500, "InternalError"));
+    assert_eq!(
+        e.message,
+        "Internal error occurred: failed calling webhook \"sidecar-injector.istio.io\": failed to call webhook: Post \"https://istio-sidecar-injector.istio-system.svc:443/inject?timeout=10s\": no endpoints available for service \"istio-sidecar-injector\""
+    );
+    assert!(
+        c.create("v1", "pods", "shop", pod.clone()).is_ok(),
+        "namespaces the webhook does not select are unaffected"
+    );
+    // A restart now cannot create pods: the new ReplicaSet reports it, the old pods keep serving.
+    c.patch(
+        "apps/v1",
+        "deployments",
+        "bookinfo",
+        "productpage",
+        PatchType::Strategic,
+        &restart_patch("now"),
+        "kubectl-rollout",
+    )
+    .unwrap();
+    until(&c, "ReplicaFailure", |c| {
+        cond(&get(c, "apps/v1", "deployments", "bookinfo", "productpage"), "ReplicaFailure")["reason"] == "FailedCreate"
+    })
+    .await;
+    assert_eq!(pods(&c, "bookinfo").len(), 2);
+    // Back up: the rollout goes through, with sidecars.
+    c.patch(
+        "apps/v1",
+        "deployments",
+        "istio-system",
+        "istio-sidecar-injector",
+        PatchType::Merge,
+        &json!({"spec": {"replicas": 1}}),
+        "kubectl-scale",
+    )
+    .unwrap();
+    until(&c, "restarted", |c| {
+        let d = get(c, "apps/v1", "deployments", "bookinfo", "productpage");
+        rolled_out(&d) && cond(&d, "ReplicaFailure").is_null() && all_ready(c, "bookinfo", 2)
+    })
+    .await;
+    assert!(pods(&c, "bookinfo").iter().all(|p| proxy_image(p).is_some()));
+
+    // failurePolicy Ignore: created without a sidecar instead.
+    let mut wh =
+        get(&c, "admissionregistration.k8s.io/v1", "mutatingwebhookconfigurations", "", "istio-sidecar-injector");
+    wh["webhooks"][0]["failurePolicy"] = json!("Ignore");
+    c.upsert("admissionregistration.k8s.io/v1", "mutatingwebhookconfigurations", "", wh).unwrap();
+    c.patch(
+        "apps/v1",
+        "deployments",
+        "istio-system",
+        "istio-sidecar-injector",
+        PatchType::Merge,
+        &json!({"spec": {"replicas": 0}}),
+        "kubectl-scale",
+    )
+    .unwrap();
+    until(&c, "injector pods gone", |c| {
+        !pods(c, "istio-system").iter().any(|p| label(p, "istio") == "sidecar-injector")
+    })
+    .await;
+    assert!(proxy_image(&c.create("v1", "pods", "bookinfo", pod.clone()).unwrap()).is_none());
+    // set_injector_up(false) is an ignored outage whatever the policy.
+    c.patch(
+        "apps/v1",
+        "deployments",
+        "istio-system",
+        "istio-sidecar-injector",
+        PatchType::Merge,
+        &json!({"spec": {"replicas": 1}}),
+        "kubectl-scale",
+    )
+    .unwrap();
+    until(&c, "injector back", |c| {
+        pods(c, "istio-system")
+            .iter()
+            .any(|p| label(p, "istio") == "sidecar-injector" && cond(p, "Ready")["status"] == "True")
+    })
+    .await;
+    sim.actors().unwrap().set_injector_up(false);
+    let mut p2 = pod.clone();
+    p2["metadata"]["name"] = json!("during-outage");
+    assert!(proxy_image(&c.create("v1", "pods", "bookinfo", p2).unwrap()).is_none());
+}
+
+#[tokio::test]
+async fn native_sidecars_and_revisions() {
+    let sim = mesh().await;
+    let c = sim.cluster();
+    let actors = sim.actors().unwrap();
+    actors.set_native_sidecars(true);
+    c.create(
+        "v1",
+        "pods",
+        "bookinfo",
+        json!({"metadata": {"name": "native"}, "spec": {"containers": [{"name": "app", "image": "busybox"}]}}),
+    )
+    .unwrap();
+    until(&c, "native ready", |c| cond(&get(c, "v1", "pods", "bookinfo", "native"), "Ready")["status"] == "True").await;
+    let p = get(&c, "v1", "pods", "bookinfo", "native");
+    assert_eq!(p["spec"]["containers"].as_array().unwrap().len(), 1);
+    assert_eq!(p["spec"]["initContainers"][1]["name"], "istio-proxy");
+    assert_eq!(p["spec"]["initContainers"][1]["restartPolicy"], "Always");
+    assert_eq!(p["status"]["initContainerStatuses"][1]["ready"], true);
+    actors.set_native_sidecars(false);
+
+    // A revision: its own webhook and ConfigMap (ASM 1.6+ style).
+    let mut wh = kube_sim::seed::injector_webhook(&kube_sim::seed::ca_pem(30));
+    wh["metadata"]["name"] = json!("istio-sidecar-injector-asm-1234");
+    wh["webhooks"][0]["namespaceSelector"] = json!({"matchExpressions": [{"key": "istio-injection", "operator": "DoesNotExist"},
+        {"key": "istio.io/rev", "operator": "In", "values": ["asm-1234"]}]});
+    c.create("admissionregistration.k8s.io/v1", "mutatingwebhookconfigurations", "", wh).unwrap();
+    let mut cm = kube_sim::seed::injector_configmap("gcr.io/gke-release/asm", "1.6.8-asm.9");
+    cm["metadata"]["name"] = json!("istio-sidecar-injector-asm-1234");
+    c.create("v1", "configmaps", "istio-system", cm).unwrap();
+    ns(&c, "rev", json!({"istio.io/rev": "asm-1234"}));
+    let created = c
+        .create(
+            "v1",
+            "pods",
+            "rev",
+            json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "app", "image": "busybox"}]}}),
+        )
+        .unwrap();
+    assert_eq!(proxy_image(&created).as_deref(), Some("gcr.io/gke-release/asm/proxyv2:1.6.8-asm.9"));
+    assert!(
+        created["metadata"]["annotations"]["sidecar.istio.io/status"]
+            .as_str()
+            .unwrap()
+            .contains("\"revision\":\"asm-1234\"")
+    );
+    // istio-injection wins over istio.io/rev.
+    ns(&c, "both", json!({"istio.io/rev": "asm-1234", "istio-injection": "enabled"}));
+    let created = c
+        .create(
+            "v1",
+            "pods",
+            "both",
+            json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "app", "image": "busybox"}]}}),
+        )
+        .unwrap();
+    assert_eq!(proxy_image(&created).as_deref(), Some("gcr.io/gke-release/asm/proxyv2:1.4.10-asm.18"));
+}
+
+#[tokio::test]
+async fn a_job_with_a_classic_sidecar_never_completes() {
+    let sim = mesh().await;
+    let c = sim.cluster();
+    c.create(
+        "batch/v1",
+        "jobs",
+        "bookinfo",
+        json!({"metadata": {"name": "report"}, "spec": {"template": {"spec": {"restartPolicy": "Never",
+        "containers": [{"name": "report", "image": "busybox"}]}}}}),
+    )
+    .unwrap();
+    until(&c, "the app container exited", |c| {
+        pods(c, "bookinfo").iter().any(|p| {
+            label(p, "job-name") == "report"
+                && p["status"]["containerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
+        })
+    })
+    .await;
+    let p = pods(&c, "bookinfo").into_iter().find(|p| label(p, "job-name") == "report").unwrap();
+    assert_eq!(p["status"]["phase"], "Running", "istio-proxy keeps running");
+    assert!(p["status"]["containerStatuses"][1]["state"]["running"].is_object());
+    let job = get(&c, "batch/v1", "jobs", "bookinfo", "report");
+    assert!(cond(&job, "Complete").is_null());
+    assert_eq!(job["status"]["active"], 1);
+    // With a native sidecar it completes.
+    sim.actors().unwrap().set_native_sidecars(true);
+    c.create(
+        "batch/v1",
+        "jobs",
+        "bookinfo",
+        json!({"metadata": {"name": "native"}, "spec": {"template": {"spec": {"restartPolicy": "Never",
+        "containers": [{"name": "report", "image": "busybox"}]}}}}),
+    )
+    .unwrap();
+    until(&c, "native job complete", |c| {
+        cond(&get(c, "batch/v1", "jobs", "bookinfo", "native"), "Complete")["status"] == "True"
+    })
+    .await;
+}
+
+// === the re-injection demo seed ===
+
+#[tokio::test]
+async fn the_reinjection_demo_has_pods_that_predate_injection() {
+    let sim = mesh().await;
+    let c = sim.cluster();
+    kube_sim::seed::reinjection_demo(&c).await.unwrap();
+    for n in kube_sim::seed::REINJECTION_NAMESPACES {
+        assert_eq!(get(&c, "v1", "namespaces", "", n)["metadata"]["labels"]["istio-injection"], "enabled");
+        assert!(pods(&c, n).iter().all(|p| proxy_image(p).is_none()), "{n}: every pod predates injection");
+    }
+    assert_eq!(pods(&c, "payments").len(), 3 + 2 + 1 + 1, "api, ledger, debug-shell, the Job's pod");
+    assert_eq!(pods(&c, "edge").len(), 4 + 1, "log-shipper on each node, metrics-exporter");
+    let job_pod = pods(&c, "payments").into_iter().find(|p| label(p, "job-name") == "nightly-report").unwrap();
+    assert_eq!(job_pod["status"]["phase"], "Succeeded");
+    // Restarts re-inject, except where the injector never injects.
+    for (ns, kind, name) in [
+        ("payments", "deployments", "api"),
+        ("payments", "statefulsets", "ledger"),
+        ("edge", "daemonsets", "log-shipper"),
+        ("edge", "deployments", "metrics-exporter"),
+    ] {
+        c.patch("apps/v1", kind, ns, name, PatchType::Strategic, &restart_patch("now"), "kubectl-rollout").unwrap();
+    }
+    until(&c, "restarted", |c| {
+        let injected = |ns: &str, app: &str| {
+            let ps: Vec<Value> = pods(c, ns).into_iter().filter(|p| label(p, "app") == app).collect();
+            !ps.is_empty()
+                && ps.iter().all(|p| {
+                    proxy_image(p).is_some()
+                        && cond(p, "Ready")["status"] == "True"
+                        && !p["metadata"]["deletionTimestamp"].is_string()
+                })
+        };
+        injected("payments", "api")
+            && injected("payments", "ledger")
+            && injected("edge", "log-shipper")
+            && pods(c, "payments").iter().filter(|p| label(p, "app") == "api").count() == 3
+            && rolled_out(&get(c, "apps/v1", "deployments", "edge", "metrics-exporter"))
+            && get(c, "apps/v1", "deployments", "edge", "metrics-exporter")["status"]["observedGeneration"] == 2
+    })
+    .await;
+    let exporter: Vec<Value> = pods(&c, "edge").into_iter().filter(|p| label(p, "app") == "metrics-exporter").collect();
+    assert!(exporter.iter().all(|p| proxy_image(p).is_none()), "neverInjectSelector: restarted without a sidecar");
+    assert!(proxy_image(&get(&c, "v1", "pods", "payments", "debug-shell")).is_none());
+}
