@@ -23,6 +23,7 @@ pub mod seed;
 pub mod selectors;
 pub mod server;
 pub mod store;
+pub mod table;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

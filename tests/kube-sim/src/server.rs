@@ -536,6 +536,17 @@ async fn dispatch(
     if t.sub.as_deref() == Some("scale") {
         return scale(shared, ti, &rt, &ns, &name, verb, headers, body, &opts, manager);
     }
+    // kubectl get asks for a meta.k8s.io Table: the real server's columns (src/table.rs).
+    if matches!(verb, "get" | "list") && t.sub.is_none() && crate::table::wanted(headers) {
+        let plain = match verb {
+            "list" => list(shared, ti, &rt, t.namespace.as_deref(), q),
+            _ => match lock(&shared.store).get(ti, if rt.namespaced { &ns } else { "" }, &name) {
+                Some(s) => json_response(200, &s.parse()),
+                None => error_response(&ApiError::not_found(&rt, &name)),
+            },
+        };
+        return crate::table::render(plain, &rt, q).await;
+    }
     let result = match verb {
         "get" => {
             let store = lock(&shared.store);

@@ -1383,3 +1383,88 @@ async fn the_reinjection_demo_has_pods_that_predate_injection() {
     assert!(exporter.iter().all(|p| proxy_image(p).is_none()), "neverInjectSelector: restarted without a sidecar");
     assert!(proxy_image(&get(&c, "v1", "pods", "payments", "debug-shell")).is_none());
 }
+
+// === kubectl get prints the real server's columns ===
+
+#[path = "common/kubectl.rs"]
+mod kubectl;
+
+#[tokio::test]
+async fn kubectl_get_prints_the_real_columns() {
+    let Some(k) = kubectl::path() else { return };
+    let sim = mesh().await;
+    let c = sim.cluster();
+    let kc = sim.kubeconfig_path();
+    until(&c, "bookinfo up", |c| {
+        rolled_out(&get(c, "apps/v1", "deployments", "bookinfo", "productpage")) && all_ready(c, "bookinfo", 2)
+    })
+    .await;
+    let (ok, out, err) = kubectl::run(&k, &kc, &["get", "pods", "-n", "bookinfo"]).await;
+    assert!(ok, "{err}");
+    let rows = kubectl::rows(&out);
+    assert_eq!(rows[0], ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]);
+    assert_eq!(rows.len(), 3, "{out}");
+    assert!(rows[1..].iter().all(|r| r[1] == "2/2" && r[2] == "Running" && r[3] == "0"), "{out}");
+    let (ok, out, err) = kubectl::run(&k, &kc, &["get", "pods", "-n", "bookinfo", "-o", "wide"]).await;
+    assert!(ok, "{err}");
+    let rows = kubectl::rows(&out);
+    assert_eq!(
+        rows[0],
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "NOMINATED NODE", "READINESS GATES"]
+    );
+    assert!(rows[1][5].starts_with("10.") && rows[1][6].starts_with("user-node-"), "{out}");
+    let (ok, out, err) = kubectl::run(&k, &kc, &["get", "deploy", "-n", "bookinfo"]).await;
+    assert!(ok, "{err}");
+    let rows = kubectl::rows(&out);
+    assert_eq!(rows[0], ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]);
+    assert_eq!(rows[1][..4], ["productpage", "2/2", "2", "2"]);
+    let (ok, out, err) = kubectl::run(&k, &kc, &["get", "deploy", "productpage", "-n", "bookinfo", "-o", "wide"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(
+        kubectl::rows(&out)[0],
+        ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"]
+    );
+    assert!(out.contains("app=productpage"), "{out}");
+    for (args, header) in [
+        (vec!["get", "rs", "-n", "bookinfo"], vec!["NAME", "DESIRED", "CURRENT", "READY", "AGE"]),
+        (vec!["get", "ns"], vec!["NAME", "STATUS", "AGE"]),
+        (vec!["get", "svc", "-n", "istio-system"], vec!["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]),
+        (vec!["get", "nodes"], vec!["NAME", "STATUS", "ROLES", "AGE", "VERSION"]),
+        (vec!["get", "cm", "-n", "bookinfo"], vec!["NAME", "DATA", "AGE"]),
+        (vec!["get", "leases", "-A"], vec![]),
+        (vec!["get", "meshpolicies"], vec!["NAME", "AGE"]),
+    ] {
+        let (ok, out, err) = kubectl::run(&k, &kc, &args).await;
+        assert!(ok, "{args:?}: {err}");
+        match kubectl::rows(&out).first() {
+            Some(h) => assert_eq!(h, &header, "{args:?}:\n{out}"),
+            None => assert!(header.is_empty() && err.contains("No resources found"), "{args:?}: {out}{err}"),
+        }
+    }
+    let (_, out, _) = kubectl::run(&k, &kc, &["get", "nodes"]).await;
+    assert!(kubectl::rows(&out)[1][..2] == ["user-node-0", "Ready"] && out.contains("v1.36.2"), "{out}");
+    // StatefulSets, DaemonSets and Jobs too.
+    kube_sim::seed::reinjection_demo(&c).await.unwrap();
+    for (args, header) in [
+        (vec!["get", "sts", "-n", "payments"], vec!["NAME", "READY", "AGE"]),
+        (
+            vec!["get", "ds", "-n", "edge"],
+            vec!["NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE SELECTOR", "AGE"],
+        ),
+        (vec!["get", "jobs", "-n", "payments"], vec!["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"]),
+        (vec!["get", "pdb", "-A"], vec![]),
+    ] {
+        let (ok, out, err) = kubectl::run(&k, &kc, &args).await;
+        assert!(ok, "{args:?}: {err}");
+        match kubectl::rows(&out).first() {
+            Some(h) => assert_eq!(h, &header, "{args:?}:\n{out}"),
+            None => assert!(header.is_empty(), "{args:?}: {out}{err}"),
+        }
+    }
+    let (_, out, _) = kubectl::run(&k, &kc, &["get", "sts", "-n", "payments"]).await;
+    assert_eq!(kubectl::rows(&out)[1][..2], ["ledger", "2/2"]);
+    let (_, out, _) = kubectl::run(&k, &kc, &["get", "jobs", "-n", "payments"]).await;
+    assert_eq!(kubectl::rows(&out)[1][..3], ["nightly-report", "Complete", "1/1"]);
+    let (_, out, _) = kubectl::run(&k, &kc, &["get", "pods", "-n", "payments", "-l", "job-name=nightly-report"]).await;
+    assert_eq!(kubectl::rows(&out)[1][1..3], ["0/1", "Completed"], "{out}");
+}
