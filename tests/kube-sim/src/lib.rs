@@ -33,6 +33,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::watch;
 
+pub use actors::{ActorOptions, KubeletOptions};
 pub use server::{FaultRule, RequestRecord};
 pub use store::{ApiError, PatchType, WriteOpts};
 
@@ -47,7 +48,9 @@ pub struct SimOptions {
     pub history: usize,
     /// Period of BOOKMARK events on watches that allow them (a real server: about a minute).
     pub bookmark_interval: Duration,
-    /// Run the cluster actors (scheduler/kubelet, deployment controller, sidecar injector).
+    /// Run the cluster actors (src/actors: scheduler and kubelet, the Deployment, ReplicaSet,
+    /// StatefulSet, DaemonSet, Job, disruption, namespace and service controllers, the sidecar
+    /// injector).
     pub actors: bool,
     /// Enforce authentication (bearer tokens) and RBAC; off: every request is the admin's.
     pub rbac: bool,
