@@ -26,6 +26,7 @@ pub mod seed;
 pub mod selectors;
 pub mod server;
 pub mod store;
+pub mod table;
 pub mod validation;
 
 use std::net::SocketAddr;
@@ -36,6 +37,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::watch;
 
+pub use actors::{ActorOptions, KubeletOptions};
 pub use server::{FaultRule, RequestRecord};
 pub use store::{ApiError, PatchType, Preconditions, WriteOpts};
 
@@ -62,10 +64,14 @@ pub struct SimOptions {
     /// the start (a fresh sim, like a fresh watch cache, keeps nothing from before it started)
     /// and `faults().compact()` compact.
     pub compaction_interval: Option<Duration>,
-    /// Run the cluster actors (scheduler/kubelet, deployment controller, sidecar injector).
+    /// Run the cluster actors (src/actors: scheduler and kubelet, the Deployment, ReplicaSet,
+    /// StatefulSet, DaemonSet, Job, disruption, namespace and service controllers, the sidecar
+    /// injector).
     pub actors: bool,
     /// Enforce authentication (bearer tokens) and RBAC; off: every request is the admin's.
     pub rbac: bool,
+    /// How the actors start (kubelet timing, injector state).
+    pub actor_options: actors::ActorOptions,
 }
 
 impl Default for SimOptions {
@@ -79,6 +85,7 @@ impl Default for SimOptions {
             compaction_interval: Some(Duration::from_secs(300)),
             actors: true,
             rbac: false,
+            actor_options: actors::ActorOptions::default(),
         }
     }
 }
@@ -114,6 +121,15 @@ impl SimOptions {
     }
     pub fn rbac(mut self, on: bool) -> Self {
         self.rbac = on;
+        self
+    }
+    /// The kubelet's timing (e.g. `KubeletOptions::slow(200 ms)` to watch rollouts progress).
+    pub fn kubelet(mut self, k: actors::KubeletOptions) -> Self {
+        self.actor_options.kubelet = k;
+        self
+    }
+    pub fn actor_options(mut self, o: actors::ActorOptions) -> Self {
+        self.actor_options = o;
         self
     }
 }
@@ -171,7 +187,7 @@ impl Sim {
             sim.compactor = Some(tokio::spawn(compactor(shared.clone(), every)));
         }
         if opts.actors {
-            sim.actors = Some(actors::Actors::start(sim.cluster()));
+            sim.actors = Some(actors::Actors::start_with(sim.cluster(), opts.actor_options.clone()));
         }
         Ok(sim)
     }
@@ -431,6 +447,84 @@ impl Cluster {
                 "names": {"kind": kind, "plural": plural, "singular": kind.to_lowercase()},
                 "versions": [{"name": version, "served": true, "storage": true}]}}),
         )
+    }
+}
+
+// === impl Cluster: what the actors use ===
+
+impl Cluster {
+    /// Creates as `manager` (a controller's field manager).
+    pub fn create_by(
+        &self,
+        api_version: &str,
+        plural: &str,
+        ns: &str,
+        obj: Value,
+        manager: &str,
+    ) -> Result<Value, ApiError> {
+        let ti = self.ti(api_version, plural)?;
+        lock(&self.shared.store).create(ti, ns, obj, &WriteOpts::default(), manager)
+    }
+
+    /// A merge patch of the status subresource as `manager`.
+    pub fn patch_status_by(
+        &self,
+        api_version: &str,
+        plural: &str,
+        ns: &str,
+        name: &str,
+        body: &Value,
+        manager: &str,
+    ) -> Result<Value, ApiError> {
+        let ti = self.ti(api_version, plural)?;
+        lock(&self.shared.store).patch(
+            ti,
+            ns,
+            name,
+            PatchType::Merge,
+            body,
+            Some("status"),
+            &WriteOpts::default(),
+            manager,
+        )
+    }
+
+    /// Objects in a namespace with an owner reference to `owner_uid` (found from the index,
+    /// without parsing the others).
+    pub fn list_owned(&self, api_version: &str, plural: &str, ns: &str, owner_uid: &str) -> Vec<Value> {
+        let Ok(ti) = self.ti(api_version, plural) else { return vec![] };
+        lock(&self.shared.store)
+            .iter(ti, Some(ns), None)
+            .filter(|(_, s)| s.index.owner_uids.iter().any(|u| &**u == owner_uid))
+            .map(|(_, s)| s.parse())
+            .collect()
+    }
+
+    /// Names of the objects of a type in a namespace.
+    pub fn names(&self, api_version: &str, plural: &str, ns: &str) -> Vec<String> {
+        let Ok(ti) = self.ti(api_version, plural) else { return vec![] };
+        lock(&self.shared.store).iter(ti, Some(ns), None).map(|(k, _)| k.1.clone()).collect()
+    }
+
+    /// (namespace, name) of every object of a type.
+    pub fn keys(&self, api_version: &str, plural: &str) -> Vec<(String, String)> {
+        let Ok(ti) = self.ti(api_version, plural) else { return vec![] };
+        lock(&self.shared.store).iter(ti, None, None).map(|(k, _)| k.clone()).collect()
+    }
+
+    /// Every served resource type.
+    pub fn resource_types(&self) -> Vec<resources::ResourceType> {
+        lock(&self.shared.store).types.clone()
+    }
+
+    /// Removes a pod now (the kubelet's final delete); false when a finalizer holds it.
+    pub fn remove_terminated_pod(&self, ns: &str, name: &str) -> bool {
+        let Ok(ti) = self.ti("v1", "pods") else { return false };
+        lock(&self.shared.store).remove_terminated_pod(ti, ns, name)
+    }
+
+    pub(crate) fn set_controller_hooks(&self, disruption_controller: bool, graceful_pods: bool) {
+        lock(&self.shared.store).controller_hooks = actors::ControllerHooks { disruption_controller, graceful_pods };
     }
 }
 

@@ -90,7 +90,9 @@ pub fn builtin() -> Vec<ResourceType> {
         rt("apps", "v1", "ReplicaSet", "replicasets", true, &["rs"], &["status", "scale"], true),
         rt("apps", "v1", "StatefulSet", "statefulsets", true, &["sts"], &["status", "scale"], true),
         rt("apps", "v1", "DaemonSet", "daemonsets", true, &["ds"], &["status"], true),
+        rt("apps", "v1", "ControllerRevision", "controllerrevisions", true, &[], &[], false),
         rt("batch", "v1", "Job", "jobs", true, &[], &["status"], true),
+        rt("batch", "v1", "CronJob", "cronjobs", true, &["cj"], &["status"], true),
         rt("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", true, &["pdb"], &["status"], true),
         rt(
             "admissionregistration.k8s.io",

@@ -551,6 +551,20 @@ async fn dispatch(
     if t.sub.as_deref() == Some("scale") {
         return scale(shared, ti, &rt, &ns, &name, verb, headers, body, &opts, manager);
     }
+    // kubectl get asks for a meta.k8s.io Table: the real server's columns (src/table.rs).
+    if matches!(verb, "get" | "list") && t.sub.is_none() && crate::table::wanted(headers) {
+        let plain = match verb {
+            "list" => list(shared, ti, &rt, t.namespace.as_deref(), q).await,
+            _ => {
+                let found = lock(&shared.store).get(ti, if rt.namespaced { &ns } else { "" }, &name).map(|s| s.parse());
+                match found {
+                    Some(v) => json_response(200, &v),
+                    None => error_response(&ApiError::not_found(&rt, &name)),
+                }
+            }
+        };
+        return crate::table::render(plain, &rt, q).await;
+    }
     let result = match verb {
         "get" => {
             let store = lock(&shared.store);
@@ -567,7 +581,7 @@ async fn dispatch(
         "watch" => return watch(shared.clone(), ti, &rt, t.namespace.clone(), t.name.clone(), q),
         "create" => {
             if t.sub.as_deref() == Some("eviction") {
-                return evict(shared, ti, &ns, &name);
+                return evict(shared, ti, &ns, &name, opts.dry_run);
             }
             parse_body(body).and_then(|b| lock(&shared.store).create(ti, &ns, b, &opts, manager))
         }
@@ -862,50 +876,23 @@ fn scale(
     }
 }
 
-/// pods/eviction honouring PodDisruptionBudgets.
-fn evict(shared: &Shared, ti: usize, ns: &str, name: &str) -> Response {
+/// pods/eviction honouring PodDisruptionBudgets. The budget decision is the disruption
+/// controller's business: `actors::disruption::check_eviction` (src/actors/disruption.rs).
+fn evict(shared: &Shared, ti: usize, ns: &str, name: &str, dry_run: bool) -> Response {
     let mut store = lock(&shared.store);
     let rt = store.types[ti].clone();
     let Some(pod) = store.get(ti, ns, name).map(|s| s.parse()) else {
         return error_response(&ApiError::not_found(&rt, name));
     };
-    if let Some(pdb_ti) = store.type_index("policy", "v1", "poddisruptionbudgets") {
-        let pods: Vec<Value> = store.iter(ti, Some(ns), None).map(|(_, s)| s.parse()).collect();
-        let pdbs: Vec<Value> = store.iter(pdb_ti, Some(ns), None).map(|(_, s)| s.parse()).collect();
-        for pdb in &pdbs {
-            let sel = &pdb["spec"]["selector"]["matchLabels"];
-            let matches =
-                |p: &Value| sel.as_object().is_some_and(|m| m.iter().all(|(k, v)| &p["metadata"]["labels"][k] == v));
-            if !matches(&pod) {
-                continue;
-            }
-            let healthy = pods
-                .iter()
-                .filter(|p| {
-                    matches(p)
-                        && p["status"]["conditions"]
-                            .as_array()
-                            .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-                })
-                .count() as i64;
-            let total = pods.iter().filter(|p| matches(p)).count() as i64;
-            let min_available = pdb["spec"]["minAvailable"]
-                .as_i64()
-                .or_else(|| pdb["spec"]["maxUnavailable"].as_i64().map(|m| total - m))
-                .unwrap_or(0);
-            if healthy - 1 < min_available {
-                return error_response(
-                    &ApiError::new(
-                        429,
-                        "TooManyRequests",
-                        "Cannot evict pod as it would violate the pod's disruption budget.",
-                    )
-                    .with_details(name, "", "pods"),
-                );
-            }
+    if let Err(e) = crate::actors::disruption::check_eviction(&mut store, ns, &pod, dry_run) {
+        let mut r = error_response(&e);
+        if let Some(s) = e.details["retryAfterSeconds"].as_u64() {
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
+        return r;
     }
-    match store.delete(ti, ns, name, &WriteOpts::default()) {
+    let deleted = if dry_run { Ok(pod) } else { store.delete(ti, ns, name, &WriteOpts::default()) };
+    match deleted {
         Ok(_) => json_response(
             201,
             &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),

@@ -256,8 +256,9 @@ pub enum PatchType {
 pub type Key = (String, String);
 
 /// A mutating admission hook: sees the store (read-only), the type, the namespace and the
-/// object about to be created, and may change it (the sidecar injector is one).
-pub type Admission = Arc<dyn Fn(&Store, &ResourceType, &str, &mut Value) + Send + Sync>;
+/// object about to be created, and may change it (the sidecar injector is one) or refuse it
+/// (the error is the answer, as a failing webhook's).
+pub type Admission = Arc<dyn Fn(&Store, &ResourceType, &str, &mut Value) -> Result<(), ApiError> + Send + Sync>;
 
 pub struct Store {
     pub types: Vec<ResourceType>,
@@ -272,6 +273,8 @@ pub struct Store {
     uid: u64,
     pub events: broadcast::Sender<Arc<Event>>,
     pub admission: Vec<Admission>,
+    /// What the cluster actors take over when they run (src/actors).
+    pub controller_hooks: crate::actors::ControllerHooks,
 }
 
 /// Events buffered for in-process subscribers and live watches; one that falls further behind
@@ -360,6 +363,7 @@ impl Store {
             uid: 0,
             events,
             admission: Vec::new(),
+            controller_hooks: Default::default(),
         }
     }
 
@@ -955,6 +959,7 @@ impl Store {
         if new["metadata"]["deletionTimestamp"].is_string()
             && new["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty())
             && rt.kind != "Namespace"
+            && !self.terminating_gracefully(&rt, &new)
         {
             let gone = self.remove(ti, &key);
             if rt.namespaced {
@@ -1029,7 +1034,7 @@ impl Store {
             m.remove("resourceVersion");
         }
         for hook in self.admission.clone() {
-            hook(self, &rt, &key.0, &mut obj);
+            hook(self, &rt, &key.0, &mut obj)?;
         }
         let created = self.commit(ti, key, None, obj, None, opts, manager)?;
         if rt.kind == "CustomResourceDefinition"
@@ -1177,6 +1182,9 @@ impl Store {
         if rt.kind == "Namespace" {
             return Ok(self.delete_namespace(ti, key, &old));
         }
+        if let Some(v) = self.graceful_pod_delete(ti, &key, &old) {
+            return Ok(v);
+        }
         if has_finalizers {
             if old["metadata"]["deletionTimestamp"].is_string() {
                 return Ok((*old).clone());
@@ -1271,6 +1279,64 @@ fn check_preconditions(rt: &ResourceType, name: &str, obj: &Value, pre: &Precond
         ));
     }
     Ok(())
+}
+
+// === kube-sim actors: graceful pod deletion (the kubelet actor in src/actors/kubelet.rs
+// removes the pod when its containers have stopped) ===
+
+impl Store {
+    /// A pod of a running kubelet is deleted gracefully: `deletionTimestamp` (now plus the grace
+    /// period) and `deletionGracePeriodSeconds` first. None: delete as usual (no kubelet, grace
+    /// 0, not scheduled, already finished).
+    fn graceful_pod_delete(&mut self, ti: usize, key: &Key, old: &Value) -> Option<Value> {
+        let rt = &self.types[ti];
+        if !self.controller_hooks.graceful_pods || rt.kind != "Pod" || !rt.group.is_empty() {
+            return None;
+        }
+        if old["metadata"]["deletionTimestamp"].is_string() {
+            return Some(old.clone());
+        }
+        let grace = old["spec"]["terminationGracePeriodSeconds"].as_i64().unwrap_or(30);
+        let scheduled = old["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
+        let finished = matches!(old["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+        if grace <= 0 || !scheduled || finished {
+            return None;
+        }
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let mut v = old.clone();
+        v["metadata"]["deletionTimestamp"] = json!(rfc3339(now + grace as u64));
+        v["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+        self.rv += 1;
+        v["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        Some(self.put(ti, key.clone(), v, "MODIFIED"))
+    }
+
+    fn terminating_gracefully(&self, rt: &ResourceType, obj: &Value) -> bool {
+        self.controller_hooks.graceful_pods
+            && rt.kind == "Pod"
+            && obj["metadata"]["deletionGracePeriodSeconds"].as_i64().is_some_and(|g| g > 0)
+    }
+
+    /// The kubelet's last word on a pod (or pod garbage collection): it goes now, unless a
+    /// finalizer holds it (then it is only marked for deletion). True when it went.
+    pub fn remove_terminated_pod(&mut self, ti: usize, ns: &str, name: &str) -> bool {
+        let key = (ns.to_string(), name.to_string());
+        let Some(old) = self.get(ti, ns, name).map(Stored::parse) else { return false };
+        if old["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty()) {
+            if !old["metadata"]["deletionTimestamp"].is_string() {
+                let mut v = old;
+                v["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+                self.rv += 1;
+                v["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+                self.put(ti, key, v, "MODIFIED");
+            }
+            return false;
+        }
+        self.rv += 1;
+        self.remove(ti, &key);
+        self.finish_namespace(ns);
+        true
+    }
 }
 
 /// A namespaced body naming another namespace than the URL is a 400, as in the real server.

@@ -127,7 +127,6 @@ const KNOWN: &[Known] = &[
         "responses[2]",
         "core/v1 discovery lacks resources and subresources; namespaces list deletecollection; the document has apiVersion",
     ),
-    api(T15, "responses[3]", "apps/v1 discovery lacks controllerrevisions"),
     api(T15, "responses[4]", "aggregated discovery (apidiscovery.k8s.io/v2) is not served"),
     api(T15, "responses[5]", "aggregated discovery (apidiscovery.k8s.io/v2) is not served"),
     ctl(T16, "responses[2]", "the namespace's deletion conditions come from the namespace controller (src/actors.rs)"),

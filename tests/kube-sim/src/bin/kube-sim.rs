@@ -1,5 +1,5 @@
 #![forbid(unsafe_code)]
-//! `kube-sim [--port N] [--kubeconfig PATH] [--rbac] [--seed asm-onprem|empty] [--no-actors]`: serve a simulated cluster until Ctrl-C.
+//! `kube-sim [--port N] [--kubeconfig PATH] [--rbac] [--seed asm-onprem|reinjection-demo|empty] [--no-actors]`: serve a simulated cluster until Ctrl-C.
 
 use kube_sim::{Sim, SimOptions};
 
@@ -30,7 +30,7 @@ async fn main() -> std::process::ExitCode {
             },
             "-h" | "--help" => {
                 println!(
-                    "kube-sim [--port N] [--kubeconfig PATH] [--rbac] [--seed asm-onprem|empty] [--no-actors]\nServes a simulated Kubernetes API on 127.0.0.1 and prints a kubeconfig path."
+                    "kube-sim [--port N] [--kubeconfig PATH] [--rbac] [--seed asm-onprem|reinjection-demo|empty] [--no-actors]\nServes a simulated Kubernetes API on 127.0.0.1 and prints a kubeconfig path."
                 );
                 return std::process::ExitCode::SUCCESS;
             }
@@ -47,9 +47,15 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    if seed == "asm-onprem"
-        && let Err(e) = kube_sim::seed::asm_onprem(&sim.cluster())
-    {
+    let seeded = match seed.as_str() {
+        "asm-onprem" => kube_sim::seed::asm_onprem(&sim.cluster()),
+        "reinjection-demo" => match kube_sim::seed::asm_onprem_ready(&sim.cluster()).await {
+            Ok(()) => kube_sim::seed::reinjection_demo(&sim.cluster()).await,
+            Err(e) => Err(e),
+        },
+        _ => Ok(()),
+    };
+    if let Err(e) = seeded {
         eprintln!("kube-sim: seeding failed: {}", e.message);
         return std::process::ExitCode::from(1);
     }
