@@ -261,7 +261,8 @@ fn verdict(owner: &Owner, ns: &str, name: &str, cov: &Coverage, view: &View<'_>,
     }
     if let Some(t) = r.restarted_at {
         let all_since = cov.needing.iter().all(|(_, created, _)| *created >= t);
-        if r.complete() && all_since && injector_changed < t {
+        // (Seconds: an injector change in the very second of the restart counts as before it.)
+        if r.complete() && all_since && injector_changed <= t {
             return Verdict::Failed { restarted_at: t };
         }
     }

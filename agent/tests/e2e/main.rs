@@ -9,4 +9,5 @@ mod gateway;
 mod injection;
 mod rbac;
 mod real_server;
+mod reinjection;
 mod watcher;
