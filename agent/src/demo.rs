@@ -1,10 +1,13 @@
 //! `meshkeeper demo`: the real agent against an in-process simulated cluster (kube-sim) seeded
-//! with the install guide's asm-onprem layout and some drift, so a newcomer sees it work with
-//! no cluster at all. `--scenario drift` keeps injecting drift.
+//! with the install guide's asm-onprem layout, some drift, and workloads that predate
+//! injection, so a newcomer sees it work with no cluster at all: labels restored, the gateway
+//! pinned, and the workloads re-injected one by one. `--scenario drift` keeps injecting drift
+//! (a label removed, a nodePort moved, an injector outage that holds re-injection, an upgrade
+//! that rolls every proxy).
 
 use std::time::Duration;
 
-use kube_sim::{PatchType, Sim, SimOptions};
+use kube_sim::{KubeletOptions, PatchType, Sim, SimOptions};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -31,6 +34,10 @@ pub fn demo_settings(mut s: Settings, port: u16) -> Settings {
     s.injection.mode = Mode::Enforce;
     s.gateway.mode = GatewayMode::Manual;
     s.gateway.repair = true;
+    // One rollout at a time, so the re-injection is seen workload by workload.
+    s.reinjection.mode = Mode::Enforce;
+    s.reinjection.max_rollouts_in_progress = 1;
+    s.reinjection.cooldown_minutes = 1;
     s.leader_election.namespace = "meshkeeper".into();
     s.resync_seconds = 30;
     s
@@ -105,24 +112,33 @@ pub async fn run(
     port: u16,
     shutdown: CancellationToken,
 ) -> Result<(), DemoError> {
-    let sim = Sim::start(SimOptions::default()).await.map_err(DemoError::Sim)?;
+    // Pods take a second to become ready, so a rollout can be watched (kubectl get pods -w).
+    let opts = SimOptions::default().kubelet(KubeletOptions::slow(Duration::from_secs(1)));
+    let sim = Sim::start(opts).await.map_err(DemoError::Sim)?;
     let c = sim.cluster();
-    kube_sim::seed::asm_onprem(&c).map_err(|e| DemoError::Seed(e.message))?;
+    println!("meshkeeper demo: starting a simulated cluster ...");
+    kube_sim::seed::asm_onprem_ready(&c).await.map_err(|e| DemoError::Seed(e.message))?;
     c.create("v1", "namespaces", "", json!({"metadata": {"name": "meshkeeper"}}))
         .map_err(|e| DemoError::Seed(e.message))?;
+    kube_sim::seed::reinjection_demo(&c).await.map_err(|e| DemoError::Seed(e.message))?;
     let settings = demo_settings(settings, port);
     let addr = settings.http.listen.0;
     println!("meshkeeper demo: a simulated cluster with the install guide's asm-onprem layout is running.");
     println!();
     println!("  kubectl:  export KUBECONFIG={}", sim.kubeconfig_path().display());
     println!("            kubectl get ns --show-labels; kubectl label ns shop istio-injection-");
+    println!("            kubectl -n payments get pods -w    (READY 1/1 becomes 2/2 as sidecars arrive)");
     println!("  metrics:  http://{addr}/metrics");
     println!("  status:   http://{addr}/status");
     println!("  check:    meshkeeper check --kubeconfig {}", sim.kubeconfig_path().display());
     println!();
-    println!("Seeded drift: namespace shop lacks the injection label (the agent adds it).");
+    println!("Seeded drift: namespace shop lacks the injection label (the agent adds it); in payments and");
+    println!("edge a Deployment, a StatefulSet and a DaemonSet started before their namespaces were labelled:");
+    println!("the agent restarts them one at a time. The bare pod payments/debug-shell is reported (no");
+    println!("controller to restart), edge/metrics-exporter is left alone (the injector's neverInjectSelector).");
     if scenario == Scenario::Drift {
-        println!("Scenario drift: every 10 s a new drift (label removed, nodePort changed, injector outage, upgrade).");
+        println!("Scenario drift: every 10 s a new drift (label removed, nodePort changed, injector outage that");
+        println!("holds re-injection, an upgrade to 1.4.10-asm.19 whose proxies are then rolled under the budget).");
     }
     println!("Ctrl-C stops the demo.\n");
     let clients = client::build_clients(&ClientOptions {

@@ -150,3 +150,46 @@ async fn check_reports_and_exits_by_severity() {
     let out = check(&sim, &f, &[]).await;
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
 }
+
+/// `meshkeeper demo`: each seeded workload that predates injection is re-injected once (one at a
+/// time: the demo allows one rollout in progress), the bare pod is reported, SIGTERM stops it.
+#[tokio::test]
+async fn the_demo_reinjects_every_seeded_workload_once() {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = meshkeeper()
+        .args(["demo", "--port", "0", "--log-format", "json"])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn the demo");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut restarts: Vec<String> = Vec::new();
+    let mut reported_bare_pod = false;
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while restarts.len() < 4 || !reported_bare_pod {
+        let line = tokio::time::timeout_at(deadline.into(), lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("the demo did not re-inject its workloads within 90 s: {restarts:?}"))
+            .expect("read")
+            .expect("the demo ended early");
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+        if v["kind"] == "reinjection" && v["result"] == "success" {
+            restarts.push(v["object"].as_str().unwrap_or_default().to_string());
+        }
+        if v["reason"] == "NoControllerToRestart" && v["object"] == "pod/payments/debug-shell" {
+            reported_bare_pod = true;
+        }
+    }
+    restarts.sort();
+    assert_eq!(
+        restarts,
+        ["daemonset/edge/log-shipper", "deployment/payments/api", "deployment/shop/web", "statefulset/payments/ledger"],
+        "each workload that predates injection restarted once (edge/metrics-exporter is the injector's neverInjectSelector's)"
+    );
+    let pid = child.id().unwrap();
+    std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("exits").unwrap();
+    assert!(status.success(), "{status}");
+}
