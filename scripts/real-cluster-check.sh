@@ -6,7 +6,11 @@
 #      ones) is fully pinned with one patch, no contest, no error; a later `kubectl patch` of a
 #      nodePort is undone within 1 s;
 #   2. an idle agent makes zero watch restarts and zero LISTs over IDLE_SECONDS (default 120);
-#   3. an agent whose Lease namespace does not exist keeps running as a follower and says why.
+#   3. an agent whose Lease namespace does not exist keeps running as a follower and says why;
+#   4. (MK_REINJECTION=1, needs a working Istio injector, istio-injection=enabled) a Deployment
+#      started before its namespace was labelled is restarted once and gets the sidecar, under
+#      the RBAC the chart renders for rbac.reinjection.enforce=true (apply it for the agent's
+#      identity yourself, or run as admin).
 #
 # Usage: KUBECONFIG=... scripts/real-cluster-check.sh [--keep]
 #   MK_BIN=path      the meshkeeper binary (default: cargo build --release, target/release)
@@ -186,6 +190,39 @@ else
   fail "role $ROLE, LeaseNamespaceMissing: $FOUND"
 fi
 grep -q 'Status {' "$WORK/orphan.log" && fail "Debug output in the logs" || pass "errors are one readable line (no Debug output in the logs)"
+
+if [ "${MK_REINJECTION:-0}" = 1 ]; then
+  say "4. a Deployment that predates injection is restarted once and gets the sidecar"
+  APP_NS="${MK_NS}-app"
+  kubectl create namespace "$APP_NS" >/dev/null 2>&1 || true
+  kubectl -n "$APP_NS" create deployment web --image=registry.k8s.io/pause:3.9 --replicas=2 >/dev/null
+  kubectl -n "$APP_NS" rollout status deployment web --timeout=120s >/dev/null
+  kubectl label namespace "$APP_NS" istio-injection=enabled --overwrite >/dev/null
+  start reinject "http:
+  listen: 127.0.0.1:0
+leader_election:
+  namespace: $NS
+injection:
+  mode: audit
+gateway:
+  mode: off
+reinjection:
+  mode: enforce
+"
+  T0=$(now_ms)
+  OK=0
+  for _ in $(seq 1 600); do
+    if kubectl -n "$APP_NS" get pods -l app=web -o json | python3 -c '
+import json, sys
+pods = [p for p in json.load(sys.stdin)["items"] if not p["metadata"].get("deletionTimestamp")]
+sys.exit(0 if pods and all(any(c["name"] == "istio-proxy" for c in p["spec"]["containers"] + p["spec"].get("initContainers", [])) for p in pods) else 1)'; then OK=1; break; fi
+    sleep 0.2
+  done
+  [ "$OK" = 1 ] && pass "web re-injected $(( $(now_ms) - T0 )) ms after the agent started" || fail "web not re-injected within 2 min"
+  N=$(metric "$ADDR" 'meshkeeper_reinjections_total{kind="deployment",result="success"}')
+  [ "${N:-0}" = 1 ] && pass "restarted once" || fail "restarts: ${N:-0}"
+  kubectl delete namespace "$APP_NS" --wait=false >/dev/null 2>&1 || true
+fi
 
 say "summary"
 [ "$FAILED" = 0 ] && echo "every scenario held" || echo "some scenarios FAILED"

@@ -30,9 +30,19 @@ async fn render(sets: &[&str]) -> Vec<Value> {
 use serde::Deserialize;
 
 async fn rbac_cluster(sets: &[&str]) -> (Sim, std::path::PathBuf) {
+    rbac_cluster_seeded(sets, false).await
+}
+
+/// With `reinjection`: also the re-injection demo's workloads (pods without sidecars).
+async fn rbac_cluster_seeded(sets: &[&str], reinjection: bool) -> (Sim, std::path::PathBuf) {
     let sim = Sim::start(SimOptions::default().rbac(true)).await.expect("sim");
-    kube_sim::seed::asm_onprem(&sim.cluster()).expect("seed");
     let c = sim.cluster();
+    if reinjection {
+        kube_sim::seed::asm_onprem_ready(&c).await.expect("seed");
+        kube_sim::seed::reinjection_demo(&c).await.expect("demo seed");
+    } else {
+        kube_sim::seed::asm_onprem(&c).expect("seed");
+    }
     c.create("v1", "namespaces", "", json!({"metadata": {"name": "meshkeeper"}})).unwrap();
     for obj in render(sets).await {
         let kind = obj["kind"].as_str().unwrap_or_default().to_string();
@@ -115,4 +125,42 @@ async fn enforcement_needs_its_rbac_value_and_a_refusal_is_reported() {
     .await;
     assert!(denied(&sim).is_empty(), "{:?}", denied(&sim));
     assert!(!agent.has_finding("PermissionDenied").await);
+}
+
+#[tokio::test]
+async fn reinjection_restarts_under_the_charts_rbac_only_with_its_value() {
+    if !have("helm") {
+        return;
+    }
+    let restarts = |sim: &Sim| {
+        sim.requests()
+            .into_iter()
+            .filter(|r| r.user_agent.starts_with("meshkeeper/") && r.verb == "patch" && r.resource == "deployments")
+            .collect::<Vec<_>>()
+    };
+    // Without rbac.reinjection.enforce: refused, reported, not retried hot.
+    let (sim, kubeconfig) = rbac_cluster_seeded(&[], true).await;
+    let agent = start_as(&sim, &kubeconfig, "reinjection:\n  mode: enforce\n").await;
+    agent.wait_leader().await;
+    agent.wait_finding("WriteForbidden", true, Duration::from_secs(15)).await;
+    assert!(agent.has_finding("PermissionDenied").await);
+    assert!(
+        denied(&sim).iter().all(|r| r.verb == "patch"),
+        "reads (the injector ConfigMap by name) are allowed: {:?}",
+        denied(&sim)
+    );
+    assert!(restarts(&sim).len() <= 6, "no hot loop");
+    // With it: the workloads roll, and nothing is refused.
+    let (sim, kubeconfig) = rbac_cluster_seeded(&["rbac.reinjection.enforce=true"], true).await;
+    let agent = start_as(&sim, &kubeconfig, "reinjection:\n  mode: enforce\n").await;
+    agent.wait_leader().await;
+    until(&sim, Duration::from_secs(30), "payments/api restarted under the chart's RBAC", |c| {
+        c.get("apps/v1", "deployments", "payments", "api").is_some_and(|d| {
+            d["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"].is_string()
+        })
+    })
+    .await;
+    assert!(denied(&sim).is_empty(), "{:?}", denied(&sim));
+    assert!(!agent.has_finding("PermissionDenied").await);
+    assert!(!agent.has_finding("WatchForbidden").await, "the injector's ConfigMap is watched by name");
 }
