@@ -15,6 +15,7 @@
 # Usage: KUBECONFIG=... scripts/real-cluster-check.sh [--keep]
 #   MK_BIN=path      the meshkeeper binary (default: cargo build --release, target/release)
 #   MK_NS=name       scratch namespace (default: mk-check; created and deleted)
+#   MK_PROFILE=p     the profile of scenario 4 (asm-onprem or istiod)
 #   IDLE_SECONDS=n   length of the idle window of scenario 2 (default 120)
 #
 # It never touches anything but MK_NS (and leaves it when --keep is given). Exit 0 when every
@@ -193,12 +194,13 @@ grep -q 'Status {' "$WORK/orphan.log" && fail "Debug output in the logs" || pass
 
 if [ "${MK_REINJECTION:-0}" = 1 ]; then
   say "4. a Deployment that predates injection is restarted once and gets the sidecar"
-  APP_NS="${MK_NS}-app"
+  APP_NS="${NS}-app"
   kubectl create namespace "$APP_NS" >/dev/null 2>&1 || true
   kubectl -n "$APP_NS" create deployment web --image=registry.k8s.io/pause:3.9 --replicas=2 >/dev/null
   kubectl -n "$APP_NS" rollout status deployment web --timeout=120s >/dev/null
   kubectl label namespace "$APP_NS" istio-injection=enabled --overwrite >/dev/null
-  start reinject "http:
+  start reinject "profile: ${MK_PROFILE:-asm-onprem}
+http:
   listen: 127.0.0.1:0
 leader_election:
   namespace: $NS
