@@ -121,9 +121,7 @@ fn ordinal(name: &str) -> Option<i32> {
 
 /// The injector's ConfigMap the settings mean (`<name>-<rev>` for a revision policy).
 pub fn injector_configmap(view: &View<'_>) -> String {
-    let base = &view.settings.reinjection.injector_configmap;
-    let label = &view.settings.injection.label;
-    if label.key == super::injection::ISTIO_REV { format!("{base}-{}", label.value) } else { base.clone() }
+    super::api::injector_configmap_name(view.settings)
 }
 
 /// Resolves a pod to its workload: ReplicaSets to their Deployment.

@@ -30,8 +30,7 @@ use crate::findings::ObjectRef;
 use super::ledger::Ledger;
 use super::{Action, Gates, Operation, Wait, Waiting};
 
-/// The annotation a restart sets on the pod template (as `kubectl rollout restart`).
-pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+use crate::cache::workload::RESTARTED_AT;
 
 /// The JSON patch of a rolling restart: `test` the generation the plan saw (a spec changed
 /// meanwhile re-plans), then set `kubectl.kubernetes.io/restartedAt` on the pod template.
