@@ -403,6 +403,28 @@ impl ServiceInfo {
     }
 }
 
+#[cfg(test)]
+impl ServiceInfo {
+    /// A Service for tests: `ServiceInfo::test("istio-system", "istio-sidecar-injector")`.
+    pub fn test(ns: &str, name: &str) -> Self {
+        ServiceInfo {
+            namespace: ns.into(),
+            name: name.into(),
+            uid: None,
+            resource_version: None,
+            type_: "ClusterIP".into(),
+            selector: BTreeMap::new(),
+            ports: vec![],
+            load_balancer_ip: None,
+            annotations: BTreeMap::new(),
+            ingress_ips: vec![],
+            node_port_managers: BTreeMap::new(),
+            ip_managers: vec![],
+            writers: vec![],
+        }
+    }
+}
+
 /// Reads FieldsV1 ownership of `spec.ports[port=N].nodePort`, `spec.loadBalancerIP` and
 /// `metadata.annotations` per manager (the only fields the gateway pin needs to name).
 fn field_owners(

@@ -321,6 +321,13 @@ pub async fn kubectl(sim: &Sim, args: &[&str]) -> (bool, String) {
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
+/// Moves the gateway's http2 nodePort to 32080 with the real kubectl, as an upgrade would.
+pub async fn kubectl_move_http2(sim: &Sim) {
+    let patch = r#"{"spec":{"ports":[{"port":80,"nodePort":32080}]}}"#;
+    let (ok, out) = kubectl(sim, &["-n", "istio-system", "patch", "svc", "istio-ingressgateway", "-p", patch]).await;
+    assert!(ok, "{out}");
+}
+
 /// Removes `istio-injection` from a namespace, as someone's `kubectl label ns X istio-injection-` would.
 pub fn remove_injection_label(sim: &Sim, ns: &str) {
     sim.cluster()

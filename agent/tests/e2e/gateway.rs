@@ -42,20 +42,7 @@ async fn a_kubectl_patched_node_port_is_undone_within_a_second() {
             }
         })
     };
-    let (ok, out) = kubectl(
-        &sim,
-        &[
-            "-n",
-            "istio-system",
-            "patch",
-            "svc",
-            "istio-ingressgateway",
-            "-p",
-            r#"{"spec":{"ports":[{"port":80,"nodePort":32080}]}}"#,
-        ],
-    )
-    .await;
-    assert!(ok, "{out}");
+    kubectl_move_http2(&sim).await;
     let s2 = seen.clone();
     eventually(Duration::from_secs(1), "http2 drifted to 32080 and back to 31380", || {
         let s2 = s2.clone();

@@ -58,20 +58,7 @@ async fn point1_a_fresh_gateway_service_is_fully_pinned_in_one_patch_and_later_d
         return;
     }
     let start_patch = Instant::now();
-    let (ok, out) = kubectl(
-        &sim,
-        &[
-            "-n",
-            "istio-system",
-            "patch",
-            "svc",
-            "istio-ingressgateway",
-            "-p",
-            r#"{"spec":{"ports":[{"port":80,"nodePort":32080}]}}"#,
-        ],
-    )
-    .await;
-    assert!(ok, "{out}");
+    kubectl_move_http2(&sim).await;
     let took = until(&sim, Duration::from_secs(1), "http2 back on 31380", |_| pinned(&sim)).await;
     eprintln!(
         "point 1: a later kubectl patch undone {:?} after kubectl returned ({:?} after it started)",

@@ -93,19 +93,8 @@ fn healthy() -> Snapshot {
     deployments.push(deployment("gke-system", "istio-ingressgateway", "gke.gcr.io/proxyv2:1.3.6-gke.0", 1, 1));
     deployments.push(deployment("kube-system", "istio-citadel", "gke.gcr.io/citadel:1.3.6-gke.0", 1, 1));
     let service = ServiceInfo {
-        namespace: "istio-system".into(),
-        name: "istio-sidecar-injector".into(),
-        uid: None,
-        resource_version: None,
-        type_: "ClusterIP".into(),
         selector: labels(&[("app", "istio-sidecar-injector")]),
-        ports: vec![],
-        load_balancer_ip: None,
-        annotations: BTreeMap::new(),
-        ingress_ips: vec![],
-        node_port_managers: BTreeMap::new(),
-        ip_managers: vec![],
-        writers: vec![],
+        ..ServiceInfo::test("istio-system", "istio-sidecar-injector")
     };
     let webhook = WebhookConfigInfo {
         name: "istio-sidecar-injector".into(),

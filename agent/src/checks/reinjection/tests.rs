@@ -105,19 +105,8 @@ fn mesh() -> Snapshot {
         }],
     }]);
     s.services = Index::from_objects([ServiceInfo {
-        namespace: "istio-system".into(),
-        name: "istio-sidecar-injector".into(),
-        uid: None,
-        resource_version: None,
-        type_: "ClusterIP".into(),
         selector: labels(&[("istio", "sidecar-injector")]),
-        ports: vec![],
-        load_balancer_ip: None,
-        annotations: BTreeMap::new(),
-        ingress_ips: vec![],
-        node_port_managers: BTreeMap::new(),
-        ip_managers: vec![],
-        writers: vec![],
+        ..ServiceInfo::test("istio-system", "istio-sidecar-injector")
     }]);
     s.pods =
         Index::from_objects(
