@@ -129,8 +129,11 @@ pub struct RestartCandidate {
     /// The pod template has metadata / annotations (the patch adds what is missing).
     pub template_has_metadata: bool,
     pub template_has_annotations: bool,
-    /// For `OnDelete` workloads with `reinjection.evict_on_delete`: the pod to evict next.
-    pub evict: Option<String>,
+    /// For `OnDelete` workloads with `reinjection.evict_on_delete`: the pod to evict next, and
+    /// its creation time (a pod recreated under the same name is another pod).
+    pub evict: Option<(String, i64)>,
+    /// An OnDelete workload being evicted pod by pod has a pod not ready yet: the next waits.
+    pub replacement_pending: bool,
 }
 
 /// What the restart planner needs from the re-injection check.

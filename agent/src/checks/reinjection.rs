@@ -202,6 +202,12 @@ pub fn assess(view: &View<'_>) -> Assessment {
             *a.proxy_versions.entry(injector::proxy_version(img).to_string()).or_default() += 1;
         }
         if state == PodState::Ignored {
+            // A pod on its way out still counts as one of its workload's pods not ready (the
+            // next eviction waits for its replacement).
+            if pod.terminating() && !pod.phase.completed() {
+                let (owner, name) = owner_of(pod, view);
+                a.workloads.entry((owner, pod.namespace.to_string(), name)).or_default().unready += 1;
+            }
             continue;
         }
         let (owner, name) = owner_of(pod, view);
@@ -265,6 +271,7 @@ fn verdict(owner: &Owner, ns: &str, name: &str, cov: &Coverage, view: &View<'_>,
         }
     }
     let mut evict = None;
+    let mut replacement_pending = false;
     match r.strategy {
         Strategy::Paused => return Verdict::Blocked("the Deployment is paused: kubectl rollout resume".into()),
         Strategy::OnDelete if !s.evict_on_delete => {
@@ -275,7 +282,9 @@ fn verdict(owner: &Owner, ns: &str, name: &str, cov: &Coverage, view: &View<'_>,
         Strategy::OnDelete => {
             // One pod at a time: only once every pod is ready again, the oldest first.
             if cov.unready == 0 {
-                evict = cov.needing.iter().min_by_key(|(_, created, _)| *created).map(|(n, _, _)| n.clone());
+                evict = cov.needing.iter().min_by_key(|(_, created, _)| *created).map(|(n, c, _)| (n.clone(), *c));
+            } else {
+                replacement_pending = true;
             }
         }
         Strategy::Partition(p) if cov.needing.iter().all(|(_, _, o)| o.is_some_and(|o| o < p)) => {
@@ -299,6 +308,7 @@ fn verdict(owner: &Owner, ns: &str, name: &str, cov: &Coverage, view: &View<'_>,
         template_has_metadata: r.template != crate::cache::workload::TemplateMeta::NoMetadata,
         template_has_annotations: r.template == crate::cache::workload::TemplateMeta::Annotations,
         evict,
+        replacement_pending,
     })
 }
 

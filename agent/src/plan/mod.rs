@@ -170,6 +170,8 @@ pub enum Wait {
     NamespaceBusy {
         namespace: String,
     },
+    /// Re-injection of an OnDelete workload: the last evicted pod's replacement is not ready.
+    ReplacementPending,
 }
 
 impl Wait {
@@ -202,6 +204,7 @@ impl Wait {
             Wait::NamespaceBusy { namespace } => {
                 format!("another rollout of meshkeeper's is in progress in {namespace}")
             }
+            Wait::ReplacementPending => "waiting for the last evicted pod's replacement to be ready".into(),
         }
     }
 
@@ -219,6 +222,7 @@ impl Wait {
             Wait::BudgetSpent { .. } => "budget_spent",
             Wait::RolloutsInProgress { .. } => "rollouts_in_progress",
             Wait::NamespaceBusy { .. } => "namespace_busy",
+            Wait::ReplacementPending => "replacement_pending",
         }
     }
 }

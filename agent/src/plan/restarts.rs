@@ -16,6 +16,9 @@
 //! | 8 | fewer than `max_rollouts_in_progress` of meshkeeper's rollouts are not complete | `rollouts_in_progress` |
 //! | 9 | no rollout of meshkeeper's in progress in its namespace | `namespace_busy` |
 //!
+//! An OnDelete workload (with `evict_on_delete`) is evicted a pod at a time: while the last
+//! evicted pod's replacement is not ready it waits (`replacement_pending`, after gate 4).
+//!
 //! Restarts already sent but not yet visible in the cache count as done (the ledger), and
 //! every restart planned in this pass counts against the limits of the next candidate.
 
@@ -79,6 +82,12 @@ pub fn plan(settings: &Settings, input: &RestartInput, gates: &Gates, now_ms: i6
     let mut in_progress: Vec<(ObjectRef, i64)> = input.in_progress.clone();
     for (object, at_ms) in ledger.restarts_since(now_ms - 3_600_000) {
         let at = at_ms.div_euclid(1000);
+        if object.kind == "Pod" {
+            // An eviction counts against the hourly budget; its workload's unready pods, not
+            // a rollout, say when the next may go.
+            recent.push((object, at));
+            continue;
+        }
         let seen = |list: &Vec<(ObjectRef, i64)>| list.iter().any(|(o, t)| same(o, &object) && *t >= at - 2);
         if !seen(&recent) {
             recent.push((object.clone(), at));
@@ -130,6 +139,10 @@ pub fn plan(settings: &Settings, input: &RestartInput, gates: &Gates, now_ms: i6
             out.waiting.push(wait(Wait::InjectorUnhealthy { why: why.clone() }));
             continue;
         }
+        if c.replacement_pending {
+            out.waiting.push(wait(Wait::ReplacementPending));
+            continue;
+        }
         if let Err(opens) = window {
             out.waiting.push(wait(Wait::OutsideWindow { opens_at: opens }));
             continue;
@@ -161,7 +174,7 @@ pub fn plan(settings: &Settings, input: &RestartInput, gates: &Gates, now_ms: i6
         }
         let at = rfc3339(now_ms);
         let action = match &c.evict {
-            Some(pod) => Action {
+            Some((pod, created)) => Action {
                 kind: crate::checks::reinjection::ACTION,
                 reason: "PodEvictedForReinjection",
                 object: ObjectRef::new("v1", "Pod", Some(&c.namespace), pod),
@@ -172,7 +185,8 @@ pub fn plan(settings: &Settings, input: &RestartInput, gates: &Gates, now_ms: i6
                 ),
                 operation: Operation::Evict,
                 fields: vec![("eviction".into(), at)],
-                observed: None,
+                // The pod as it was planned from: the same pod is not evicted twice.
+                observed: Some(created.to_string()),
             },
             None => Action {
                 kind: crate::checks::reinjection::ACTION,

@@ -305,6 +305,7 @@ mod restarts {
             template_has_metadata: true,
             template_has_annotations: true,
             evict: None,
+            replacement_pending: false,
         }
     }
 
@@ -438,7 +439,7 @@ mod restarts {
         let mut c = cand("shop", "db", 1, 0);
         c.kind = Restartable::StatefulSet;
         c.workload.kind = "StatefulSet".into();
-        c.evict = Some("db-1".into());
+        c.evict = Some(("db-1".into(), NOON - 100));
         let i = input(vec![c]);
         let mut l = Ledger::default();
         let p = go(&s, &i, &leader(), NOON, &mut l);

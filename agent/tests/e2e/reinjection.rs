@@ -386,3 +386,92 @@ async fn scenario7_a_new_leader_mid_rollout_restarts_nothing_twice() {
     assert!(sent.values().all(|n| *n == 1), "no workload restarted twice within its cooldown: {sent:?}");
     assert_eq!(sent.len(), 3, "{sent:?}");
 }
+
+/// OnDelete workloads with `evict_on_delete`: their pods are evicted one at a time through the
+/// Eviction API, which the PodDisruptionBudget governs; each replacement gets the sidecar.
+#[tokio::test]
+async fn on_delete_pods_are_evicted_one_at_a_time_under_their_budget() {
+    let sim =
+        Sim::start(SimOptions::default().kubelet(KubeletOptions::slow(Duration::from_millis(300)))).await.unwrap();
+    let c = sim.cluster();
+    kube_sim::seed::asm_onprem_ready(&c).await.expect("seed");
+    c.create("v1", "namespaces", "", json!({"metadata": {"name": "meshkeeper"}})).unwrap();
+    c.create("v1", "namespaces", "", json!({"metadata": {"name": "store"}})).unwrap();
+    c.create("apps/v1", "statefulsets", "store", json!({"metadata": {"name": "db"}, "spec": {"replicas": 3, "serviceName": "db",
+        "updateStrategy": {"type": "OnDelete"}, "selector": {"matchLabels": {"app": "db"}},
+        "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "db", "image": "example/db:1"}]}}}})).unwrap();
+    c.create(
+        "policy/v1",
+        "poddisruptionbudgets",
+        "store",
+        json!({"metadata": {"name": "db"},
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "db"}}}}),
+    )
+    .unwrap();
+    until(&sim, Duration::from_secs(20), "3 db pods ready", |c| {
+        c.get("apps/v1", "statefulsets", "store", "db").is_some_and(|s| s["status"]["readyReplicas"] == 3)
+    })
+    .await;
+    c.patch(
+        "v1",
+        "namespaces",
+        "",
+        "store",
+        PatchType::Merge,
+        &json!({"metadata": {"labels": {"istio-injection": "enabled"}}}),
+        "kubectl-label",
+    )
+    .unwrap();
+    // Without evict_on_delete it is only reported.
+    let agent = start(&sim, &enforce("")).await;
+    agent.wait_finding("ReinjectionBlocked", true, Duration::from_secs(10)).await;
+    assert!(!injected(&sim, "store", "db-"));
+    drop(agent);
+    let agent = start(&sim, &enforce("  evict_on_delete: true\n  max_restarts_per_hour: 100\n")).await;
+    agent.wait_leader().await;
+    // Never more than one db pod away (the budget, and meshkeeper's one at a time).
+    let most_missing = Arc::new(Mutex::new(0usize));
+    let watcher = {
+        let (c, m) = (sim.cluster(), most_missing.clone());
+        let mut rx = c.subscribe();
+        tokio::spawn(async move {
+            loop {
+                let ready = c
+                    .list("v1", "pods", Some("store"))
+                    .iter()
+                    .filter(|p| !p["metadata"]["deletionTimestamp"].is_string())
+                    .filter(|p| {
+                        p["status"]["conditions"]
+                            .as_array()
+                            .is_some_and(|cs| cs.iter().any(|x| x["type"] == "Ready" && x["status"] == "True"))
+                    })
+                    .count();
+                {
+                    let mut m = m.lock().unwrap();
+                    *m = (*m).max(3usize.saturating_sub(ready));
+                }
+                if rx.recv().await.is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    until(&sim, Duration::from_secs(60), "every db pod replaced with a sidecar", |_| {
+        let p = pods(&sim, "store");
+        p.len() == 3 && p.iter().all(|(_, has, _)| *has)
+    })
+    .await;
+    watcher.abort();
+    let evictions: Vec<_> = sim
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.user_agent.starts_with("meshkeeper/") && r.subresource.as_deref() == Some("eviction") && r.code < 300
+        })
+        .collect();
+    assert_eq!(evictions.len(), 3, "one eviction per pod: {evictions:?}");
+    assert!(restarts_in(&sim, &["store"]).is_empty(), "OnDelete: no restart patch, evictions only");
+    let m = *most_missing.lock().unwrap();
+    eprintln!("OnDelete: 3 pods evicted one at a time; at most {m} db pod(s) not ready at once");
+    assert!(m <= 1, "one at a time: {m}");
+}

@@ -357,7 +357,14 @@ fn candidates_carry_what_the_planner_needs() {
     assert_eq!((web.missing, web.stale, web.pods, web.generation), (1, 1, 2, 3));
     assert_eq!(web.kind, Restartable::Deployment);
     let db = input.candidates.iter().find(|c| c.workload.name == "db").unwrap();
-    assert_eq!(db.evict.as_deref(), Some("db-1"), "the oldest pod first");
+    assert_eq!(db.evict.as_ref().map(|(n, _)| n.as_str()), Some("db-1"), "the oldest pod first");
+    assert!(!db.replacement_pending);
+    // While an evicted pod is on its way out (or its replacement not ready), the next waits.
+    let mut evicting = snap.clone();
+    evicting.pods.apply(pod("shop", "db-2", Some(("StatefulSet", "db"))).set_terminating());
+    let (_, i2) = run(&evicting, &s);
+    let db = i2.candidates.iter().find(|c| c.workload.name == "db").unwrap();
+    assert!(db.replacement_pending && db.evict.is_none());
     assert_eq!(input.recent_restarts.len(), 1);
     assert_eq!(input.in_progress.len(), 1, "meshkeeper's restart of pay/api has not completed");
     assert_eq!(input.injector_down, None);
