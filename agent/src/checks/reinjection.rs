@@ -246,7 +246,7 @@ enum Verdict {
         restarted_at: i64,
     },
     Blocked(String),
-    Candidate(RestartCandidate),
+    Candidate(Box<RestartCandidate>),
     /// Its object is not cached (yet).
     Unknown,
 }
@@ -296,7 +296,7 @@ fn verdict(owner: &Owner, ns: &str, name: &str, cov: &Coverage, view: &View<'_>,
         Strategy::Partition(_) | Strategy::Rolling => {}
     }
     let _ = set;
-    Verdict::Candidate(RestartCandidate {
+    Verdict::Candidate(Box::new(RestartCandidate {
         workload: workload_ref(owner, ns, name),
         kind: *kind,
         namespace: ns.to_string(),
@@ -309,7 +309,7 @@ fn verdict(owner: &Owner, ns: &str, name: &str, cov: &Coverage, view: &View<'_>,
         template_has_annotations: r.template == crate::cache::workload::TemplateMeta::Annotations,
         evict,
         replacement_pending,
-    })
+    }))
 }
 
 fn summary(cov: &Coverage) -> String {
@@ -429,7 +429,7 @@ pub fn evaluate(mut a: Assessment, view: &View<'_>, title: &'static str) -> Eval
                     format!("kubectl -n {ns} rollout restart {kind} {name}, or set reinjection.mode: enforce")
                 };
                 items.push(f(reason, Severity::Warning, message, hint));
-                candidates.push(c);
+                candidates.push(*c);
             }
         }
     }
