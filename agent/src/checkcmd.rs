@@ -31,7 +31,7 @@ pub enum Output {
 /// Why the checks could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
-    #[error("cannot list {resource}: {source}")]
+    #[error("cannot list {resource}: {}", crate::apierror::one_line(source))]
     List { resource: &'static str, source: kube::Error },
 }
 
@@ -223,6 +223,23 @@ mod tests {
              - namespace kube-system (skipped: excluded)\n\
              × namespace team-a carries istio-injection=enabled\n    InjectionLabelMissing on team-a\n    expected: x, actual: y\n    hint: kubectl label namespace team-a istio-injection=enabled --overwrite\n\n\
              Status check results are × 1 error(s), 0 warning(s)\n"
+        );
+    }
+
+    #[test]
+    fn a_refused_list_is_one_readable_line() {
+        let status = kube::core::Status {
+            status: Some(kube::core::response::StatusSummary::Failure),
+            code: 403,
+            message: "pods is forbidden: User \"u\" cannot list resource \"pods\" in API group \"\" at the cluster scope".into(),
+            metadata: None,
+            reason: "Forbidden".into(),
+            details: None,
+        };
+        let e = CheckError::List { resource: "pods", source: kube::Error::Api(Box::new(status)) };
+        assert_eq!(
+            e.to_string(),
+            "cannot list pods: pods is forbidden: User \"u\" cannot list resource \"pods\" in API group \"\" at the cluster scope (403 Forbidden)"
         );
     }
 

@@ -33,7 +33,7 @@ pub enum ClientError {
         "no Kubernetes cluster found (not in a pod, no KUBECONFIG or ~/.kube/config): {0}; pass --kubeconfig, or try `meshkeeper demo`"
     )]
     Infer(#[source] kube::config::InferConfigError),
-    #[error("cannot build the Kubernetes client: {0}")]
+    #[error("cannot build the Kubernetes client: {}", crate::apierror::one_line(.0))]
     Build(#[source] kube::Error),
 }
 
