@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generates dashboards/meshkeeper.json (the Grafana dashboard) from the panel list below.
+"""Generates helm/meshkeeper/files/dashboards/meshkeeper.json, the Grafana dashboard (dashboards/meshkeeper.json links to it), from the panel list below.
 
 Run it after changing a panel: python3 scripts/gen-dashboard.py. The test command checks that
 the committed JSON is what this script produces and that every query parses.
@@ -150,7 +150,7 @@ dashboard = {
     "panels": panels,
 }
 
-out = pathlib.Path(__file__).resolve().parent.parent / "dashboards" / "meshkeeper.json"
+out = pathlib.Path(__file__).resolve().parent.parent / "helm" / "meshkeeper" / "files" / "dashboards" / "meshkeeper.json"
 text = json.dumps(dashboard, indent=2) + "\n"
 if "--check" in sys.argv:
     if not out.exists() or out.read_text() != text:
