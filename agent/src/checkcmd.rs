@@ -231,7 +231,9 @@ mod tests {
         let status = kube::core::Status {
             status: Some(kube::core::response::StatusSummary::Failure),
             code: 403,
-            message: "pods is forbidden: User \"u\" cannot list resource \"pods\" in API group \"\" at the cluster scope".into(),
+            message:
+                "pods is forbidden: User \"u\" cannot list resource \"pods\" in API group \"\" at the cluster scope"
+                    .into(),
             metadata: None,
             reason: "Forbidden".into(),
             details: None,

@@ -11,8 +11,15 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use futures::future::BoxFuture;
+use kube::client::ClientBuilder;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
+
+use crate::metrics::{RequestMetrics, verb_of};
 
 /// Where to find the cluster (from the CLI).
 #[derive(Debug, Clone, Default)]
@@ -67,6 +74,8 @@ pub struct Clients {
     pub api: Client,
     /// Watches (and the LISTs that start them): no read timeout.
     pub watch: Client,
+    /// What both clients record about their requests.
+    pub requests: RequestMetrics,
 }
 
 /// The configuration of the watch client: the same, without a read timeout.
@@ -82,9 +91,60 @@ pub async fn build(opts: &ClientOptions) -> Result<Client, ClientError> {
 
 pub async fn build_clients(opts: &ClientOptions) -> Result<Clients, ClientError> {
     let config = config(opts).await?;
-    let watch = Client::try_from(watch_config(config.clone())).map_err(ClientError::Build)?;
-    let api = Client::try_from(config).map_err(ClientError::Build)?;
-    Ok(Clients { api, watch })
+    let requests = RequestMetrics::new();
+    let layer = RequestMetricsLayer(requests.clone());
+    let build = |config: Config| -> Result<Client, ClientError> {
+        Ok(ClientBuilder::try_from(config).map_err(ClientError::Build)?.with_layer(&layer).build())
+    };
+    let watch = build(watch_config(config.clone()))?;
+    let api = build(config)?;
+    Ok(Clients { api, watch, requests })
+}
+
+/// A tower layer recording every request's verb, status code and latency (the outermost layer:
+/// the time includes authentication and kube's own retries).
+#[derive(Clone)]
+pub struct RequestMetricsLayer(pub RequestMetrics);
+
+impl<S> tower::Layer<S> for RequestMetricsLayer {
+    type Service = RequestMetricsService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestMetricsService { inner, metrics: self.0.clone() }
+    }
+}
+
+#[derive(Clone)]
+pub struct RequestMetricsService<S> {
+    inner: S,
+    metrics: RequestMetrics,
+}
+
+impl<S, B, R> tower::Service<http::Request<B>> for RequestMetricsService<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let verb = verb_of(req.method(), req.uri().path(), req.uri().query());
+        let metrics = self.metrics.clone();
+        let start = Instant::now();
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let res = fut.await;
+            let code = res.as_ref().ok().map(|r| r.status().as_u16());
+            metrics.observe(verb, code, start.elapsed().as_secs_f64());
+            res
+        })
+    }
 }
 
 #[cfg(test)]

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub label_repairs: IntCounterVec,
     pub gateway_repairs: IntCounterVec,
     pub reinjections: IntCounterVec,
+    pub last_evaluation: GaugeVec,
+    config_info: IntGaugeVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -111,8 +113,24 @@ impl Metrics {
             ),
             &["kind", "result"],
         ));
+        let last_evaluation = must(GaugeVec::new(
+            Opts::new(
+                "meshkeeper_last_evaluation_timestamp_seconds",
+                "Unix time of the last evaluation of each check (repairs: the planner).",
+            ),
+            &["check"],
+        ));
+        let config_info = must(IntGaugeVec::new(
+            Opts::new(
+                "meshkeeper_config_info",
+                "The running configuration's profile and modes; the value is always 1.",
+            ),
+            CONFIG_INFO_LABELS,
+        ));
         for c in [
             Box::new(reinjections.clone()) as Box<dyn Collector>,
+            Box::new(last_evaluation.clone()),
+            Box::new(config_info.clone()),
             Box::new(label_repairs.clone()),
             Box::new(gateway_repairs.clone()),
             Box::new(build_info),
@@ -142,6 +160,50 @@ impl Metrics {
             label_repairs,
             gateway_repairs,
             reinjections,
+            last_evaluation,
+            config_info,
+        }
+    }
+
+    /// Sets `meshkeeper_config_info` (one series; any earlier one is removed).
+    pub fn set_config_info(&self, values: &[&str; 7]) {
+        self.config_info.reset();
+        self.config_info.with_label_values(values).set(1);
+    }
+
+    /// Registers the API client's request metrics (built with the clients, before this).
+    pub fn register_requests(&self, requests: &RequestMetrics) {
+        must(self.registry.register(Box::new(requests.total.clone())));
+        must(self.registry.register(Box::new(requests.duration.clone())));
+    }
+
+    /// Creates at 0 the counter series for label values known at start, so that `increase()`
+    /// and `rate()` see the first increment (a series born at 1 has no increase).
+    pub fn precreate(&self, known: &KnownSeries) {
+        for r in &known.resources {
+            for c in [&self.watch_events, &self.watch_restarts, &self.watch_lists] {
+                c.with_label_values(&[r]).inc_by(0);
+            }
+        }
+        for action in &known.actions {
+            self.write_throttled.with_label_values(&[action]).inc_by(0);
+            for result in RESULTS {
+                self.actions.with_label_values(&[action, result]).inc_by(0);
+            }
+        }
+        for result in RESULTS {
+            if known.actions.contains(&crate::checks::injection::ACTION) {
+                self.label_repairs.with_label_values(&[result]).inc_by(0);
+            }
+            for field in &known.gateway_fields {
+                self.gateway_repairs.with_label_values(&[field, result]).inc_by(0);
+            }
+            for kind in &known.reinjection_kinds {
+                self.reinjections.with_label_values(&[kind, result]).inc_by(0);
+            }
+        }
+        for (controller, reason) in &known.errors {
+            self.reconcile_errors.with_label_values(&[controller, reason]).inc_by(0);
         }
     }
 
@@ -182,6 +244,103 @@ impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
     }
+}
+
+/// The label names of `meshkeeper_config_info`, in the order [`Metrics::set_config_info`] takes.
+pub const CONFIG_INFO_LABELS: &[&str] =
+    &["profile", "dry_run", "injection_mode", "reinjection_mode", "gateway_mode", "gateway_repair", "control_plane"];
+
+/// The results an action can have (`Outcome::label`, without "not_attempted", which is not counted).
+pub const RESULTS: [&str; 7] = ["success", "dry_run", "conflict", "forbidden", "not_found", "throttled", "error"];
+
+/// Label values known at start, whose counters are created at 0.
+#[derive(Debug, Default, Clone)]
+pub struct KnownSeries {
+    /// Watched resources.
+    pub resources: Vec<&'static str>,
+    /// Enabled repair actions (`Action::kind`).
+    pub actions: Vec<&'static str>,
+    /// Pinned gateway fields (`load_balancer_ip`, `node_port:<name>`).
+    pub gateway_fields: Vec<String>,
+    /// Workload kinds re-injection restarts (and `pod` for evictions).
+    pub reinjection_kinds: Vec<&'static str>,
+    /// (controller, reason) pairs of `meshkeeper_reconcile_errors_total`.
+    pub errors: Vec<(&'static str, &'static str)>,
+}
+
+/// `meshkeeper_kube_requests_total` and `meshkeeper_kube_request_duration_seconds`: every
+/// request of the agent's own API clients, recorded by a tower layer (see `client`).
+#[derive(Clone)]
+pub struct RequestMetrics {
+    total: IntCounterVec,
+    duration: HistogramVec,
+}
+
+impl RequestMetrics {
+    pub fn new() -> Self {
+        let total = must(IntCounterVec::new(
+            Opts::new(
+                "meshkeeper_kube_requests_total",
+                "Requests of meshkeeper's Kubernetes clients, by verb (GET, LIST, WATCH, CREATE, UPDATE, PATCH, DELETE) and HTTP status code (\"error\": no response).",
+            ),
+            &["verb", "code"],
+        ));
+        let duration = must(HistogramVec::new(
+            HistogramOpts::new(
+                "meshkeeper_kube_request_duration_seconds",
+                "Time from sending a request to its response headers (for a WATCH: until the stream opened), by verb.",
+            )
+            .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            &["verb"],
+        ));
+        RequestMetrics { total, duration }
+    }
+
+    /// Records one request; `code`: the response's status, None when there was no response.
+    pub fn observe(&self, verb: &str, code: Option<u16>, seconds: f64) {
+        let code = code.map_or_else(|| "error".to_string(), |c| c.to_string());
+        self.total.with_label_values(&[verb, &code]).inc();
+        self.duration.with_label_values(&[verb]).observe(seconds);
+    }
+}
+
+impl Default for RequestMetrics {
+    fn default() -> Self {
+        RequestMetrics::new()
+    }
+}
+
+/// The Kubernetes verb of a request, from its method, path and query (as the API server's
+/// `apiserver_request_total` names them): a GET of a collection is a LIST, with `watch=true` a
+/// WATCH; discovery and other non-resource paths are GETs.
+pub fn verb_of(method: &http::Method, path: &str, query: Option<&str>) -> &'static str {
+    match *method {
+        http::Method::POST => return "CREATE",
+        http::Method::PUT => return "UPDATE",
+        http::Method::PATCH => return "PATCH",
+        http::Method::DELETE => return "DELETE",
+        http::Method::GET | http::Method::HEAD => {}
+        _ => return "OTHER",
+    }
+    let watching = query.unwrap_or("").split('&').any(|kv| matches!(kv.split_once('='), Some(("watch", "true" | "1"))));
+    if watching {
+        return "WATCH";
+    }
+    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    // After /api/v1 or /apis/<group>/<version>: [namespaces, ns,] resource [, name [, sub]].
+    let rest = match segs.as_slice() {
+        ["api", _version, rest @ ..] => rest,
+        ["apis", _group, _version, rest @ ..] => rest,
+        _ => return "GET",
+    };
+    let collection = match rest {
+        [] => false,
+        // A Namespace's own subresources are not collections.
+        ["namespaces", _ns, sub] => !matches!(*sub, "status" | "finalize"),
+        [_resource] => true,
+        _ => false,
+    };
+    if collection { "LIST" } else { "GET" }
 }
 
 /// Observes the elapsed time on drop.
@@ -252,6 +411,69 @@ impl Collector for ScrapeGauges {
 mod tests {
     use super::*;
     use crate::findings::test_support::finding;
+
+    #[test]
+    fn verbs_as_the_api_server_names_them() {
+        use http::Method;
+        for (method, path, query, verb) in [
+            (Method::GET, "/api/v1/namespaces", None, "LIST"),
+            (Method::GET, "/api/v1/namespaces", Some("watch=true&resourceVersion=5"), "WATCH"),
+            (Method::GET, "/api/v1/pods", Some("allowWatchBookmarks=true&watch=1"), "WATCH"),
+            (Method::GET, "/api/v1/namespaces/bookinfo", None, "GET"),
+            (Method::GET, "/api/v1/namespaces/bookinfo/status", None, "GET"),
+            (Method::GET, "/api/v1/namespaces/istio-system/pods", Some("limit=500"), "LIST"),
+            (Method::GET, "/api/v1/namespaces/istio-system/pods/istiod-1", None, "GET"),
+            (Method::GET, "/api/v1/nodes/n1/status", None, "GET"),
+            (Method::GET, "/apis/apps/v1/deployments", Some("watch=false"), "LIST"),
+            (Method::GET, "/apis/coordination.k8s.io/v1/namespaces/meshkeeper/leases/meshkeeper", None, "GET"),
+            (Method::GET, "/apis/coordination.k8s.io", None, "GET"),
+            (Method::GET, "/version", None, "GET"),
+            (Method::POST, "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", None, "CREATE"),
+            (Method::PUT, "/apis/coordination.k8s.io/v1/namespaces/m/leases/l", None, "UPDATE"),
+            (Method::PATCH, "/api/v1/namespaces/bookinfo", None, "PATCH"),
+            (Method::DELETE, "/api/v1/namespaces/a/pods/b", None, "DELETE"),
+            (Method::OPTIONS, "/api", None, "OTHER"),
+        ] {
+            assert_eq!(verb_of(&method, path, query), verb, "{method} {path}?{query:?}");
+        }
+    }
+
+    #[test]
+    fn counters_known_at_start_exist_at_zero_and_request_metrics_render() {
+        let m = Metrics::new();
+        m.precreate(&KnownSeries {
+            resources: vec!["namespaces"],
+            actions: vec![crate::checks::injection::ACTION],
+            gateway_fields: vec!["node_port:http2".into()],
+            reinjection_kinds: vec!["deployment"],
+            errors: vec![("events", "queue_full")],
+        });
+        let req = RequestMetrics::new();
+        m.register_requests(&req);
+        req.observe("LIST", Some(200), 0.003);
+        req.observe("PATCH", None, 0.5);
+        m.set_config_info(&["asm-onprem", "false", "audit", "off", "manual", "false", "true"]);
+        m.set_config_info(&["istiod", "true", "enforce", "audit", "off", "false", "false"]);
+        let text = m.render();
+        for want in [
+            "meshkeeper_watch_restarts_total{resource=\"namespaces\"} 0",
+            "meshkeeper_watch_lists_total{resource=\"namespaces\"} 0",
+            "meshkeeper_actions_total{action=\"injection_label\",result=\"error\"} 0",
+            "meshkeeper_actions_total{action=\"injection_label\",result=\"forbidden\"} 0",
+            "meshkeeper_write_throttled_total{action=\"injection_label\"} 0",
+            "meshkeeper_label_repairs_total{result=\"success\"} 0",
+            "meshkeeper_gateway_repairs_total{field=\"node_port:http2\",result=\"conflict\"} 0",
+            "meshkeeper_reinjections_total{kind=\"deployment\",result=\"dry_run\"} 0",
+            "meshkeeper_reconcile_errors_total{controller=\"events\",reason=\"queue_full\"} 0",
+            "meshkeeper_kube_requests_total{code=\"200\",verb=\"LIST\"} 1",
+            "meshkeeper_kube_requests_total{code=\"error\",verb=\"PATCH\"} 1",
+            "meshkeeper_kube_request_duration_seconds_count{verb=\"LIST\"} 1",
+            "meshkeeper_config_info{control_plane=\"false\",dry_run=\"true\",gateway_mode=\"off\",gateway_repair=\"false\",injection_mode=\"enforce\",profile=\"istiod\",reinjection_mode=\"audit\"} 1",
+        ] {
+            assert!(text.contains(want), "missing {want} in\n{text}");
+        }
+        assert_eq!(text.matches("meshkeeper_config_info{").count(), 1, "one config_info series");
+    }
 
     #[test]
     fn renders_every_family_with_help_and_scrape_time_gauges() {

@@ -160,11 +160,16 @@ pub struct WebhookStatus {
 impl WebhookStatus {
     /// The re-injection gate: injecting can work right now, as far as can be told.
     pub fn healthy(&self, now: i64) -> bool {
-        self.present
-            && !(self.backends.is_empty() && self.urls.is_empty())
+        self.present && self.backends_ready() && self.ca.iter().all(|c| c.usable(now))
+    }
+
+    /// Whether every Service the webhook calls has a ready pod (and every URL is usable): what
+    /// is left of [`Self::healthy`] without the CA. The alert rules use it to tell an injector
+    /// that is down (its component's alert pages) from a broken webhook.
+    pub fn backends_ready(&self) -> bool {
+        !(self.backends.is_empty() && self.urls.is_empty())
             && self.backends.iter().all(|(_, _, n)| n.is_some_and(|n| n > 0))
             && self.urls.iter().all(|(_, _, problem)| problem.is_none())
-            && self.ca.iter().all(|c| c.usable(now))
     }
 
     /// Why injection cannot work right now, in a few words (None when healthy).
@@ -777,72 +782,78 @@ pub fn report(status: &ControlPlaneStatus, view: &View<'_>, title: &'static str)
     CheckReport { check: CHECK, title, items: b.items }
 }
 
-/// The gauge families of this check (read at scrape time by [`samples`]).
+/// The gauge families of this check (read at scrape time by [`samples`]). `target_namespace`
+/// is the control plane's namespace, `webhook` the injector's MutatingWebhookConfiguration.
 pub const GAUGES: &[(&str, &str, &[&str])] = &[
     (
         "meshkeeper_control_plane_healthy",
         "1 when every control-plane component is ready and the injector webhook is healthy, else 0.",
-        &[],
+        &["target_namespace"],
     ),
     (
         "meshkeeper_control_plane_component_ready",
         "1 when the component has its minimum of ready replicas and no crash-looping container.",
-        &["component"],
+        &["target_namespace", "component"],
     ),
     (
         "meshkeeper_control_plane_component_replicas",
         "Replicas of a control-plane component by state (desired, available, updated, ready_pods).",
-        &["component", "state"],
+        &["target_namespace", "component", "state"],
     ),
     (
         "meshkeeper_control_plane_version_info",
         "The image tag each versioned control-plane component runs; the value is always 1.",
-        &["component", "version"],
+        &["target_namespace", "component", "version"],
     ),
     (
         "meshkeeper_injector_webhook_healthy",
         "1 when the injector webhook exists, has a valid unexpired CA bundle and a ready backend, else 0.",
-        &[],
+        &["webhook"],
     ),
     (
         "meshkeeper_injector_ca_expiry_timestamp_seconds",
         "Unix time at which the injector webhook's CA bundle stops being valid (the expiry of its latest certificate).",
-        &[],
+        &["webhook"],
     ),
     (
-        "meshkeeper_cluster_capacity",
-        "Cluster size from node allocatable: nodes, ready_nodes, cpu_cores, memory_bytes.",
-        &["resource"],
+        "meshkeeper_injector_webhook_backend_ready",
+        "1 when every Service the injector webhook calls has a ready pod (and every URL it calls is usable), else 0; absent when the webhook does not exist.",
+        &["webhook"],
     ),
+    ("meshkeeper_cluster_nodes", "Nodes in the cluster.", &[]),
+    ("meshkeeper_cluster_ready_nodes", "Nodes whose Ready condition is True.", &[]),
+    ("meshkeeper_cluster_allocatable_cpu_cores", "CPU allocatable on all nodes, in cores.", &[]),
+    ("meshkeeper_cluster_allocatable_memory_bytes", "Memory allocatable on all nodes, in bytes.", &[]),
 ];
 
-/// The series of [`GAUGES`] for an assessment.
-pub fn samples(st: &ControlPlaneStatus, now: i64) -> Vec<crate::metrics::Sample> {
+/// The series of [`GAUGES`] for an assessment; `namespace`: the control plane's.
+pub fn samples(st: &ControlPlaneStatus, namespace: &str, now: i64) -> Vec<crate::metrics::Sample> {
     let b = |x: bool| if x { 1.0 } else { 0.0 };
-    let mut out = vec![(0, vec![], b(st.healthy(now))), (4, vec![], b(st.webhook.healthy(now)))];
+    let ns = || namespace.to_string();
+    let webhook = || st.webhook.config.clone();
+    let mut out = vec![(0, vec![ns()], b(st.healthy(now))), (4, vec![webhook()], b(st.webhook.healthy(now)))];
     for c in &st.components {
-        out.push((1, vec![c.name.clone()], b(c.is_ready())));
+        out.push((1, vec![ns(), c.name.clone()], b(c.is_ready())));
         for (state, n) in
             [("desired", c.desired), ("available", c.available), ("updated", c.updated), ("ready_pods", c.ready_pods)]
         {
-            out.push((2, vec![c.name.clone(), state.into()], f64::from(n)));
+            out.push((2, vec![ns(), c.name.clone(), state.into()], f64::from(n)));
         }
         if let Some(v) = &c.version {
-            out.push((3, vec![c.name.clone(), v.clone()], 1.0));
+            out.push((3, vec![ns(), c.name.clone(), v.clone()], 1.0));
         }
     }
     if let Some(t) = st.webhook.ca_expiry() {
-        out.push((5, vec![], t as f64));
+        out.push((5, vec![webhook()], t as f64));
+    }
+    if st.webhook.present {
+        out.push((6, vec![webhook()], b(st.webhook.backends_ready())));
     }
     let cap = &st.capacity;
-    for (r, v) in [
-        ("nodes", cap.nodes as f64),
-        ("ready_nodes", cap.ready_nodes as f64),
-        ("cpu_cores", cap.cpu_millis as f64 / 1000.0),
-        ("memory_bytes", cap.memory_bytes as f64),
-    ] {
-        out.push((6, vec![r.into()], v));
-    }
+    out.push((7, vec![], cap.nodes as f64));
+    out.push((8, vec![], cap.ready_nodes as f64));
+    out.push((9, vec![], cap.cpu_millis as f64 / 1000.0));
+    out.push((10, vec![], cap.memory_bytes as f64));
     out
 }
 

@@ -369,25 +369,30 @@ impl Check for GatewayCheck {
     }
 }
 
-/// The gauge families of this check.
+/// The gauge families of this check; `target_namespace` and `gateway` name the Service.
 pub const GAUGES: &[(&str, &str, &[&str])] = &[
     (
         "meshkeeper_gateway_pinned",
         "1 when the gateway Service exists with the pinned type, IP and nodePorts, else 0.",
-        &[],
+        &["target_namespace", "gateway"],
     ),
-    ("meshkeeper_gateway_drift", "1 for each pinned field that currently differs from its pin.", &["field"]),
+    (
+        "meshkeeper_gateway_drift",
+        "1 for each pinned field that currently differs from its pin.",
+        &["target_namespace", "gateway", "field"],
+    ),
     (
         "meshkeeper_gateway_contested",
         "1 when another controller keeps reverting the pin and meshkeeper stopped repairing.",
-        &[],
+        &["target_namespace", "gateway"],
     ),
 ];
 
 /// The series of [`GAUGES`]; `contested`: whether the planner holds a field of the pin.
 pub fn samples(st: &GatewayStatus, g: &GatewaySettings, contested: bool) -> Vec<crate::metrics::Sample> {
     let b = |x: bool| if x { 1.0 } else { 0.0 };
-    let mut out = vec![(0, vec![], b(st.pinned())), (2, vec![], b(contested))];
+    let svc = || vec![g.namespace.clone(), g.service.clone()];
+    let mut out = vec![(0, svc(), b(st.pinned())), (2, svc(), b(contested))];
     let mut fields: Vec<String> = match g.mode {
         GatewayMode::Integrated => vec![FIELD_IP.to_string()],
         GatewayMode::Manual => g.node_ports.iter().filter(|(_, p)| **p != 0).map(|(n, _)| field_node_port(n)).collect(),
@@ -396,7 +401,9 @@ pub fn samples(st: &GatewayStatus, g: &GatewaySettings, contested: bool) -> Vec<
     fields.sort();
     for f in fields {
         let drifted = st.drifts.iter().any(|d| d.field == f);
-        out.push((1, vec![f], b(drifted)));
+        let mut labels = svc();
+        labels.push(f);
+        out.push((1, labels, b(drifted)));
     }
     out
 }

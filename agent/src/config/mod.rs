@@ -140,6 +140,16 @@ pub enum Mode {
     Off,
 }
 
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Audit => "audit",
+            Mode::Off => "off",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InjectionSettings {
@@ -270,6 +280,16 @@ pub enum GatewayMode {
     /// NodePort Service with pinned nodePorts.
     Manual,
     Off,
+}
+
+impl GatewayMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatewayMode::Integrated => "integrated",
+            GatewayMode::Manual => "manual",
+            GatewayMode::Off => "off",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -629,6 +649,20 @@ impl Settings {
             }
         }
         errs.into_result()
+    }
+
+    /// The label values of `meshkeeper_config_info` (see `metrics::CONFIG_INFO_LABELS`).
+    pub fn info_labels(&self) -> [&'static str; 7] {
+        let b = |x: bool| if x { "true" } else { "false" };
+        [
+            self.profile.as_str(),
+            b(self.dry_run),
+            self.injection.mode.as_str(),
+            self.reinjection.mode.as_str(),
+            self.gateway.mode.as_str(),
+            b(self.gateway.mode != GatewayMode::Off && self.gateway.repair),
+            b(self.control_plane.enabled),
+        ]
     }
 
     /// A short, secret-free summary for `/status` and the start-up log.

@@ -99,8 +99,10 @@ impl Evaluator {
             let agent = &self.agent;
             checks::evaluate(&self.checks, &view, dirty, |r| agent.listed(r.as_str()))
         };
+        let now = unix_now_ms() as f64 / 1000.0;
         for ev in evaluations {
             let check = ev.report.check;
+            self.metrics.last_evaluation.with_label_values(&[check]).set(now);
             self.record(ev.report, leader && !newly_leader);
             self.remedies.insert(check, ev.remedies);
             if let Some(g) = ev.gauges {
@@ -117,6 +119,7 @@ impl Evaluator {
             plan::plan(&self.settings, &remedies, self.restarts.as_ref(), &gates, unix_now_ms(), &mut ledger)
         };
         self.summarise_reinjection(&plan, leader);
+        self.metrics.last_evaluation.with_label_values(&[plan::CHECK]).set(now);
         self.record(plan.report, leader && !newly_leader);
         let contested = plan
             .waiting

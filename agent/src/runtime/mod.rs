@@ -39,7 +39,7 @@ use crate::cache::{
 use crate::checks::{self, ApiProbe, Health, Resource, View, control_plane, gateway, injection, reinjection};
 use crate::client::Clients;
 use crate::config::{GatewayMode, Mode, Settings};
-use crate::metrics::{Metrics, ScrapeGauges};
+use crate::metrics::{KnownSeries, Metrics, ScrapeGauges};
 use crate::plan::{Action, Ledger, Outcome};
 use crate::report::events::{self, EventSink};
 use crate::report::http::{self, HttpState};
@@ -176,6 +176,26 @@ fn register_gauges(metrics: &Metrics, caches: &Caches, settings: &Settings, agen
     ));
     let a = agent.clone();
     metrics.register_scrape_gauges(ScrapeGauges::single(
+        "meshkeeper_ready",
+        "1 when /readyz answers 200 (every watch has completed its first list), else 0.",
+        &[],
+        move || vec![(vec![], if a.is_ready() { 1.0 } else { 0.0 })],
+    ));
+    let a = agent.clone();
+    metrics.register_scrape_gauges(ScrapeGauges::single(
+        "meshkeeper_finding",
+        "Current findings by check, code (the finding's reason, e.g. InjectorSelectorMismatch) and severity; only codes present now.",
+        &["check", "code", "severity"],
+        move || {
+            let mut counts: BTreeMap<(&str, &str, &str), u32> = BTreeMap::new();
+            for f in a.findings().iter() {
+                *counts.entry((f.check, f.reason, f.severity.as_str())).or_default() += 1;
+            }
+            counts.into_iter().map(|((c, r, s), n)| (vec![c.into(), r.into(), s.into()], f64::from(n))).collect()
+        },
+    ));
+    let a = agent.clone();
+    metrics.register_scrape_gauges(ScrapeGauges::single(
         "meshkeeper_watch_synced",
         "1 when the watch of a resource has listed and is not failing, else 0.",
         &["resource"],
@@ -223,8 +243,8 @@ fn register_gauges(metrics: &Metrics, caches: &Caches, settings: &Settings, agen
                 ("meshkeeper_namespaces", "Namespaces by injection-policy state.", &["state"]),
                 (
                     "meshkeeper_namespace_injection_compliant",
-                    "1 when an in-scope namespace carries the injection label the policy wants, else 0.",
-                    &["namespace"],
+                    "1 when an in-scope namespace carries the injection label the policy wants (label), else 0.",
+                    &["target_namespace", "label"],
                 ),
             ],
             move || {
@@ -234,7 +254,9 @@ fn register_gauges(metrics: &Metrics, caches: &Caches, settings: &Settings, agen
                 let g = c.read();
                 let (states, compliant) = injection::tally(&g.namespaces, &policy);
                 let states = states.into_iter().map(|(s, n)| (0, vec![s.as_str().to_string()], n as f64));
-                let compliant = compliant.into_iter().map(|(ns, ok)| (1, vec![ns], if ok { 1.0 } else { 0.0 }));
+                let wanted = policy.label.to_string();
+                let compliant =
+                    compliant.into_iter().map(|(ns, ok)| (1, vec![ns, wanted.clone()], if ok { 1.0 } else { 0.0 }));
                 states.chain(compliant).collect()
             },
         ));
@@ -248,7 +270,7 @@ fn register_gauges(metrics: &Metrics, caches: &Caches, settings: &Settings, agen
             let g = c.read();
             let (probe, health) = (ApiProbe::default(), Health::default());
             let view = View::locked(&s, &probe, &g, &health, unix_now() as i64);
-            control_plane::samples(&control_plane::assess(&view), view.now)
+            control_plane::samples(&control_plane::assess(&view), &s.control_plane.namespace, view.now)
         }));
     }
     if settings.reinjection.mode != Mode::Off {
@@ -292,11 +314,49 @@ fn register_gauges(metrics: &Metrics, caches: &Caches, settings: &Settings, agen
     }
 }
 
+/// The counter label values known at start (created at 0): watched resources, the actions
+/// the configuration enables, its pinned gateway fields.
+fn known_series(settings: &Settings, registered: &[Box<dyn checks::Check>]) -> KnownSeries {
+    let mut k = KnownSeries {
+        resources: checks::watched(registered).into_iter().map(Resource::as_str).collect(),
+        errors: vec![("evaluate", "action_queue_full")],
+        ..Default::default()
+    };
+    if settings.events.enabled {
+        k.errors.extend(
+            ["queue_full", "forbidden", "not_found", "invalid", "server_error", "connection"].map(|r| ("events", r)),
+        );
+    }
+    if settings.injection.mode == Mode::Enforce {
+        k.actions.push(injection::ACTION);
+    }
+    if settings.reinjection.mode == Mode::Enforce {
+        k.actions.push(reinjection::ACTION);
+        k.reinjection_kinds.extend(["deployment", "statefulset", "daemonset"]);
+        if settings.reinjection.evict_on_delete {
+            k.reinjection_kinds.push("pod");
+        }
+    }
+    let g = &settings.gateway;
+    if g.repair && g.mode != GatewayMode::Off {
+        k.actions.push(gateway::ACTION);
+        if g.mode == GatewayMode::Integrated && g.load_balancer_ip.is_some() {
+            k.gateway_fields.push(gateway::FIELD_IP.to_string());
+        }
+        if g.mode == GatewayMode::Manual {
+            k.gateway_fields
+                .extend(g.node_ports.iter().filter(|(_, p)| **p != 0).map(|(n, _)| gateway::field_node_port(n)));
+        }
+    }
+    k
+}
+
 /// Runs the daemon until `shutdown` is cancelled (then returns Ok) or a task fails.
 pub async fn run(settings: Settings, clients: Clients, shutdown: CancellationToken) -> Result<(), RunError> {
-    let Clients { api: client, watch: watch_client } = clients;
+    let Clients { api: client, watch: watch_client, requests } = clients;
     let resync = Duration::from_secs(settings.resync_seconds);
     let metrics = Metrics::new();
+    metrics.register_requests(&requests);
     let agent = Arc::new(AgentState::new(settings.summary(), resync * 2 + Duration::from_secs(60)));
     let addr = settings.http.listen.0;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| RunError::Listen { addr, source })?;
@@ -327,6 +387,8 @@ pub async fn run(settings: Settings, clients: Clients, shutdown: CancellationTok
 
     let wctx = WatchContext { agent: agent.clone(), metrics: metrics.clone(), dirty: dirty.clone() };
     let registered = checks::registry(&settings);
+    metrics.set_config_info(&settings.info_labels());
+    metrics.precreate(&known_series(&settings, &registered));
     {
         let c = &caches;
         let mut w = Watches { tasks: &mut tasks, ctx: &wctx, shutdown: &work };

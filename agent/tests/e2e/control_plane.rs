@@ -47,25 +47,60 @@ async fn health_follows_a_component_scaled_to_zero_and_back_within_a_second() {
     let sim = cluster().await;
     let agent = start(&sim, &config("")).await;
     agent.wait_ready().await;
-    gauge(&agent, "meshkeeper_control_plane_healthy", 1.0, Duration::from_secs(10)).await;
-    assert_eq!(agent.metric("meshkeeper_injector_webhook_healthy").await, Some(1.0));
-    assert!(agent.metric("meshkeeper_injector_ca_expiry_timestamp_seconds").await.unwrap_or(0.0) > 1.7e9);
+    gauge(&agent, "meshkeeper_control_plane_healthy{target_namespace=\"istio-system\"}", 1.0, Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        agent.metric("meshkeeper_injector_webhook_healthy{webhook=\"istio-sidecar-injector\"}").await,
+        Some(1.0)
+    );
+    assert!(
+        agent
+            .metric("meshkeeper_injector_ca_expiry_timestamp_seconds{webhook=\"istio-sidecar-injector\"}")
+            .await
+            .unwrap_or(0.0)
+            > 1.7e9
+    );
     assert_eq!(
         agent
-            .metric("meshkeeper_control_plane_version_info{component=\"istio-pilot\",version=\"1.4.10-asm.18\"}")
+            .metric("meshkeeper_control_plane_version_info{component=\"istio-pilot\",target_namespace=\"istio-system\",version=\"1.4.10-asm.18\"}")
             .await,
         Some(1.0)
     );
 
     scale(&sim, "istio-pilot", 0);
-    let down = gauge(&agent, "meshkeeper_control_plane_healthy", 0.0, Duration::from_secs(1)).await;
-    assert_eq!(agent.metric("meshkeeper_control_plane_component_ready{component=\"istio-pilot\"}").await, Some(0.0));
+    let down = gauge(
+        &agent,
+        "meshkeeper_control_plane_healthy{target_namespace=\"istio-system\"}",
+        0.0,
+        Duration::from_secs(1),
+    )
+    .await;
+    assert_eq!(
+        agent
+            .metric(
+                "meshkeeper_control_plane_component_ready{component=\"istio-pilot\",target_namespace=\"istio-system\"}"
+            )
+            .await,
+        Some(0.0)
+    );
     scale(&sim, "istio-pilot", 1);
-    let up = gauge(&agent, "meshkeeper_control_plane_healthy", 1.0, Duration::from_secs(1)).await;
+    let up = gauge(
+        &agent,
+        "meshkeeper_control_plane_healthy{target_namespace=\"istio-system\"}",
+        1.0,
+        Duration::from_secs(1),
+    )
+    .await;
     eprintln!("health gauge: down after {down:?}, up after {up:?}");
     // The injector going away closes the injection gate.
     scale(&sim, "istio-sidecar-injector", 0);
-    gauge(&agent, "meshkeeper_injector_webhook_healthy", 0.0, Duration::from_secs(1)).await;
+    gauge(
+        &agent,
+        "meshkeeper_injector_webhook_healthy{webhook=\"istio-sidecar-injector\"}",
+        0.0,
+        Duration::from_secs(1),
+    )
+    .await;
     agent.wait_finding("InjectorNoReadyBackend", true, Duration::from_secs(1)).await;
 }
 
@@ -127,5 +162,5 @@ async fn crash_loops_skew_ca_second_mesh_capacity_and_mtls_are_reported() {
     // Capacity below the guide's minimum.
     c.delete("v1", "nodes", "", "user-node-3").unwrap();
     agent.wait_finding("CapacityBelowMinimum", true, Duration::from_secs(5)).await;
-    assert_eq!(agent.metric("meshkeeper_cluster_capacity{resource=\"nodes\"}").await, Some(3.0));
+    assert_eq!(agent.metric("meshkeeper_cluster_nodes").await, Some(3.0));
 }

@@ -73,6 +73,77 @@ async fn run_becomes_ready_serves_metrics_and_status_and_stops_on_sigterm() {
     assert!(lease["spec"]["holderIdentity"].as_str().is_none_or(str::is_empty), "the Lease is released: {lease}");
 }
 
+/// The target labels a ServiceMonitor or annotation-based scrape attaches: a meshkeeper label
+/// of the same name would be renamed `exported_<name>` and its queries would silently break.
+const TARGET_LABELS: [&str; 7] = ["namespace", "pod", "job", "instance", "service", "container", "endpoint"];
+
+#[tokio::test]
+async fn every_metric_family_with_every_feature_on_carries_no_target_label_name() {
+    let sim = cluster().await;
+    let extra = "injection:\n  mode: enforce\nreinjection:\n  mode: enforce\n  per_namespace_metrics: true\n  evict_on_delete: true\ngateway:\n  repair: true\n";
+    let agent = start(&sim, &config(extra)).await;
+    agent.wait_ready().await;
+    agent.wait_leader().await;
+    agent.wait_metrics_line("meshkeeper_ready 1", Duration::from_secs(10)).await;
+    // The label repair of `shop` makes it compliant.
+    agent
+        .wait_metrics_line(
+            "meshkeeper_namespace_injection_compliant{label=\"istio-injection=enabled\",target_namespace=\"shop\"} 1",
+            Duration::from_secs(10),
+        )
+        .await;
+    let text = agent.get("/metrics").await.1;
+    let mut families = std::collections::BTreeSet::new();
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let (name, rest) = line.split_once(['{', ' ']).unwrap();
+        families.insert(name.to_string());
+        if let Some(labels) = line.strip_prefix(name).and_then(|r| r.strip_prefix('{')) {
+            let labels = &labels[..labels.rfind('}').unwrap()];
+            for pair in labels.split("\",") {
+                let key = pair.split('=').next().unwrap();
+                assert!(!TARGET_LABELS.contains(&key), "{name} has a label {key:?}: {line}");
+            }
+        }
+        let _ = rest;
+    }
+    for family in [
+        "meshkeeper_config_info",
+        "meshkeeper_ready",
+        "meshkeeper_finding",
+        "meshkeeper_last_evaluation_timestamp_seconds",
+        "meshkeeper_kube_requests_total",
+        "meshkeeper_kube_request_duration_seconds_bucket",
+        "meshkeeper_namespace_injection_compliant",
+        "meshkeeper_control_plane_component_ready",
+        "meshkeeper_injector_webhook_backend_ready",
+        "meshkeeper_cluster_nodes",
+        "meshkeeper_cluster_allocatable_cpu_cores",
+        "meshkeeper_cluster_allocatable_memory_bytes",
+        "meshkeeper_gateway_pinned",
+        "meshkeeper_pods_by_namespace",
+        "meshkeeper_workloads_pending_reinjection",
+    ] {
+        assert!(families.contains(family), "missing {family}:\n{text}");
+    }
+    assert!(!families.contains("meshkeeper_cluster_capacity"), "capacity is split by unit");
+    for line in [
+        "meshkeeper_config_info{control_plane=\"true\",dry_run=\"false\",gateway_mode=\"manual\",gateway_repair=\"true\",injection_mode=\"enforce\",profile=\"asm-onprem\",reinjection_mode=\"enforce\"} 1",
+        "meshkeeper_namespace_injection_compliant{label=\"istio-injection=enabled\",target_namespace=\"shop\"} 1",
+        "meshkeeper_reinjections_total{kind=\"pod\",result=\"forbidden\"} 0",
+        "meshkeeper_actions_total{action=\"injection_label\",result=\"error\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
+    }
+    // The agent's own client: the watches' LISTs and WATCHes, the Lease's GET and UPDATE.
+    for series in ["{code=\"200\",verb=\"LIST\"}", "{code=\"200\",verb=\"WATCH\"}", "{code=\"200\",verb=\"PATCH\"}"] {
+        let v = agent.metric(&format!("meshkeeper_kube_requests_total{series}")).await;
+        assert!(v.is_some_and(|v| v >= 1.0), "{series}: {v:?}");
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let last = agent.metric("meshkeeper_last_evaluation_timestamp_seconds{check=\"injection\"}").await.unwrap();
+    assert!((now - last).abs() < 60.0, "last evaluation {last}, now {now}");
+}
+
 #[tokio::test]
 async fn readiness_waits_for_the_first_list() {
     let sim = cluster().await;

@@ -159,7 +159,12 @@ async fn a_contesting_controller_makes_it_stop_after_n_reverts() {
         })
     };
     agent.wait_finding("RepairContested", true, Duration::from_secs(20)).await;
-    assert_eq!(agent.metric("meshkeeper_gateway_contested").await, Some(1.0));
+    assert_eq!(
+        agent
+            .metric("meshkeeper_gateway_contested{gateway=\"istio-ingressgateway\",target_namespace=\"istio-system\"}")
+            .await,
+        Some(1.0)
+    );
     assert_eq!(
         agent.metric("meshkeeper_repair_contested{check=\"gateway\",field=\"node_port:http2\"}").await,
         Some(1.0)
@@ -193,7 +198,7 @@ async fn repair_false_writes_nothing() {
         )
         .unwrap();
     agent.wait_finding("GatewayNodePortDrift", true, Duration::from_secs(5)).await;
-    assert_eq!(agent.metric("meshkeeper_gateway_drift{field=\"node_port:http2\"}").await, Some(1.0));
+    assert_eq!(agent.metric("meshkeeper_gateway_drift{field=\"node_port:http2\",gateway=\"istio-ingressgateway\",target_namespace=\"istio-system\"}").await, Some(1.0));
     assert!(writes_by_meshkeeper(&sim, "services").is_empty());
 }
 
@@ -227,7 +232,12 @@ async fn integrated_mode_puts_an_edited_ip_back() {
     };
     until(&sim, Duration::from_secs(5), "the LB assigned the VIP", |_| assigned(&sim).as_deref() == Some("10.0.0.50"))
         .await;
-    assert_eq!(agent.metric("meshkeeper_gateway_pinned").await, Some(1.0));
+    assert_eq!(
+        agent
+            .metric("meshkeeper_gateway_pinned{gateway=\"istio-ingressgateway\",target_namespace=\"istio-system\"}")
+            .await,
+        Some(1.0)
+    );
     if !have("kubectl") {
         return;
     }

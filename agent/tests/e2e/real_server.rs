@@ -51,7 +51,10 @@ async fn point1_a_fresh_gateway_service_is_fully_pinned_in_one_patch_and_later_d
     assert_eq!(writes.len(), 1, "one patch pins all nine ports: {writes:?}");
     let text = agent.get("/metrics").await.1;
     for bad in ["result=\"conflict\"", "result=\"error\""] {
-        assert!(!text.lines().any(|l| l.starts_with("meshkeeper_actions_total") && l.contains(bad)), "{bad}:\n{text}");
+        // The series exist from the start (at 0), so the first failure shows in increase().
+        let line =
+            text.lines().find(|l| l.starts_with("meshkeeper_actions_total{action=\"gateway_pin\"") && l.contains(bad));
+        assert_eq!(line.map(|l| l.ends_with(" 0")), Some(true), "{bad}:\n{text}");
     }
     assert!(!agent.has_finding("RepairContested").await, "pinning a fresh Service is never a contest");
     if !have("kubectl") {
@@ -273,7 +276,7 @@ async fn point5_permission_problems_are_visible_before_sync_and_raise_no_false_a
     agent.wait_metrics_line("meshkeeper_watch_synced{resource=\"namespaces\"} 1", Duration::from_secs(5)).await;
     let text = agent.get("/metrics").await.1;
     assert!(
-        !text.lines().any(|l| l.starts_with("meshkeeper_control_plane_healthy ")),
+        !text.lines().any(|l| l.starts_with("meshkeeper_control_plane_healthy")),
         "no control-plane verdict from a cache that could not list:\n{text}"
     );
     // The injection policy reads namespaces only: it reports as usual.

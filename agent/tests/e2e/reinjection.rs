@@ -131,13 +131,13 @@ async fn scenario1_workloads_that_predate_injection_are_restarted_once_each() {
     assert!(text.contains("meshkeeper_reinjections_total{kind=\"deployment\",result=\"success\"} 1"), "{text}");
     assert!(text.contains("meshkeeper_reinjections_total{kind=\"statefulset\",result=\"success\"} 1"));
     assert!(text.contains("meshkeeper_reinjections_total{kind=\"daemonset\",result=\"success\"} 1"));
-    let events: Vec<Value> = sim
-        .cluster()
-        .list("events.k8s.io/v1", "events", Some("payments"))
-        .into_iter()
-        .filter(|e| e["reason"] == "WorkloadRestartedForReinjection")
-        .collect();
-    assert!(events.iter().any(|e| e["regarding"]["name"] == "api"), "an Event on each workload restarted");
+    // Events are published asynchronously: wait (bounded) for the one on the Deployment.
+    until(&sim, Duration::from_secs(10), "an Event on each workload restarted", |c| {
+        c.list("events.k8s.io/v1", "events", Some("payments"))
+            .iter()
+            .any(|e| e["reason"] == "WorkloadRestartedForReinjection" && e["regarding"]["name"] == "api")
+    })
+    .await;
 }
 
 /// (2) The injector down: nothing restarted while it is, fixed after it recovers.

@@ -593,13 +593,16 @@ fn health_gauges_follow_the_assessment() {
     let snap = healthy();
     let (_, st) = evaluate(&snap, &settings, &api);
     assert!(st.healthy(NOW) && st.webhook.healthy(NOW));
-    let got = samples(&st, NOW);
-    assert!(got.contains(&(0, vec![], 1.0)));
-    assert!(got.contains(&(3, vec!["istio-pilot".into(), VERSION.into()], 1.0)));
-    assert!(!got.iter().any(|(f, l, _)| *f == 3 && l[0] == "promsd"), "promsd is not versioned");
-    assert!(got.contains(&(6, vec!["cpu_cores".into()], 4.0)));
-    let expiry = got.iter().find(|(f, _, _)| *f == 5).unwrap().2;
-    assert_eq!(expiry as i64, NOW + 365 * DAY);
+    let got = samples(&st, "istio-system", NOW);
+    let ns = || "istio-system".to_string();
+    let wh = || "istio-sidecar-injector".to_string();
+    assert!(got.contains(&(0, vec![ns()], 1.0)));
+    assert!(got.contains(&(3, vec![ns(), "istio-pilot".into(), VERSION.into()], 1.0)));
+    assert!(!got.iter().any(|(f, l, _)| *f == 3 && l[1] == "promsd"), "promsd is not versioned");
+    assert!(got.contains(&(6, vec![wh()], 1.0)), "backends ready");
+    assert!(got.contains(&(9, vec![], 4.0)), "allocatable cores");
+    let expiry = got.iter().find(|(f, _, _)| *f == 5).unwrap();
+    assert_eq!((expiry.1.clone(), expiry.2 as i64), (vec![wh()], NOW + 365 * DAY));
 
     let mut down = healthy();
     mod_dep(&mut down, "istio-sidecar-injector", |d| d.available = 0);
@@ -607,9 +610,17 @@ fn health_gauges_follow_the_assessment() {
     let (_, st) = evaluate(&down, &settings, &api);
     assert!(!st.healthy(NOW));
     assert!(!st.webhook.healthy(NOW), "no ready backend: the injector gate is closed");
-    let s = samples(&st, NOW);
-    assert!(s.contains(&(0, vec![], 0.0)) && s.contains(&(4, vec![], 0.0)));
-    assert!(s.contains(&(1, vec!["istio-sidecar-injector".into()], 0.0)));
+    let s = samples(&st, "istio-system", NOW);
+    assert!(s.contains(&(0, vec![ns()], 0.0)) && s.contains(&(4, vec![wh()], 0.0)));
+    assert!(s.contains(&(6, vec![wh()], 0.0)), "the backend is what is down");
+    assert!(s.contains(&(1, vec![ns(), "istio-sidecar-injector".into()], 0.0)));
+
+    // An expired CA: the webhook is unhealthy while its backend is ready.
+    let mut expired = healthy();
+    mod_webhook(&mut expired, |w| w.ca_bundle = Some(ca_pem(NOW - 10 * DAY, NOW - 1)));
+    let (_, st) = evaluate(&expired, &settings, &api);
+    let s = samples(&st, "istio-system", NOW);
+    assert!(s.contains(&(4, vec![wh()], 0.0)) && s.contains(&(6, vec![wh()], 1.0)));
 }
 
 #[test]

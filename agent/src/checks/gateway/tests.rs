@@ -480,12 +480,22 @@ fn gauges() {
     let s = manual();
     let (_, st, _) = reasons(&s, Some(drifted), vec![], 1);
     let got = samples(&st, &s.gateway, false);
-    assert!(got.contains(&(2, vec![], 0.0)));
-    assert!(got.contains(&(0, vec![], 0.0)));
-    assert!(got.contains(&(1, vec!["node_port:http2".into()], 1.0)));
-    assert!(got.contains(&(1, vec!["node_port:tls".into()], 0.0)));
+    let svc = |field: Option<&str>| {
+        let mut l = vec!["istio-system".to_string(), "istio-ingressgateway".to_string()];
+        l.extend(field.map(str::to_string));
+        l
+    };
+    assert!(got.contains(&(2, svc(None), 0.0)));
+    assert!(got.contains(&(0, svc(None), 0.0)));
+    assert!(got.contains(&(1, svc(Some("node_port:http2")), 1.0)));
+    assert!(got.contains(&(1, svc(Some("node_port:tls")), 0.0)));
     assert_eq!(got.iter().filter(|(f, _, _)| *f == 1).count(), 9);
     let (_, st, _) = reasons(&s, Some(gateway_svc()), vec![], 1);
-    assert!(samples(&st, &s.gateway, false).contains(&(0, vec![], 1.0)));
-    assert!(samples(&st, &s.gateway, true).contains(&(2, vec![], 1.0)));
+    assert!(samples(&st, &s.gateway, false).contains(&(0, svc(None), 1.0)));
+    assert!(samples(&st, &s.gateway, true).contains(&(2, svc(None), 1.0)));
+    // The Service is gone: not pinned, and no field drifts (the alert on pinned == 0 covers it).
+    let (_, st, _) = reasons(&s, None, vec![], 1);
+    let gone = samples(&st, &s.gateway, false);
+    assert!(gone.contains(&(0, svc(None), 0.0)));
+    assert!(gone.iter().filter(|(f, _, _)| *f == 1).all(|(_, _, v)| *v == 0.0));
 }
