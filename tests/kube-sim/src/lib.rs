@@ -22,6 +22,7 @@ pub mod patch;
 pub mod proto;
 pub mod rbac;
 pub mod resources;
+pub mod schema;
 pub mod seed;
 pub mod selectors;
 pub mod server;

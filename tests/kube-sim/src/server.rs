@@ -527,10 +527,15 @@ async fn dispatch(
     {
         return error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource"));
     }
+    let field_validation = match crate::schema::FieldValidation::parse(q.get("fieldValidation").map(String::as_str)) {
+        Ok(f) => f,
+        Err(m) => return error_response(&ApiError::new(400, "BadRequest", m)),
+    };
     let opts = WriteOpts {
         dry_run: q.get("dryRun").is_some_and(|v| v == "All"),
         field_manager: q.get("fieldManager").cloned(),
         force: q.get("force").is_some_and(|v| v == "true"),
+        field_validation,
         ..Default::default()
     };
     let parse_body = |b: &Bytes| -> Result<Value, ApiError> {
@@ -541,6 +546,7 @@ async fn dispatch(
     if t.sub.as_deref() == Some("scale") {
         return scale(shared, ti, &rt, &ns, &name, verb, headers, body, &opts, manager);
     }
+    let mut warnings: Vec<String> = Vec::new();
     let result = match verb {
         "get" => {
             let store = lock(&shared.store);
@@ -559,15 +565,21 @@ async fn dispatch(
             if t.sub.as_deref() == Some("eviction") {
                 return evict(shared, ti, &ns, &name);
             }
-            parse_body(body).and_then(|b| lock(&shared.store).create(ti, &ns, b, &opts, manager))
+            let mut store = lock(&shared.store);
+            store.warnings.clear();
+            let r = parse_body(body).and_then(|b| store.create(ti, &ns, b, &opts, manager));
+            warnings = std::mem::take(&mut store.warnings);
+            r
         }
         "update" => {
             let mut store = lock(&shared.store);
+            store.warnings.clear();
             let existed = store.get(ti, if rt.namespaced { &ns } else { "" }, &name).is_some();
             let r = parse_body(body).and_then(|b| store.update(ti, &ns, &name, b, t.sub.as_deref(), &opts, manager));
+            warnings = std::mem::take(&mut store.warnings);
             // A PUT that creates (Leases, Events, Endpoints, Services) answers 201 Created.
             if !existed && let Ok(v) = &r {
-                return json_response(201, v);
+                return with_warnings(json_response(201, v), &warnings);
             }
             r
         }
@@ -597,11 +609,13 @@ async fn dispatch(
                 ));
             }
             let mut store = lock(&shared.store);
+            store.warnings.clear();
             let existed = store.get(ti, if rt.namespaced { &ns } else { "" }, &name).is_some();
             let r = parsed.and_then(|b| store.patch(ti, &ns, &name, pt, &b, t.sub.as_deref(), &opts, manager));
+            warnings = std::mem::take(&mut store.warnings);
             // Server-side apply that creates answers 201 Created.
             if !existed && let Ok(v) = &r {
-                return json_response(201, v);
+                return with_warnings(json_response(201, v), &warnings);
             }
             r
         }
@@ -643,9 +657,19 @@ async fn dispatch(
         )),
     };
     match result {
-        Ok(v) => json_response(if verb == "create" { 201 } else { 200 }, &v),
+        Ok(v) => with_warnings(json_response(if verb == "create" { 201 } else { 200 }, &v), &warnings),
         Err(e) => error_response(&e),
     }
+}
+
+/// Adds `Warning` headers (one per warning, as the real server sends them).
+fn with_warnings(mut r: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        if let Ok(v) = HeaderValue::from_str(w) {
+            r.headers_mut().append(header::WARNING, v);
+        }
+    }
+    r
 }
 
 /// A merge, strategic or JSON patch body as the server decodes it: Go's syntax error, or for

@@ -235,6 +235,8 @@ pub struct WriteOpts {
     pub force: bool,
     /// DeleteOptions.preconditions: the delete is refused (409) unless the object still has them.
     pub preconditions: Preconditions,
+    /// What to do with fields the schema does not declare (they are dropped in any case).
+    pub field_validation: crate::schema::FieldValidation,
 }
 
 /// `DeleteOptions.preconditions`.
@@ -272,6 +274,8 @@ pub struct Store {
     uid: u64,
     pub events: broadcast::Sender<Arc<Event>>,
     pub admission: Vec<Admission>,
+    /// Warnings of the last write (`Warning: 299 ...` headers), taken by the HTTP layer.
+    pub warnings: Vec<String>,
 }
 
 /// Events buffered for in-process subscribers and live watches; one that falls further behind
@@ -360,6 +364,7 @@ impl Store {
             uid: 0,
             events,
             admission: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -552,6 +557,26 @@ impl Store {
             )
             .with_details(name, &rt.group, &rt.plural)),
             Some(_) => Ok(()),
+        }
+    }
+
+    /// Drops the fields the kind's schema does not declare; under `fieldValidation=Strict` that
+    /// is a 400, under `Warn` (the default) each one is a warning.
+    fn unknown_fields(&mut self, rt: &ResourceType, obj: &mut Value, opts: &WriteOpts) -> Result<(), ApiError> {
+        use crate::schema::{self, FieldValidation};
+        let unknown = schema::prune_unknown(&rt.group, &rt.kind, obj);
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        match opts.field_validation {
+            FieldValidation::Strict => {
+                Err(ApiError::new(400, "BadRequest", schema::strict_message(&rt.kind, &rt.version, &unknown)))
+            }
+            FieldValidation::Warn => {
+                self.warnings.extend(schema::warnings(&unknown));
+                Ok(())
+            }
+            FieldValidation::Ignore => Ok(()),
         }
     }
 
@@ -826,6 +851,9 @@ impl Store {
         new["kind"] = json!(rt.kind);
         if !new["metadata"].is_object() {
             new["metadata"] = json!({});
+        }
+        if manager != "__apply__" {
+            self.unknown_fields(&rt, &mut new, opts)?;
         }
         if let Some(old) = &old {
             let sent_rv = new["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_string();
@@ -1119,6 +1147,7 @@ impl Store {
                 self.namespace_state(ns, &rt, name)?;
             }
             let mut applied = body.clone();
+            self.unknown_fields(&rt, &mut applied, opts)?;
             applied["metadata"]["name"] = json!(name);
             let mut new = patch::apply(old.as_deref(), &applied, manager, opts.force, &rt.kind, &now_rfc3339())
                 .map_err(to_err)?;

@@ -867,6 +867,49 @@ async fn events_k8s_io_v1_and_core_v1_are_one_resource() {
     assert_eq!(sim.cluster().list("events.k8s.io/v1", "events", Some("ev"))[0]["note"], "label restored");
 }
 
+/// 03-patch-errors.json: fields the schema does not declare are dropped, with a Warning by
+/// default and under fieldValidation=Warn, a 400 under Strict, silently under Ignore; patches too.
+#[tokio::test]
+async fn unknown_fields_follow_field_validation() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    c.post("/api/v1/namespaces", &ns_obj("uf")).await;
+    let cm = |name: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "bogusMeta": 1}, "data": {"k": "v"}, "bogus": 1});
+    let r = c.post("/api/v1/namespaces/uf/configmaps", &cm("a")).await;
+    assert_eq!(r.status, 201);
+    let warnings: Vec<&str> =
+        r.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case("warning")).map(|(_, v)| v.as_str()).collect();
+    assert_eq!(warnings, [r#"299 - "unknown field \"bogus\"""#, r#"299 - "unknown field \"metadata.bogusMeta\"""#]);
+    let v = r.json();
+    assert!(v.get("bogus").is_none() && v["metadata"].get("bogusMeta").is_none(), "dropped: {v}");
+    assert!(v["metadata"]["managedFields"][0]["fieldsV1"].get("f:bogus").is_none(), "and owned by nobody");
+    let r = c.post("/api/v1/namespaces/uf/configmaps?fieldValidation=Strict", &cm("b")).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json()["message"],
+        r#"ConfigMap in version "v1" cannot be handled as a ConfigMap: strict decoding error: unknown field "bogus", unknown field "metadata.bogusMeta""#
+    );
+    let r = c.post("/api/v1/namespaces/uf/configmaps?fieldValidation=Ignore", &cm("c")).await;
+    assert_eq!((r.status, r.header("Warning")), (201, None));
+    assert_eq!(c.post("/api/v1/namespaces/uf/configmaps?fieldValidation=strict", &cm("d")).await.status, 400);
+    // A merge patch adding an unknown field: warned and dropped; an apply too.
+    let r = c
+        .patch("/api/v1/namespaces/uf/configmaps/a", "application/merge-patch+json", r#"{"bogus":2,"data":{"x":"y"}}"#)
+        .await;
+    assert_eq!((r.status, r.header("Warning")), (200, Some(r#"299 - "unknown field \"bogus\"""#)));
+    assert!(r.json().get("bogus").is_none());
+    let r = c
+        .patch(
+            "/api/v1/namespaces/uf/configmaps/a?fieldManager=t",
+            "application/apply-patch+yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\nbogus: 3\n",
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let mf = r.json()["metadata"]["managedFields"].clone();
+    assert!(!mf.to_string().contains("bogus"), "{mf}");
+}
+
 #[tokio::test]
 async fn eviction_honours_disruption_budgets() {
     let sim = sim().await;

@@ -46,14 +46,6 @@ const STS: &str = "no StatefulSet controller (src/actors.rs): no pods, no status
 const KNOWN: &[Known] = &[
     api(T03, "responses[8]", LABEL_CAUSES),
     api(T03, "responses[9]", LABEL_CAUSES),
-    api(T03, "responses[14]", "unknown fields: stored, owned, no Warning header (fieldValidation not modelled yet)"),
-    api(
-        T03,
-        "responses[15]",
-        "unknown fields: stored, owned, no Warning header (fieldValidation=Warn not modelled yet)",
-    ),
-    api(T03, "responses[16]", "unknown fields: fieldValidation=Strict accepts them (201, not 400)"),
-    api(T03, "responses[17]", "unknown fields: stored with fieldValidation=Ignore (the real server drops them)"),
     api(T04, "responses[1]", "apply conflict details carry name/kind instead of only the causes"),
     api(T04, "responses[5]", "apply conflict details carry name/kind instead of only the causes"),
     api(T04, "responses[6]", "the 422 for an apply without fieldManager has no details"),
