@@ -527,10 +527,13 @@ async fn dispatch(
     {
         return error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource"));
     }
-    let field_validation = match crate::schema::FieldValidation::parse(q.get("fieldValidation").map(String::as_str)) {
-        Ok(f) => f,
-        Err(m) => return error_response(&ApiError::new(400, "BadRequest", m)),
-    };
+    if matches!(verb, "create" | "update")
+        && let Err(e) = validate_write_options(verb, None, q)
+    {
+        return error_response(&e);
+    }
+    let field_validation =
+        crate::schema::FieldValidation::parse(q.get("fieldValidation").map(String::as_str)).unwrap_or_default();
     let opts = WriteOpts {
         dry_run: q.get("dryRun").is_some_and(|v| v == "All"),
         field_manager: q.get("fieldManager").cloned(),
@@ -601,12 +604,8 @@ async fn dispatch(
             } else {
                 parse_patch(body, pt)
             };
-            if pt == PatchType::Apply && q.get("fieldManager").is_none() {
-                return error_response(&ApiError::new(
-                    422,
-                    "Invalid",
-                    "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
-                ));
+            if let Err(e) = validate_write_options(verb, Some(pt), q) {
+                return error_response(&e);
             }
             let mut store = lock(&shared.store);
             store.warnings.clear();
@@ -659,6 +658,48 @@ async fn dispatch(
     match result {
         Ok(v) => with_warnings(json_response(if verb == "create" { 201 } else { 200 }, &v), &warnings),
         Err(e) => error_response(&e),
+    }
+}
+
+/// CreateOptions/UpdateOptions/PatchOptions validation (`ValidatePatchOptions` and friends):
+/// `force` only for apply, `fieldManager` required for apply and at most 128 printable
+/// characters, `dryRun` only `All`, `fieldValidation` one of the four values.
+fn validate_write_options(
+    verb: &str,
+    patch: Option<PatchType>,
+    q: &std::collections::HashMap<String, String>,
+) -> Result<(), ApiError> {
+    let kind = match verb {
+        "create" => "CreateOptions",
+        "update" => "UpdateOptions",
+        _ => "PatchOptions",
+    };
+    let mut causes: Vec<(String, String)> = Vec::new();
+    let manager = q.get("fieldManager").map(String::as_str).unwrap_or_default();
+    if let Some(pt) = patch {
+        if pt != PatchType::Apply && q.contains_key("force") {
+            causes.push(("force".into(), "Forbidden: may not be specified for non-apply patch".into()));
+        }
+        if pt == PatchType::Apply && manager.is_empty() {
+            causes.push(("fieldManager".into(), "Required value: is required for apply patch".into()));
+        }
+    }
+    if manager.chars().count() > 128 {
+        causes.push(("fieldManager".into(), "Too long: may not be more than 128 bytes".into()));
+    }
+    if let Some(d) = q.get("dryRun").filter(|d| d.as_str() != "All") {
+        causes.push(("dryRun".into(), format!("Unsupported value: \"{d}\": supported values: \"All\"")));
+    }
+    if let Some(f) = q.get("fieldValidation").filter(|f| !matches!(f.as_str(), "" | "Ignore" | "Strict" | "Warn")) {
+        causes.push((
+            "fieldValidation".into(),
+            format!("Unsupported value: \"{f}\": supported values: \"\", \"Ignore\", \"Strict\", \"Warn\""),
+        ));
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_as(&format!("{kind}.meta.k8s.io"), "", "meta.k8s.io", kind, causes))
     }
 }
 

@@ -1136,7 +1136,13 @@ impl Store {
             // generic 422, without the evanphx text.
             PatchError::Invalid(_) => ApiError::patch_failed(),
             PatchError::Conflict(c) => {
-                ApiError::new(409, "Conflict", patch::conflict_message(&c)).with_details(name, &rt.group, &rt.plural)
+                // Details carry only the causes, one per conflicting field.
+                let mut e = ApiError::new(409, "Conflict", patch::conflict_message(&c));
+                e.details = json!({"causes": c.iter().map(|c| {
+                    let who = if c.api_version.is_empty() { format!("{:?}", c.manager) } else { format!("{:?} using {}", c.manager, c.api_version) };
+                    json!({"reason": "FieldManagerConflict", "message": format!("conflict with {who}"), "field": c.field})
+                }).collect::<Vec<_>>()});
+                e
             }
         };
         if pt != PatchType::Json {

@@ -27,7 +27,6 @@ const fn ctl(file: &'static str, answer: &'static str, why: &'static str) -> Kno
 }
 
 const T03: &str = "03-patch-errors.json";
-const T04: &str = "04-ssa-conflict.json";
 const T05: &str = "05-namespace-managedfields.json";
 const T08: &str = "08-streaming-list.json";
 const T11: &str = "11-rollout-restart.json";
@@ -46,12 +45,6 @@ const STS: &str = "no StatefulSet controller (src/actors.rs): no pods, no status
 const KNOWN: &[Known] = &[
     api(T03, "responses[8]", LABEL_CAUSES),
     api(T03, "responses[9]", LABEL_CAUSES),
-    api(T04, "responses[1]", "apply conflict details carry name/kind instead of only the causes"),
-    api(T04, "responses[5]", "apply conflict details carry name/kind instead of only the causes"),
-    api(T04, "responses[6]", "the 422 for an apply without fieldManager has no details"),
-    api(T04, "responses[7]", "force=true on a merge patch is accepted (real: 422)"),
-    api(T04, "responses[8]", "follows from responses[7]: the accepted merge patch changed data.key"),
-    api(T04, "responses[9]", "follows from responses[7]: the accepted merge patch changed data.key"),
     api(T05, "responses[0]", "Namespace managedFields: kubectl create's empty spec is owned (f:spec)"),
     api(T05, "responses[1]", "Namespace managedFields: f:spec owned by the creator"),
     api(
