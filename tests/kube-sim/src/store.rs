@@ -1350,11 +1350,12 @@ fn check_shape(obj: &Value) -> Result<(), ApiError> {
     }
 }
 
+/// An object without its resourceVersion: a write that changes nothing else (managedFields
+/// included, which a client may rewrite on its own) is a no-op.
 fn strip_rv(v: &Value) -> Value {
     let mut v = v.clone();
     if let Some(m) = v["metadata"].as_object_mut() {
         m.remove("resourceVersion");
-        m.remove("managedFields");
     }
     v
 }
