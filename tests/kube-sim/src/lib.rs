@@ -63,6 +63,10 @@ pub struct SimOptions {
     /// the start (a fresh sim, like a fresh watch cache, keeps nothing from before it started)
     /// and `faults().compact()` compact.
     pub compaction_interval: Option<Duration>,
+    /// Serve streaming lists (`sendInitialEvents=true`), which need etcd 3.5's
+    /// RequestWatchProgress. false: answer them as a server on etcd 3.4 does, with HTTP 200 and
+    /// a single ERROR event, so clients that ask for them must fall back to paged lists.
+    pub streaming_lists: bool,
     /// Run the cluster actors (scheduler/kubelet, deployment controller, sidecar injector).
     pub actors: bool,
     /// Enforce authentication (bearer tokens) and RBAC; off: every request is the admin's.
@@ -78,6 +82,7 @@ impl Default for SimOptions {
             min_request_timeout: Duration::from_secs(1800),
             resource_version_wait: Duration::from_secs(3),
             compaction_interval: Some(Duration::from_secs(300)),
+            streaming_lists: true,
             actors: true,
             rbac: false,
         }
@@ -107,6 +112,10 @@ impl SimOptions {
     }
     pub fn compaction_interval(mut self, d: Option<Duration>) -> Self {
         self.compaction_interval = d;
+        self
+    }
+    pub fn streaming_lists(mut self, on: bool) -> Self {
+        self.streaming_lists = on;
         self
     }
     pub fn actors(mut self, on: bool) -> Self {
@@ -155,6 +164,7 @@ impl Sim {
             bookmark_interval: opts.bookmark_interval,
             min_request_timeout: opts.min_request_timeout,
             resource_version_wait: opts.resource_version_wait,
+            streaming_lists: opts.streaming_lists,
             bookmarks_sent: std::sync::atomic::AtomicU64::new(0),
         });
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port)).await?;
@@ -408,6 +418,13 @@ impl Cluster {
     /// The resource plural of an event.
     pub fn resource_of(&self, ev: &store::Event) -> String {
         lock(&self.shared.store).types.get(ev.resource).map(|r| r.plural.clone()).unwrap_or_default()
+    }
+
+    /// Fixes the time writes stamp (creationTimestamp, deletionTimestamp, managedFields times),
+    /// e.g. to reproduce a recorded sequence; None goes back to the system clock.
+    pub fn set_clock(&self, at: Option<std::time::SystemTime>) {
+        lock(&self.shared.store).clock =
+            at.map(|t| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0));
     }
 
     pub fn resource_version(&self) -> u64 {

@@ -92,6 +92,8 @@ pub struct Shared {
     pub min_request_timeout: Duration,
     /// How long a list from a resourceVersion the server has not reached waits before 504.
     pub resource_version_wait: Duration,
+    /// Streaming lists are served (etcd 3.5+); false: refused as on etcd 3.4.
+    pub streaming_lists: bool,
     /// BOOKMARK events sent on watches so far (tests observe bookmarks by their count).
     pub bookmarks_sent: std::sync::atomic::AtomicU64,
     /// Some when RBAC is enforced (SimOptions::rbac).
@@ -1192,6 +1194,37 @@ fn list_plan(
     Ok(ListPlan { at, after: None, limit })
 }
 
+/// ListOptions validation of a watch (`validateWatchOptions`): resourceVersionMatch only with
+/// sendInitialEvents, which needs it to be NotOlderThan.
+fn validate_watch_options(q: &std::collections::HashMap<String, String>) -> Result<(), ApiError> {
+    let matching = q.get("resourceVersionMatch").filter(|m| !m.is_empty());
+    let initial = q.contains_key("sendInitialEvents");
+    let mut causes: Vec<(String, String)> = Vec::new();
+    let forbidden = |m: &str| ("resourceVersionMatch".to_string(), format!("Forbidden: {m}"));
+    if initial && matching.map(String::as_str) != Some("NotOlderThan") {
+        causes.push(forbidden("sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"));
+    }
+    if let Some(m) = matching {
+        if !initial {
+            causes.push(forbidden("resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"));
+        }
+        if m != "NotOlderThan" {
+            causes.push((
+                "resourceVersionMatch".into(),
+                format!("Unsupported value: \"{m}\": supported values: \"NotOlderThan\""),
+            ));
+        }
+        if q.get("continue").is_some_and(|c| !c.is_empty()) {
+            causes.push(forbidden("resourceVersionMatch is forbidden when continue is provided"));
+        }
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_as("ListOptions.meta.k8s.io", "", "meta.k8s.io", "ListOptions", causes))
+    }
+}
+
 /// ListOptions validation of a list (`ValidateListOptions`), every error at once.
 fn validate_list_options(q: &std::collections::HashMap<String, String>) -> Result<(), ApiError> {
     let rv = q.get("resourceVersion").filter(|r| !r.is_empty());
@@ -1329,6 +1362,19 @@ fn watch(
         Ok(s) => s,
         Err(e) => return error_response(&e),
     };
+    if let Err(e) = validate_watch_options(q) {
+        return error_response(&e);
+    }
+    // A server on etcd 3.4 cannot serve streaming lists: HTTP 200, then one ERROR (the cacher's
+    // error watcher), and the client falls back to listing.
+    if !shared.streaming_lists && q.get("sendInitialEvents").is_some_and(|v| v == "true") {
+        let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "a watch stream was requested by the client but the required storage feature RequestWatchProgress is disabled",
+            "reason": "InternalError", "code": 500});
+        let mut v = serde_json::to_vec(&json!({"type": "ERROR", "object": status})).unwrap_or_default();
+        v.push(b'\n');
+        return stream_response(futures::stream::iter([Ok::<_, Infallible>(Bytes::from(v))]).boxed());
+    }
     if let Some(n) = &name {
         fields = FieldSelector::parse(&format!("metadata.name={n}")).unwrap_or(fields);
     }
@@ -1367,7 +1413,7 @@ fn watch(
                         backlog.push(Bytes::from(v));
                     }
                 }
-                if initial {
+                if initial && bookmarks {
                     backlog.push(bookmark(&rt, start_rv, true));
                 }
             }

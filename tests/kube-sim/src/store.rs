@@ -276,6 +276,9 @@ pub struct Store {
     pub admission: Vec<Admission>,
     /// Warnings of the last write (`Warning: 299 ...` headers), taken by the HTTP layer.
     pub warnings: Vec<String>,
+    /// A fixed time (Unix seconds) for the timestamps writes set (creation, deletion,
+    /// managedFields); None: the system clock.
+    pub clock: Option<u64>,
 }
 
 /// Events buffered for in-process subscribers and live watches; one that falls further behind
@@ -285,6 +288,26 @@ pub const EVENT_BUFFER: usize = 8192;
 pub fn now_rfc3339() -> String {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     rfc3339(secs)
+}
+
+/// `2026-11-25T07:00:00Z` (fractions ignored) as Unix seconds.
+pub fn parse_rfc3339(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    // days-from-civil
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
 }
 
 /// Unix seconds as `2026-11-25T07:00:00Z` (civil-from-days, no dependency).
@@ -365,6 +388,15 @@ impl Store {
             events,
             admission: Vec::new(),
             warnings: Vec::new(),
+            clock: None,
+        }
+    }
+
+    /// Now, as writes stamp it (the fixed clock if one is set).
+    pub fn now(&self) -> String {
+        match self.clock {
+            Some(secs) => rfc3339(secs),
+            None => now_rfc3339(),
         }
     }
 
@@ -843,7 +875,7 @@ impl Store {
         manager: &str,
     ) -> Result<Value, ApiError> {
         let rt = self.types[ti].clone();
-        let now = now_rfc3339();
+        let now = self.now();
         if !new.is_object() {
             return Err(ApiError::new(400, "BadRequest", "the body of the request was not a JSON object"));
         }
@@ -1155,8 +1187,8 @@ impl Store {
             let mut applied = body.clone();
             self.unknown_fields(&rt, &mut applied, opts)?;
             applied["metadata"]["name"] = json!(name);
-            let mut new = patch::apply(old.as_deref(), &applied, manager, opts.force, &rt.kind, &now_rfc3339())
-                .map_err(to_err)?;
+            let mut new =
+                patch::apply(old.as_deref(), &applied, manager, opts.force, &rt.kind, &self.now()).map_err(to_err)?;
             return match old {
                 Some(o) => {
                     if let Some(m) = new["metadata"].as_object_mut() {
@@ -1217,7 +1249,7 @@ impl Store {
                 return Ok((*old).clone());
             }
             let mut v = (*old).clone();
-            v["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+            v["metadata"]["deletionTimestamp"] = json!(self.now());
             self.rv += 1;
             v["metadata"]["resourceVersion"] = json!(self.rv.to_string());
             return Ok(self.put(ti, key, v, "MODIFIED"));
@@ -1229,7 +1261,7 @@ impl Store {
     /// Terminating, then every object in it, then the namespace itself (the namespace controller's job, done inline).
     fn delete_namespace(&mut self, ti: usize, key: Key, old: &Value) -> Value {
         let mut v = old.clone();
-        v["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+        v["metadata"]["deletionTimestamp"] = json!(self.now());
         v["status"]["phase"] = json!("Terminating");
         self.rv += 1;
         v["metadata"]["resourceVersion"] = json!(self.rv.to_string());
@@ -1247,7 +1279,7 @@ impl Store {
                 // Held by a finalizer: marked for deletion; the namespace waits for it.
                 if !obj["metadata"]["deletionTimestamp"].is_string() {
                     let mut v = (*obj).clone();
-                    v["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+                    v["metadata"]["deletionTimestamp"] = json!(self.now());
                     self.rv += 1;
                     v["metadata"]["resourceVersion"] = json!(self.rv.to_string());
                     self.put(t, k, v, "MODIFIED");
@@ -1374,6 +1406,10 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_795_564_800), "2026-11-25T00:00:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        for secs in [0, 951_782_400, 1_795_564_800, 1_796_111_079] {
+            assert_eq!(parse_rfc3339(&rfc3339(secs)), Some(secs));
+        }
+        assert_eq!(parse_rfc3339("2026-12-01T07:44:49.354257Z"), parse_rfc3339("2026-12-01T07:44:49Z"));
     }
 
     #[test]

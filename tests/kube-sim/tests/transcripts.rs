@@ -27,7 +27,6 @@ const fn ctl(file: &'static str, answer: &'static str, why: &'static str) -> Kno
 }
 
 const T03: &str = "03-patch-errors.json";
-const T08: &str = "08-streaming-list.json";
 const T11: &str = "11-rollout-restart.json";
 const T12: &str = "12-paused-and-ondelete.json";
 const T13: &str = "13-eviction-pdb.json";
@@ -44,9 +43,6 @@ const STS: &str = "no StatefulSet controller (src/actors.rs): no pods, no status
 const KNOWN: &[Known] = &[
     api(T03, "responses[8]", LABEL_CAUSES),
     api(T03, "responses[9]", LABEL_CAUSES),
-    api(T08, "responses[4]", "the initial-events-end bookmark is sent without allowWatchBookmarks"),
-    api(T08, "responses[5]", "sendInitialEvents without resourceVersionMatch=NotOlderThan is accepted (real: 422)"),
-    api(T08, "responses[7]", "sendInitialEvents=false without resourceVersionMatch is accepted (real: 422)"),
     api(T11, "responses[0]", DEPLOYMENT_DEFAULTS),
     ctl(T11, "responses[1]", DEPLOYMENT_STATUS),
     ctl(T11, "responses[2]", DEPLOYMENT_STATUS),
@@ -262,6 +258,17 @@ async fn replay_kubectl(
     r.record(&format!("kubectl[{j}]"), &step, diffs);
 }
 
+/// Sets the sim's clock to the time a manager's entry has in recorded managedFields.
+fn clock_at(sim: &Sim, managed_fields: &Value, manager: &str) {
+    let time = managed_fields
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["manager"] == manager))
+        .and_then(|e| e["time"].as_str())
+        .and_then(kube_sim::store::parse_rfc3339)
+        .unwrap_or_else(|| panic!("no recorded time for {manager}"));
+    sim.cluster().set_clock(Some(std::time::UNIX_EPOCH + Duration::from_secs(time)));
+}
+
 async fn replay_all(r: &mut Replay) {
     let n = r.t["requests"].as_array().map_or(0, Vec::len);
     for i in 0..n {
@@ -350,6 +357,8 @@ async fn t05_namespace_managed_fields() {
     std::fs::set_permissions(&editor, std::fs::Permissions::from_mode(0o755)).unwrap();
     let ed = editor.to_str().unwrap().to_string();
     let d = dir.path().to_path_buf();
+    // Timestamps as recorded (the entries' order depends on their times).
+    clock_at(&sim, &r.response(0)["body"]["managedFields"], "kubectl-create");
     replay_kubectl(&mut r, &sim, &bin, 0, &["create", "ns", "rec-mf"], &[], &d).await;
     let ns = sim.cluster().get("v1", "namespaces", "", "rec-mf").expect("created");
     // The recorded uid and creationTimestamp (they appear in later request bodies).
@@ -397,12 +406,8 @@ async fn t05_namespace_managed_fields() {
     r.check(5).await;
     r.check(6).await;
     // The recorder's client-side apply came a second after the steps before it (07:44:40 vs
-    // :39), which orders its managedFields entry last; wait for the clock's next second too.
-    let second = kube_sim::store::now_rfc3339();
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
-    while kube_sim::store::now_rfc3339() == second && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // :39), which orders its managedFields entry last: the sim's clock follows the recording.
+    clock_at(&sim, &r.response(7)["body"]["managedFields"], "kubectl-client-side-apply");
     std::fs::write(
         d.join("ns-csa.json"),
         r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"rec-mf","labels":{"rec/csa":"yes"}}}"#,
@@ -410,6 +415,7 @@ async fn t05_namespace_managed_fields() {
     .unwrap();
     replay_kubectl(&mut r, &sim, &bin, 6, &["apply", "--validate=false", "-f", "ns-csa.json"], &[], &d).await;
     r.check(7).await;
+    clock_at(&sim, &r.response(8)["body"]["managedFields"], "kubectl");
     std::fs::write(
         d.join("ns-ssa.json"),
         r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"rec-mf","labels":{"rec/ssa":"yes"}}}"#,
