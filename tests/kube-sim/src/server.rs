@@ -256,7 +256,7 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         }
     }
     // Discovery and other non-resource paths.
-    if let Some(r) = non_resource(&shared, &method, &path) {
+    if let Some(r) = non_resource(&shared, &method, &path, &parts.headers) {
         return r;
     }
     let Some(t) = target else {
@@ -388,13 +388,29 @@ fn attributes(
     }
 }
 
-fn non_resource(shared: &Shared, method: &Method, path: &str) -> Option<Response> {
+fn non_resource(shared: &Shared, method: &Method, path: &str, headers: &HeaderMap) -> Option<Response> {
     let path = path.trim_end_matches('/');
     if method != Method::GET {
         return None;
     }
     let store = lock(&shared.store);
     let types = &store.types;
+    // Aggregated discovery, when the client asks for it (kubectl does).
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let aggregated = accept.split(',').any(|a| {
+        let a = a.replace(' ', "");
+        a.contains("g=apidiscovery.k8s.io") && a.contains("v=v2;") && a.contains("as=APIGroupDiscoveryList")
+            || a.ends_with("g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList")
+    });
+    if aggregated && (path == "/api" || path == "/apis") {
+        let doc = resources::aggregated(types, path == "/api");
+        let mut r = json_response(200, &doc);
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"),
+        );
+        return Some(r);
+    }
     let v = match path {
         "/version" => resources::version_doc(),
         "/api" => resources::core_versions(),
@@ -518,7 +534,7 @@ async fn dispatch(
     };
     let rt: ResourceType = lock(&shared.store).types[ti].clone();
     if rt.create_only {
-        return access_review(shared, &rt, verb, body, user);
+        return access_review(shared, &rt, t, verb, body, user, manager);
     }
     let ns = t.namespace.clone().unwrap_or_default();
     if rt.namespaced && t.namespace.is_none() && !matches!(verb, "list" | "watch") {
@@ -528,6 +544,25 @@ async fn dispatch(
         && !rt.subresources.contains(sub)
     {
         return error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource"));
+    }
+    let method_not_allowed = || {
+        error_response(&ApiError::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        ))
+    };
+    if t.sub.is_none() && !resources::verbs(&rt).iter().any(|v| v == verb) {
+        return method_not_allowed();
+    }
+    if let Some(r) = subresource_without_storage(shared, &rt, ti, t, verb, body, manager) {
+        return r;
+    }
+    if rt.group.is_empty() && rt.plural == "componentstatuses" {
+        return component_statuses(t.name.as_deref());
+    }
+    if rt.group.is_empty() && rt.plural == "bindings" {
+        return bind(shared, &ns, body, manager);
     }
     if matches!(verb, "create" | "update")
         && let Err(e) = validate_write_options(verb, None, q)
@@ -715,6 +750,137 @@ fn with_warnings(mut r: Response, warnings: &[String]) -> Response {
     r
 }
 
+/// The pod and service subresources that are not the object itself: logs (empty: no
+/// containers run), exec/attach/portforward (they need a stream upgrade), service proxies (no
+/// endpoints), pod binding (sets spec.nodeName), ServiceAccount tokens. None: the generic path.
+fn subresource_without_storage(
+    shared: &Shared,
+    rt: &ResourceType,
+    ti: usize,
+    t: &Target,
+    verb: &str,
+    body: &Bytes,
+    manager: &str,
+) -> Option<Response> {
+    let sub = t.sub.as_deref()?;
+    let name = t.name.clone().unwrap_or_default();
+    let ns = t.namespace.clone().unwrap_or_default();
+    let exists = || lock(&shared.store).get(ti, &ns, &name).is_some();
+    let r = match (rt.kind.as_str(), sub) {
+        ("Pod", "log") => {
+            if !exists() {
+                return Some(error_response(&ApiError::not_found(rt, &name)));
+            }
+            (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], "").into_response()
+        }
+        ("Pod", "exec" | "attach" | "portforward") => {
+            error_response(&ApiError::new(400, "BadRequest", "Upgrade request required"))
+        }
+        ("Service", "proxy") => {
+            if !exists() {
+                return Some(error_response(&ApiError::not_found(rt, &name)));
+            }
+            error_response(&ApiError::new(
+                503,
+                "ServiceUnavailable",
+                format!("no endpoints available for service \"{name}\""),
+            ))
+        }
+        ("Pod", "binding") if verb == "create" => {
+            let mut b: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            b["metadata"]["name"] = json!(name);
+            return Some(bind(shared, &ns, &Bytes::from(b.to_string()), manager));
+        }
+        ("ServiceAccount", "token") if verb == "create" => {
+            if !exists() {
+                return Some(error_response(&ApiError::not_found(rt, &name)));
+            }
+            let mut req: Value = serde_json::from_slice(body).unwrap_or_else(|_| json!({}));
+            let secs = req["spec"]["expirationSeconds"].as_u64().unwrap_or(3600);
+            let now =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            req["apiVersion"] = json!("authentication.k8s.io/v1");
+            req["kind"] = json!("TokenRequest");
+            req["metadata"]["name"] = json!(name);
+            req["metadata"]["namespace"] = json!(ns);
+            req["spec"]["expirationSeconds"] = json!(secs);
+            if req["spec"]["audiences"].as_array().is_none_or(Vec::is_empty) {
+                req["spec"]["audiences"] = json!(["https://kubernetes.default.svc.cluster.local"]);
+            }
+            req["status"] = json!({"token": crate::auth::service_account_token(&ns, &name),
+                "expirationTimestamp": crate::store::rfc3339(now + secs)});
+            json_response(201, &req)
+        }
+        _ => return None,
+    };
+    Some(r)
+}
+
+/// componentstatuses (deprecated, computed): the control plane is healthy.
+fn component_statuses(name: Option<&str>) -> Response {
+    let item = |n: &str| {
+        json!({"kind": "ComponentStatus", "apiVersion": "v1", "metadata": {"name": n},
+            "conditions": [{"type": "Healthy", "status": "True", "message": "ok"}]})
+    };
+    let names = ["controller-manager", "etcd-0", "scheduler"];
+    match name {
+        Some(n) if names.contains(&n) => json_response(200, &item(n)),
+        Some(n) => error_response(
+            &ApiError::new(404, "NotFound", format!("componentstatuses \"{n}\" not found")).with_details(
+                n,
+                "",
+                "componentstatuses",
+            ),
+        ),
+        None => json_response(
+            200,
+            &json!({"kind": "ComponentStatusList", "apiVersion": "v1", "metadata": {}, "items": names.map(item)}),
+        ),
+    }
+}
+
+/// A Binding (`POST .../bindings` or `pods/{name}/binding`): the scheduler's write of the
+/// pod's node.
+fn bind(shared: &Shared, ns: &str, body: &Bytes, manager: &str) -> Response {
+    let b: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let pod = b["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let node = b["target"]["name"].as_str().unwrap_or_default().to_string();
+    let mut store = lock(&shared.store);
+    let Some(pti) = store.type_index("", "v1", "pods") else {
+        return error_response(&ApiError::new(500, "InternalError", "no pods"));
+    };
+    let rt = store.types[pti].clone();
+    let Some(current) = store.get(pti, ns, &pod).map(|s| s.parse()) else {
+        return error_response(&ApiError::not_found(&rt, &pod));
+    };
+    if let Some(at) = current["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+        return error_response(
+            &ApiError::new(
+                409,
+                "Conflict",
+                format!("Operation cannot be fulfilled on pods/binding \"{pod}\": pod {pod} is already assigned to node \"{at}\""),
+            )
+            .with_details(&pod, "", "pods/binding"),
+        );
+    }
+    match store.patch(
+        pti,
+        ns,
+        &pod,
+        PatchType::Merge,
+        &json!({"spec": {"nodeName": node}}),
+        None,
+        &WriteOpts::default(),
+        manager,
+    ) {
+        Ok(_) => json_response(
+            201,
+            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+        ),
+        Err(e) => error_response(&e),
+    }
+}
+
 /// A merge, strategic or JSON patch body as the server decodes it: Go's syntax error, or for
 /// merge/strategic patches anything but an object, is a 400 `error decoding patch: ...`.
 fn parse_patch(body: &[u8], pt: PatchType) -> Result<Value, ApiError> {
@@ -732,9 +898,19 @@ fn parse_patch(body: &[u8], pt: PatchType) -> Result<Value, ApiError> {
     Ok(v)
 }
 
-/// SelfSubjectAccessReview / SelfSubjectRulesReview, answered from the authorizer (without
-/// RBAC everyone is the admin, who may do everything).
-fn access_review(shared: &Shared, rt: &ResourceType, verb: &str, body: &Bytes, user: &crate::rbac::User) -> Response {
+/// The create-only reviews, answered from the authorizer and authenticator (without RBAC
+/// everyone is the admin and every access is allowed, as with AlwaysAllow):
+/// Self/Local/SubjectAccessReview, SelfSubjectRulesReview, SelfSubjectReview, TokenReview.
+#[allow(clippy::too_many_arguments)]
+fn access_review(
+    shared: &Shared,
+    rt: &ResourceType,
+    t: &Target,
+    verb: &str,
+    body: &Bytes,
+    user: &crate::rbac::User,
+    manager: &str,
+) -> Response {
     if verb != "create" {
         return error_response(&ApiError::new(
             405,
@@ -759,8 +935,11 @@ fn access_review(shared: &Shared, rt: &ResourceType, verb: &str, body: &Bytes, u
             ));
         }
     };
-    v["apiVersion"] = json!("authorization.k8s.io/v1");
+    v["apiVersion"] = json!(rt.api_version());
     v["kind"] = json!(rt.kind);
+    if !v["metadata"].is_object() {
+        v["metadata"] = json!({});
+    }
     let s = |x: &Value| x.as_str().filter(|s| !s.is_empty()).map(str::to_string);
     let spec = v["spec"].clone();
     let store = lock(&shared.store);
@@ -768,53 +947,128 @@ fn access_review(shared: &Shared, rt: &ResourceType, verb: &str, body: &Bytes, u
     if let Some(a) = auth.as_mut() {
         a.sync(&store);
     }
-    let superuser = crate::auth::is_superuser(user);
-    v["status"] = if rt.kind == "SelfSubjectAccessReview" {
-        let ra = &spec["resourceAttributes"];
-        let nra = &spec["nonResourceAttributes"];
-        let attrs = if nra.is_object() {
-            crate::rbac::Attributes {
-                verb: s(&nra["verb"]).unwrap_or_default(),
-                path: Some(s(&nra["path"]).unwrap_or_default()),
-                ..Default::default()
-            }
-        } else {
-            crate::rbac::Attributes {
-                verb: s(&ra["verb"]).unwrap_or_default(),
-                api_group: s(&ra["group"]).unwrap_or_default(),
-                resource: s(&ra["resource"]).unwrap_or_default(),
-                subresource: s(&ra["subresource"]),
-                namespace: s(&ra["namespace"]),
-                name: s(&ra["name"]),
-                path: None,
-            }
-        };
-        let allowed = superuser || auth.as_ref().is_none_or(|a| a.allowed(user, &attrs));
-        if allowed {
-            json!({"allowed": true, "reason": if superuser || auth.is_none() { "system:masters may do everything" } else { "allowed by RBAC" }})
-        } else {
-            json!({"allowed": false})
-        }
-    } else if superuser || auth.is_none() {
-        json!({"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}], "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}], "incomplete": false})
-    } else {
-        let ns = s(&spec["namespace"]).unwrap_or_default();
-        let rules = auth.as_ref().map(|a| a.authorizer.rules_for(user, &ns)).unwrap_or_default();
-        let (mut res, mut non) = (vec![], vec![]);
-        for r in rules {
-            if r.non_resource_urls.is_empty() {
-                let mut o = json!({"verbs": r.verbs, "apiGroups": r.api_groups, "resources": r.resources});
-                if !r.resource_names.is_empty() {
-                    o["resourceNames"] = json!(r.resource_names);
-                }
-                res.push(o);
-            } else {
-                non.push(json!({"verbs": r.verbs, "nonResourceURLs": r.non_resource_urls}));
-            }
-        }
-        json!({"resourceRules": res, "nonResourceRules": non, "incomplete": false})
+    let now = store.now();
+    // The field manager runs on these creates too: their answers carry managedFields.
+    let managed = |mut v: Value| {
+        crate::patch::record_update(None, &mut v, manager, None, &now);
+        v
     };
-    json_response(201, &v)
+    match rt.kind.as_str() {
+        "SelfSubjectAccessReview" | "SubjectAccessReview" | "LocalSubjectAccessReview" => {
+            let ra = &spec["resourceAttributes"];
+            let nra = &spec["nonResourceAttributes"];
+            let mut causes: Vec<(String, String)> = Vec::new();
+            match (ra.is_object(), nra.is_object()) {
+                (false, false) => causes.push((
+                    "spec.resourceAttributes".into(),
+                    "Invalid value: null: exactly one of nonResourceAttributes or resourceAttributes must be specified"
+                        .into(),
+                )),
+                (true, true) => causes.push((
+                    "spec.nonResourceAttributes".into(),
+                    format!("Invalid value: {nra}: cannot be specified in combination with resourceAttributes"),
+                )),
+                _ => {}
+            }
+            if rt.kind != "SelfSubjectAccessReview"
+                && s(&spec["user"]).is_none()
+                && spec["groups"].as_array().is_none_or(Vec::is_empty)
+            {
+                causes.push((
+                    "spec.user".into(),
+                    "Invalid value: \"\": at least one of user or group must be specified".into(),
+                ));
+            }
+            if rt.kind == "LocalSubjectAccessReview" && ra.is_object() && s(&ra["namespace"]) != t.namespace {
+                causes.push((
+                    "spec.resourceAttributes.namespace".into(),
+                    format!("Invalid value: {}: must match metadata.namespace", ra["namespace"]),
+                ));
+            }
+            if !causes.is_empty() {
+                // The decoded object's kind is empty: the message names only the group.
+                return error_response(&ApiError::invalid_as(&format!(".{}", rt.group), "", &rt.group, "", causes));
+            }
+            let subject = if rt.kind == "SelfSubjectAccessReview" {
+                user.clone()
+            } else {
+                crate::rbac::User {
+                    name: s(&spec["user"]).unwrap_or_default(),
+                    groups: spec["groups"]
+                        .as_array()
+                        .map(|g| g.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+                        .unwrap_or_default(),
+                }
+            };
+            let attrs = if nra.is_object() {
+                crate::rbac::Attributes {
+                    verb: s(&nra["verb"]).unwrap_or_default(),
+                    path: Some(s(&nra["path"]).unwrap_or_default()),
+                    ..Default::default()
+                }
+            } else {
+                crate::rbac::Attributes {
+                    verb: s(&ra["verb"]).unwrap_or_default(),
+                    api_group: s(&ra["group"]).unwrap_or_default(),
+                    resource: s(&ra["resource"]).unwrap_or_default(),
+                    subresource: s(&ra["subresource"]),
+                    namespace: s(&ra["namespace"]),
+                    name: s(&ra["name"]),
+                    path: None,
+                }
+            };
+            let allowed =
+                crate::auth::is_superuser(&subject) || auth.as_ref().is_none_or(|a| a.allowed(&subject, &attrs));
+            v["status"] = json!({"allowed": allowed});
+            json_response(201, &managed(v))
+        }
+        "SelfSubjectRulesReview" => {
+            // The REST handler answers a new object: metadata and spec come back empty.
+            let ns = s(&spec["namespace"]).unwrap_or_default();
+            let rules = match auth.as_ref() {
+                Some(a) => a.authorizer.rules_for(user, &ns),
+                None => crate::rbac::Authorizer::with_bootstrap_policy().rules_for(user, &ns),
+            };
+            let (mut res, mut non) = (vec![], vec![]);
+            for r in rules {
+                if r.non_resource_urls.is_empty() {
+                    let mut o = json!({"verbs": r.verbs, "apiGroups": r.api_groups, "resources": r.resources});
+                    if !r.resource_names.is_empty() {
+                        o["resourceNames"] = json!(r.resource_names);
+                    }
+                    res.push(o);
+                } else {
+                    non.push(json!({"verbs": r.verbs, "nonResourceURLs": r.non_resource_urls}));
+                }
+            }
+            json_response(
+                201,
+                &json!({"kind": rt.kind, "apiVersion": rt.api_version(), "metadata": {}, "spec": {},
+                    "status": {"resourceRules": res, "nonResourceRules": non, "incomplete": false}}),
+            )
+        }
+        "SelfSubjectReview" => json_response(
+            201,
+            &json!({"kind": rt.kind, "apiVersion": rt.api_version(), "metadata": {"creationTimestamp": now},
+                "status": {"userInfo": {"username": user.name, "groups": user.groups}}}),
+        ),
+        _ => {
+            // TokenReview
+            let token = s(&spec["token"]).unwrap_or_default();
+            let audiences = spec["audiences"].clone();
+            v["status"] = match crate::auth::authenticate(&token) {
+                Some(u) => {
+                    let mut st = json!({"authenticated": true, "user": {"username": u.name, "groups": u.groups}});
+                    if audiences.is_array() {
+                        st["audiences"] = audiences;
+                    }
+                    st
+                }
+                None => json!({"user": {}, "error": "[invalid bearer token, token lookup failed]"}),
+            };
+            json_response(201, &managed(v))
+        }
+    }
 }
 
 /// The autoscaling/v1 Scale view of a workload.
@@ -1467,7 +1721,7 @@ fn watch(
                         last_rv = last_rv.max(e.rv);
                         if e.resource == storage && e.rv > from_rv && matches(&e.object) {
                             let line = if view {
-                                let obj = crate::events::to_v1(&e.object);
+                                let obj = resources::to_view(&rt, &e.object);
                                 let mut v = serde_json::to_vec(&json!({"type": e.kind, "object": obj})).unwrap_or_default();
                                 v.push(b'\n');
                                 Bytes::from(v)

@@ -27,7 +27,7 @@ impl ApiError {
     }
 
     pub fn with_details(mut self, name: &str, group: &str, kind: &str) -> Self {
-        let mut d = json!({"kind": kind});
+        let mut d = if kind.is_empty() { json!({}) } else { json!({"kind": kind}) };
         if !name.is_empty() {
             d["name"] = json!(name);
         }
@@ -415,12 +415,18 @@ impl Store {
 
     /// A stored object as type `ti` serves it.
     pub fn to_view(&self, ti: usize, v: Value) -> Value {
-        if self.types.get(ti).is_some_and(|r| r.storage.is_some()) { crate::events::to_v1(&v) } else { v }
+        match self.types.get(ti) {
+            Some(r) if r.storage.is_some() => resources::to_view(r, &v),
+            _ => v,
+        }
     }
 
     /// An object of type `ti` as its storage keeps it.
     pub fn from_view(&self, ti: usize, v: Value) -> Value {
-        if self.types.get(ti).is_some_and(|r| r.storage.is_some()) { crate::events::to_core(&v) } else { v }
+        match self.types.get(ti) {
+            Some(r) if r.storage.is_some() => resources::from_view(r, &v),
+            _ => v,
+        }
     }
 
     /// A stored object parsed, as type `ti` serves it.

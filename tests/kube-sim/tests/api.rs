@@ -915,6 +915,94 @@ async fn unknown_fields_follow_field_validation() {
     assert!(!mf.to_string().contains("bogus"), "{mf}");
 }
 
+/// 15-discovery.json and 14-access-reviews.json: what the extra resources and reviews answer.
+#[tokio::test]
+async fn subresources_reviews_and_verbs() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    let cl = sim.cluster();
+    cl.create("v1", "namespaces", "", ns_obj("s")).unwrap();
+    cl.create("v1", "pods", "s", pod("p", json!({}))).unwrap();
+    // Namespaces have no deletecollection.
+    assert_eq!(c.delete("/api/v1/namespaces").await.status, 405);
+    // Binding a pod sets its node, once.
+    let bind = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"}, "target": {"kind": "Node", "name": "node-1"}});
+    assert_eq!(c.post("/api/v1/namespaces/s/pods/p/binding", &bind).await.status, 201);
+    assert_eq!(cl.get("v1", "pods", "s", "p").unwrap()["spec"]["nodeName"], "node-1");
+    let r = c.post("/api/v1/namespaces/s/bindings", &bind).await;
+    assert_eq!(r.status, 409);
+    assert_eq!(
+        r.json()["message"],
+        "Operation cannot be fulfilled on pods/binding \"p\": pod p is already assigned to node \"node-1\""
+    );
+    // Logs are empty (nothing runs), exec needs an upgrade, services have no endpoints.
+    let r = c.get("/api/v1/namespaces/s/pods/p/log").await;
+    assert_eq!((r.status, r.body.len()), (200, 0));
+    assert_eq!(c.post("/api/v1/namespaces/s/pods/p/exec", &json!({})).await.status, 400);
+    assert_eq!(c.get("/api/v1/namespaces/s/pods/nope/log").await.status, 404);
+    cl.create("v1", "services", "s", json!({"metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}})).unwrap();
+    assert_eq!(c.get("/api/v1/namespaces/s/services/web/proxy").await.status, 503);
+    // ServiceAccount tokens.
+    cl.create("v1", "serviceaccounts", "s", json!({"metadata": {"name": "sa"}})).unwrap();
+    let r = c.post("/api/v1/namespaces/s/serviceaccounts/sa/token", &json!({"spec": {}})).await;
+    assert_eq!(r.status, 201);
+    let token = r.json()["status"]["token"].as_str().unwrap().to_string();
+    // ... that a TokenReview recognises.
+    let r = c.post("/apis/authentication.k8s.io/v1/tokenreviews", &json!({"spec": {"token": token}})).await;
+    assert_eq!(r.status, 201);
+    assert_eq!(r.json()["status"]["user"]["username"], "system:serviceaccount:s:sa");
+    // componentstatuses are computed and read-only.
+    let cs = c.get("/api/v1/componentstatuses").await.json();
+    assert_eq!(cs["items"].as_array().unwrap().len(), 3);
+    assert_eq!(c.post("/api/v1/componentstatuses", &json!({"metadata": {"name": "x"}})).await.status, 405);
+    // SubjectAccessReview: a user or group is required; without RBAC everything is allowed.
+    let sar =
+        |spec: Value| json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec});
+    let r = c
+        .post(
+            "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+            &sar(json!({"resourceAttributes": {"verb": "get", "resource": "pods"}})),
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    let r = c
+        .post(
+            "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+            &sar(json!({"user": "u", "resourceAttributes": {"verb": "get", "resource": "pods"}})),
+        )
+        .await;
+    assert_eq!((r.status, r.json()["status"].clone()), (201, json!({"allowed": true})));
+    // Plain storage for the rest of what a v1.36 server serves, e.g. a StorageClass.
+    let r = c
+        .post("/apis/storage.k8s.io/v1/storageclasses", &json!({"metadata": {"name": "fast"}, "provisioner": "x"}))
+        .await;
+    assert_eq!(r.status, 201);
+    // Aggregated discovery for kubectl, the legacy documents otherwise.
+    let r = c
+        .req_with(
+            "GET",
+            "/apis",
+            &[("Accept", "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json")],
+            b"",
+        )
+        .await;
+    assert_eq!(r.header("Content-Type"), Some("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"));
+    let apps = r.json()["items"].as_array().unwrap().iter().find(|g| g["metadata"]["name"] == "apps").cloned().unwrap();
+    let deploy = apps["versions"][0]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resource"] == "deployments")
+        .cloned()
+        .unwrap();
+    assert_eq!(deploy["scope"], "Namespaced");
+    assert_eq!(deploy["categories"], json!(["all"]));
+    let scale =
+        deploy["subresources"].as_array().unwrap().iter().find(|s| s["subresource"] == "scale").cloned().unwrap();
+    assert_eq!(scale["responseKind"], json!({"group": "autoscaling", "version": "v1", "kind": "Scale"}));
+    assert_eq!(c.get("/apis").await.json()["kind"], "APIGroupList");
+}
+
 #[tokio::test]
 async fn eviction_honours_disruption_budgets() {
     let sim = sim().await;
