@@ -603,7 +603,7 @@ async fn dispatch(
         "watch" => return watch(shared.clone(), ti, &rt, t.namespace.clone(), t.name.clone(), q),
         "create" => {
             if t.sub.as_deref() == Some("eviction") {
-                return evict(shared, ti, &ns, &name);
+                return evict(shared, ti, &ns, &name, q, body);
             }
             let mut store = lock(&shared.store);
             store.warnings.clear();
@@ -1173,50 +1173,129 @@ fn scale(
     }
 }
 
-/// pods/eviction honouring PodDisruptionBudgets.
-fn evict(shared: &Shared, ti: usize, ns: &str, name: &str) -> Response {
+/// Whether a LabelSelector object (matchLabels, matchExpressions) selects these labels; an
+/// empty selector selects everything, a missing one nothing.
+fn selects(sel: &Value, labels: &Value) -> bool {
+    let Some(sel) = sel.as_object() else { return false };
+    let label = |k: &str| labels.get(k).and_then(Value::as_str);
+    let labels_ok =
+        sel.get("matchLabels").and_then(Value::as_object).is_none_or(|m| m.iter().all(|(k, v)| label(k) == v.as_str()));
+    let exprs_ok = sel.get("matchExpressions").and_then(Value::as_array).is_none_or(|es| {
+        es.iter().all(|e| {
+            let key = e["key"].as_str().unwrap_or_default();
+            let values: Vec<&str> =
+                e["values"].as_array().map(|v| v.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+            match e["operator"].as_str() {
+                Some("In") => label(key).is_some_and(|l| values.contains(&l)),
+                Some("NotIn") => label(key).is_none_or(|l| !values.contains(&l)),
+                Some("Exists") => label(key).is_some(),
+                Some("DoesNotExist") => label(key).is_none(),
+                _ => false,
+            }
+        })
+    });
+    labels_ok && exprs_ok
+}
+
+/// pods/eviction, as the real eviction handler decides from the budget's status (which the
+/// disruption controller keeps): 429 while the budget is unprocessed (Retry-After: 10) or
+/// allows no disruption, else the pod is deleted and the budget's disruptionsAllowed
+/// decremented.
+fn evict(
+    shared: &Shared,
+    ti: usize,
+    ns: &str,
+    name: &str,
+    q: &std::collections::HashMap<String, String>,
+    body: &Bytes,
+) -> Response {
+    let eviction: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let dry_run = q.get("dryRun").is_some_and(|d| d == "All")
+        || eviction["deleteOptions"]["dryRun"].as_array().is_some_and(|d| d.iter().any(|x| x == "All"));
     let mut store = lock(&shared.store);
     let rt = store.types[ti].clone();
     let Some(pod) = store.get(ti, ns, name).map(|s| s.parse()) else {
         return error_response(&ApiError::not_found(&rt, name));
     };
+    let too_many = |message: String, retry: Option<u32>| {
+        let mut e =
+            ApiError::new(429, "TooManyRequests", "Cannot evict pod as it would violate the pod's disruption budget.");
+        e.details = json!({"causes": [{"reason": "DisruptionBudget", "message": message}]});
+        if let Some(r) = retry {
+            e.details["retryAfterSeconds"] = json!(r);
+        }
+        let mut resp = error_response(&e);
+        if let Some(r) = retry {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(r));
+        }
+        resp
+    };
     if let Some(pdb_ti) = store.type_index("policy", "v1", "poddisruptionbudgets") {
-        let pods: Vec<Value> = store.iter(ti, Some(ns), None).map(|(_, s)| s.parse()).collect();
-        let pdbs: Vec<Value> = store.iter(pdb_ti, Some(ns), None).map(|(_, s)| s.parse()).collect();
-        for pdb in &pdbs {
-            let sel = &pdb["spec"]["selector"]["matchLabels"];
-            let matches =
-                |p: &Value| sel.as_object().is_some_and(|m| m.iter().all(|(k, v)| &p["metadata"]["labels"][k] == v));
-            if !matches(&pod) {
-                continue;
-            }
-            let healthy = pods
-                .iter()
-                .filter(|p| {
-                    matches(p)
-                        && p["status"]["conditions"]
-                            .as_array()
-                            .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-                })
-                .count() as i64;
-            let total = pods.iter().filter(|p| matches(p)).count() as i64;
-            let min_available = pdb["spec"]["minAvailable"]
-                .as_i64()
-                .or_else(|| pdb["spec"]["maxUnavailable"].as_i64().map(|m| total - m))
-                .unwrap_or(0);
-            if healthy - 1 < min_available {
-                return error_response(
-                    &ApiError::new(
-                        429,
-                        "TooManyRequests",
-                        "Cannot evict pod as it would violate the pod's disruption budget.",
-                    )
-                    .with_details(name, "", "pods"),
-                );
+        let pdbs: Vec<Value> = store
+            .iter(pdb_ti, Some(ns), None)
+            .map(|(_, s)| s.parse())
+            .filter(|p| selects(&p["spec"]["selector"], &pod["metadata"]["labels"]))
+            .collect();
+        if pdbs.len() > 1 {
+            return error_response(&ApiError::new(
+                500,
+                "InternalError",
+                "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
+            ));
+        }
+        if let Some(pdb) = pdbs.first() {
+            let pdb_name = pdb["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            let st = &pdb["status"];
+            let int = |v: &Value| v.as_i64().unwrap_or(0);
+            let ready = pod["status"]["conditions"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+            let unhealthy_ok = !ready
+                && (pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+                    || (int(&st["desiredHealthy"]) > 0 && int(&st["currentHealthy"]) >= int(&st["desiredHealthy"])));
+            if !unhealthy_ok {
+                if int(&st["observedGeneration"]) < int(&pdb["metadata"]["generation"]) {
+                    return too_many(
+                        format!("The disruption budget {pdb_name} is still being processed by the server."),
+                        Some(10),
+                    );
+                }
+                let allowed = int(&st["disruptionsAllowed"]);
+                if allowed < 0 {
+                    return error_response(&ApiError::new(403, "Forbidden", "pdb disruptions allowed is negative"));
+                }
+                if allowed == 0 {
+                    return too_many(
+                        format!(
+                            "The disruption budget {pdb_name} needs {} healthy pods and has {} currently",
+                            int(&st["desiredHealthy"]),
+                            int(&st["currentHealthy"])
+                        ),
+                        None,
+                    );
+                }
+                if !dry_run {
+                    let now = store.now();
+                    let decrement =
+                        json!({"status": {"disruptionsAllowed": allowed - 1, "disruptedPods": {name: now}}});
+                    if let Err(e) = store.patch(
+                        pdb_ti,
+                        ns,
+                        &pdb_name,
+                        PatchType::Merge,
+                        &decrement,
+                        Some("status"),
+                        &WriteOpts::default(),
+                        "kube-apiserver",
+                    ) {
+                        return error_response(&e);
+                    }
+                }
             }
         }
     }
-    match store.delete(ti, ns, name, &WriteOpts::default()) {
+    let opts = WriteOpts { dry_run, ..Default::default() };
+    match store.delete(ti, ns, name, &opts) {
         Ok(_) => json_response(
             201,
             &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),

@@ -585,15 +585,19 @@ impl Store {
                 "",
                 "namespaces",
             )),
-            Some(s) if s.index.deleting => Err(ApiError::new(
-                403,
-                "Forbidden",
-                format!(
-                    "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
-                    rt.qualified()
-                ),
-            )
-            .with_details(name, &rt.group, &rt.plural)),
+            Some(s) if s.index.deleting => {
+                let mut e = ApiError::new(
+                    403,
+                    "Forbidden",
+                    format!(
+                        "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                        rt.qualified()
+                    ),
+                )
+                .with_details(name, &rt.group, &rt.plural);
+                e.details["causes"] = json!([{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]);
+                Err(e)
+            }
             Some(_) => Ok(()),
         }
     }
@@ -999,6 +1003,24 @@ impl Store {
             // What a core/v1 Event always serializes (zero values: owned by nobody).
             crate::events::core_defaults(&mut new);
         }
+        if old.is_none() && sub.is_none() {
+            // PrepareForCreate empties status; these are the fields it then always serializes.
+            let empty = match (rt.group.as_str(), rt.kind.as_str()) {
+                ("policy", "PodDisruptionBudget") => {
+                    Some(json!({"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0}))
+                }
+                ("apps", "StatefulSet") => Some(json!({"replicas": 0, "availableReplicas": 0})),
+                ("apps", "ReplicaSet") | ("", "ReplicationController") => Some(json!({"replicas": 0})),
+                ("apps", "DaemonSet") => Some(
+                    json!({"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0, "numberReady": 0}),
+                ),
+                ("apps", "Deployment") | ("batch", "Job" | "CronJob") => Some(json!({})),
+                _ => None,
+            };
+            if let Some(st) = empty {
+                new["status"] = st;
+            }
+        }
         if rt.kind == "Namespace" && old.is_none() {
             // The namespace strategy's PrepareForCreate.
             new["spec"]["finalizers"] = json!(["kubernetes"]);
@@ -1022,11 +1044,14 @@ impl Store {
             && new["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty())
             && rt.kind != "Namespace"
         {
-            let gone = self.remove(ti, &key);
+            self.remove(ti, &key);
             if rt.namespaced {
                 self.finish_namespace(&key.0);
             }
-            return Ok(gone);
+            // The answer is what was written (finalizers gone), at the version it replaced.
+            new["metadata"]["resourceVersion"] =
+                old.as_ref().map_or(Value::Null, |o| o["metadata"]["resourceVersion"].clone());
+            return Ok(new);
         }
         Ok(self.put(ti, key, new, if old.is_some() { "MODIFIED" } else { "ADDED" }))
     }
@@ -1256,6 +1281,7 @@ impl Store {
             }
             let mut v = (*old).clone();
             v["metadata"]["deletionTimestamp"] = json!(self.now());
+            v["metadata"]["deletionGracePeriodSeconds"] = json!(0);
             self.rv += 1;
             v["metadata"]["resourceVersion"] = json!(self.rv.to_string());
             return Ok(self.put(ti, key, v, "MODIFIED"));
@@ -1286,6 +1312,7 @@ impl Store {
                 if !obj["metadata"]["deletionTimestamp"].is_string() {
                     let mut v = (*obj).clone();
                     v["metadata"]["deletionTimestamp"] = json!(self.now());
+                    v["metadata"]["deletionGracePeriodSeconds"] = json!(0);
                     self.rv += 1;
                     v["metadata"]["resourceVersion"] = json!(self.rv.to_string());
                     self.put(t, k, v, "MODIFIED");

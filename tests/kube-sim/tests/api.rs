@@ -1003,6 +1003,8 @@ async fn subresources_reviews_and_verbs() {
     assert_eq!(c.get("/apis").await.json()["kind"], "APIGroupList");
 }
 
+/// 13-eviction-pdb.json: the eviction handler decides from the budget's status, which the
+/// disruption controller writes (stood in for here).
 #[tokio::test]
 async fn eviction_honours_disruption_budgets() {
     let sim = sim().await;
@@ -1020,32 +1022,50 @@ async fn eviction_honours_disruption_budgets() {
         )
         .unwrap();
     }
-    cl.create(
-        "policy/v1",
-        "poddisruptionbudgets",
-        "e",
-        json!({"metadata": {"name": "pdb"}, "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "x"}}}}),
-    )
-    .unwrap();
+    let created = cl
+        .create(
+            "policy/v1",
+            "poddisruptionbudgets",
+            "e",
+            json!({"metadata": {"name": "pdb"}, "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "x"}}}}),
+        )
+        .unwrap();
+    assert_eq!(
+        created["status"],
+        json!({"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0})
+    );
     let ev = json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "a", "namespace": "e"}});
+    // Not processed yet: 429 with Retry-After 10.
     let r = c.post("/api/v1/namespaces/e/pods/a/eviction", &ev).await;
-    assert_eq!(r.status, 429);
-    assert_eq!(r.json()["reason"], "TooManyRequests");
+    assert_eq!((r.status, r.header("Retry-After")), (429, Some("10")));
+    assert_eq!(
+        r.json()["details"],
+        json!({"causes": [{"reason": "DisruptionBudget", "message": "The disruption budget pdb is still being processed by the server."}], "retryAfterSeconds": 10})
+    );
+    // The disruption controller's status: no disruption allowed.
+    let status = |allowed: i64, desired: i64| json!({"status": {"observedGeneration": 1, "disruptionsAllowed": allowed, "currentHealthy": 2, "desiredHealthy": desired, "expectedPods": 2}});
+    cl.patch_status("policy/v1", "poddisruptionbudgets", "e", "pdb", &status(0, 2)).unwrap();
+    let r = c.post("/api/v1/namespaces/e/pods/a/eviction", &ev).await;
+    assert_eq!((r.status, r.header("Retry-After")), (429, None));
     assert_eq!(r.json()["message"], "Cannot evict pod as it would violate the pod's disruption budget.");
+    assert_eq!(
+        r.json()["details"]["causes"][0]["message"],
+        "The disruption budget pdb needs 2 healthy pods and has 2 currently"
+    );
     assert!(cl.get("v1", "pods", "e", "a").is_some());
-    cl.patch(
-        "policy/v1",
-        "poddisruptionbudgets",
-        "e",
-        "pdb",
-        kube_sim::PatchType::Merge,
-        &json!({"spec": {"minAvailable": 1}}),
-        "t",
-    )
-    .unwrap();
+    // One disruption allowed: a dry run deletes nothing, then the eviction uses it up.
+    cl.patch_status("policy/v1", "poddisruptionbudgets", "e", "pdb", &status(1, 1)).unwrap();
+    assert_eq!(c.post("/api/v1/namespaces/e/pods/a/eviction?dryRun=All", &ev).await.status, 201);
+    assert!(cl.get("v1", "pods", "e", "a").is_some());
     let r = c.post("/api/v1/namespaces/e/pods/a/eviction", &ev).await;
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     assert!(cl.get("v1", "pods", "e", "a").is_none());
+    let pdb = cl.get("policy/v1", "poddisruptionbudgets", "e", "pdb").unwrap();
+    assert_eq!(pdb["status"]["disruptionsAllowed"], 0);
+    assert!(pdb["status"]["disruptedPods"]["a"].is_string());
+    let ev_b = json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "b", "namespace": "e"}});
+    assert_eq!(c.post("/api/v1/namespaces/e/pods/b/eviction", &ev_b).await.status, 429);
+    assert_eq!(c.post("/api/v1/namespaces/e/pods/nope/eviction", &ev_b).await.status, 404);
 }
 
 #[tokio::test]

@@ -63,21 +63,12 @@ const KNOWN: &[Known] = &[
     ctl(T12, "responses[8]", DEPLOYMENT_STATUS),
     ctl(T12, "responses[9]", DEPLOYMENT_STATUS),
     ctl(T12, "responses[10]", DEPLOYMENT_STATUS),
-    api(T12, "responses[11]", "a new StatefulSet has no status (real: replicas 0, availableReplicas 0)"),
     ctl(T12, "responses[12]", STS),
     ctl(T12, "responses[13]", STS),
     ctl(T12, "responses[14]", STS),
     ctl(T12, "responses[15]", STS),
     ctl(T12, "responses[16]", STS),
-    api(T13, "responses[0]", "a new PodDisruptionBudget has no status (real: the four counters at 0)"),
-    api(
-        T13,
-        "responses[1]",
-        "eviction computes the budget itself: no DisruptionBudget cause, no Retry-After while unprocessed",
-    ),
     ctl(T13, "responses[2]", "the budget's status is written by the replay, standing in for the disruption controller"),
-    api(T13, "responses[3]", "eviction's 429 lacks the DisruptionBudget cause"),
-    api(T13, "responses[4]", "eviction's 429 lacks the DisruptionBudget cause"),
     api(
         T14,
         "responses[4]",
@@ -89,13 +80,6 @@ const KNOWN: &[Known] = &[
         "the recording cluster gave its admin token a uid (static token file); kube-sim users have none",
     ),
     ctl(T16, "responses[2]", "the namespace's deletion conditions come from the namespace controller (src/actors.rs)"),
-    api(T16, "responses[3]", "the 403 in a terminating namespace lacks the NamespaceTerminating cause"),
-    api(T16, "responses[4]", "an object held by a finalizer gets no deletionGracePeriodSeconds: 0"),
-    api(
-        T16,
-        "responses[5]",
-        "the answer to the write that removes the last finalizer is the stored object, not the written one",
-    ),
 ];
 
 async fn start(opts: SimOptions) -> Sim {
