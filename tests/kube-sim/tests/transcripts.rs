@@ -34,7 +34,6 @@ const T14: &str = "14-access-reviews.json";
 const T16: &str = "16-namespace-terminating.json";
 
 const LABEL_CAUSES: &str = "the real server repeats every metadata.labels cause 4 times on a ConfigMap update (the same ObjectMeta checks run in more than one validation pass; the message deduplicates them), kube-sim reports each once";
-const DEPLOYMENT_DEFAULTS: &str = "no Deployment/PodTemplate defaulting yet (strategy, revisionHistoryLimit, progressDeadlineSeconds, restartPolicy, dnsPolicy, imagePullPolicy ...), status {} on create, paused=false kept";
 const DEPLOYMENT_STATUS: &str = "the Deployment's status and ReplicaSets come from the deployment controller (src/actors.rs): no Progressing condition, no messages, no terminatingReplicas, no revision annotation, different ReplicaSet names and steps, rolls even when paused";
 const STS: &str = "no StatefulSet controller (src/actors.rs): no pods, no status, no controller revisions";
 
@@ -42,20 +41,17 @@ const STS: &str = "no StatefulSet controller (src/actors.rs): no pods, no status
 const KNOWN: &[Known] = &[
     api(T03, "responses[8]", LABEL_CAUSES),
     api(T03, "responses[9]", LABEL_CAUSES),
-    api(T11, "responses[0]", DEPLOYMENT_DEFAULTS),
     ctl(T11, "responses[1]", DEPLOYMENT_STATUS),
     ctl(T11, "responses[2]", DEPLOYMENT_STATUS),
     ctl(T11, "responses[3]", DEPLOYMENT_STATUS),
     ctl(T11, "responses[4]", DEPLOYMENT_STATUS),
     ctl(T11, "responses[5]", DEPLOYMENT_STATUS),
-    api(T12, "responses[0]", DEPLOYMENT_DEFAULTS),
     ctl(T12, "responses[1]", DEPLOYMENT_STATUS),
     ctl(
         T12,
         "responses[2]",
         "the deployment controller creates a ReplicaSet for a Deployment born paused (real: none)",
     ),
-    api(T12, "responses[3]", DEPLOYMENT_DEFAULTS),
     ctl(T12, "responses[4]", DEPLOYMENT_STATUS),
     ctl(T12, "responses[5]", DEPLOYMENT_STATUS),
     ctl(T12, "responses[6]", DEPLOYMENT_STATUS),
