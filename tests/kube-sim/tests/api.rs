@@ -1384,3 +1384,13 @@ async fn immutable_uid_and_namespace_mismatch() {
         "the namespace of the provided object does not match the namespace sent on the request"
     );
 }
+
+/// The install guide's seed (what the agent's end-to-end tests start from) passes the real
+/// validation: names, ports, defaulting, unknown fields.
+#[tokio::test]
+async fn the_asm_onprem_seed_is_valid() {
+    let sim = kube_sim::Sim::start(kube_sim::SimOptions::default()).await.unwrap();
+    kube_sim::seed::asm_onprem(&sim.cluster()).expect("seeds");
+    let gw = sim.cluster().get("v1", "services", "istio-system", "istio-ingressgateway").expect("gateway");
+    assert_eq!(gw["spec"]["ports"][1]["nodePort"], 31380);
+}
