@@ -327,7 +327,20 @@ pub fn rfc3339(secs: u64) -> String {
 }
 
 /// Metadata validation as the API server does it (the subset meshkeeper and kubectl exercise).
-fn validate(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
+/// How many times the metadata checks of an update run: the registry's common ObjectMeta
+/// checks (create and update forms), the strategy's ValidateObjectMetaUpdate, and, for kinds
+/// whose update validation repeats their full validation, ValidateObjectMeta again. The real
+/// answer lists each cause that many times (03-patch-errors.json: four for a ConfigMap); its
+/// message deduplicates them. A create stops at the strategy's own validation: once.
+fn meta_passes(rt: &ResourceType, update: bool) -> usize {
+    match (update, rt.group.as_str(), rt.kind.as_str()) {
+        (false, ..) => 1,
+        (true, "", "ConfigMap" | "Secret" | "Service" | "Pod" | "ServiceAccount") => 4,
+        (true, ..) => 3,
+    }
+}
+
+fn validate(rt: &ResourceType, obj: &Value, update: bool) -> Result<(), ApiError> {
     use crate::validation as v;
     let name = obj["metadata"]["name"].as_str().unwrap_or_default();
     let mut causes = Vec::new();
@@ -368,6 +381,11 @@ fn validate(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
             }
             other => causes.push((format!("metadata.{field}"), format!("Invalid value: {other}: must be a map"))),
         }
+    }
+    let meta: Vec<(String, String)> =
+        causes.iter().filter(|(f, _)| f == "metadata.labels" || f == "metadata.annotations").cloned().collect();
+    for _ in 1..meta_passes(rt, update) {
+        causes.extend(meta.iter().cloned());
     }
     if causes.is_empty() { Ok(()) } else { Err(ApiError::invalid(rt, name, causes)) }
 }
@@ -982,7 +1000,7 @@ impl Store {
             new["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(key.1);
         }
         crate::defaults::apply(&rt.kind, &mut new);
-        validate(&rt, &new)?;
+        validate(&rt, &new, old.is_some())?;
         if rt.kind == "Event" && sub.is_none() {
             let core = |v: &Value| if rt.storage.is_some() { crate::events::to_core(v) } else { v.clone() };
             let errs =

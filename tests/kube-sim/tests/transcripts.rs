@@ -26,21 +26,17 @@ const fn ctl(file: &'static str, answer: &'static str, why: &'static str) -> Kno
     Known { file, answer, controller: true, why }
 }
 
-const T03: &str = "03-patch-errors.json";
 const T11: &str = "11-rollout-restart.json";
 const T12: &str = "12-paused-and-ondelete.json";
 const T13: &str = "13-eviction-pdb.json";
 const T14: &str = "14-access-reviews.json";
 const T16: &str = "16-namespace-terminating.json";
 
-const LABEL_CAUSES: &str = "the real server repeats every metadata.labels cause 4 times on a ConfigMap update (the same ObjectMeta checks run in more than one validation pass; the message deduplicates them), kube-sim reports each once";
 const DEPLOYMENT_STATUS: &str = "the Deployment's status and ReplicaSets come from the deployment controller (src/actors.rs): no Progressing condition, no messages, no terminatingReplicas, no revision annotation, different ReplicaSet names and steps, rolls even when paused";
 const STS: &str = "no StatefulSet controller (src/actors.rs): no pods, no status, no controller revisions";
 
 /// Answers that still differ, each with the transcript, the answer and why.
 const KNOWN: &[Known] = &[
-    api(T03, "responses[8]", LABEL_CAUSES),
-    api(T03, "responses[9]", LABEL_CAUSES),
     ctl(T11, "responses[1]", DEPLOYMENT_STATUS),
     ctl(T11, "responses[2]", DEPLOYMENT_STATUS),
     ctl(T11, "responses[3]", DEPLOYMENT_STATUS),
