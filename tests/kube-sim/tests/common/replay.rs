@@ -488,6 +488,8 @@ pub fn pick(obj: &Value, key: &str) -> Option<Value> {
         "revision" => &obj["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
         "controller-revision-hash" => &obj["metadata"]["labels"]["controller-revision-hash"],
         "phase" => &obj["status"]["phase"],
+        // The recorder read an absent (omitempty) paused as false.
+        "spec.paused" => return Some(obj["spec"]["paused"].as_bool().map_or(Value::Bool(false), Value::Bool)),
         "ready" => {
             let ready = obj["status"]["conditions"]
                 .as_array()
