@@ -45,13 +45,13 @@ fn deployment(obj: &mut Value) {
         }
         set(spec, "revisionHistoryLimit", json!(10));
         set(spec, "progressDeadlineSeconds", json!(600));
-        let strategy = spec.entry("strategy").or_insert_with(|| json!({}));
+        let strategy = unset_as_empty(spec.entry("strategy").or_insert_with(|| json!({})));
         if let Some(st) = strategy.as_object_mut() {
             if is_unset(st.get("type")) {
                 st.insert("type".into(), json!("RollingUpdate"));
             }
             if st.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
-                let ru = st.entry("rollingUpdate").or_insert_with(|| json!({}));
+                let ru = unset_as_empty(st.entry("rollingUpdate").or_insert_with(|| json!({})));
                 if let Some(ru) = ru.as_object_mut() {
                     set(ru, "maxUnavailable", json!("25%"));
                     set(ru, "maxSurge", json!("25%"));
@@ -69,13 +69,13 @@ fn stateful_set(obj: &mut Value) {
         set(spec, "podManagementPolicy", json!("OrderedReady"));
         set(spec, "revisionHistoryLimit", json!(10));
         set(spec, "persistentVolumeClaimRetentionPolicy", json!({"whenDeleted": "Retain", "whenScaled": "Retain"}));
-        let us = spec.entry("updateStrategy").or_insert_with(|| json!({}));
+        let us = unset_as_empty(spec.entry("updateStrategy").or_insert_with(|| json!({})));
         if let Some(us) = us.as_object_mut() {
             if is_unset(us.get("type")) {
                 us.insert("type".into(), json!("RollingUpdate"));
             }
             if us.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
-                let ru = us.entry("rollingUpdate").or_insert_with(|| json!({}));
+                let ru = unset_as_empty(us.entry("rollingUpdate").or_insert_with(|| json!({})));
                 if let Some(ru) = ru.as_object_mut() {
                     set(ru, "partition", json!(0));
                 }
@@ -89,13 +89,13 @@ fn stateful_set(obj: &mut Value) {
 fn daemon_set(obj: &mut Value) {
     if let Some(spec) = object_at(obj, "spec") {
         set(spec, "revisionHistoryLimit", json!(10));
-        let us = spec.entry("updateStrategy").or_insert_with(|| json!({}));
+        let us = unset_as_empty(spec.entry("updateStrategy").or_insert_with(|| json!({})));
         if let Some(us) = us.as_object_mut() {
             if is_unset(us.get("type")) {
                 us.insert("type".into(), json!("RollingUpdate"));
             }
             if us.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
-                let ru = us.entry("rollingUpdate").or_insert_with(|| json!({}));
+                let ru = unset_as_empty(us.entry("rollingUpdate").or_insert_with(|| json!({})));
                 if let Some(ru) = ru.as_object_mut() {
                     set(ru, "maxUnavailable", json!(1));
                     set(ru, "maxSurge", json!(0));
@@ -189,6 +189,14 @@ fn container(c: &mut Map<String, Value>) {
             }
         }
     }
+}
+
+/// A struct sent as null decodes as an unset one, which defaulting fills in.
+fn unset_as_empty(v: &mut Value) -> &mut Value {
+    if v.is_null() {
+        *v = json!({});
+    }
+    v
 }
 
 fn object_at<'a>(obj: &'a mut Value, key: &str) -> Option<&'a mut Map<String, Value>> {

@@ -390,6 +390,17 @@ fn validate(rt: &ResourceType, obj: &Value, update: bool) -> Result<(), ApiError
     for _ in 1..meta_passes(rt, update) {
         causes.extend(meta.iter().cloned());
     }
+    if rt.group == "batch" && rt.kind == "Job" {
+        // ValidateJobSpec: a Job's pods run to completion (the template's restartPolicy was
+        // defaulted to Always when unset, which is then refused).
+        let policy = obj["spec"]["template"]["spec"]["restartPolicy"].as_str().unwrap_or_default();
+        if !matches!(policy, "OnFailure" | "Never") {
+            causes.push((
+                "spec.template.spec.restartPolicy".into(),
+                format!("Unsupported value: \"{policy}\": supported values: \"OnFailure\", \"Never\""),
+            ));
+        }
+    }
     if causes.is_empty() { Ok(()) } else { Err(ApiError::invalid(rt, name, causes)) }
 }
 

@@ -1083,6 +1083,33 @@ async fn eviction_honours_disruption_budgets() {
     assert!(cl.get("v1", "pods", "e", "c").is_none());
 }
 
+/// A Job's pods run to completion: its template's restartPolicy must be OnFailure or Never
+/// (defaulting made an unset one Always, which ValidateJobSpec refuses).
+#[tokio::test]
+async fn jobs_need_a_run_to_completion_restart_policy() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    c.post("/api/v1/namespaces", &ns_obj("j")).await;
+    let job = |policy: Option<&str>| {
+        let mut j = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "once"},
+            "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "busybox"}]}}}});
+        if let Some(p) = policy {
+            j["spec"]["template"]["spec"]["restartPolicy"] = json!(p);
+        }
+        j
+    };
+    let r = c.post("/apis/batch/v1/namespaces/j/jobs", &job(None)).await;
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.json()["message"],
+        "Job.batch \"once\" is invalid: spec.template.spec.restartPolicy: Unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\""
+    );
+    assert_eq!(c.post("/apis/batch/v1/namespaces/j/jobs", &job(Some("Always"))).await.status, 422);
+    let r = c.post("/apis/batch/v1/namespaces/j/jobs", &job(Some("Never"))).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["spec"]["template"]["spec"]["dnsPolicy"], "ClusterFirst", "the template is defaulted");
+}
+
 #[tokio::test]
 async fn crds_register_resources() {
     let sim = sim().await;

@@ -73,15 +73,15 @@ pub fn compute(
                         Some(rs) => match util::controller_of(&rs) {
                             Some(("Deployment", d, duid)) => get("apps/v1", "deployments", ns, d)
                                 .filter(|d| util::uid(d) == duid)
-                                .map(|d| int_or(&d["spec"]["replicas"], 1)),
-                            _ => Some(int_or(&rs["spec"]["replicas"], 1)),
+                                .map(|d| util::replicas(&d)),
+                            _ => Some(util::replicas(&rs)),
                         },
                         None => None,
                     }
                 }
-                "StatefulSet" => get("apps/v1", "statefulsets", ns, name)
-                    .filter(|s| util::uid(s) == uid)
-                    .map(|s| int_or(&s["spec"]["replicas"], 1)),
+                "StatefulSet" => {
+                    get("apps/v1", "statefulsets", ns, name).filter(|s| util::uid(s) == uid).map(|s| util::replicas(&s))
+                }
                 _ => None,
             };
             let Some(scale) = scale else { return Err(format!("found no controllers for pod {:?}", util::name(p))) };
