@@ -968,6 +968,17 @@ impl Store {
                         let status = new["status"].clone();
                         let mut kept = (**old).clone();
                         kept["status"] = status;
+                        if rt.group == "apps" && rt.kind == "Deployment" {
+                            // deploymentStatusStrategy keeps spec and labels only: annotations
+                            // change through deployments/status (the deployment controller
+                            // writes its revision annotation there).
+                            kept["metadata"]["annotations"] = new["metadata"]["annotations"].clone();
+                            if kept["metadata"]["annotations"].is_null()
+                                && let Some(m) = kept["metadata"].as_object_mut()
+                            {
+                                m.remove("annotations");
+                            }
+                        }
                         if let Some(rvv) = new["metadata"].get("resourceVersion").cloned() {
                             kept["metadata"]["resourceVersion"] = rvv;
                         }

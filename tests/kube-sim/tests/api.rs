@@ -173,6 +173,19 @@ async fn generation_status_split_and_stale_resource_version() {
     assert_eq!(v["status"]["replicas"], 3);
     assert_eq!(v["spec"]["replicas"], 3);
     assert_eq!(v["metadata"]["generation"], 2);
+    // deployments/status keeps spec and labels but takes annotations (deploymentStatusStrategy:
+    // the deployment controller writes its revision annotation there).
+    let v = c
+        .patch(
+            &format!("{path}/status"),
+            "application/merge-patch+json",
+            r#"{"metadata":{"labels":{"x":"z"},"annotations":{"deployment.kubernetes.io/revision":"1"}}}"#,
+        )
+        .await
+        .json();
+    assert_eq!(v["metadata"]["labels"], json!({"x": "y"}));
+    assert_eq!(v["metadata"]["annotations"], json!({"deployment.kubernetes.io/revision": "1"}));
+    assert_eq!(v["metadata"]["generation"], 2);
     // PUT with a stale resourceVersion
     let mut stale = created.clone();
     stale["spec"]["replicas"] = json!(5);

@@ -23,8 +23,10 @@
 //! The spec is read as the API server defaulted it (`src/defaults.rs`: replicas 1, RollingUpdate
 //! 25%/25%, progressDeadlineSeconds 600, revisionHistoryLimit 10), as upstream reads it; an
 //! unset `progressDeadlineSeconds` or `revisionHistoryLimit` means none, as a nil pointer does.
-//! The revision annotation is written in its own metadata patch (the real controller sends it
-//! with the status update), so a watcher sees one extra MODIFIED when a revision changes.
+//! The revision annotation is written through deployments/status, as the real controller
+//! does; it goes in its own write (the real controller sends it with the status update that
+//! follows when it creates a ReplicaSet), so a watcher may see one extra MODIFIED when a
+//! revision changes.
 
 use serde_json::{Map, Value, json};
 
@@ -215,23 +217,21 @@ impl Sync<'_, '_> {
         Ok(())
     }
 
-    /// The Deployment's revision annotation (`SetDeploymentRevision`).
+    /// The Deployment's revision annotation (`SetDeploymentRevision`), written as the real
+    /// controller writes it: through deployments/status (whose strategy keeps annotations).
     fn sync_revision(&mut self, rev: &str) -> Result<(), ApiError> {
         if annotation(&self.d, REVISION) == Some(rev) {
             return Ok(());
         }
-        let status = self.d["status"].clone();
-        self.d = patch_obj(
-            self.ctx.c,
+        let body = json!({"metadata": {"resourceVersion": self.d["metadata"]["resourceVersion"], "annotations": {REVISION: rev}}});
+        self.d = self.ctx.c.patch_status_by(
             "apps/v1",
             "deployments",
-            &self.d,
-            json!({"metadata": {"annotations": {REVISION: rev}}}),
+            &self.ns(),
+            &self.name(),
+            &body,
+            CONTROLLER_MANAGER,
         )?;
-        // The status the caller is about to write is computed from the object it read.
-        if status.is_object() {
-            self.d["status"] = status;
-        }
         Ok(())
     }
 
