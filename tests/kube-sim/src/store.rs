@@ -1334,6 +1334,21 @@ impl Store {
             v["metadata"]["resourceVersion"] = json!(self.rv.to_string());
             return Ok(self.put(ti, key, v, "MODIFIED"));
         }
+        if rt.kind == "Pod" && rt.group.is_empty() && !old["metadata"]["deletionTimestamp"].is_string() {
+            // The pod strategy deletes gracefully even with a grace period of 0 (its
+            // terminationGracePeriodSeconds, not scheduled, finished, or no kubelet actor):
+            // the pod is marked (deletionTimestamp now, deletionGracePeriodSeconds 0, a
+            // MODIFIED) and then removed; the answer is the marked pod.
+            let mut v = (*old).clone();
+            v["metadata"]["deletionTimestamp"] = json!(self.now());
+            v["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            self.rv += 1;
+            v["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+            let marked = self.put(ti, key.clone(), v, "MODIFIED");
+            self.rv += 1;
+            self.remove(ti, &key);
+            return Ok(marked);
+        }
         self.rv += 1;
         Ok(self.remove(ti, &key))
     }

@@ -1123,6 +1123,33 @@ async fn jobs_need_a_run_to_completion_restart_policy() {
     assert_eq!(r.json()["spec"]["template"]["spec"]["dnsPolicy"], "ClusterFirst", "the template is defaulted");
 }
 
+/// A pod deleted with no grace period (no kubelet actor here) is marked first, as the pod
+/// strategy's graceful deletion with a period of 0 does: watchers see a MODIFIED with
+/// deletionTimestamp and deletionGracePeriodSeconds 0, then the DELETED; the answer is the
+/// marked pod (12-paused-and-ondelete.json [15]).
+#[tokio::test]
+async fn a_pod_deleted_at_once_is_marked_first() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    c.post("/api/v1/namespaces", &ns_obj("d")).await;
+    let created = c.post("/api/v1/namespaces/d/pods", &pod("p", json!({}))).await.json();
+    let rv = created["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let mut w = c.watch(&format!("/api/v1/namespaces/d/pods?watch=1&resourceVersion={rv}")).await;
+    let r = c.delete("/api/v1/namespaces/d/pods/p").await;
+    assert_eq!(r.status, 200);
+    let answer = r.json();
+    assert!(answer["metadata"]["deletionTimestamp"].is_string(), "{answer}");
+    assert_eq!(answer["metadata"]["deletionGracePeriodSeconds"], 0);
+    let modified = w.next().await.expect("an event");
+    assert_eq!(modified["type"], "MODIFIED");
+    assert_eq!(modified["object"]["metadata"]["deletionGracePeriodSeconds"], 0);
+    assert_eq!(modified["object"]["metadata"]["resourceVersion"], answer["metadata"]["resourceVersion"]);
+    let deleted = w.next().await.expect("an event");
+    assert_eq!(deleted["type"], "DELETED");
+    assert!(deleted["object"]["metadata"]["deletionTimestamp"].is_string());
+    assert_eq!(c.get("/api/v1/namespaces/d/pods/p").await.status, 404);
+}
+
 #[tokio::test]
 async fn crds_register_resources() {
     let sim = sim().await;

@@ -33,7 +33,8 @@ const T14: &str = "14-access-reviews.json";
 const T16: &str = "16-namespace-terminating.json";
 
 const DEPLOYMENT_STATUS: &str = "the Deployment's status and ReplicaSets come from the deployment controller (src/actors/deployment.rs): other ReplicaSet names (kube-sim's own pod-template-hash), conditions compared with their times where the recorder cut them, the revision annotation in a status write of its own";
-const STS: &str = "the StatefulSet controller (src/actors/statefulset.rs) names ControllerRevisions with kube-sim's own hash; the answer to deleting a pod has no deletionTimestamp";
+const STS: &str =
+    "the StatefulSet controller (src/actors/statefulset.rs) names ControllerRevisions with kube-sim's own hash";
 
 /// Answers that still differ, each with the transcript, the answer and why.
 const KNOWN: &[Known] = &[
