@@ -1,15 +1,202 @@
 //! Defaulting as the API server applies it while decoding a request body (create, update and
 //! the result of every patch). It runs before field management, so the writer owns the
 //! defaulted fields, unlike what the registry sets afterwards (Service clusterIP/nodePorts,
-//! Namespace finalizers), which nobody owns.
+//! Namespace finalizers), which nobody owns. Modelled: Services, the workload kinds and their
+//! pod templates (not Pods, whose defaults come with admission kube-sim does not model).
 
 use serde_json::{Map, Value, json};
 
 /// Fills in the defaults of `kind` (the kinds kube-sim models; others are left as sent).
 pub fn apply(kind: &str, obj: &mut Value) {
-    if kind == "Service" {
-        service(obj);
+    match kind {
+        "Service" => service(obj),
+        "Deployment" => deployment(obj),
+        "ReplicaSet" | "ReplicationController" => {
+            replicas(obj);
+            template(obj, &["spec", "template"]);
+        }
+        "StatefulSet" => stateful_set(obj),
+        "DaemonSet" => daemon_set(obj),
+        "Job" => template(obj, &["spec", "template"]),
+        "CronJob" => cron_job(obj),
+        "PodTemplate" => template(obj, &["template"]),
+        _ => {}
     }
+}
+
+fn set(m: &mut Map<String, Value>, k: &str, v: Value) {
+    if m.get(k).is_none_or(Value::is_null) {
+        m.insert(k.into(), v);
+    }
+}
+
+fn replicas(obj: &mut Value) {
+    if let Some(spec) = object_at(obj, "spec") {
+        set(spec, "replicas", json!(1));
+    }
+}
+
+/// `SetDefaults_Deployment`.
+fn deployment(obj: &mut Value) {
+    replicas(obj);
+    if let Some(spec) = object_at(obj, "spec") {
+        if spec.get("paused") == Some(&json!(false)) {
+            spec.remove("paused"); // omitempty
+        }
+        set(spec, "revisionHistoryLimit", json!(10));
+        set(spec, "progressDeadlineSeconds", json!(600));
+        let strategy = unset_as_empty(spec.entry("strategy").or_insert_with(|| json!({})));
+        if let Some(st) = strategy.as_object_mut() {
+            if is_unset(st.get("type")) {
+                st.insert("type".into(), json!("RollingUpdate"));
+            }
+            if st.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
+                let ru = unset_as_empty(st.entry("rollingUpdate").or_insert_with(|| json!({})));
+                if let Some(ru) = ru.as_object_mut() {
+                    set(ru, "maxUnavailable", json!("25%"));
+                    set(ru, "maxSurge", json!("25%"));
+                }
+            }
+        }
+    }
+    template(obj, &["spec", "template"]);
+}
+
+/// `SetDefaults_StatefulSet`.
+fn stateful_set(obj: &mut Value) {
+    replicas(obj);
+    if let Some(spec) = object_at(obj, "spec") {
+        set(spec, "podManagementPolicy", json!("OrderedReady"));
+        set(spec, "revisionHistoryLimit", json!(10));
+        set(spec, "persistentVolumeClaimRetentionPolicy", json!({"whenDeleted": "Retain", "whenScaled": "Retain"}));
+        let us = unset_as_empty(spec.entry("updateStrategy").or_insert_with(|| json!({})));
+        if let Some(us) = us.as_object_mut() {
+            if is_unset(us.get("type")) {
+                us.insert("type".into(), json!("RollingUpdate"));
+            }
+            if us.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
+                let ru = unset_as_empty(us.entry("rollingUpdate").or_insert_with(|| json!({})));
+                if let Some(ru) = ru.as_object_mut() {
+                    set(ru, "partition", json!(0));
+                }
+            }
+        }
+    }
+    template(obj, &["spec", "template"]);
+}
+
+/// `SetDefaults_DaemonSet`.
+fn daemon_set(obj: &mut Value) {
+    if let Some(spec) = object_at(obj, "spec") {
+        set(spec, "revisionHistoryLimit", json!(10));
+        let us = unset_as_empty(spec.entry("updateStrategy").or_insert_with(|| json!({})));
+        if let Some(us) = us.as_object_mut() {
+            if is_unset(us.get("type")) {
+                us.insert("type".into(), json!("RollingUpdate"));
+            }
+            if us.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
+                let ru = unset_as_empty(us.entry("rollingUpdate").or_insert_with(|| json!({})));
+                if let Some(ru) = ru.as_object_mut() {
+                    set(ru, "maxUnavailable", json!(1));
+                    set(ru, "maxSurge", json!(0));
+                }
+            }
+        }
+    }
+    template(obj, &["spec", "template"]);
+}
+
+/// `SetDefaults_CronJob`.
+fn cron_job(obj: &mut Value) {
+    if let Some(spec) = object_at(obj, "spec") {
+        set(spec, "concurrencyPolicy", json!("Allow"));
+        set(spec, "suspend", json!(false));
+        set(spec, "successfulJobsHistoryLimit", json!(3));
+        set(spec, "failedJobsHistoryLimit", json!(1));
+    }
+    template(obj, &["spec", "jobTemplate", "spec", "template"]);
+}
+
+/// The pod spec defaults of a workload's template (`SetDefaults_PodSpec` and the container
+/// defaults). Pods themselves are left as sent: their defaults come with admission (service
+/// account, tolerations, priority) that kube-sim does not model.
+fn template(obj: &mut Value, path: &[&str]) {
+    let mut cur = obj;
+    for p in path {
+        if !cur.is_object() {
+            return;
+        }
+        cur = cur
+            .as_object_mut()
+            .map(|m| m.entry(p.to_string()).or_insert_with(|| json!({})))
+            .unwrap_or_else(|| unreachable!());
+    }
+    let Some(spec) = object_at(cur, "spec") else { return };
+    set(spec, "restartPolicy", json!("Always"));
+    set(spec, "terminationGracePeriodSeconds", json!(30));
+    set(spec, "dnsPolicy", json!("ClusterFirst"));
+    set(spec, "securityContext", json!({}));
+    set(spec, "schedulerName", json!("default-scheduler"));
+    for list in ["containers", "initContainers"] {
+        if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
+            for c in cs.iter_mut().filter_map(Value::as_object_mut) {
+                container(c);
+            }
+        }
+    }
+    if let Some(vols) = spec.get_mut("volumes").and_then(Value::as_array_mut) {
+        for v in vols.iter_mut().filter_map(Value::as_object_mut) {
+            for source in ["configMap", "secret", "projected", "downwardAPI"] {
+                if let Some(src) = v.get_mut(source).and_then(Value::as_object_mut) {
+                    set(src, "defaultMode", json!(420));
+                }
+            }
+        }
+    }
+}
+
+fn container(c: &mut Map<String, Value>) {
+    set(c, "terminationMessagePath", json!("/dev/termination-log"));
+    set(c, "terminationMessagePolicy", json!("File"));
+    set(c, "resources", json!({}));
+    if is_unset(c.get("imagePullPolicy")) {
+        let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
+        // `:latest` or no tag (and no digest): Always; else IfNotPresent.
+        let last = image.rsplit('/').next().unwrap_or(image);
+        let always = !image.contains('@') && (!last.contains(':') || last.ends_with(":latest"));
+        c.insert("imagePullPolicy".into(), json!(if always { "Always" } else { "IfNotPresent" }));
+    }
+    if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
+        for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+            set(p, "protocol", json!("TCP"));
+        }
+    }
+    for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        if let Some(p) = c.get_mut(probe).and_then(Value::as_object_mut) {
+            set(p, "timeoutSeconds", json!(1));
+            set(p, "periodSeconds", json!(10));
+            set(p, "successThreshold", json!(1));
+            set(p, "failureThreshold", json!(3));
+            if let Some(h) = p.get_mut("httpGet").and_then(Value::as_object_mut) {
+                set(h, "scheme", json!("HTTP"));
+            }
+        }
+    }
+    if let Some(env) = c.get_mut("env").and_then(Value::as_array_mut) {
+        for e in env.iter_mut() {
+            if let Some(fr) = e.pointer_mut("/valueFrom/fieldRef").and_then(Value::as_object_mut) {
+                set(fr, "apiVersion", json!("v1"));
+            }
+        }
+    }
+}
+
+/// A struct sent as null decodes as an unset one, which defaulting fills in.
+fn unset_as_empty(v: &mut Value) -> &mut Value {
+    if v.is_null() {
+        *v = json!({});
+    }
+    v
 }
 
 fn object_at<'a>(obj: &'a mut Value, key: &str) -> Option<&'a mut Map<String, Value>> {
@@ -79,6 +266,37 @@ fn service(obj: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deployment_defaults_like_11_rollout_restart() {
+        let mut d = json!({"spec": {"replicas": 2, "paused": false, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"terminationGracePeriodSeconds": 0,
+                "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]}}}});
+        apply("Deployment", &mut d);
+        assert_eq!(
+            d["spec"],
+            json!({"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10",
+                    "resources": {}, "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File", "imagePullPolicy": "IfNotPresent"}],
+                    "restartPolicy": "Always", "terminationGracePeriodSeconds": 0, "dnsPolicy": "ClusterFirst", "securityContext": {}, "schedulerName": "default-scheduler"}},
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}},
+                "revisionHistoryLimit": 10, "progressDeadlineSeconds": 600})
+        );
+        for (image, policy) in [
+            ("nginx", "Always"),
+            ("nginx:latest", "Always"),
+            ("localhost:5000/app", "Always"),
+            ("nginx:1.27", "IfNotPresent"),
+            ("nginx@sha256:abc", "IfNotPresent"),
+        ] {
+            let mut d = json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": image}]}}}});
+            apply("Deployment", &mut d);
+            assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"], policy, "{image}");
+        }
+        let mut r = json!({"spec": {"strategy": {"type": "Recreate"}}});
+        apply("Deployment", &mut r);
+        assert!(r["spec"]["strategy"].get("rollingUpdate").is_none());
+    }
 
     #[test]
     fn service_defaults_like_06_nodeport() {

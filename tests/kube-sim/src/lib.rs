@@ -22,6 +22,7 @@ pub mod patch;
 pub mod proto;
 pub mod rbac;
 pub mod resources;
+pub mod schema;
 pub mod seed;
 pub mod selectors;
 pub mod server;
@@ -64,6 +65,10 @@ pub struct SimOptions {
     /// the start (a fresh sim, like a fresh watch cache, keeps nothing from before it started)
     /// and `faults().compact()` compact.
     pub compaction_interval: Option<Duration>,
+    /// Serve streaming lists (`sendInitialEvents=true`), which need etcd 3.5's
+    /// RequestWatchProgress. false: answer them as a server on etcd 3.4 does, with HTTP 200 and
+    /// a single ERROR event, so clients that ask for them must fall back to paged lists.
+    pub streaming_lists: bool,
     /// Run the cluster actors (src/actors: scheduler and kubelet, the Deployment, ReplicaSet,
     /// StatefulSet, DaemonSet, Job, disruption, namespace and service controllers, the sidecar
     /// injector).
@@ -83,6 +88,7 @@ impl Default for SimOptions {
             min_request_timeout: Duration::from_secs(1800),
             resource_version_wait: Duration::from_secs(3),
             compaction_interval: Some(Duration::from_secs(300)),
+            streaming_lists: true,
             actors: true,
             rbac: false,
             actor_options: actors::ActorOptions::default(),
@@ -113,6 +119,10 @@ impl SimOptions {
     }
     pub fn compaction_interval(mut self, d: Option<Duration>) -> Self {
         self.compaction_interval = d;
+        self
+    }
+    pub fn streaming_lists(mut self, on: bool) -> Self {
+        self.streaming_lists = on;
         self
     }
     pub fn actors(mut self, on: bool) -> Self {
@@ -170,6 +180,7 @@ impl Sim {
             bookmark_interval: opts.bookmark_interval,
             min_request_timeout: opts.min_request_timeout,
             resource_version_wait: opts.resource_version_wait,
+            streaming_lists: opts.streaming_lists,
             bookmarks_sent: std::sync::atomic::AtomicU64::new(0),
         });
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port)).await?;
@@ -425,6 +436,13 @@ impl Cluster {
         lock(&self.shared.store).types.get(ev.resource).map(|r| r.plural.clone()).unwrap_or_default()
     }
 
+    /// Fixes the time writes stamp (creationTimestamp, deletionTimestamp, managedFields times),
+    /// e.g. to reproduce a recorded sequence; None goes back to the system clock.
+    pub fn set_clock(&self, at: Option<std::time::SystemTime>) {
+        lock(&self.shared.store).clock =
+            at.map(|t| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0));
+    }
+
     pub fn resource_version(&self) -> u64 {
         lock(&self.shared.store).rv
     }
@@ -523,8 +541,8 @@ impl Cluster {
         lock(&self.shared.store).remove_terminated_pod(ti, ns, name)
     }
 
-    pub(crate) fn set_controller_hooks(&self, disruption_controller: bool, graceful_pods: bool) {
-        lock(&self.shared.store).controller_hooks = actors::ControllerHooks { disruption_controller, graceful_pods };
+    pub(crate) fn set_controller_hooks(&self, graceful_pods: bool) {
+        lock(&self.shared.store).controller_hooks = actors::ControllerHooks { graceful_pods };
     }
 }
 

@@ -33,6 +33,12 @@
 //!   created, judged against a hand-written zero-value skeleton per kind ([`in_skeleton`]) rather
 //!   than the schema; atomic fields are the selectors and object references ([`atomic`]).
 //! - [`FieldConflict`] has no subresource, so conflict messages never say `with subresource`.
+//! - as the real field manager: entries are sorted (operation, time, manager, apiVersion,
+//!   subresource); managedFields a client rewrites in an update become the base; an apply that
+//!   changes nothing leaves its entry's time alone; `kubectl` server-side applies keep a
+//!   client-side `last-applied-configuration` annotation in step and may take over the fields
+//!   it lists (the lastAppliedUpdater/lastAppliedManager pair). Update managers are not capped
+//!   at 10 (no `ancient-changes` entry).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
@@ -1059,9 +1065,26 @@ fn read_entries(obj: &Value) -> Vec<Entry> {
         .collect()
 }
 
+/// The real server's order of managedFields entries: by operation (Apply before Update), then
+/// time (none first), manager, apiVersion and subresource.
+fn sorted(entries: &[Entry]) -> Vec<&Entry> {
+    let mut v: Vec<&Entry> = entries.iter().collect();
+    v.sort_by(|a, b| {
+        let t = |e: &Entry| e.time.as_ref().and_then(Value::as_str).map(|t| t.get(..19).unwrap_or(t).to_string());
+        (&a.operation, t(a), &a.manager, &a.api_version, &a.subresource).cmp(&(
+            &b.operation,
+            t(b),
+            &b.manager,
+            &b.api_version,
+            &b.subresource,
+        ))
+    });
+    v
+}
+
 fn write_entries(obj: &mut Value, entries: &[Entry]) {
-    let list: Vec<Value> = entries
-        .iter()
+    let list: Vec<Value> = sorted(entries)
+        .into_iter()
         .filter(|e| !e.paths.is_empty())
         .map(|e| {
             let mut m = Map::new();
@@ -1177,6 +1200,15 @@ pub fn apply(
     }
     conflicts.sort_by(|a, b| (&a.manager, &a.api_version).cmp(&(&b.manager, &b.api_version)));
     conflicts.dedup();
+    // kubectl's server-side apply over a client-side applied object: conflicts on fields the
+    // last-applied configuration set to their live values are allowed (the server's
+    // lastAppliedManager), so the upgrade goes through.
+    if !conflicts.is_empty() && !force && manager == "kubectl" {
+        let allowed = last_applied_fields(&base, &live_leaves, &walk);
+        if conflicts.iter().all(|c| allowed.contains(&c.field)) {
+            return apply(live, applied, manager, true, kind, now);
+        }
+    }
     if !conflicts.is_empty() && !force {
         return Err(PatchError::Conflict(conflicts));
     }
@@ -1228,20 +1260,60 @@ pub fn apply(
         })
         .collect();
     mine.extend(items);
+    // The entry's time moves only when the apply changed the object (the real
+    // managedFieldsUpdater): a new applier of values already there gets an entry without one.
     let prior_time = entries.iter().find(|e| e.is_apply_of(manager)).and_then(|e| e.time.clone());
-    let unchanged = previous.iter().collect::<BTreeSet<_>>() == mine.iter().collect::<BTreeSet<_>>()
-        && entries.iter().any(|e| e.is_apply_of(manager) && e.api_version == api_version);
     entries.retain(|e| !e.is_apply_of(manager));
     entries.push(Entry {
         manager: manager.into(),
         operation: "Apply".into(),
         api_version,
         subresource: None,
-        time: if unchanged && result == base { prior_time } else { Some(json!(now)) },
+        time: if result == base { prior_time } else { Some(json!(now)) },
         paths: mine,
     });
     write_entries(&mut result, &entries);
+    // The server keeps a client-side apply annotation in step with kubectl's server-side applies
+    // (lastAppliedUpdater): owned by nobody new.
+    if manager == "kubectl"
+        && let Some(annotations) = result.pointer_mut("/metadata/annotations").and_then(Value::as_object_mut)
+        && annotations.contains_key(LAST_APPLIED)
+    {
+        annotations.insert(LAST_APPLIED.into(), json!(build_last_applied(applied)));
+    }
     Ok(result)
+}
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// The applied configuration without the annotation itself, as compact JSON with a newline
+/// (how `runtime.Encode` writes it).
+fn build_last_applied(applied: &Value) -> String {
+    let mut v = applied.clone();
+    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut)
+        && let Some(a) = meta.get_mut("annotations").and_then(Value::as_object_mut)
+    {
+        a.remove(LAST_APPLIED);
+        if a.is_empty() {
+            meta.remove("annotations");
+        }
+    }
+    format!("{v}\n")
+}
+
+/// The rendered paths of the fields the live object's last-applied configuration sets to the
+/// values they have now.
+fn last_applied_fields(live: &Value, live_leaves: &BTreeMap<Path, Value>, walk: &Walk) -> BTreeSet<String> {
+    let Some(text) = live.pointer("/metadata/annotations").and_then(|a| a.get(LAST_APPLIED)).and_then(Value::as_str)
+    else {
+        return BTreeSet::new();
+    };
+    let Ok(last) = serde_json::from_str::<Value>(text) else { return BTreeSet::new() };
+    walk.all(&last)
+        .into_iter()
+        .filter(|(p, v)| live_leaves.get(p).is_some_and(|l| json_eq(l, v)))
+        .map(|(p, _)| render(&p))
+        .collect()
 }
 
 /// The applied object without metadata the server owns.
@@ -1306,12 +1378,29 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, subres
     let walk = Walk { kind: &kind, track_status: subresource == Some("status") };
     let before = old.map(|o| walk.all(o)).unwrap_or_default();
     let after = walk.all(new);
-    let changed: Vec<Path> =
-        after.iter().filter(|(p, v)| !before.get(*p).is_some_and(|b| json_eq(b, v))).map(|(p, _)| p.clone()).collect();
+    // An empty struct where every object of the kind has one (`spec: {}`) is its zero value:
+    // writing it changes nothing.
+    let zero = |p: &Path, v: &Value| {
+        v.as_object().is_some_and(Map::is_empty) && !p.iter().any(|s| matches!(s, Seg::Key(_))) && in_skeleton(&kind, p)
+    };
+    let changed: Vec<Path> = after
+        .iter()
+        .filter(|(p, v)| !before.get(*p).is_some_and(|b| json_eq(b, v)) && !zero(p, v))
+        .map(|(p, _)| p.clone())
+        .collect();
     // Leaves that are gone and were not replaced by deeper ones.
     let removed: Vec<&Path> = before.keys().filter(|p| related(&after, p).all(|(q, _)| !q.starts_with(p))).collect();
     let changed_set: BTreeMap<Path, ()> = changed.iter().map(|p| (p.clone(), ())).collect();
-    let mut entries = old.map(read_entries).unwrap_or_default();
+    // managedFields the client set (kubectl's migration from client-side apply rewrites them
+    // with a JSON patch) replace the stored ones as the base; not on subresources.
+    let sent = &new["metadata"]["managedFields"];
+    let client_set = subresource.is_none()
+        && sent.as_array().is_some_and(|a| !a.is_empty())
+        && old.is_none_or(|o| &o["metadata"]["managedFields"] != sent);
+    let mut entries = if client_set { read_entries(new) } else { old.map(read_entries).unwrap_or_default() };
+    if client_set && entries.iter().all(|e| e.paths.is_empty()) {
+        entries = old.map(read_entries).unwrap_or_default();
+    }
     if changed.is_empty() && removed.is_empty() {
         write_entries(new, &entries);
         return;

@@ -228,11 +228,11 @@ impl Authorizer {
             "/apis/*",
             "/healthz",
             "/livez",
+            "/openapi",
+            "/openapi/*",
             "/readyz",
             "/version",
             "/version/",
-            "/openapi",
-            "/openapi/*",
         ];
         let public = ["/healthz", "/livez", "/readyz", "/version", "/version/"];
         let issuer = [
@@ -411,10 +411,13 @@ impl Authorizer {
 
     /// The rules that apply to `user` in `namespace` (SelfSubjectRulesReview).
     pub fn rules_for(&self, user: &User, namespace: &str) -> Vec<RuleSummary> {
+        let mut rules = Vec::new();
         if user.groups.iter().any(|g| g == "system:masters") {
-            return vec![rule(&["*"], &["*"], &["*"], &[]), rule(&["*"], &[], &[], &["*"])];
+            // cluster-admin (bound to system:masters), then what every authenticated user gets.
+            rules = vec![rule(&["*"], &["*"], &["*"], &[]), rule(&["*"], &[], &[], &["*"])];
         }
-        self.applicable(user, Some(namespace))
+        rules.extend(self.applicable(user, Some(namespace)));
+        rules
     }
 }
 

@@ -28,6 +28,11 @@ pub struct ResourceType {
     /// Served from another type's storage, converted (events.k8s.io/v1 Events are core/v1
     /// Events): the index of that type.
     pub storage: Option<usize>,
+    /// Discovery categories (`all` for the workload kinds `kubectl get all` lists).
+    pub categories: Vec<String>,
+    /// Verbs when not the usual eight (namespaces have no deletecollection, componentstatuses
+    /// only get and list).
+    pub verbs: Option<Vec<String>>,
 }
 
 impl ResourceType {
@@ -70,66 +75,171 @@ fn rt(
         unconditional_update: !matches!(plural, "leases" | "poddisruptionbudgets" | "customresourcedefinitions"),
         create_on_update: matches!(plural, "leases" | "events" | "endpoints" | "services"),
         storage: None,
+        categories: if matches!(
+            plural,
+            "pods"
+                | "services"
+                | "replicationcontrollers"
+                | "deployments"
+                | "replicasets"
+                | "statefulsets"
+                | "daemonsets"
+                | "jobs"
+                | "cronjobs"
+                | "horizontalpodautoscalers"
+        ) {
+            vec!["all".into()]
+        } else {
+            vec![]
+        },
+        verbs: None,
     }
 }
 
-/// The built-in resources.
+/// (group, version, kind, plural, namespaced, short names, subresources, generation)
+type Row = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    bool,
+    &'static [&'static str],
+    &'static [&'static str],
+    bool,
+);
+
+/// The built-in resources: what a v1.36 API server serves (15-discovery.json for core/v1 and
+/// apps/v1, the group list of its aggregated discovery for the rest). Those without behaviour
+/// of their own are plain storage.
 pub fn builtin() -> Vec<ResourceType> {
-    let mut v = vec![
-        rt("", "v1", "Namespace", "namespaces", false, &["ns"], &["status", "finalize"], false),
-        rt("", "v1", "Pod", "pods", true, &["po"], &["status", "eviction"], false),
-        rt("", "v1", "Service", "services", true, &["svc"], &["status"], false),
-        rt("", "v1", "Endpoints", "endpoints", true, &["ep"], &[], false),
-        rt("", "v1", "Node", "nodes", false, &["no"], &["status"], false),
-        rt("", "v1", "ConfigMap", "configmaps", true, &["cm"], &[], false),
-        rt("", "v1", "Secret", "secrets", true, &[], &[], false),
-        rt("", "v1", "ServiceAccount", "serviceaccounts", true, &["sa"], &[], false),
-        rt("", "v1", "Event", "events", true, &["ev"], &[], false),
-        rt("events.k8s.io", "v1", "Event", "events", true, &["ev"], &[], false),
-        rt("apps", "v1", "Deployment", "deployments", true, &["deploy"], &["status", "scale"], true),
-        rt("apps", "v1", "ReplicaSet", "replicasets", true, &["rs"], &["status", "scale"], true),
-        rt("apps", "v1", "StatefulSet", "statefulsets", true, &["sts"], &["status", "scale"], true),
-        rt("apps", "v1", "DaemonSet", "daemonsets", true, &["ds"], &["status"], true),
-        rt("apps", "v1", "ControllerRevision", "controllerrevisions", true, &[], &[], false),
-        rt("batch", "v1", "Job", "jobs", true, &[], &["status"], true),
-        rt("batch", "v1", "CronJob", "cronjobs", true, &["cj"], &["status"], true),
-        rt("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", true, &["pdb"], &["status"], true),
-        rt(
-            "admissionregistration.k8s.io",
-            "v1",
-            "MutatingWebhookConfiguration",
-            "mutatingwebhookconfigurations",
-            false,
-            &[],
-            &[],
-            true,
-        ),
-        rt("coordination.k8s.io", "v1", "Lease", "leases", true, &[], &[], false),
-        rt("rbac.authorization.k8s.io", "v1", "Role", "roles", true, &[], &[], false),
-        rt("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", false, &[], &[], false),
-        rt("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", true, &[], &[], false),
-        rt("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", false, &[], &[], false),
-        rt(
-            "apiextensions.k8s.io",
-            "v1",
-            "CustomResourceDefinition",
-            "customresourcedefinitions",
-            false,
-            &["crd"],
-            &["status"],
-            true,
-        ),
+    const CORE: &str = "";
+    const ADM: &str = "admissionregistration.k8s.io";
+    const RBAC: &str = "rbac.authorization.k8s.io";
+    const AUTHZ: &str = "authorization.k8s.io";
+    const AUTHN: &str = "authentication.k8s.io";
+    const NET: &str = "networking.k8s.io";
+    const RES: &str = "resource.k8s.io";
+    const FC: &str = "flowcontrol.apiserver.k8s.io";
+    const STOR: &str = "storage.k8s.io";
+    #[rustfmt::skip]
+    let table: &[Row] = &[
+        // (group, version, kind, plural, namespaced, short names, subresources, generation)
+        (CORE, "v1", "Binding", "bindings", true, &[], &[], false),
+        (CORE, "v1", "ComponentStatus", "componentstatuses", false, &["cs"], &[], false),
+        (CORE, "v1", "Namespace", "namespaces", false, &["ns"], &["status", "finalize"], false),
+        (CORE, "v1", "Pod", "pods", true, &["po"], &["status", "eviction", "attach", "binding", "ephemeralcontainers", "exec", "log", "portforward", "proxy", "resize"], false),
+        (CORE, "v1", "Service", "services", true, &["svc"], &["status", "proxy"], false),
+        (CORE, "v1", "Endpoints", "endpoints", true, &["ep"], &[], false),
+        (CORE, "v1", "Node", "nodes", false, &["no"], &["status", "proxy"], false),
+        (CORE, "v1", "ConfigMap", "configmaps", true, &["cm"], &[], false),
+        (CORE, "v1", "Secret", "secrets", true, &[], &[], false),
+        (CORE, "v1", "ServiceAccount", "serviceaccounts", true, &["sa"], &["token"], false),
+        (CORE, "v1", "Event", "events", true, &["ev"], &[], false),
+        (CORE, "v1", "LimitRange", "limitranges", true, &["limits"], &[], false),
+        (CORE, "v1", "PersistentVolumeClaim", "persistentvolumeclaims", true, &["pvc"], &["status"], false),
+        (CORE, "v1", "PersistentVolume", "persistentvolumes", false, &["pv"], &["status"], false),
+        (CORE, "v1", "PodTemplate", "podtemplates", true, &[], &[], false),
+        (CORE, "v1", "ReplicationController", "replicationcontrollers", true, &["rc"], &["scale", "status"], true),
+        (CORE, "v1", "ResourceQuota", "resourcequotas", true, &["quota"], &["status"], false),
+        ("events.k8s.io", "v1", "Event", "events", true, &["ev"], &[], false),
+        ("apps", "v1", "ControllerRevision", "controllerrevisions", true, &[], &[], false),
+        ("apps", "v1", "Deployment", "deployments", true, &["deploy"], &["status", "scale"], true),
+        ("apps", "v1", "ReplicaSet", "replicasets", true, &["rs"], &["status", "scale"], true),
+        ("apps", "v1", "StatefulSet", "statefulsets", true, &["sts"], &["status", "scale"], true),
+        ("apps", "v1", "DaemonSet", "daemonsets", true, &["ds"], &["status"], true),
+        ("batch", "v1", "Job", "jobs", true, &[], &["status"], true),
+        ("batch", "v1", "CronJob", "cronjobs", true, &["cj"], &["status"], true),
+        ("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", true, &["hpa"], &["status"], false),
+        ("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", true, &["hpa"], &["status"], false),
+        ("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", true, &["pdb"], &["status"], true),
+        (ADM, "v1", "MutatingWebhookConfiguration", "mutatingwebhookconfigurations", false, &[], &[], true),
+        (ADM, "v1", "ValidatingWebhookConfiguration", "validatingwebhookconfigurations", false, &[], &[], true),
+        (ADM, "v1", "ValidatingAdmissionPolicy", "validatingadmissionpolicies", false, &[], &["status"], true),
+        (ADM, "v1", "ValidatingAdmissionPolicyBinding", "validatingadmissionpolicybindings", false, &[], &[], true),
+        (ADM, "v1", "MutatingAdmissionPolicy", "mutatingadmissionpolicies", false, &[], &[], true),
+        (ADM, "v1", "MutatingAdmissionPolicyBinding", "mutatingadmissionpolicybindings", false, &[], &[], true),
+        ("coordination.k8s.io", "v1", "Lease", "leases", true, &[], &[], false),
+        (RBAC, "v1", "Role", "roles", true, &[], &[], false),
+        (RBAC, "v1", "ClusterRole", "clusterroles", false, &[], &[], false),
+        (RBAC, "v1", "RoleBinding", "rolebindings", true, &[], &[], false),
+        (RBAC, "v1", "ClusterRoleBinding", "clusterrolebindings", false, &[], &[], false),
+        ("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", false, &["crd", "crds"], &["status"], true),
+        ("apiregistration.k8s.io", "v1", "APIService", "apiservices", false, &[], &["status"], false),
+        ("certificates.k8s.io", "v1", "CertificateSigningRequest", "certificatesigningrequests", false, &["csr"], &["approval", "status"], false),
+        (NET, "v1", "IngressClass", "ingressclasses", false, &[], &[], false),
+        (NET, "v1", "Ingress", "ingresses", true, &["ing"], &["status"], true),
+        (NET, "v1", "IPAddress", "ipaddresses", false, &["ip"], &[], false),
+        (NET, "v1", "NetworkPolicy", "networkpolicies", true, &["netpol"], &[], true),
+        (NET, "v1", "ServiceCIDR", "servicecidrs", false, &[], &["status"], false),
+        ("node.k8s.io", "v1", "RuntimeClass", "runtimeclasses", false, &[], &[], false),
+        ("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", true, &[], &[], false),
+        (RES, "v1", "DeviceClass", "deviceclasses", false, &[], &[], true),
+        (RES, "v1", "ResourceClaim", "resourceclaims", true, &[], &["status"], true),
+        (RES, "v1", "ResourceClaimTemplate", "resourceclaimtemplates", true, &[], &[], true),
+        (RES, "v1", "ResourceSlice", "resourceslices", false, &[], &[], true),
+        (FC, "v1", "FlowSchema", "flowschemas", false, &[], &["status"], true),
+        (FC, "v1", "PriorityLevelConfiguration", "prioritylevelconfigurations", false, &[], &["status"], true),
+        ("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", false, &["pc"], &[], false),
+        (STOR, "v1", "CSIDriver", "csidrivers", false, &[], &[], false),
+        (STOR, "v1", "CSINode", "csinodes", false, &[], &[], false),
+        (STOR, "v1", "CSIStorageCapacity", "csistoragecapacities", true, &[], &[], false),
+        (STOR, "v1", "StorageClass", "storageclasses", false, &["sc"], &[], false),
+        (STOR, "v1", "VolumeAttachment", "volumeattachments", false, &[], &["status"], false),
+        (STOR, "v1", "VolumeAttributesClass", "volumeattributesclasses", false, &["vac"], &[], false),
+        // Create-only reviews, answered from the authorizer and authenticator.
+        (AUTHZ, "v1", "LocalSubjectAccessReview", "localsubjectaccessreviews", true, &[], &[], false),
+        (AUTHZ, "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", false, &[], &[], false),
+        (AUTHZ, "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews", false, &[], &[], false),
+        (AUTHZ, "v1", "SubjectAccessReview", "subjectaccessreviews", false, &[], &[], false),
+        (AUTHN, "v1", "SelfSubjectReview", "selfsubjectreviews", false, &[], &[], false),
+        (AUTHN, "v1", "TokenReview", "tokenreviews", false, &[], &[], false),
     ];
-    for (kind, plural) in
-        [("SelfSubjectAccessReview", "selfsubjectaccessreviews"), ("SelfSubjectRulesReview", "selfsubjectrulesreviews")]
-    {
-        let mut r = rt("authorization.k8s.io", "v1", kind, plural, false, &[], &[], false);
-        r.create_only = true;
-        v.push(r);
+    let mut v: Vec<ResourceType> = table
+        .iter()
+        .map(|(g, ver, k, p, ns, short, subs, generation)| rt(g, ver, k, p, *ns, short, subs, *generation))
+        .collect();
+    for r in v.iter_mut() {
+        r.create_only = r.group == AUTHZ || r.group == AUTHN;
+        r.verbs = match (r.group.as_str(), r.plural.as_str()) {
+            (AUTHZ | AUTHN, _) | ("", "bindings") => Some(vec!["create".into()]),
+            ("", "componentstatuses") => Some(vec!["get".into(), "list".into()]),
+            ("", "namespaces") => {
+                Some(["create", "delete", "get", "list", "patch", "update", "watch"].map(String::from).to_vec())
+            }
+            _ => None,
+        };
     }
     let core_events = v.iter().position(|r| r.group.is_empty() && r.plural == "events");
     if let Some(r) = v.iter_mut().find(|r| r.group == "events.k8s.io") {
         r.storage = core_events;
+    }
+    // autoscaling/v1 HorizontalPodAutoscalers are the v2 objects.
+    let hpa_v2 = v.iter().position(|r| r.group == "autoscaling" && r.version == "v2");
+    if let Some(r) = v.iter_mut().find(|r| r.group == "autoscaling" && r.version == "v1") {
+        r.storage = hpa_v2;
+    }
+    v
+}
+
+/// A stored object as a view type serves it (events.k8s.io/v1 Events from core/v1 ones;
+/// autoscaling/v1 HorizontalPodAutoscalers from v2 ones, only relabelled).
+pub fn to_view(r: &ResourceType, stored: &Value) -> Value {
+    if r.group == "events.k8s.io" {
+        return crate::events::to_v1(stored);
+    }
+    let mut v = stored.clone();
+    v["apiVersion"] = json!(r.api_version());
+    v
+}
+
+/// An object of a view type as its storage keeps it.
+pub fn from_view(r: &ResourceType, view: &Value) -> Value {
+    if r.group == "events.k8s.io" {
+        return crate::events::to_core(view);
+    }
+    let mut v = view.clone();
+    if r.group == "autoscaling" {
+        v["apiVersion"] = json!("autoscaling/v2");
     }
     v
 }
@@ -161,15 +271,45 @@ pub fn from_crd(crd: &Value) -> Option<ResourceType> {
     Some(r)
 }
 
-fn verbs(r: &ResourceType) -> Vec<&'static str> {
-    if r.create_only {
-        vec!["create"]
-    } else {
-        vec!["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+/// The verbs a resource serves.
+pub fn verbs(r: &ResourceType) -> Vec<String> {
+    match &r.verbs {
+        Some(v) => v.clone(),
+        None => ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+            .map(String::from)
+            .to_vec(),
     }
 }
 
-/// `/api/v1` or `/apis/{group}/{version}`: the APIResourceList.
+/// A subresource's response kind and verbs, as discovery lists them.
+fn subresource(r: &ResourceType, sub: &str) -> (String, String, Vec<&'static str>) {
+    let (group, version, kind, verbs): (&str, &str, &str, Vec<&'static str>) = match sub {
+        "eviction" => ("policy", "v1", "Eviction", vec!["create"]),
+        "scale" => ("autoscaling", "v1", "Scale", vec!["get", "patch", "update"]),
+        "finalize" => (&r.group, &r.version, &r.kind, vec!["update"]),
+        "binding" => ("", "v1", "Binding", vec!["create"]),
+        "attach" => ("", "v1", "PodAttachOptions", vec!["create", "get"]),
+        "exec" => ("", "v1", "PodExecOptions", vec!["create", "get"]),
+        "portforward" => ("", "v1", "PodPortForwardOptions", vec!["create", "get"]),
+        "log" => ("", "v1", "Pod", vec!["get"]),
+        "token" => ("authentication.k8s.io", "v1", "TokenRequest", vec!["create"]),
+        "approval" => (&r.group, &r.version, &r.kind, vec!["get", "patch", "update"]),
+        "proxy" => {
+            let kind = match r.kind.as_str() {
+                "Node" => "NodeProxyOptions",
+                "Pod" => "PodProxyOptions",
+                _ => "ServiceProxyOptions",
+            };
+            ("", "v1", kind, vec!["create", "delete", "get", "patch", "update"])
+        }
+        _ => (&r.group, &r.version, &r.kind, vec!["get", "patch", "update"]),
+    };
+    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    (gv, kind.to_string(), verbs)
+}
+
+/// `/api/v1` or `/apis/{group}/{version}`: the APIResourceList (the core one has no apiVersion,
+/// as the real server's).
 pub fn resource_list(all: &[ResourceType], group: &str, version: &str) -> Option<Value> {
     let rs: Vec<&ResourceType> = all.iter().filter(|r| r.group == group && r.version == version).collect();
     if rs.is_empty() {
@@ -183,32 +323,95 @@ pub fn resource_list(all: &[ResourceType], group: &str, version: &str) -> Option
         if !r.short_names.is_empty() {
             o["shortNames"] = json!(r.short_names);
         }
+        if !r.categories.is_empty() {
+            o["categories"] = json!(r.categories);
+        }
         resources.push(o);
         for sub in &r.subresources {
-            let (kind, verbs) = match sub.as_str() {
-                "eviction" => ("Eviction", vec!["create"]),
-                "scale" => ("Scale", vec!["get", "patch", "update"]),
-                "finalize" => (r.kind.as_str(), vec!["update"]),
-                _ => (r.kind.as_str(), vec!["get", "patch", "update"]),
-            };
-            resources.push(json!({"name": format!("{}/{sub}", r.plural), "singularName": "", "namespaced": r.namespaced, "kind": kind, "verbs": verbs}));
+            let (gv, kind, verbs) = subresource(r, sub);
+            let mut o = json!({"name": format!("{}/{sub}", r.plural), "singularName": "", "namespaced": r.namespaced, "kind": kind, "verbs": verbs});
+            if gv != r.api_version() {
+                let (g, v) = gv.split_once('/').unwrap_or(("", &gv));
+                o["group"] = json!(g);
+                o["version"] = json!(v);
+            }
+            resources.push(o);
         }
     }
+    resources.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    let mut doc = json!({"kind": "APIResourceList", "groupVersion": gv, "resources": resources});
+    if !group.is_empty() {
+        doc["apiVersion"] = json!("v1");
+    }
+    Some(doc)
 }
 
-/// `/apis`: the APIGroupList (every group but the core one).
-pub fn group_list(all: &[ResourceType]) -> Value {
+/// The groups and their versions in preference order (the core group first as "").
+fn groups(all: &[ResourceType]) -> Vec<(String, Vec<String>)> {
     let mut groups: Vec<(String, Vec<String>)> = Vec::new();
-    for r in all.iter().filter(|r| !r.group.is_empty()) {
+    for r in all {
         match groups.iter_mut().find(|(g, _)| *g == r.group) {
             Some((_, vs)) if !vs.contains(&r.version) => vs.push(r.version.clone()),
             Some(_) => {}
             None => groups.push((r.group.clone(), vec![r.version.clone()])),
         }
     }
-    let groups: Vec<Value> = groups.iter().map(|(g, vs)| group_doc(g, vs)).collect();
+    groups
+}
+
+/// Aggregated discovery (apidiscovery.k8s.io/v2 APIGroupDiscoveryList) of `/api` (`core`) or
+/// `/apis`, what kubectl asks for first.
+pub fn aggregated(all: &[ResourceType], core: bool) -> Value {
+    let items: Vec<Value> = groups(all)
+        .into_iter()
+        .filter(|(g, _)| g.is_empty() == core)
+        .map(|(g, versions)| {
+            let versions: Vec<Value> = versions
+                .iter()
+                .map(|v| {
+                    let resources: Vec<Value> = all
+                        .iter()
+                        .filter(|r| r.group == g && &r.version == v)
+                        .map(|r| {
+                            let mut o = json!({"resource": r.plural,
+                                "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
+                                "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+                                "singularResource": r.singular, "verbs": verbs(r)});
+                            if !r.short_names.is_empty() {
+                                o["shortNames"] = json!(r.short_names);
+                            }
+                            if !r.categories.is_empty() {
+                                o["categories"] = json!(r.categories);
+                            }
+                            let subs: Vec<Value> = r
+                                .subresources
+                                .iter()
+                                .map(|s| {
+                                    let (gv, kind, verbs) = subresource(r, s);
+                                    let (sg, sv) = gv.split_once('/').unwrap_or(("", &gv));
+                                    json!({"subresource": s, "responseKind": {"group": sg, "version": sv, "kind": kind}, "verbs": verbs})
+                                })
+                                .collect();
+                            if !subs.is_empty() {
+                                o["subresources"] = Value::Array(subs);
+                            }
+                            o
+                        })
+                        .collect();
+                    json!({"version": v, "resources": resources, "freshness": "Current"})
+                })
+                .collect();
+            json!({"metadata": {"name": g, "creationTimestamp": null}, "versions": versions})
+        })
+        .collect();
+    json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
+}
+
+/// `/apis`: the APIGroupList (every group but the core one).
+pub fn group_list(all: &[ResourceType]) -> Value {
+    let groups: Vec<Value> =
+        groups(all).iter().filter(|(g, _)| !g.is_empty()).map(|(g, vs)| group_doc(g, vs)).collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 

@@ -92,6 +92,8 @@ pub struct Shared {
     pub min_request_timeout: Duration,
     /// How long a list from a resourceVersion the server has not reached waits before 504.
     pub resource_version_wait: Duration,
+    /// Streaming lists are served (etcd 3.5+); false: refused as on etcd 3.4.
+    pub streaming_lists: bool,
     /// BOOKMARK events sent on watches so far (tests observe bookmarks by their count).
     pub bookmarks_sent: std::sync::atomic::AtomicU64,
     /// Some when RBAC is enforced (SimOptions::rbac).
@@ -254,7 +256,7 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         }
     }
     // Discovery and other non-resource paths.
-    if let Some(r) = non_resource(&shared, &method, &path) {
+    if let Some(r) = non_resource(&shared, &method, &path, &parts.headers) {
         return r;
     }
     let Some(t) = target else {
@@ -396,13 +398,29 @@ fn attributes(
     }
 }
 
-fn non_resource(shared: &Shared, method: &Method, path: &str) -> Option<Response> {
+fn non_resource(shared: &Shared, method: &Method, path: &str, headers: &HeaderMap) -> Option<Response> {
     let path = path.trim_end_matches('/');
     if method != Method::GET {
         return None;
     }
     let store = lock(&shared.store);
     let types = &store.types;
+    // Aggregated discovery, when the client asks for it (kubectl does).
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let aggregated = accept.split(',').any(|a| {
+        let a = a.replace(' ', "");
+        a.contains("g=apidiscovery.k8s.io") && a.contains("v=v2;") && a.contains("as=APIGroupDiscoveryList")
+            || a.ends_with("g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList")
+    });
+    if aggregated && (path == "/api" || path == "/apis") {
+        let doc = resources::aggregated(types, path == "/api");
+        let mut r = json_response(200, &doc);
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"),
+        );
+        return Some(r);
+    }
     let v = match path {
         "/version" => resources::version_doc(),
         "/api" => resources::core_versions(),
@@ -526,7 +544,7 @@ async fn dispatch(
     };
     let rt: ResourceType = lock(&shared.store).types[ti].clone();
     if rt.create_only {
-        return access_review(shared, &rt, verb, body, user);
+        return access_review(shared, &rt, t, verb, body, user, manager);
     }
     let ns = t.namespace.clone().unwrap_or_default();
     if rt.namespaced && t.namespace.is_none() && !matches!(verb, "list" | "watch") {
@@ -537,10 +555,37 @@ async fn dispatch(
     {
         return error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource"));
     }
+    let method_not_allowed = || {
+        error_response(&ApiError::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        ))
+    };
+    if t.sub.is_none() && !resources::verbs(&rt).iter().any(|v| v == verb) {
+        return method_not_allowed();
+    }
+    if let Some(r) = subresource_without_storage(shared, &rt, ti, t, verb, body, manager) {
+        return r;
+    }
+    if rt.group.is_empty() && rt.plural == "componentstatuses" {
+        return component_statuses(t.name.as_deref());
+    }
+    if rt.group.is_empty() && rt.plural == "bindings" {
+        return bind(shared, &ns, body, manager);
+    }
+    if matches!(verb, "create" | "update")
+        && let Err(e) = validate_write_options(verb, None, q)
+    {
+        return error_response(&e);
+    }
+    let field_validation =
+        crate::schema::FieldValidation::parse(q.get("fieldValidation").map(String::as_str)).unwrap_or_default();
     let opts = WriteOpts {
         dry_run: q.get("dryRun").is_some_and(|v| v == "All"),
         field_manager: q.get("fieldManager").cloned(),
         force: q.get("force").is_some_and(|v| v == "true"),
+        field_validation,
         ..Default::default()
     };
     let parse_body = |b: &Bytes| -> Result<Value, ApiError> {
@@ -556,15 +601,17 @@ async fn dispatch(
         let plain = match verb {
             "list" => list(shared, ti, &rt, t.namespace.as_deref(), q).await,
             _ => {
-                let found = lock(&shared.store).get(ti, if rt.namespaced { &ns } else { "" }, &name).map(|s| s.parse());
-                match found {
-                    Some(v) => json_response(200, &v),
+                let store = lock(&shared.store);
+                match store.get(ti, if rt.namespaced { &ns } else { "" }, &name) {
+                    // As the plain get answers it (events.k8s.io Events converted).
+                    Some(s) => Response::new(Body::from(store.view_json(ti, s))),
                     None => error_response(&ApiError::not_found(&rt, &name)),
                 }
             }
         };
         return crate::table::render(plain, &rt, q).await;
     }
+    let mut warnings: Vec<String> = Vec::new();
     let result = match verb {
         "get" => {
             let store = lock(&shared.store);
@@ -581,17 +628,23 @@ async fn dispatch(
         "watch" => return watch(shared.clone(), ti, &rt, t.namespace.clone(), t.name.clone(), q),
         "create" => {
             if t.sub.as_deref() == Some("eviction") {
-                return evict(shared, ti, &ns, &name, opts.dry_run);
+                return evict(shared, ti, &ns, &name, q, body);
             }
-            parse_body(body).and_then(|b| lock(&shared.store).create(ti, &ns, b, &opts, manager))
+            let mut store = lock(&shared.store);
+            store.warnings.clear();
+            let r = parse_body(body).and_then(|b| store.create(ti, &ns, b, &opts, manager));
+            warnings = std::mem::take(&mut store.warnings);
+            r
         }
         "update" => {
             let mut store = lock(&shared.store);
+            store.warnings.clear();
             let existed = store.get(ti, if rt.namespaced { &ns } else { "" }, &name).is_some();
             let r = parse_body(body).and_then(|b| store.update(ti, &ns, &name, b, t.sub.as_deref(), &opts, manager));
+            warnings = std::mem::take(&mut store.warnings);
             // A PUT that creates (Leases, Events, Endpoints, Services) answers 201 Created.
             if !existed && let Ok(v) = &r {
-                return json_response(201, v);
+                return with_warnings(json_response(201, v), &warnings);
             }
             r
         }
@@ -613,19 +666,17 @@ async fn dispatch(
             } else {
                 parse_patch(body, pt)
             };
-            if pt == PatchType::Apply && q.get("fieldManager").is_none() {
-                return error_response(&ApiError::new(
-                    422,
-                    "Invalid",
-                    "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
-                ));
+            if let Err(e) = validate_write_options(verb, Some(pt), q) {
+                return error_response(&e);
             }
             let mut store = lock(&shared.store);
+            store.warnings.clear();
             let existed = store.get(ti, if rt.namespaced { &ns } else { "" }, &name).is_some();
             let r = parsed.and_then(|b| store.patch(ti, &ns, &name, pt, &b, t.sub.as_deref(), &opts, manager));
+            warnings = std::mem::take(&mut store.warnings);
             // Server-side apply that creates answers 201 Created.
             if !existed && let Ok(v) = &r {
-                return json_response(201, v);
+                return with_warnings(json_response(201, v), &warnings);
             }
             r
         }
@@ -667,7 +718,190 @@ async fn dispatch(
         )),
     };
     match result {
-        Ok(v) => json_response(if verb == "create" { 201 } else { 200 }, &v),
+        Ok(v) => with_warnings(json_response(if verb == "create" { 201 } else { 200 }, &v), &warnings),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// CreateOptions/UpdateOptions/PatchOptions validation (`ValidatePatchOptions` and friends):
+/// `force` only for apply, `fieldManager` required for apply and at most 128 printable
+/// characters, `dryRun` only `All`, `fieldValidation` one of the four values.
+fn validate_write_options(
+    verb: &str,
+    patch: Option<PatchType>,
+    q: &std::collections::HashMap<String, String>,
+) -> Result<(), ApiError> {
+    let kind = match verb {
+        "create" => "CreateOptions",
+        "update" => "UpdateOptions",
+        _ => "PatchOptions",
+    };
+    let mut causes: Vec<(String, String)> = Vec::new();
+    let manager = q.get("fieldManager").map(String::as_str).unwrap_or_default();
+    if let Some(pt) = patch {
+        if pt != PatchType::Apply && q.contains_key("force") {
+            causes.push(("force".into(), "Forbidden: may not be specified for non-apply patch".into()));
+        }
+        if pt == PatchType::Apply && manager.is_empty() {
+            causes.push(("fieldManager".into(), "Required value: is required for apply patch".into()));
+        }
+    }
+    if manager.chars().count() > 128 {
+        causes.push(("fieldManager".into(), "Too long: may not be more than 128 bytes".into()));
+    }
+    if let Some(d) = q.get("dryRun").filter(|d| d.as_str() != "All") {
+        causes.push(("dryRun".into(), format!("Unsupported value: \"{d}\": supported values: \"All\"")));
+    }
+    if let Some(f) = q.get("fieldValidation").filter(|f| !matches!(f.as_str(), "" | "Ignore" | "Strict" | "Warn")) {
+        causes.push((
+            "fieldValidation".into(),
+            format!("Unsupported value: \"{f}\": supported values: \"\", \"Ignore\", \"Strict\", \"Warn\""),
+        ));
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_as(&format!("{kind}.meta.k8s.io"), "", "meta.k8s.io", kind, causes))
+    }
+}
+
+/// Adds `Warning` headers (one per warning, as the real server sends them).
+fn with_warnings(mut r: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        if let Ok(v) = HeaderValue::from_str(w) {
+            r.headers_mut().append(header::WARNING, v);
+        }
+    }
+    r
+}
+
+/// The pod and service subresources that are not the object itself: logs (empty: no
+/// containers run), exec/attach/portforward (they need a stream upgrade), service proxies (no
+/// endpoints), pod binding (sets spec.nodeName), ServiceAccount tokens. None: the generic path.
+fn subresource_without_storage(
+    shared: &Shared,
+    rt: &ResourceType,
+    ti: usize,
+    t: &Target,
+    verb: &str,
+    body: &Bytes,
+    manager: &str,
+) -> Option<Response> {
+    let sub = t.sub.as_deref()?;
+    let name = t.name.clone().unwrap_or_default();
+    let ns = t.namespace.clone().unwrap_or_default();
+    let exists = || lock(&shared.store).get(ti, &ns, &name).is_some();
+    let r = match (rt.kind.as_str(), sub) {
+        ("Pod", "log") => {
+            if !exists() {
+                return Some(error_response(&ApiError::not_found(rt, &name)));
+            }
+            (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], "").into_response()
+        }
+        ("Pod", "exec" | "attach" | "portforward") => {
+            error_response(&ApiError::new(400, "BadRequest", "Upgrade request required"))
+        }
+        ("Service", "proxy") => {
+            if !exists() {
+                return Some(error_response(&ApiError::not_found(rt, &name)));
+            }
+            error_response(&ApiError::new(
+                503,
+                "ServiceUnavailable",
+                format!("no endpoints available for service \"{name}\""),
+            ))
+        }
+        ("Pod", "binding") if verb == "create" => {
+            let mut b: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            b["metadata"]["name"] = json!(name);
+            return Some(bind(shared, &ns, &Bytes::from(b.to_string()), manager));
+        }
+        ("ServiceAccount", "token") if verb == "create" => {
+            if !exists() {
+                return Some(error_response(&ApiError::not_found(rt, &name)));
+            }
+            let mut req: Value = serde_json::from_slice(body).unwrap_or_else(|_| json!({}));
+            let secs = req["spec"]["expirationSeconds"].as_u64().unwrap_or(3600);
+            let now =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            req["apiVersion"] = json!("authentication.k8s.io/v1");
+            req["kind"] = json!("TokenRequest");
+            req["metadata"]["name"] = json!(name);
+            req["metadata"]["namespace"] = json!(ns);
+            req["spec"]["expirationSeconds"] = json!(secs);
+            if req["spec"]["audiences"].as_array().is_none_or(Vec::is_empty) {
+                req["spec"]["audiences"] = json!(["https://kubernetes.default.svc.cluster.local"]);
+            }
+            req["status"] = json!({"token": crate::auth::service_account_token(&ns, &name),
+                "expirationTimestamp": crate::store::rfc3339(now + secs)});
+            json_response(201, &req)
+        }
+        _ => return None,
+    };
+    Some(r)
+}
+
+/// componentstatuses (deprecated, computed): the control plane is healthy.
+fn component_statuses(name: Option<&str>) -> Response {
+    let item = |n: &str| {
+        json!({"kind": "ComponentStatus", "apiVersion": "v1", "metadata": {"name": n},
+            "conditions": [{"type": "Healthy", "status": "True", "message": "ok"}]})
+    };
+    let names = ["controller-manager", "etcd-0", "scheduler"];
+    match name {
+        Some(n) if names.contains(&n) => json_response(200, &item(n)),
+        Some(n) => error_response(
+            &ApiError::new(404, "NotFound", format!("componentstatuses \"{n}\" not found")).with_details(
+                n,
+                "",
+                "componentstatuses",
+            ),
+        ),
+        None => json_response(
+            200,
+            &json!({"kind": "ComponentStatusList", "apiVersion": "v1", "metadata": {}, "items": names.map(item)}),
+        ),
+    }
+}
+
+/// A Binding (`POST .../bindings` or `pods/{name}/binding`): the scheduler's write of the
+/// pod's node.
+fn bind(shared: &Shared, ns: &str, body: &Bytes, manager: &str) -> Response {
+    let b: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let pod = b["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let node = b["target"]["name"].as_str().unwrap_or_default().to_string();
+    let mut store = lock(&shared.store);
+    let Some(pti) = store.type_index("", "v1", "pods") else {
+        return error_response(&ApiError::new(500, "InternalError", "no pods"));
+    };
+    let rt = store.types[pti].clone();
+    let Some(current) = store.get(pti, ns, &pod).map(|s| s.parse()) else {
+        return error_response(&ApiError::not_found(&rt, &pod));
+    };
+    if let Some(at) = current["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+        return error_response(
+            &ApiError::new(
+                409,
+                "Conflict",
+                format!("Operation cannot be fulfilled on pods/binding \"{pod}\": pod {pod} is already assigned to node \"{at}\""),
+            )
+            .with_details(&pod, "", "pods/binding"),
+        );
+    }
+    match store.patch(
+        pti,
+        ns,
+        &pod,
+        PatchType::Merge,
+        &json!({"spec": {"nodeName": node}}),
+        None,
+        &WriteOpts::default(),
+        manager,
+    ) {
+        Ok(_) => json_response(
+            201,
+            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+        ),
         Err(e) => error_response(&e),
     }
 }
@@ -689,9 +923,19 @@ fn parse_patch(body: &[u8], pt: PatchType) -> Result<Value, ApiError> {
     Ok(v)
 }
 
-/// SelfSubjectAccessReview / SelfSubjectRulesReview, answered from the authorizer (without
-/// RBAC everyone is the admin, who may do everything).
-fn access_review(shared: &Shared, rt: &ResourceType, verb: &str, body: &Bytes, user: &crate::rbac::User) -> Response {
+/// The create-only reviews, answered from the authorizer and authenticator (without RBAC
+/// everyone is the admin and every access is allowed, as with AlwaysAllow):
+/// Self/Local/SubjectAccessReview, SelfSubjectRulesReview, SelfSubjectReview, TokenReview.
+#[allow(clippy::too_many_arguments)]
+fn access_review(
+    shared: &Shared,
+    rt: &ResourceType,
+    t: &Target,
+    verb: &str,
+    body: &Bytes,
+    user: &crate::rbac::User,
+    manager: &str,
+) -> Response {
     if verb != "create" {
         return error_response(&ApiError::new(
             405,
@@ -716,8 +960,11 @@ fn access_review(shared: &Shared, rt: &ResourceType, verb: &str, body: &Bytes, u
             ));
         }
     };
-    v["apiVersion"] = json!("authorization.k8s.io/v1");
+    v["apiVersion"] = json!(rt.api_version());
     v["kind"] = json!(rt.kind);
+    if !v["metadata"].is_object() {
+        v["metadata"] = json!({});
+    }
     let s = |x: &Value| x.as_str().filter(|s| !s.is_empty()).map(str::to_string);
     let spec = v["spec"].clone();
     let store = lock(&shared.store);
@@ -725,53 +972,128 @@ fn access_review(shared: &Shared, rt: &ResourceType, verb: &str, body: &Bytes, u
     if let Some(a) = auth.as_mut() {
         a.sync(&store);
     }
-    let superuser = crate::auth::is_superuser(user);
-    v["status"] = if rt.kind == "SelfSubjectAccessReview" {
-        let ra = &spec["resourceAttributes"];
-        let nra = &spec["nonResourceAttributes"];
-        let attrs = if nra.is_object() {
-            crate::rbac::Attributes {
-                verb: s(&nra["verb"]).unwrap_or_default(),
-                path: Some(s(&nra["path"]).unwrap_or_default()),
-                ..Default::default()
-            }
-        } else {
-            crate::rbac::Attributes {
-                verb: s(&ra["verb"]).unwrap_or_default(),
-                api_group: s(&ra["group"]).unwrap_or_default(),
-                resource: s(&ra["resource"]).unwrap_or_default(),
-                subresource: s(&ra["subresource"]),
-                namespace: s(&ra["namespace"]),
-                name: s(&ra["name"]),
-                path: None,
-            }
-        };
-        let allowed = superuser || auth.as_ref().is_none_or(|a| a.allowed(user, &attrs));
-        if allowed {
-            json!({"allowed": true, "reason": if superuser || auth.is_none() { "system:masters may do everything" } else { "allowed by RBAC" }})
-        } else {
-            json!({"allowed": false})
-        }
-    } else if superuser || auth.is_none() {
-        json!({"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}], "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}], "incomplete": false})
-    } else {
-        let ns = s(&spec["namespace"]).unwrap_or_default();
-        let rules = auth.as_ref().map(|a| a.authorizer.rules_for(user, &ns)).unwrap_or_default();
-        let (mut res, mut non) = (vec![], vec![]);
-        for r in rules {
-            if r.non_resource_urls.is_empty() {
-                let mut o = json!({"verbs": r.verbs, "apiGroups": r.api_groups, "resources": r.resources});
-                if !r.resource_names.is_empty() {
-                    o["resourceNames"] = json!(r.resource_names);
-                }
-                res.push(o);
-            } else {
-                non.push(json!({"verbs": r.verbs, "nonResourceURLs": r.non_resource_urls}));
-            }
-        }
-        json!({"resourceRules": res, "nonResourceRules": non, "incomplete": false})
+    let now = store.now();
+    // The field manager runs on these creates too: their answers carry managedFields.
+    let managed = |mut v: Value| {
+        crate::patch::record_update(None, &mut v, manager, None, &now);
+        v
     };
-    json_response(201, &v)
+    match rt.kind.as_str() {
+        "SelfSubjectAccessReview" | "SubjectAccessReview" | "LocalSubjectAccessReview" => {
+            let ra = &spec["resourceAttributes"];
+            let nra = &spec["nonResourceAttributes"];
+            let mut causes: Vec<(String, String)> = Vec::new();
+            match (ra.is_object(), nra.is_object()) {
+                (false, false) => causes.push((
+                    "spec.resourceAttributes".into(),
+                    "Invalid value: null: exactly one of nonResourceAttributes or resourceAttributes must be specified"
+                        .into(),
+                )),
+                (true, true) => causes.push((
+                    "spec.nonResourceAttributes".into(),
+                    format!("Invalid value: {nra}: cannot be specified in combination with resourceAttributes"),
+                )),
+                _ => {}
+            }
+            if rt.kind != "SelfSubjectAccessReview"
+                && s(&spec["user"]).is_none()
+                && spec["groups"].as_array().is_none_or(Vec::is_empty)
+            {
+                causes.push((
+                    "spec.user".into(),
+                    "Invalid value: \"\": at least one of user or group must be specified".into(),
+                ));
+            }
+            if rt.kind == "LocalSubjectAccessReview" && ra.is_object() && s(&ra["namespace"]) != t.namespace {
+                causes.push((
+                    "spec.resourceAttributes.namespace".into(),
+                    format!("Invalid value: {}: must match metadata.namespace", ra["namespace"]),
+                ));
+            }
+            if !causes.is_empty() {
+                // The decoded object's kind is empty: the message names only the group.
+                return error_response(&ApiError::invalid_as(&format!(".{}", rt.group), "", &rt.group, "", causes));
+            }
+            let subject = if rt.kind == "SelfSubjectAccessReview" {
+                user.clone()
+            } else {
+                crate::rbac::User {
+                    name: s(&spec["user"]).unwrap_or_default(),
+                    groups: spec["groups"]
+                        .as_array()
+                        .map(|g| g.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+                        .unwrap_or_default(),
+                }
+            };
+            let attrs = if nra.is_object() {
+                crate::rbac::Attributes {
+                    verb: s(&nra["verb"]).unwrap_or_default(),
+                    path: Some(s(&nra["path"]).unwrap_or_default()),
+                    ..Default::default()
+                }
+            } else {
+                crate::rbac::Attributes {
+                    verb: s(&ra["verb"]).unwrap_or_default(),
+                    api_group: s(&ra["group"]).unwrap_or_default(),
+                    resource: s(&ra["resource"]).unwrap_or_default(),
+                    subresource: s(&ra["subresource"]),
+                    namespace: s(&ra["namespace"]),
+                    name: s(&ra["name"]),
+                    path: None,
+                }
+            };
+            let allowed =
+                crate::auth::is_superuser(&subject) || auth.as_ref().is_none_or(|a| a.allowed(&subject, &attrs));
+            v["status"] = json!({"allowed": allowed});
+            json_response(201, &managed(v))
+        }
+        "SelfSubjectRulesReview" => {
+            // The REST handler answers a new object: metadata and spec come back empty.
+            let ns = s(&spec["namespace"]).unwrap_or_default();
+            let rules = match auth.as_ref() {
+                Some(a) => a.authorizer.rules_for(user, &ns),
+                None => crate::rbac::Authorizer::with_bootstrap_policy().rules_for(user, &ns),
+            };
+            let (mut res, mut non) = (vec![], vec![]);
+            for r in rules {
+                if r.non_resource_urls.is_empty() {
+                    let mut o = json!({"verbs": r.verbs, "apiGroups": r.api_groups, "resources": r.resources});
+                    if !r.resource_names.is_empty() {
+                        o["resourceNames"] = json!(r.resource_names);
+                    }
+                    res.push(o);
+                } else {
+                    non.push(json!({"verbs": r.verbs, "nonResourceURLs": r.non_resource_urls}));
+                }
+            }
+            json_response(
+                201,
+                &json!({"kind": rt.kind, "apiVersion": rt.api_version(), "metadata": {}, "spec": {},
+                    "status": {"resourceRules": res, "nonResourceRules": non, "incomplete": false}}),
+            )
+        }
+        "SelfSubjectReview" => json_response(
+            201,
+            &json!({"kind": rt.kind, "apiVersion": rt.api_version(), "metadata": {"creationTimestamp": now},
+                "status": {"userInfo": {"username": user.name, "groups": user.groups}}}),
+        ),
+        _ => {
+            // TokenReview
+            let token = s(&spec["token"]).unwrap_or_default();
+            let audiences = spec["audiences"].clone();
+            v["status"] = match crate::auth::authenticate(&token) {
+                Some(u) => {
+                    let mut st = json!({"authenticated": true, "user": {"username": u.name, "groups": u.groups}});
+                    if audiences.is_array() {
+                        st["audiences"] = audiences;
+                    }
+                    st
+                }
+                None => json!({"user": {}, "error": "[invalid bearer token, token lookup failed]"}),
+            };
+            json_response(201, &managed(v))
+        }
+    }
 }
 
 /// The autoscaling/v1 Scale view of a workload.
@@ -876,9 +1198,22 @@ fn scale(
     }
 }
 
-/// pods/eviction honouring PodDisruptionBudgets. The budget decision is the disruption
-/// controller's business: `actors::disruption::check_eviction` (src/actors/disruption.rs).
-fn evict(shared: &Shared, ti: usize, ns: &str, name: &str, dry_run: bool) -> Response {
+/// pods/eviction, as the real eviction handler (upstream `pkg/registry/core/pod/storage/eviction.go`):
+/// the decision is read from the budget's status, which the disruption controller keeps, in
+/// `actors::disruption::check_eviction` (src/actors/disruption.rs, next to the controller that
+/// writes that status). A dry run (`?dryRun=All` or the Eviction's `deleteOptions.dryRun`)
+/// decides the same and changes nothing.
+fn evict(
+    shared: &Shared,
+    ti: usize,
+    ns: &str,
+    name: &str,
+    q: &std::collections::HashMap<String, String>,
+    body: &Bytes,
+) -> Response {
+    let eviction: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let dry_run = q.get("dryRun").is_some_and(|d| d == "All")
+        || eviction["deleteOptions"]["dryRun"].as_array().is_some_and(|d| d.iter().any(|x| x == "All"));
     let mut store = lock(&shared.store);
     let rt = store.types[ti].clone();
     let Some(pod) = store.get(ti, ns, name).map(|s| s.parse()) else {
@@ -891,8 +1226,8 @@ fn evict(shared: &Shared, ti: usize, ns: &str, name: &str, dry_run: bool) -> Res
         }
         return r;
     }
-    let deleted = if dry_run { Ok(pod) } else { store.delete(ti, ns, name, &WriteOpts::default()) };
-    match deleted {
+    let opts = WriteOpts { dry_run, ..Default::default() };
+    match store.delete(ti, ns, name, &opts) {
         Ok(_) => json_response(
             201,
             &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
@@ -1124,6 +1459,37 @@ fn list_plan(
     Ok(ListPlan { at, after: None, limit })
 }
 
+/// ListOptions validation of a watch (`validateWatchOptions`): resourceVersionMatch only with
+/// sendInitialEvents, which needs it to be NotOlderThan.
+fn validate_watch_options(q: &std::collections::HashMap<String, String>) -> Result<(), ApiError> {
+    let matching = q.get("resourceVersionMatch").filter(|m| !m.is_empty());
+    let initial = q.contains_key("sendInitialEvents");
+    let mut causes: Vec<(String, String)> = Vec::new();
+    let forbidden = |m: &str| ("resourceVersionMatch".to_string(), format!("Forbidden: {m}"));
+    if initial && matching.map(String::as_str) != Some("NotOlderThan") {
+        causes.push(forbidden("sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"));
+    }
+    if let Some(m) = matching {
+        if !initial {
+            causes.push(forbidden("resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"));
+        }
+        if m != "NotOlderThan" {
+            causes.push((
+                "resourceVersionMatch".into(),
+                format!("Unsupported value: \"{m}\": supported values: \"NotOlderThan\""),
+            ));
+        }
+        if q.get("continue").is_some_and(|c| !c.is_empty()) {
+            causes.push(forbidden("resourceVersionMatch is forbidden when continue is provided"));
+        }
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_as("ListOptions.meta.k8s.io", "", "meta.k8s.io", "ListOptions", causes))
+    }
+}
+
 /// ListOptions validation of a list (`ValidateListOptions`), every error at once.
 fn validate_list_options(q: &std::collections::HashMap<String, String>) -> Result<(), ApiError> {
     let rv = q.get("resourceVersion").filter(|r| !r.is_empty());
@@ -1261,6 +1627,19 @@ fn watch(
         Ok(s) => s,
         Err(e) => return error_response(&e),
     };
+    if let Err(e) = validate_watch_options(q) {
+        return error_response(&e);
+    }
+    // A server on etcd 3.4 cannot serve streaming lists: HTTP 200, then one ERROR (the cacher's
+    // error watcher), and the client falls back to listing.
+    if !shared.streaming_lists && q.get("sendInitialEvents").is_some_and(|v| v == "true") {
+        let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "a watch stream was requested by the client but the required storage feature RequestWatchProgress is disabled",
+            "reason": "InternalError", "code": 500});
+        let mut v = serde_json::to_vec(&json!({"type": "ERROR", "object": status})).unwrap_or_default();
+        v.push(b'\n');
+        return stream_response(futures::stream::iter([Ok::<_, Infallible>(Bytes::from(v))]).boxed());
+    }
     if let Some(n) = &name {
         fields = FieldSelector::parse(&format!("metadata.name={n}")).unwrap_or(fields);
     }
@@ -1299,7 +1678,7 @@ fn watch(
                         backlog.push(Bytes::from(v));
                     }
                 }
-                if initial {
+                if initial && bookmarks {
                     backlog.push(bookmark(&rt, start_rv, true));
                 }
             }
@@ -1353,7 +1732,7 @@ fn watch(
                         last_rv = last_rv.max(e.rv);
                         if e.resource == storage && e.rv > from_rv && matches(&e.object) {
                             let line = if view {
-                                let obj = crate::events::to_v1(&e.object);
+                                let obj = resources::to_view(&rt, &e.object);
                                 let mut v = serde_json::to_vec(&json!({"type": e.kind, "object": obj})).unwrap_or_default();
                                 v.push(b'\n');
                                 Bytes::from(v)

@@ -27,7 +27,7 @@ impl ApiError {
     }
 
     pub fn with_details(mut self, name: &str, group: &str, kind: &str) -> Self {
-        let mut d = json!({"kind": kind});
+        let mut d = if kind.is_empty() { json!({}) } else { json!({"kind": kind}) };
         if !name.is_empty() {
             d["name"] = json!(name);
         }
@@ -235,6 +235,8 @@ pub struct WriteOpts {
     pub force: bool,
     /// DeleteOptions.preconditions: the delete is refused (409) unless the object still has them.
     pub preconditions: Preconditions,
+    /// What to do with fields the schema does not declare (they are dropped in any case).
+    pub field_validation: crate::schema::FieldValidation,
 }
 
 /// `DeleteOptions.preconditions`.
@@ -275,6 +277,11 @@ pub struct Store {
     pub admission: Vec<Admission>,
     /// What the cluster actors take over when they run (src/actors).
     pub controller_hooks: crate::actors::ControllerHooks,
+    /// Warnings of the last write (`Warning: 299 ...` headers), taken by the HTTP layer.
+    pub warnings: Vec<String>,
+    /// A fixed time (Unix seconds) for the timestamps writes set (creation, deletion,
+    /// managedFields); None: the system clock.
+    pub clock: Option<u64>,
 }
 
 /// Events buffered for in-process subscribers and live watches; one that falls further behind
@@ -284,6 +291,26 @@ pub const EVENT_BUFFER: usize = 8192;
 pub fn now_rfc3339() -> String {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     rfc3339(secs)
+}
+
+/// `2026-11-25T07:00:00Z` (fractions ignored) as Unix seconds.
+pub fn parse_rfc3339(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    // days-from-civil
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
 }
 
 /// Unix seconds as `2026-11-25T07:00:00Z` (civil-from-days, no dependency).
@@ -303,7 +330,20 @@ pub fn rfc3339(secs: u64) -> String {
 }
 
 /// Metadata validation as the API server does it (the subset meshkeeper and kubectl exercise).
-fn validate(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
+/// How many times the metadata checks of an update run: the registry's common ObjectMeta
+/// checks (create and update forms), the strategy's ValidateObjectMetaUpdate, and, for kinds
+/// whose update validation repeats their full validation, ValidateObjectMeta again. The real
+/// answer lists each cause that many times (03-patch-errors.json: four for a ConfigMap); its
+/// message deduplicates them. A create stops at the strategy's own validation: once.
+fn meta_passes(rt: &ResourceType, update: bool) -> usize {
+    match (update, rt.group.as_str(), rt.kind.as_str()) {
+        (false, ..) => 1,
+        (true, "", "ConfigMap" | "Secret" | "Service" | "Pod" | "ServiceAccount") => 4,
+        (true, ..) => 3,
+    }
+}
+
+fn validate(rt: &ResourceType, obj: &Value, update: bool) -> Result<(), ApiError> {
     use crate::validation as v;
     let name = obj["metadata"]["name"].as_str().unwrap_or_default();
     let mut causes = Vec::new();
@@ -345,6 +385,22 @@ fn validate(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
             other => causes.push((format!("metadata.{field}"), format!("Invalid value: {other}: must be a map"))),
         }
     }
+    let meta: Vec<(String, String)> =
+        causes.iter().filter(|(f, _)| f == "metadata.labels" || f == "metadata.annotations").cloned().collect();
+    for _ in 1..meta_passes(rt, update) {
+        causes.extend(meta.iter().cloned());
+    }
+    if rt.group == "batch" && rt.kind == "Job" {
+        // ValidateJobSpec: a Job's pods run to completion (the template's restartPolicy was
+        // defaulted to Always when unset, which is then refused).
+        let policy = obj["spec"]["template"]["spec"]["restartPolicy"].as_str().unwrap_or_default();
+        if !matches!(policy, "OnFailure" | "Never") {
+            causes.push((
+                "spec.template.spec.restartPolicy".into(),
+                format!("Unsupported value: \"{policy}\": supported values: \"OnFailure\", \"Never\""),
+            ));
+        }
+    }
     if causes.is_empty() { Ok(()) } else { Err(ApiError::invalid(rt, name, causes)) }
 }
 
@@ -364,6 +420,16 @@ impl Store {
             events,
             admission: Vec::new(),
             controller_hooks: Default::default(),
+            warnings: Vec::new(),
+            clock: None,
+        }
+    }
+
+    /// Now, as writes stamp it (the fixed clock if one is set).
+    pub fn now(&self) -> String {
+        match self.clock {
+            Some(secs) => rfc3339(secs),
+            None => now_rfc3339(),
         }
     }
 
@@ -382,12 +448,18 @@ impl Store {
 
     /// A stored object as type `ti` serves it.
     pub fn to_view(&self, ti: usize, v: Value) -> Value {
-        if self.types.get(ti).is_some_and(|r| r.storage.is_some()) { crate::events::to_v1(&v) } else { v }
+        match self.types.get(ti) {
+            Some(r) if r.storage.is_some() => resources::to_view(r, &v),
+            _ => v,
+        }
     }
 
     /// An object of type `ti` as its storage keeps it.
     pub fn from_view(&self, ti: usize, v: Value) -> Value {
-        if self.types.get(ti).is_some_and(|r| r.storage.is_some()) { crate::events::to_core(&v) } else { v }
+        match self.types.get(ti) {
+            Some(r) if r.storage.is_some() => resources::from_view(r, &v),
+            _ => v,
+        }
     }
 
     /// A stored object parsed, as type `ti` serves it.
@@ -546,16 +618,40 @@ impl Store {
                 "",
                 "namespaces",
             )),
-            Some(s) if s.index.deleting => Err(ApiError::new(
-                403,
-                "Forbidden",
-                format!(
-                    "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
-                    rt.qualified()
-                ),
-            )
-            .with_details(name, &rt.group, &rt.plural)),
+            Some(s) if s.index.deleting => {
+                let mut e = ApiError::new(
+                    403,
+                    "Forbidden",
+                    format!(
+                        "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                        rt.qualified()
+                    ),
+                )
+                .with_details(name, &rt.group, &rt.plural);
+                e.details["causes"] = json!([{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]);
+                Err(e)
+            }
             Some(_) => Ok(()),
+        }
+    }
+
+    /// Drops the fields the kind's schema does not declare; under `fieldValidation=Strict` that
+    /// is a 400, under `Warn` (the default) each one is a warning.
+    fn unknown_fields(&mut self, rt: &ResourceType, obj: &mut Value, opts: &WriteOpts) -> Result<(), ApiError> {
+        use crate::schema::{self, FieldValidation};
+        let unknown = schema::prune_unknown(&rt.group, &rt.kind, obj);
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        match opts.field_validation {
+            FieldValidation::Strict => {
+                Err(ApiError::new(400, "BadRequest", schema::strict_message(&rt.kind, &rt.version, &unknown)))
+            }
+            FieldValidation::Warn => {
+                self.warnings.extend(schema::warnings(&unknown));
+                Ok(())
+            }
+            FieldValidation::Ignore => Ok(()),
         }
     }
 
@@ -822,7 +918,7 @@ impl Store {
         manager: &str,
     ) -> Result<Value, ApiError> {
         let rt = self.types[ti].clone();
-        let now = now_rfc3339();
+        let now = self.now();
         if !new.is_object() {
             return Err(ApiError::new(400, "BadRequest", "the body of the request was not a JSON object"));
         }
@@ -830,6 +926,9 @@ impl Store {
         new["kind"] = json!(rt.kind);
         if !new["metadata"].is_object() {
             new["metadata"] = json!({});
+        }
+        if manager != "__apply__" {
+            self.unknown_fields(&rt, &mut new, opts)?;
         }
         if let Some(old) = &old {
             let sent_rv = new["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_string();
@@ -869,6 +968,17 @@ impl Store {
                         let status = new["status"].clone();
                         let mut kept = (**old).clone();
                         kept["status"] = status;
+                        if rt.group == "apps" && rt.kind == "Deployment" {
+                            // deploymentStatusStrategy keeps spec and labels only: annotations
+                            // change through deployments/status (the deployment controller
+                            // writes its revision annotation there).
+                            kept["metadata"]["annotations"] = new["metadata"]["annotations"].clone();
+                            if kept["metadata"]["annotations"].is_null()
+                                && let Some(m) = kept["metadata"].as_object_mut()
+                            {
+                                m.remove("annotations");
+                            }
+                        }
                         if let Some(rvv) = new["metadata"].get("resourceVersion").cloned() {
                             kept["metadata"]["resourceVersion"] = rvv;
                         }
@@ -916,7 +1026,7 @@ impl Store {
             new["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(key.1);
         }
         crate::defaults::apply(&rt.kind, &mut new);
-        validate(&rt, &new)?;
+        validate(&rt, &new, old.is_some())?;
         if rt.kind == "Event" && sub.is_none() {
             let core = |v: &Value| if rt.storage.is_some() { crate::events::to_core(v) } else { v.clone() };
             let errs =
@@ -936,6 +1046,24 @@ impl Store {
         if rt.kind == "Event" && rt.group.is_empty() {
             // What a core/v1 Event always serializes (zero values: owned by nobody).
             crate::events::core_defaults(&mut new);
+        }
+        if old.is_none() && sub.is_none() {
+            // PrepareForCreate empties status; these are the fields it then always serializes.
+            let empty = match (rt.group.as_str(), rt.kind.as_str()) {
+                ("policy", "PodDisruptionBudget") => {
+                    Some(json!({"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0}))
+                }
+                ("apps", "StatefulSet") => Some(json!({"replicas": 0, "availableReplicas": 0})),
+                ("apps", "ReplicaSet") | ("", "ReplicationController") => Some(json!({"replicas": 0})),
+                ("apps", "DaemonSet") => Some(
+                    json!({"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0, "numberReady": 0}),
+                ),
+                ("apps", "Deployment") | ("batch", "Job" | "CronJob") => Some(json!({})),
+                _ => None,
+            };
+            if let Some(st) = empty {
+                new["status"] = st;
+            }
         }
         if rt.kind == "Namespace" && old.is_none() {
             // The namespace strategy's PrepareForCreate.
@@ -961,11 +1089,14 @@ impl Store {
             && rt.kind != "Namespace"
             && !self.terminating_gracefully(&rt, &new)
         {
-            let gone = self.remove(ti, &key);
+            self.remove(ti, &key);
             if rt.namespaced {
                 self.finish_namespace(&key.0);
             }
-            return Ok(gone);
+            // The answer is what was written (finalizers gone), at the version it replaced.
+            new["metadata"]["resourceVersion"] =
+                old.as_ref().map_or(Value::Null, |o| o["metadata"]["resourceVersion"].clone());
+            return Ok(new);
         }
         Ok(self.put(ti, key, new, if old.is_some() { "MODIFIED" } else { "ADDED" }))
     }
@@ -1113,7 +1244,13 @@ impl Store {
             // generic 422, without the evanphx text.
             PatchError::Invalid(_) => ApiError::patch_failed(),
             PatchError::Conflict(c) => {
-                ApiError::new(409, "Conflict", patch::conflict_message(&c)).with_details(name, &rt.group, &rt.plural)
+                // Details carry only the causes, one per conflicting field.
+                let mut e = ApiError::new(409, "Conflict", patch::conflict_message(&c));
+                e.details = json!({"causes": c.iter().map(|c| {
+                    let who = if c.api_version.is_empty() { format!("{:?}", c.manager) } else { format!("{:?} using {}", c.manager, c.api_version) };
+                    json!({"reason": "FieldManagerConflict", "message": format!("conflict with {who}"), "field": c.field})
+                }).collect::<Vec<_>>()});
+                e
             }
         };
         if pt != PatchType::Json {
@@ -1124,9 +1261,10 @@ impl Store {
                 self.namespace_state(ns, &rt, name)?;
             }
             let mut applied = body.clone();
+            self.unknown_fields(&rt, &mut applied, opts)?;
             applied["metadata"]["name"] = json!(name);
-            let mut new = patch::apply(old.as_deref(), &applied, manager, opts.force, &rt.kind, &now_rfc3339())
-                .map_err(to_err)?;
+            let mut new =
+                patch::apply(old.as_deref(), &applied, manager, opts.force, &rt.kind, &self.now()).map_err(to_err)?;
             return match old {
                 Some(o) => {
                     if let Some(m) = new["metadata"].as_object_mut() {
@@ -1190,10 +1328,26 @@ impl Store {
                 return Ok((*old).clone());
             }
             let mut v = (*old).clone();
-            v["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+            v["metadata"]["deletionTimestamp"] = json!(self.now());
+            v["metadata"]["deletionGracePeriodSeconds"] = json!(0);
             self.rv += 1;
             v["metadata"]["resourceVersion"] = json!(self.rv.to_string());
             return Ok(self.put(ti, key, v, "MODIFIED"));
+        }
+        if rt.kind == "Pod" && rt.group.is_empty() && !old["metadata"]["deletionTimestamp"].is_string() {
+            // The pod strategy deletes gracefully even with a grace period of 0 (its
+            // terminationGracePeriodSeconds, not scheduled, finished, or no kubelet actor):
+            // the pod is marked (deletionTimestamp now, deletionGracePeriodSeconds 0, a
+            // MODIFIED) and then removed; the answer is the marked pod.
+            let mut v = (*old).clone();
+            v["metadata"]["deletionTimestamp"] = json!(self.now());
+            v["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            self.rv += 1;
+            v["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+            let marked = self.put(ti, key.clone(), v, "MODIFIED");
+            self.rv += 1;
+            self.remove(ti, &key);
+            return Ok(marked);
         }
         self.rv += 1;
         Ok(self.remove(ti, &key))
@@ -1202,7 +1356,7 @@ impl Store {
     /// Terminating, then every object in it, then the namespace itself (the namespace controller's job, done inline).
     fn delete_namespace(&mut self, ti: usize, key: Key, old: &Value) -> Value {
         let mut v = old.clone();
-        v["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+        v["metadata"]["deletionTimestamp"] = json!(self.now());
         v["status"]["phase"] = json!("Terminating");
         self.rv += 1;
         v["metadata"]["resourceVersion"] = json!(self.rv.to_string());
@@ -1220,7 +1374,8 @@ impl Store {
                 // Held by a finalizer: marked for deletion; the namespace waits for it.
                 if !obj["metadata"]["deletionTimestamp"].is_string() {
                     let mut v = (*obj).clone();
-                    v["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+                    v["metadata"]["deletionTimestamp"] = json!(self.now());
+                    v["metadata"]["deletionGracePeriodSeconds"] = json!(0);
                     self.rv += 1;
                     v["metadata"]["resourceVersion"] = json!(self.rv.to_string());
                     self.put(t, k, v, "MODIFIED");
@@ -1302,7 +1457,9 @@ impl Store {
         if grace <= 0 || !scheduled || finished {
             return None;
         }
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let now = self.clock.unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+        });
         let mut v = old.clone();
         v["metadata"]["deletionTimestamp"] = json!(rfc3339(now + grace as u64));
         v["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
@@ -1325,7 +1482,8 @@ impl Store {
         if old["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty()) {
             if !old["metadata"]["deletionTimestamp"].is_string() {
                 let mut v = old;
-                v["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+                v["metadata"]["deletionTimestamp"] = json!(self.now());
+                v["metadata"]["deletionGracePeriodSeconds"] = json!(0);
                 self.rv += 1;
                 v["metadata"]["resourceVersion"] = json!(self.rv.to_string());
                 self.put(ti, key, v, "MODIFIED");
@@ -1381,11 +1539,12 @@ fn check_shape(obj: &Value) -> Result<(), ApiError> {
     }
 }
 
+/// An object without its resourceVersion: a write that changes nothing else (managedFields
+/// included, which a client may rewrite on its own) is a no-op.
 fn strip_rv(v: &Value) -> Value {
     let mut v = v.clone();
     if let Some(m) = v["metadata"].as_object_mut() {
         m.remove("resourceVersion");
-        m.remove("managedFields");
     }
     v
 }
@@ -1404,6 +1563,10 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_795_564_800), "2026-11-25T00:00:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        for secs in [0, 951_782_400, 1_795_564_800, 1_796_111_079] {
+            assert_eq!(parse_rfc3339(&rfc3339(secs)), Some(secs));
+        }
+        assert_eq!(parse_rfc3339("2026-12-01T07:44:49.354257Z"), parse_rfc3339("2026-12-01T07:44:49Z"));
     }
 
     #[test]

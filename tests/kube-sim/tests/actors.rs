@@ -6,28 +6,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{BOUND, Client};
+use common::{BOUND, Client, until};
 use kube_sim::actors::KubeletOptions;
 use kube_sim::{Cluster, PatchType, Sim, SimOptions};
 use serde_json::{Value, json};
 
 // === helpers ===
-
-/// Waits until `f` holds, re-checking after every change in the store (bounded).
-async fn until(c: &Cluster, what: &str, f: impl Fn(&Cluster) -> bool) {
-    let mut rx = c.subscribe();
-    let deadline = tokio::time::Instant::now() + BOUND;
-    loop {
-        if f(c) {
-            return;
-        }
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Err(_) => panic!("timed out waiting for {what}"),
-            Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => panic!("store closed"),
-            Ok(_) => {}
-        }
-    }
-}
 
 async fn sim_with(k: KubeletOptions) -> Sim {
     Sim::start(SimOptions::default().kubelet(k)).await.expect("sim starts")

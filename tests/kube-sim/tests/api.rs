@@ -173,6 +173,19 @@ async fn generation_status_split_and_stale_resource_version() {
     assert_eq!(v["status"]["replicas"], 3);
     assert_eq!(v["spec"]["replicas"], 3);
     assert_eq!(v["metadata"]["generation"], 2);
+    // deployments/status keeps spec and labels but takes annotations (deploymentStatusStrategy:
+    // the deployment controller writes its revision annotation there).
+    let v = c
+        .patch(
+            &format!("{path}/status"),
+            "application/merge-patch+json",
+            r#"{"metadata":{"labels":{"x":"z"},"annotations":{"deployment.kubernetes.io/revision":"1"}}}"#,
+        )
+        .await
+        .json();
+    assert_eq!(v["metadata"]["labels"], json!({"x": "y"}));
+    assert_eq!(v["metadata"]["annotations"], json!({"deployment.kubernetes.io/revision": "1"}));
+    assert_eq!(v["metadata"]["generation"], 2);
     // PUT with a stale resourceVersion
     let mut stale = created.clone();
     stale["spec"]["replicas"] = json!(5);
@@ -867,6 +880,144 @@ async fn events_k8s_io_v1_and_core_v1_are_one_resource() {
     assert_eq!(sim.cluster().list("events.k8s.io/v1", "events", Some("ev"))[0]["note"], "label restored");
 }
 
+/// 03-patch-errors.json: fields the schema does not declare are dropped, with a Warning by
+/// default and under fieldValidation=Warn, a 400 under Strict, silently under Ignore; patches too.
+#[tokio::test]
+async fn unknown_fields_follow_field_validation() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    c.post("/api/v1/namespaces", &ns_obj("uf")).await;
+    let cm = |name: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "bogusMeta": 1}, "data": {"k": "v"}, "bogus": 1});
+    let r = c.post("/api/v1/namespaces/uf/configmaps", &cm("a")).await;
+    assert_eq!(r.status, 201);
+    let warnings: Vec<&str> =
+        r.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case("warning")).map(|(_, v)| v.as_str()).collect();
+    assert_eq!(warnings, [r#"299 - "unknown field \"bogus\"""#, r#"299 - "unknown field \"metadata.bogusMeta\"""#]);
+    let v = r.json();
+    assert!(v.get("bogus").is_none() && v["metadata"].get("bogusMeta").is_none(), "dropped: {v}");
+    assert!(v["metadata"]["managedFields"][0]["fieldsV1"].get("f:bogus").is_none(), "and owned by nobody");
+    let r = c.post("/api/v1/namespaces/uf/configmaps?fieldValidation=Strict", &cm("b")).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json()["message"],
+        r#"ConfigMap in version "v1" cannot be handled as a ConfigMap: strict decoding error: unknown field "bogus", unknown field "metadata.bogusMeta""#
+    );
+    let r = c.post("/api/v1/namespaces/uf/configmaps?fieldValidation=Ignore", &cm("c")).await;
+    assert_eq!((r.status, r.header("Warning")), (201, None));
+    let r = c.post("/api/v1/namespaces/uf/configmaps?fieldValidation=strict", &cm("d")).await;
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.json()["message"],
+        r#"CreateOptions.meta.k8s.io "" is invalid: fieldValidation: Unsupported value: "strict": supported values: "", "Ignore", "Strict", "Warn""#
+    );
+    // A merge patch adding an unknown field: warned and dropped; an apply too.
+    let r = c
+        .patch("/api/v1/namespaces/uf/configmaps/a", "application/merge-patch+json", r#"{"bogus":2,"data":{"x":"y"}}"#)
+        .await;
+    assert_eq!((r.status, r.header("Warning")), (200, Some(r#"299 - "unknown field \"bogus\"""#)));
+    assert!(r.json().get("bogus").is_none());
+    let r = c
+        .patch(
+            "/api/v1/namespaces/uf/configmaps/a?fieldManager=t",
+            "application/apply-patch+yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\nbogus: 3\n",
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let mf = r.json()["metadata"]["managedFields"].clone();
+    assert!(!mf.to_string().contains("bogus"), "{mf}");
+}
+
+/// 15-discovery.json and 14-access-reviews.json: what the extra resources and reviews answer.
+#[tokio::test]
+async fn subresources_reviews_and_verbs() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    let cl = sim.cluster();
+    cl.create("v1", "namespaces", "", ns_obj("s")).unwrap();
+    cl.create("v1", "pods", "s", pod("p", json!({}))).unwrap();
+    // Namespaces have no deletecollection.
+    assert_eq!(c.delete("/api/v1/namespaces").await.status, 405);
+    // Binding a pod sets its node, once.
+    let bind = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"}, "target": {"kind": "Node", "name": "node-1"}});
+    assert_eq!(c.post("/api/v1/namespaces/s/pods/p/binding", &bind).await.status, 201);
+    assert_eq!(cl.get("v1", "pods", "s", "p").unwrap()["spec"]["nodeName"], "node-1");
+    let r = c.post("/api/v1/namespaces/s/bindings", &bind).await;
+    assert_eq!(r.status, 409);
+    assert_eq!(
+        r.json()["message"],
+        "Operation cannot be fulfilled on pods/binding \"p\": pod p is already assigned to node \"node-1\""
+    );
+    // Logs are empty (nothing runs), exec needs an upgrade, services have no endpoints.
+    let r = c.get("/api/v1/namespaces/s/pods/p/log").await;
+    assert_eq!((r.status, r.body.len()), (200, 0));
+    assert_eq!(c.post("/api/v1/namespaces/s/pods/p/exec", &json!({})).await.status, 400);
+    assert_eq!(c.get("/api/v1/namespaces/s/pods/nope/log").await.status, 404);
+    cl.create("v1", "services", "s", json!({"metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}})).unwrap();
+    assert_eq!(c.get("/api/v1/namespaces/s/services/web/proxy").await.status, 503);
+    // ServiceAccount tokens.
+    cl.create("v1", "serviceaccounts", "s", json!({"metadata": {"name": "sa"}})).unwrap();
+    let r = c.post("/api/v1/namespaces/s/serviceaccounts/sa/token", &json!({"spec": {}})).await;
+    assert_eq!(r.status, 201);
+    let token = r.json()["status"]["token"].as_str().unwrap().to_string();
+    // ... that a TokenReview recognises.
+    let r = c.post("/apis/authentication.k8s.io/v1/tokenreviews", &json!({"spec": {"token": token}})).await;
+    assert_eq!(r.status, 201);
+    assert_eq!(r.json()["status"]["user"]["username"], "system:serviceaccount:s:sa");
+    // componentstatuses are computed and read-only.
+    let cs = c.get("/api/v1/componentstatuses").await.json();
+    assert_eq!(cs["items"].as_array().unwrap().len(), 3);
+    assert_eq!(c.post("/api/v1/componentstatuses", &json!({"metadata": {"name": "x"}})).await.status, 405);
+    // SubjectAccessReview: a user or group is required; without RBAC everything is allowed.
+    let sar =
+        |spec: Value| json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec});
+    let r = c
+        .post(
+            "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+            &sar(json!({"resourceAttributes": {"verb": "get", "resource": "pods"}})),
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    let r = c
+        .post(
+            "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+            &sar(json!({"user": "u", "resourceAttributes": {"verb": "get", "resource": "pods"}})),
+        )
+        .await;
+    assert_eq!((r.status, r.json()["status"].clone()), (201, json!({"allowed": true})));
+    // Plain storage for the rest of what a v1.36 server serves, e.g. a StorageClass.
+    let r = c
+        .post("/apis/storage.k8s.io/v1/storageclasses", &json!({"metadata": {"name": "fast"}, "provisioner": "x"}))
+        .await;
+    assert_eq!(r.status, 201);
+    // Aggregated discovery for kubectl, the legacy documents otherwise.
+    let r = c
+        .req_with(
+            "GET",
+            "/apis",
+            &[("Accept", "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json")],
+            b"",
+        )
+        .await;
+    assert_eq!(r.header("Content-Type"), Some("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"));
+    let apps = r.json()["items"].as_array().unwrap().iter().find(|g| g["metadata"]["name"] == "apps").cloned().unwrap();
+    let deploy = apps["versions"][0]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resource"] == "deployments")
+        .cloned()
+        .unwrap();
+    assert_eq!(deploy["scope"], "Namespaced");
+    assert_eq!(deploy["categories"], json!(["all"]));
+    let scale =
+        deploy["subresources"].as_array().unwrap().iter().find(|s| s["subresource"] == "scale").cloned().unwrap();
+    assert_eq!(scale["responseKind"], json!({"group": "autoscaling", "version": "v1", "kind": "Scale"}));
+    assert_eq!(c.get("/apis").await.json()["kind"], "APIGroupList");
+}
+
+/// 13-eviction-pdb.json: the eviction handler decides from the budget's status, which the
+/// disruption controller writes (stood in for here).
 #[tokio::test]
 async fn eviction_honours_disruption_budgets() {
     let sim = sim().await;
@@ -884,32 +1035,119 @@ async fn eviction_honours_disruption_budgets() {
         )
         .unwrap();
     }
-    cl.create(
-        "policy/v1",
-        "poddisruptionbudgets",
-        "e",
-        json!({"metadata": {"name": "pdb"}, "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "x"}}}}),
-    )
-    .unwrap();
+    let created = cl
+        .create(
+            "policy/v1",
+            "poddisruptionbudgets",
+            "e",
+            json!({"metadata": {"name": "pdb"}, "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "x"}}}}),
+        )
+        .unwrap();
+    assert_eq!(
+        created["status"],
+        json!({"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0})
+    );
     let ev = json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "a", "namespace": "e"}});
+    // Not processed yet: 429 with Retry-After 10.
     let r = c.post("/api/v1/namespaces/e/pods/a/eviction", &ev).await;
-    assert_eq!(r.status, 429);
-    assert_eq!(r.json()["reason"], "TooManyRequests");
+    assert_eq!((r.status, r.header("Retry-After")), (429, Some("10")));
+    assert_eq!(
+        r.json()["details"],
+        json!({"causes": [{"reason": "DisruptionBudget", "message": "The disruption budget pdb is still being processed by the server."}], "retryAfterSeconds": 10})
+    );
+    // The disruption controller's status: no disruption allowed.
+    let status = |allowed: i64, desired: i64| json!({"status": {"observedGeneration": 1, "disruptionsAllowed": allowed, "currentHealthy": 2, "desiredHealthy": desired, "expectedPods": 2}});
+    cl.patch_status("policy/v1", "poddisruptionbudgets", "e", "pdb", &status(0, 2)).unwrap();
+    let r = c.post("/api/v1/namespaces/e/pods/a/eviction", &ev).await;
+    assert_eq!((r.status, r.header("Retry-After")), (429, None));
     assert_eq!(r.json()["message"], "Cannot evict pod as it would violate the pod's disruption budget.");
+    assert_eq!(
+        r.json()["details"]["causes"][0]["message"],
+        "The disruption budget pdb needs 2 healthy pods and has 2 currently"
+    );
     assert!(cl.get("v1", "pods", "e", "a").is_some());
-    cl.patch(
-        "policy/v1",
-        "poddisruptionbudgets",
-        "e",
-        "pdb",
-        kube_sim::PatchType::Merge,
-        &json!({"spec": {"minAvailable": 1}}),
-        "t",
-    )
-    .unwrap();
+    // One disruption allowed: a dry run deletes nothing, then the eviction uses it up.
+    cl.patch_status("policy/v1", "poddisruptionbudgets", "e", "pdb", &status(1, 1)).unwrap();
+    assert_eq!(c.post("/api/v1/namespaces/e/pods/a/eviction?dryRun=All", &ev).await.status, 201);
+    assert!(cl.get("v1", "pods", "e", "a").is_some());
     let r = c.post("/api/v1/namespaces/e/pods/a/eviction", &ev).await;
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     assert!(cl.get("v1", "pods", "e", "a").is_none());
+    let pdb = cl.get("policy/v1", "poddisruptionbudgets", "e", "pdb").unwrap();
+    assert_eq!(pdb["status"]["disruptionsAllowed"], 0);
+    assert!(pdb["status"]["disruptedPods"]["a"].is_string());
+    let ev_b = json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "b", "namespace": "e"}});
+    assert_eq!(c.post("/api/v1/namespaces/e/pods/b/eviction", &ev_b).await.status, 429);
+    assert_eq!(c.post("/api/v1/namespaces/e/pods/nope/eviction", &ev_b).await.status, 404);
+    // A negative disruptionsAllowed is the handler's Forbidden, the resource named in the singular.
+    cl.patch_status("policy/v1", "poddisruptionbudgets", "e", "pdb", &status(-1, 1)).unwrap();
+    let r = c.post("/api/v1/namespaces/e/pods/b/eviction", &ev_b).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        r.json()["message"],
+        "poddisruptionbudget.policy \"pdb\" is forbidden: pdb disruptions allowed is negative"
+    );
+    assert_eq!(r.json()["details"], json!({"name": "pdb", "group": "policy", "kind": "poddisruptionbudget"}));
+    // A pod that is not running yet (Pending) is evicted without a budget check.
+    cl.create("v1", "pods", "e", pod("c", json!({"app": "x"}))).unwrap();
+    let ev_c = json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "c", "namespace": "e"}});
+    cl.patch_status("v1", "pods", "e", "c", &json!({"status": {"phase": "Pending"}})).unwrap();
+    assert_eq!(c.post("/api/v1/namespaces/e/pods/c/eviction", &ev_c).await.status, 201);
+    assert!(cl.get("v1", "pods", "e", "c").is_none());
+}
+
+/// A Job's pods run to completion: its template's restartPolicy must be OnFailure or Never
+/// (defaulting made an unset one Always, which ValidateJobSpec refuses).
+#[tokio::test]
+async fn jobs_need_a_run_to_completion_restart_policy() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    c.post("/api/v1/namespaces", &ns_obj("j")).await;
+    let job = |policy: Option<&str>| {
+        let mut j = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "once"},
+            "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "busybox"}]}}}});
+        if let Some(p) = policy {
+            j["spec"]["template"]["spec"]["restartPolicy"] = json!(p);
+        }
+        j
+    };
+    let r = c.post("/apis/batch/v1/namespaces/j/jobs", &job(None)).await;
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.json()["message"],
+        "Job.batch \"once\" is invalid: spec.template.spec.restartPolicy: Unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\""
+    );
+    assert_eq!(c.post("/apis/batch/v1/namespaces/j/jobs", &job(Some("Always"))).await.status, 422);
+    let r = c.post("/apis/batch/v1/namespaces/j/jobs", &job(Some("Never"))).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["spec"]["template"]["spec"]["dnsPolicy"], "ClusterFirst", "the template is defaulted");
+}
+
+/// A pod deleted with no grace period (no kubelet actor here) is marked first, as the pod
+/// strategy's graceful deletion with a period of 0 does: watchers see a MODIFIED with
+/// deletionTimestamp and deletionGracePeriodSeconds 0, then the DELETED; the answer is the
+/// marked pod (12-paused-and-ondelete.json [15]).
+#[tokio::test]
+async fn a_pod_deleted_at_once_is_marked_first() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    c.post("/api/v1/namespaces", &ns_obj("d")).await;
+    let created = c.post("/api/v1/namespaces/d/pods", &pod("p", json!({}))).await.json();
+    let rv = created["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let mut w = c.watch(&format!("/api/v1/namespaces/d/pods?watch=1&resourceVersion={rv}")).await;
+    let r = c.delete("/api/v1/namespaces/d/pods/p").await;
+    assert_eq!(r.status, 200);
+    let answer = r.json();
+    assert!(answer["metadata"]["deletionTimestamp"].is_string(), "{answer}");
+    assert_eq!(answer["metadata"]["deletionGracePeriodSeconds"], 0);
+    let modified = w.next().await.expect("an event");
+    assert_eq!(modified["type"], "MODIFIED");
+    assert_eq!(modified["object"]["metadata"]["deletionGracePeriodSeconds"], 0);
+    assert_eq!(modified["object"]["metadata"]["resourceVersion"], answer["metadata"]["resourceVersion"]);
+    let deleted = w.next().await.expect("an event");
+    assert_eq!(deleted["type"], "DELETED");
+    assert!(deleted["object"]["metadata"]["deletionTimestamp"].is_string());
+    assert_eq!(c.get("/api/v1/namespaces/d/pods/p").await.status, 404);
 }
 
 #[tokio::test]
@@ -1227,4 +1465,14 @@ async fn immutable_uid_and_namespace_mismatch() {
         r.json()["message"],
         "the namespace of the provided object does not match the namespace sent on the request"
     );
+}
+
+/// The install guide's seed (what the agent's end-to-end tests start from) passes the real
+/// validation: names, ports, defaulting, unknown fields.
+#[tokio::test]
+async fn the_asm_onprem_seed_is_valid() {
+    let sim = kube_sim::Sim::start(kube_sim::SimOptions::default()).await.unwrap();
+    kube_sim::seed::asm_onprem(&sim.cluster()).expect("seeds");
+    let gw = sim.cluster().get("v1", "services", "istio-system", "istio-ingressgateway").expect("gateway");
+    assert_eq!(gw["spec"]["ports"][1]["nodePort"], 31380);
 }

@@ -130,7 +130,10 @@ async fn get_label_and_patch() {
     assert_eq!(d["spec"]["replicas"], 2);
     assert_eq!(
         d["spec"]["template"]["spec"]["containers"][0],
-        json!({"name": "nginx", "image": "nginx", "ports": [{"containerPort": 80}]})
+        json!({"name": "nginx", "image": "nginx", "ports": [{"containerPort": 80, "protocol": "TCP"}],
+            "imagePullPolicy": "Always", "resources": {}, "terminationMessagePath": "/dev/termination-log",
+            "terminationMessagePolicy": "File"}),
+        "the template as sent, with the real server's defaults"
     );
     must(&k, &kc, &["scale", "deployment", "web", "-n", "x", "--replicas=0"], None).await;
     assert_eq!(c.get("apps/v1", "deployments", "x", "web").unwrap()["spec"]["replicas"], 0);

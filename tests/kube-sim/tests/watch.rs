@@ -232,6 +232,57 @@ async fn streaming_list_ends_initial_events_with_a_bookmark() {
     assert_eq!((ev["type"].as_str(), ev["object"]["metadata"]["name"].as_str()), (Some("ADDED"), Some("c")));
 }
 
+/// 08-streaming-list.json: the initial-events-end bookmark only when bookmarks are allowed;
+/// sendInitialEvents needs resourceVersionMatch=NotOlderThan; a server on etcd 3.4 refuses.
+#[tokio::test]
+async fn streaming_list_rules() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    sim.cluster().create("v1", "configmaps", "default", json!({"metadata": {"name": "a"}})).unwrap();
+    let mut w = c
+        .watch("/api/v1/namespaces/default/configmaps?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan")
+        .await;
+    assert_eq!(w.next().await.unwrap()["type"], "ADDED");
+    sim.cluster().create("v1", "configmaps", "default", json!({"metadata": {"name": "b"}})).unwrap();
+    let ev = w.next().await.unwrap();
+    assert_eq!(
+        (ev["type"].as_str(), ev["object"]["metadata"]["name"].as_str()),
+        (Some("ADDED"), Some("b")),
+        "no bookmark between"
+    );
+    for q in [
+        "sendInitialEvents=true&allowWatchBookmarks=true",
+        "sendInitialEvents=false",
+        "resourceVersionMatch=NotOlderThan",
+        "sendInitialEvents=true&resourceVersionMatch=Exact",
+    ] {
+        let r = c.get(&format!("/api/v1/namespaces/default/configmaps?watch=1&{q}&timeoutSeconds=1")).await;
+        assert_eq!(r.status, 422, "{q}");
+        assert!(r.json()["message"].as_str().unwrap().contains("resourceVersionMatch: "), "{q}: {}", r.json());
+    }
+    let r = c.get("/api/v1/namespaces/default/configmaps?watch=1&sendInitialEvents=true&allowWatchBookmarks=true&timeoutSeconds=1").await;
+    assert_eq!(
+        r.json()["message"],
+        "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"
+    );
+    let old = kube_sim::Sim::start(kube_sim::SimOptions::default().actors(false).streaming_lists(false)).await.unwrap();
+    let c = Client::new(old.addr());
+    let mut w = c
+        .watch("/api/v1/configmaps?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true")
+        .await;
+    assert_eq!(w.status, 200);
+    let ev = w.next().await.unwrap();
+    assert_eq!(ev["type"], "ERROR");
+    assert_eq!(ev["object"]["code"], 500);
+    assert_eq!(
+        ev["object"]["message"],
+        "a watch stream was requested by the client but the required storage feature RequestWatchProgress is disabled"
+    );
+    assert!(w.next().await.is_none(), "and the stream ends");
+    // Plain lists and watches still work there.
+    assert_eq!(c.get("/api/v1/configmaps").await.status, 200);
+}
+
 #[tokio::test]
 async fn dropped_watches_end() {
     let sim = sim().await;

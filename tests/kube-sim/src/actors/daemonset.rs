@@ -148,13 +148,13 @@ pub fn reconcile(ctx: &mut Ctx, ns: &str, name: &str) -> Result<(), ApiError> {
             }
         }
         // rollingUpdate (maxSurge 0).
-        let rolling = ds["spec"]["updateStrategy"]["type"].as_str().is_none_or(|t| t == "RollingUpdate");
+        // The spec as the API server defaulted it (RollingUpdate, maxUnavailable 1, maxSurge 0).
+        let rolling = ds["spec"]["updateStrategy"]["type"] == "RollingUpdate";
         if rolling {
             let desired = runs.iter().filter(|(_, run, _)| *run).count() as i64;
-            let mut max_unavailable = match &ds["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"] {
-                Value::Null => 1,
-                v => scaled_value(v, desired, true).unwrap_or(1),
-            };
+            let mut max_unavailable =
+                scaled_value(&ds["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"], desired, true)
+                    .unwrap_or(1);
             if desired > 0 && max_unavailable == 0 {
                 max_unavailable = 1;
             }
@@ -260,6 +260,6 @@ pub fn reconcile(ctx: &mut Ctx, ns: &str, name: &str) -> Result<(), ApiError> {
     let mut live: Vec<&str> =
         revisions.iter().filter(|r| live_hashes.contains(&history::hash_of(r))).map(util::name).collect();
     live.push(util::name(&cur));
-    history::truncate(ctx, &revisions, &live, int_or(&ds["spec"]["revisionHistoryLimit"], 10))?;
+    history::truncate(ctx, &revisions, &live, int_or(&ds["spec"]["revisionHistoryLimit"], 0))?;
     Ok(())
 }

@@ -20,10 +20,13 @@
 //!   `ProgressDeadlineExceeded`), `ReplicaFailure` copied from the new ReplicaSet;
 //! - `revisionHistoryLimit`: old ReplicaSets with no replicas beyond it are deleted.
 //!
-//! kube-sim does not default fields at create, so absent fields take the API server's defaults
-//! here (replicas 1, RollingUpdate 25%/25%, progressDeadlineSeconds 600, revisionHistoryLimit 10).
-//! The revision annotation is written in its own metadata patch (the real controller sends it
-//! with the status update), so a watcher sees one extra MODIFIED when a revision changes.
+//! The spec is read as the API server defaulted it (`src/defaults.rs`: replicas 1, RollingUpdate
+//! 25%/25%, progressDeadlineSeconds 600, revisionHistoryLimit 10), as upstream reads it; an
+//! unset `progressDeadlineSeconds` or `revisionHistoryLimit` means none, as a nil pointer does.
+//! The revision annotation is written through deployments/status, as the real controller
+//! does; it goes in its own write (the real controller sends it with the status update that
+//! follows when it creates a ReplicaSet), so a watcher may see one extra MODIFIED when a
+//! revision changes.
 
 use serde_json::{Map, Value, json};
 
@@ -38,28 +41,25 @@ pub const MAX_REPLICAS: &str = "deployment.kubernetes.io/max-replicas";
 pub const HASH_LABEL: &str = "pod-template-hash";
 const MAX_REV_HISTORY_CHARS: usize = 2000;
 
-// === the Deployment's spec, defaulted ===
+// === the Deployment's spec, as the API server defaulted it ===
 
 fn replicas(d: &Value) -> i64 {
-    int_or(&d["spec"]["replicas"], 1).max(0)
+    util::replicas(d).max(0)
 }
 
 fn is_rolling(d: &Value) -> bool {
-    d["spec"]["strategy"]["type"].as_str().is_none_or(|t| t == "RollingUpdate")
+    d["spec"]["strategy"]["type"] == "RollingUpdate"
 }
 
-fn rolling_param(d: &Value, f: &str) -> Value {
-    match &d["spec"]["strategy"]["rollingUpdate"][f] {
-        Value::Null => json!("25%"),
-        v => v.clone(),
-    }
+fn rolling_param<'a>(d: &'a Value, f: &str) -> &'a Value {
+    &d["spec"]["strategy"]["rollingUpdate"][f]
 }
 
 /// `ResolveFenceposts`: (surge, unavailable), never both zero.
 fn fenceposts(d: &Value) -> (i64, i64) {
     let desired = replicas(d);
-    let surge = scaled_value(&rolling_param(d, "maxSurge"), desired, true).unwrap_or(0).max(0);
-    let unavailable = scaled_value(&rolling_param(d, "maxUnavailable"), desired, false).unwrap_or(0).max(0);
+    let surge = scaled_value(rolling_param(d, "maxSurge"), desired, true).unwrap_or(0).max(0);
+    let unavailable = scaled_value(rolling_param(d, "maxUnavailable"), desired, false).unwrap_or(0).max(0);
     if surge == 0 && unavailable == 0 { (0, 1) } else { (surge, unavailable) }
 }
 
@@ -75,18 +75,14 @@ pub fn max_unavailable(d: &Value) -> i64 {
     fenceposts(d).1.min(desired)
 }
 
+/// `HasProgressDeadline`.
 fn progress_deadline(d: &Value) -> Option<i64> {
-    match &d["spec"]["progressDeadlineSeconds"] {
-        Value::Null => Some(600),
-        v => v.as_i64().filter(|s| *s != i64::from(i32::MAX)),
-    }
+    d["spec"]["progressDeadlineSeconds"].as_i64().filter(|s| *s != i64::from(i32::MAX))
 }
 
+/// `HasRevisionHistoryLimit`.
 fn history_limit(d: &Value) -> Option<i64> {
-    match &d["spec"]["revisionHistoryLimit"] {
-        Value::Null => Some(10),
-        v => v.as_i64(),
-    }
+    d["spec"]["revisionHistoryLimit"].as_i64().filter(|s| *s != i64::from(i32::MAX))
 }
 
 fn min_ready(d: &Value) -> i64 {
@@ -96,7 +92,7 @@ fn min_ready(d: &Value) -> i64 {
 // === ReplicaSet accessors ===
 
 fn rs_replicas(rs: &Value) -> i64 {
-    int_or(&rs["spec"]["replicas"], 1)
+    util::replicas(rs)
 }
 
 fn rs_status(rs: &Value, f: &str) -> i64 {
@@ -221,23 +217,21 @@ impl Sync<'_, '_> {
         Ok(())
     }
 
-    /// The Deployment's revision annotation (`SetDeploymentRevision`).
+    /// The Deployment's revision annotation (`SetDeploymentRevision`), written as the real
+    /// controller writes it: through deployments/status (whose strategy keeps annotations).
     fn sync_revision(&mut self, rev: &str) -> Result<(), ApiError> {
         if annotation(&self.d, REVISION) == Some(rev) {
             return Ok(());
         }
-        let status = self.d["status"].clone();
-        self.d = patch_obj(
-            self.ctx.c,
+        let body = json!({"metadata": {"resourceVersion": self.d["metadata"]["resourceVersion"], "annotations": {REVISION: rev}}});
+        self.d = self.ctx.c.patch_status_by(
             "apps/v1",
             "deployments",
-            &self.d,
-            json!({"metadata": {"annotations": {REVISION: rev}}}),
+            &self.ns(),
+            &self.name(),
+            &body,
+            CONTROLLER_MANAGER,
         )?;
-        // The status the caller is about to write is computed from the object it read.
-        if status.is_object() {
-            self.d["status"] = status;
-        }
         Ok(())
     }
 
@@ -865,8 +859,11 @@ impl Sync<'_, '_> {
 mod tests {
     use super::*;
 
+    /// A Deployment as the API server stores it (defaulted).
     fn dep(replicas: i64, strategy: Value) -> Value {
-        json!({"spec": {"replicas": replicas, "strategy": strategy}})
+        let mut d = json!({"spec": {"replicas": replicas, "strategy": strategy}});
+        crate::defaults::apply("Deployment", &mut d);
+        d
     }
 
     #[test]

@@ -14,8 +14,10 @@
 //!   pod recorded in `disruptedPods` until the controller sees it gone. Unhealthy pods follow
 //!   `unhealthyPodEvictionPolicy` (IfHealthyBudget by default, AlwaysAllow).
 //!
-//! Without the actors (`SimOptions::actors(false)`) no controller writes budget statuses; the
-//! eviction then computes the status it would have written, on the spot.
+//! The eviction decides from the stored status only, as the real handler does: without the
+//! actors (`SimOptions::actors(false)`) nobody writes budget statuses, so an eviction under a
+//! budget answers "still being processed" until something (a test standing in for the
+//! controller) writes one.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -71,15 +73,15 @@ pub fn compute(
                         Some(rs) => match util::controller_of(&rs) {
                             Some(("Deployment", d, duid)) => get("apps/v1", "deployments", ns, d)
                                 .filter(|d| util::uid(d) == duid)
-                                .map(|d| int_or(&d["spec"]["replicas"], 1)),
-                            _ => Some(int_or(&rs["spec"]["replicas"], 1)),
+                                .map(|d| util::replicas(&d)),
+                            _ => Some(util::replicas(&rs)),
                         },
                         None => None,
                     }
                 }
-                "StatefulSet" => get("apps/v1", "statefulsets", ns, name)
-                    .filter(|s| util::uid(s) == uid)
-                    .map(|s| int_or(&s["spec"]["replicas"], 1)),
+                "StatefulSet" => {
+                    get("apps/v1", "statefulsets", ns, name).filter(|s| util::uid(s) == uid).map(|s| util::replicas(&s))
+                }
                 _ => None,
             };
             let Some(scale) = scale else { return Err(format!("found no controllers for pod {:?}", util::name(p))) };
@@ -207,6 +209,13 @@ fn too_many(cause: String, retry_after: Option<u64>) -> ApiError {
     e
 }
 
+/// `errors.NewForbidden(policy.Resource("poddisruptionbudget"), name, err)`: the resource is
+/// named in the singular, as the handler spells it.
+fn forbidden(pdb_name: &str, why: &str) -> ApiError {
+    ApiError::new(403, "Forbidden", format!("poddisruptionbudget.policy \"{pdb_name}\" is forbidden: {why}"))
+        .with_details(pdb_name, "policy", "poddisruptionbudget")
+}
+
 /// The eviction decision for `pod` (called by the pods/eviction handler with the store locked).
 /// Ok: the pod may be deleted (a budget was decremented when one applies and this is no dry
 /// run). Err: the Status to answer (429 with `details.retryAfterSeconds` when the handler must
@@ -229,24 +238,7 @@ pub fn check_eviction(store: &mut Store, ns: &str, pod: &Value, dry_run: bool) -
             ));
         }
     };
-    let controller_runs = store.controller_hooks.disruption_controller;
-    let status = if controller_runs {
-        pdb["status"].clone()
-    } else {
-        // Nobody maintains budget statuses: decide on what the controller would write now.
-        let pod_ti = store.type_index("", "v1", "pods");
-        let pods: Vec<Value> =
-            pod_ti.map(|t| store.iter(t, Some(ns), None).map(|(_, s)| s.parse()).collect()).unwrap_or_default();
-        let get = |api: &str, plural: &str, ns: &str, name: &str| {
-            let (g, v) = api.split_once('/').unwrap_or(("", api));
-            let ti = store.type_index(g, v, plural)?;
-            store.get(ti, ns, name).map(|s| s.parse())
-        };
-        match compute(pdb, &pods, &get, util::now_secs()) {
-            Ok(c) => status_of(pdb, &c),
-            Err(_) => json!({}),
-        }
-    };
+    let status = &pdb["status"];
     let g = |f: &str| int_or(&status[f], 0);
     if !pod_ready(pod) {
         if pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow" {
@@ -264,19 +256,12 @@ pub fn check_eviction(store: &mut Store, ns: &str, pod: &Value, dry_run: bool) -
         ));
     }
     if g("disruptionsAllowed") < 0 {
-        return Err(ApiError::new(
-            403,
-            "Forbidden",
-            format!("poddisruptionbudgets.policy \"{pdb_name}\" is forbidden: pdb disruptions allowed is negative"),
-        ));
+        return Err(forbidden(pdb_name, "pdb disruptions allowed is negative"));
     }
     if status["disruptedPods"].as_object().is_some_and(|m| m.len() > 2000) {
-        return Err(ApiError::new(
-            403,
-            "Forbidden",
-            format!(
-                "poddisruptionbudgets.policy \"{pdb_name}\" is forbidden: DisruptedPods map too big - too many evictions not confirmed by PDB controller"
-            ),
+        return Err(forbidden(
+            pdb_name,
+            "DisruptedPods map too big - too many evictions not confirmed by PDB controller",
         ));
     }
     if g("disruptionsAllowed") == 0 {
@@ -289,7 +274,7 @@ pub fn check_eviction(store: &mut Store, ns: &str, pod: &Value, dry_run: bool) -
             None,
         ));
     }
-    if dry_run || !controller_runs {
+    if dry_run {
         return Ok(());
     }
     // checkAndDecrement: one disruption fewer, the pod noted as disrupted.
@@ -303,9 +288,9 @@ pub fn check_eviction(store: &mut Store, ns: &str, pod: &Value, dry_run: bool) -
     }
     let mut disrupted: BTreeMap<String, Value> =
         new_status["disruptedPods"].as_object().map(|m| m.clone().into_iter().collect()).unwrap_or_default();
-    disrupted.insert(util::name(pod).to_string(), json!(util::now_rfc3339()));
+    disrupted.insert(util::name(pod).to_string(), json!(store.now()));
     new_status["disruptedPods"] = json!(disrupted);
-    let body = json!({"metadata": {"resourceVersion": pdb["metadata"]["resourceVersion"]}, "status": util::merge_diff(&status, &new_status)});
+    let body = json!({"metadata": {"resourceVersion": pdb["metadata"]["resourceVersion"]}, "status": util::merge_diff(status, &new_status)});
     store.patch(
         pdb_ti,
         ns,

@@ -88,9 +88,6 @@ pub fn reconcile(ctx: &mut Ctx, ns: &str, name: &str) -> Result<(), ApiError> {
                 ] {
                     pod["metadata"]["labels"][k] = json!(v);
                 }
-                if pod["spec"]["restartPolicy"].is_null() {
-                    pod["spec"]["restartPolicy"] = json!("Never");
-                }
                 ctx.c.create_by("v1", "pods", ns, pod, CONTROLLER_MANAGER)?;
             }
         }

@@ -62,9 +62,6 @@ pub const CONTROLLER_MANAGER: &str = "kube-controller-manager";
 /// What the store leaves to the actors while they run (set by [`Actors::start_with`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ControllerHooks {
-    /// PodDisruptionBudget statuses are written by the disruption controller: evictions read
-    /// them (otherwise an eviction computes the budget on the spot).
-    pub disruption_controller: bool,
     /// Pods are deleted gracefully; the kubelet removes them when their containers stopped.
     pub graceful_pods: bool,
 }
@@ -351,7 +348,7 @@ impl Actors {
         let injector = Arc::new(Mutex::new(opts.injector));
         let crashing = Arc::new(Mutex::new(BTreeSet::new()));
         let kubelet_opts = Arc::new(Mutex::new(opts.kubelet.clone()));
-        cluster.set_controller_hooks(true, !opts.kubelet.termination.is_zero());
+        cluster.set_controller_hooks(!opts.kubelet.termination.is_zero());
         cluster.add_admission(injector::hook(injector.clone()));
         cluster.add_admission(kubelet::scheduler_hook());
         let (commands, mut rx_cmd) = mpsc::unbounded_channel();
@@ -455,7 +452,7 @@ impl Actors {
 
     /// Changes the kubelet's timing from now on (e.g. slow it down to watch a rollout).
     pub fn set_kubelet(&self, k: KubeletOptions) {
-        self.cluster.set_controller_hooks(true, !k.termination.is_zero());
+        self.cluster.set_controller_hooks(!k.termination.is_zero());
         *lock(&self.kubelet) = k;
         let _ = self.commands.send(Command::Resync);
     }

@@ -75,7 +75,7 @@ pub fn reconcile(ctx: &mut Ctx, ns: &str, name: &str) -> Result<(), ApiError> {
     let mine: Vec<&Value> = owned.iter().filter(|p| util::controlled_by(p, util::uid(&rs))).collect();
     let active: Vec<&Value> = mine.iter().copied().filter(|p| pod_active(p)).collect();
     let terminating = mine.iter().filter(|p| deleting(p) && !util::pod_terminal(p)).count();
-    let want = int_or(&rs["spec"]["replicas"], 1).max(0) as usize;
+    let want = util::replicas(&rs).max(0) as usize;
     let mut manage_err = None;
     if !deleting(&rs) {
         manage_err = manage_replicas(ctx, &rs, &active, want).err();

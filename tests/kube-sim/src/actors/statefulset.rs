@@ -97,7 +97,7 @@ pub fn reconcile(ctx: &mut Ctx, ns: &str, name: &str) -> Result<(), ApiError> {
         .cloned()
         .unwrap_or_else(|| update_rev.clone());
     let (cur_name, upd_name) = (util::name(&current_rev).to_string(), util::name(&update_rev).to_string());
-    let replicas = int_or(&set["spec"]["replicas"], 1).max(0) as usize;
+    let replicas = util::replicas(&set).max(0) as usize;
     let min_ready = int_or(&set["spec"]["minReadySeconds"], 0);
     let pods: Vec<Value> =
         ctx.c.list_owned("v1", "pods", ns, &uid).into_iter().filter(|p| controlled_by(p, &uid)).collect();
@@ -111,8 +111,9 @@ pub fn reconcile(ctx: &mut Ctx, ns: &str, name: &str) -> Result<(), ApiError> {
         }
     }
     condemned.sort_by_key(|p| std::cmp::Reverse(ordinal(name, util::name(p))));
-    let monotonic = set["spec"]["podManagementPolicy"].as_str().is_none_or(|p| p != "Parallel");
-    let rolling = set["spec"]["updateStrategy"]["type"].as_str().is_none_or(|t| t == "RollingUpdate");
+    // The spec as the API server defaulted it (OrderedReady, RollingUpdate, partition 0).
+    let monotonic = set["spec"]["podManagementPolicy"] != "Parallel";
+    let rolling = set["spec"]["updateStrategy"]["type"] == "RollingUpdate";
     let partition = if rolling {
         int_or(&set["spec"]["updateStrategy"]["rollingUpdate"]["partition"], 0).max(0) as usize
     } else {
@@ -227,7 +228,7 @@ pub fn reconcile(ctx: &mut Ctx, ns: &str, name: &str) -> Result<(), ApiError> {
     let mut live: Vec<&str> = live_pods.iter().map(pod_revision).collect();
     live.push(set["status"]["currentRevision"].as_str().unwrap_or_default());
     live.push(set["status"]["updateRevision"].as_str().unwrap_or_default());
-    history::truncate(ctx, &revisions, &live, int_or(&set["spec"]["revisionHistoryLimit"], 10))?;
+    history::truncate(ctx, &revisions, &live, int_or(&set["spec"]["revisionHistoryLimit"], 0))?;
     Ok(())
 }
 

@@ -84,6 +84,12 @@ pub fn int_or(v: &Value, default: i64) -> i64 {
     v.as_i64().unwrap_or(default)
 }
 
+/// `spec.replicas` of a workload, as the API server defaulted it (`src/defaults.rs`: 1 when
+/// unset, so it is always there).
+pub fn replicas(obj: &Value) -> i64 {
+    int_or(&obj["spec"]["replicas"], 0)
+}
+
 /// A controller owner reference to `obj`.
 pub fn controller_ref(obj: &Value) -> Value {
     json!({"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": obj["metadata"]["name"],

@@ -994,3 +994,61 @@ fn garbage_never_panics() {
         }
     }
 }
+
+// ---------- 05-namespace-managedfields.json ----------
+
+#[test]
+fn entries_are_sorted_like_the_real_server() {
+    // Apply before Update, then by time (none first), then manager.
+    let mut obj = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "managedFields": [
+        {"manager": "z", "operation": "Update", "apiVersion": "v1", "time": LATER, "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {"f:z": {}}}},
+        {"manager": "b", "operation": "Update", "apiVersion": "v1", "time": NOW, "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {"f:b": {}}}},
+        {"manager": "a", "operation": "Update", "apiVersion": "v1", "time": NOW, "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {"f:a": {}}}},
+        {"manager": "k", "operation": "Apply", "apiVersion": "v1", "time": NOW, "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {"f:k": {}}}},
+        {"manager": "l", "operation": "Apply", "apiVersion": "v1", "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {"f:l": {}}}}]},
+        "data": {"a": "1", "b": "1", "k": "1", "l": "1", "z": "1"}});
+    let old = obj.clone();
+    obj["data"]["n"] = json!("1");
+    record_update(Some(&old), &mut obj, "n", None, NOW);
+    let order: Vec<&str> =
+        obj["metadata"]["managedFields"].as_array().unwrap().iter().map(|e| e["manager"].as_str().unwrap()).collect();
+    assert_eq!(order, ["l", "k", "a", "b", "n", "z"]);
+}
+
+#[test]
+fn managed_fields_a_client_rewrites_are_taken_and_an_apply_of_present_values_has_no_time() {
+    let live = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n", "labels": {"a": "1"},
+        "managedFields": [{"manager": "kubectl-client-side-apply", "operation": "Update", "apiVersion": "v1", "time": NOW,
+            "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {"f:labels": {"f:a": {}}}}}]}});
+    // kubectl's migration: a JSON patch replaces managedFields only.
+    let mut next = live.clone();
+    next["metadata"]["managedFields"] = json!([{"manager": "kubectl", "operation": "Apply", "apiVersion": "v1",
+        "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {"f:labels": {"f:a": {}}}}}]);
+    record_update(Some(&live), &mut next, "kubectl", None, LATER);
+    assert_eq!(managers_of(&next, ".metadata.labels.a"), ["kubectl"]);
+    assert!(entry(&next, "kubectl", "Apply").unwrap().get("time").is_none());
+    // Another applier of a value already there: shared ownership, the object unchanged, no time.
+    let cfg = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n", "labels": {"a": "1"}}});
+    let shared = apply(Some(&next), &cfg, "other", false, "Namespace", LATER).unwrap();
+    assert!(entry(&shared, "other", "Apply").unwrap().get("time").is_none());
+}
+
+#[test]
+fn kubectl_server_side_apply_takes_over_client_side_applied_fields_and_syncs_the_annotation() {
+    let last = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"},"data":{"k":"v"}}"#;
+    let live = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c",
+        "annotations": {"kubectl.kubernetes.io/last-applied-configuration": last},
+        "managedFields": [{"manager": "kubectl-client-side-apply", "operation": "Update", "apiVersion": "v1", "time": NOW,
+            "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {"f:k": {}}, "f:metadata": {"f:annotations": {"f:kubectl.kubernetes.io/last-applied-configuration": {}}}}}]},
+        "data": {"k": "v"}});
+    let cfg = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "w"}});
+    // Another manager conflicts on .data.k ...
+    assert!(matches!(apply(Some(&live), &cfg, "tool", false, "ConfigMap", LATER), Err(PatchError::Conflict(_))));
+    // ... kubectl does not: the last-applied configuration set it to the live value.
+    let out = apply(Some(&live), &cfg, "kubectl", false, "ConfigMap", LATER).unwrap();
+    assert_eq!(out["data"]["k"], "w");
+    assert_eq!(
+        out["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"],
+        "{\"apiVersion\":\"v1\",\"data\":{\"k\":\"w\"},\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"c\"}}\n"
+    );
+}

@@ -236,6 +236,22 @@ impl Watch {
     }
 }
 
+/// Waits until `f` holds, re-checking after every change in the store (bounded by BOUND).
+pub async fn until(c: &kube_sim::Cluster, what: &str, f: impl Fn(&kube_sim::Cluster) -> bool) {
+    let mut rx = c.subscribe();
+    let deadline = tokio::time::Instant::now() + BOUND;
+    loop {
+        if f(c) {
+            return;
+        }
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Err(_) => panic!("timed out waiting for {what}"),
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => panic!("store closed"),
+            Ok(_) => {}
+        }
+    }
+}
+
 pub async fn sim() -> kube_sim::Sim {
     kube_sim::Sim::start(kube_sim::SimOptions::default().actors(false)).await.expect("sim starts")
 }

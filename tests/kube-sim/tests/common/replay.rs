@@ -22,7 +22,7 @@ pub fn load(file: &str) -> Value {
 }
 
 /// An answer known to differ, and why. `controller`: it depends on cluster controllers
-/// (`src/actors.rs`), so it may start to match when they land; that is reported, not failed.
+/// (`src/actors/`), so it may start to match as they improve; that is reported, not failed.
 pub struct Known {
     pub file: &'static str,
     pub answer: &'static str,
@@ -488,6 +488,8 @@ pub fn pick(obj: &Value, key: &str) -> Option<Value> {
         "revision" => &obj["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
         "controller-revision-hash" => &obj["metadata"]["labels"]["controller-revision-hash"],
         "phase" => &obj["status"]["phase"],
+        // The recorder read an absent (omitempty) paused as false.
+        "spec.paused" => return Some(obj["spec"]["paused"].as_bool().map_or(Value::Bool(false), Value::Bool)),
         "ready" => {
             let ready = obj["status"]["conditions"]
                 .as_array()
@@ -531,11 +533,36 @@ pub fn project(rec: &Value, sim: &Value) -> Value {
             {
                 project(rv, &sv)
             }
-            _ => sv,
+            _ => {
+                let mut sv = sv;
+                cut_conditions(rv, &mut sv);
+                sv
+            }
         };
         out.insert(k.clone(), v);
     }
     Value::Object(out)
+}
+
+/// In a picked value, the recorder cut status conditions to type, status, reason and message:
+/// kube-sim's conditions are cut to the keys the recorded ones have.
+fn cut_conditions(rec: &Value, sim: &mut Value) {
+    let (Value::Object(r), Value::Object(s)) = (rec, sim) else { return };
+    for (k, rv) in r {
+        let Some(sv) = s.get_mut(k) else { continue };
+        match (k.as_str(), rv, sv) {
+            ("conditions", Value::Array(ra), Value::Array(sa)) => {
+                let keys: BTreeSet<&String> = ra.iter().filter_map(Value::as_object).flat_map(Map::keys).collect();
+                if keys.is_empty() {
+                    continue;
+                }
+                for c in sa.iter_mut().filter_map(Value::as_object_mut) {
+                    c.retain(|k, _| keys.contains(k));
+                }
+            }
+            (_, rv, sv) => cut_conditions(rv, sv),
+        }
+    }
 }
 
 /// Events of a watch, with the seconds since it was opened, until `stop` says so, the server
