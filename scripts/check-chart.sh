@@ -21,6 +21,7 @@
 #     ones (the same settings with the values they need) render.
 #  5. A typo in config: fails at helm template (values.schema.json); agent/tests/chart_schema.rs
 #     checks the schema against the agent key by key.
+#  And the chart README's values table lists every value of values.yaml.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -247,6 +248,33 @@ if problems:
     print("\n".join(["rendered chart problems:"] + problems), file=sys.stderr)
     sys.exit(1)
 print(f"checked {len(files)} renderings")
+PY
+
+# The chart README's values table lists every value of values.yaml, and nothing else.
+echo "--- helm/meshkeeper/README.md lists every value"
+python3 - "$CHART" <<'PY'
+import re, sys
+import yaml
+
+chart = sys.argv[1]
+values = yaml.safe_load(open(f"{chart}/values.yaml"))
+readme = open(f"{chart}/README.md").read()
+documented = set(re.findall(r"^\| `([a-zA-Z][a-zA-Z0-9.]*)` \|", readme, re.M)) - {"RUST_LOG"}
+documented = {d for d in documented if not d.startswith("MESHKEEPER_")}
+opaque = {"config", "resources", "podSecurityContext", "securityContext"}  # one row each
+
+def keys(d, prefix=""):
+    for k, v in d.items():
+        if isinstance(v, dict) and v and k not in opaque:
+            yield from keys(v, f"{prefix}{k}.")
+        else:
+            yield prefix + k
+
+have = set(keys(values))
+missing, extra = sorted(have - documented), sorted(documented - have)
+if missing or extra:
+    sys.exit(f"README.md values table: missing {missing}, not in values.yaml {extra}")
+print(f"{len(have)} values, each documented")
 PY
 
 # --- 4: fail guards ---------------------------------------------------------------------------
