@@ -88,6 +88,12 @@ pub async fn start(sim: &Sim, config_yaml: &str) -> Agent {
 }
 
 pub async fn start_with(sim: &Sim, config_yaml: &str, args: &[&str]) -> Agent {
+    start_with_env(sim, config_yaml, args, &[]).await
+}
+
+/// As [`start_with`], with environment variables for the agent (e.g. the ones a rendered
+/// Deployment sets); they win over the harness's `RUST_LOG`.
+pub async fn start_with_env(sim: &Sim, config_yaml: &str, args: &[&str], env: &[(String, String)]) -> Agent {
     let mut file = tempfile::NamedTempFile::new().expect("config file");
     std::io::Write::write_all(&mut file, config_yaml.as_bytes()).expect("write config");
     let mut cmd = meshkeeper();
@@ -103,6 +109,7 @@ pub async fn start_with(sim: &Sim, config_yaml: &str, args: &[&str]) -> Agent {
     }
     let mut child = cmd
         .env("RUST_LOG", "info")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
