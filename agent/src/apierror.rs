@@ -71,6 +71,21 @@ pub fn watcher_line(e: &watcher::Error) -> String {
     }
 }
 
+/// Whether a watch error says the server cannot serve streaming lists (`sendInitialEvents`):
+/// a v1.27+ server on etcd 3.4 answers with an ERROR event naming RequestWatchProgress; a
+/// server without the WatchList feature rejects the parameters. The caller falls back to
+/// paged LISTs.
+pub fn is_streaming_list_refused(e: &watcher::Error) -> bool {
+    let (code, message) = match e {
+        watcher::Error::WatchError(s) => (s.code, s.message.as_str()),
+        watcher::Error::WatchStartFailed(kube::Error::Api(s)) => (s.code, s.message.as_str()),
+        _ => return false,
+    };
+    message.contains("RequestWatchProgress")
+        || (matches!(code, 400 | 422)
+            && (message.contains("sendInitialEvents") || message.contains("resourceVersionMatch")))
+}
+
 /// The HTTP code of an API error, if the server answered.
 pub fn code(e: &kube::Error) -> Option<u16> {
     match e {
@@ -139,6 +154,32 @@ mod tests {
             reason: reason.into(),
             details: None,
         })
+    }
+
+    #[test]
+    fn a_refused_streaming_list_is_recognised_and_nothing_else_is() {
+        // What a v1.36 server on etcd 3.4 sends (real-server.md).
+        let etcd34 = status(
+            500,
+            "InternalError",
+            "a watch stream was requested by the client but the required storage feature RequestWatchProgress is disabled",
+        );
+        assert!(is_streaming_list_refused(&watcher::Error::WatchError(etcd34.clone())));
+        assert!(is_streaming_list_refused(&watcher::Error::WatchStartFailed(kube::Error::Api(etcd34))));
+        let old = status(
+            422,
+            "Invalid",
+            "sendInitialEvents: Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled",
+        );
+        assert!(is_streaming_list_refused(&watcher::Error::WatchStartFailed(kube::Error::Api(old))));
+        for other in [
+            status(410, "Expired", "too old resource version: 5 (90)"),
+            status(403, "Forbidden", "pods is forbidden"),
+            status(500, "InternalError", "etcdserver: request timed out"),
+        ] {
+            assert!(!is_streaming_list_refused(&watcher::Error::WatchError(other)));
+        }
+        assert!(!is_streaming_list_refused(&watcher::Error::NoResourceVersion));
     }
 
     #[test]

@@ -140,8 +140,12 @@ pub async fn run<K, T>(
 {
     let name = resource.as_str();
     ctx.agent.register_watch(name);
-    let stream = watcher::watcher(api, config).default_backoff();
-    let mut stream = std::pin::pin!(stream);
+    // Streaming lists first (the initial state arrives as watch events from the watch cache:
+    // faster than paged LISTs and without holding pages); paged LISTs once the server refuses.
+    let streaming = config.initial_list_strategy == watcher::InitialListStrategy::StreamingList;
+    let paged = watcher::Config { initial_list_strategy: watcher::InitialListStrategy::ListWatch, ..config.clone() };
+    let mut stream = watcher::watcher(api.clone(), config).default_backoff().boxed();
+    let mut fell_back = !streaming;
     let mut buffer = None;
     let span = tracing::info_span!("watch", resource = name);
     async move {
@@ -180,6 +184,13 @@ pub async fn run<K, T>(
                         Applied::Nothing if !listing => recovered(&ctx, name),
                         Applied::Nothing => {}
                     }
+                }
+                Some(Err(error)) if !fell_back && apierror::is_streaming_list_refused(&error) => {
+                    // Not a failure of the watch: this server cannot stream the initial list.
+                    tracing::info!(error = %apierror::watcher_line(&error), "the API server refused a streaming list; listing in pages instead");
+                    fell_back = true;
+                    buffer = None;
+                    stream = watcher::watcher(api.clone(), paged.clone()).default_backoff().boxed();
                 }
                 Some(Err(error)) => {
                     ctx.metrics.watch_restarts.with_label_values(&[name]).inc();

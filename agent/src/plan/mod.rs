@@ -208,6 +208,28 @@ impl Wait {
         }
     }
 
+    /// Every value of [`Self::label`], and the verdicts the re-injection summary adds: the
+    /// `reason` values of `meshkeeper_workloads_pending_reinjection`, each exported (0 when
+    /// none) so a dashboard shows zeros rather than "no data".
+    pub const PENDING_REASONS: [&'static str; 16] = [
+        "report_only",
+        "contested",
+        "not_leader",
+        "not_synced",
+        "cooling_down",
+        "pending",
+        "injector_unhealthy",
+        "outside_window",
+        "budget_spent",
+        "rollouts_in_progress",
+        "namespace_busy",
+        "replacement_pending",
+        "no_controller",
+        "blocked",
+        "failed",
+        "opted_out",
+    ];
+
     /// The `reason` label of `meshkeeper_workloads_pending_reinjection`.
     pub fn label(&self) -> &'static str {
         match self {

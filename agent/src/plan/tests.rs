@@ -495,3 +495,26 @@ mod restarts {
         assert_eq!(crate::plan::restarts::rfc3339(NOON * 1000 + 999), "2026-11-30T12:00:00Z");
     }
 }
+
+#[test]
+fn every_wait_label_is_a_known_pending_reason() {
+    let waits = [
+        Wait::ReportOnly { setting: "x".into() },
+        Wait::Contested { field: "f".into(), by: vec![], reverts: 3 },
+        Wait::NotLeader,
+        Wait::NotSynced { resources: vec![] },
+        Wait::CoolingDown { until_ms: 0 },
+        Wait::Pending,
+        Wait::InjectorUnhealthy { why: "x".into() },
+        Wait::OutsideWindow { opens_at: None },
+        Wait::BudgetSpent { per_hour: 1, until_ms: 0 },
+        Wait::RolloutsInProgress { in_progress: 1, max: 1 },
+        Wait::NamespaceBusy { namespace: "n".into() },
+        Wait::ReplacementPending,
+    ];
+    for w in &waits {
+        assert!(Wait::PENDING_REASONS.contains(&w.label()), "{} is not in PENDING_REASONS", w.label());
+    }
+    let unique: std::collections::BTreeSet<_> = Wait::PENDING_REASONS.iter().collect();
+    assert_eq!(unique.len(), Wait::PENDING_REASONS.len(), "no reason twice");
+}

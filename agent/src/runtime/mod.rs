@@ -140,7 +140,7 @@ impl Watches<'_> {
         K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
         T: crate::cache::Cached,
     {
-        self.spawn_with(api, watcher::Config::default(), resource, trim, cache)
+        self.spawn_with(api, watcher::Config::default().streaming_lists(), resource, trim, cache)
     }
 
     fn spawn_with<K, T>(
@@ -292,8 +292,11 @@ fn register_gauges(metrics: &Metrics, caches: &Caches, settings: &Settings, agen
                 if !s.known {
                     return vec![];
                 }
+                let mut pending: BTreeMap<String, u64> =
+                    crate::plan::Wait::PENDING_REASONS.iter().map(|r| (r.to_string(), 0)).collect();
+                pending.extend(s.pending);
                 let mut out: Vec<crate::metrics::Sample> =
-                    s.pending.into_iter().map(|(r, n)| (0, vec![r], n as f64)).collect();
+                    pending.into_iter().map(|(r, n)| (0, vec![r], n as f64)).collect();
                 out.push((1, vec![], s.rollouts_in_progress as f64));
                 out
             },
@@ -427,7 +430,7 @@ pub async fn run(settings: Settings, clients: Clients, shutdown: CancellationTok
                 Resource::InjectorConfig => {
                     // Only the injector's ConfigMap, by name (the chart grants just that one).
                     let name = checks::api::injector_configmap_name(&settings);
-                    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+                    let config = watcher::Config::default().streaming_lists().fields(&format!("metadata.name={name}"));
                     w.spawn_with(
                         Api::<ConfigMap>::namespaced(all(), &cp_ns),
                         config,

@@ -22,6 +22,8 @@ async fn run_becomes_ready_serves_metrics_and_status_and_stops_on_sigterm() {
         "meshkeeper_cache_objects{resource=\"namespaces\"}",
         "meshkeeper_reconcile_duration_seconds_bucket",
         "meshkeeper_findings{check=\"injection\",severity=\"warning\"}",
+        // By code, while the finding is there (audit mode: `shop` stays unlabelled).
+        "meshkeeper_finding{check=\"injection\",code=\"InjectionLabelMissing\",severity=\"warning\"}",
         "process_resident_memory_bytes",
     ] {
         assert!(metrics.contains(family), "missing {family}");
@@ -109,7 +111,6 @@ async fn every_metric_family_with_every_feature_on_carries_no_target_label_name(
     for family in [
         "meshkeeper_config_info",
         "meshkeeper_ready",
-        "meshkeeper_finding",
         "meshkeeper_last_evaluation_timestamp_seconds",
         "meshkeeper_kube_requests_total",
         "meshkeeper_kube_request_duration_seconds_bucket",
@@ -263,4 +264,32 @@ async fn the_demo_reinjects_every_seeded_workload_once() {
     std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("exits").unwrap();
     assert!(status.success(), "{status}");
+}
+
+/// Issue 12: the initial state comes as a streaming list where the server serves one (no LIST
+/// at all), and from paged LISTs where it refuses (etcd 3.4: an ERROR event naming
+/// RequestWatchProgress) — a fallback, not a watch failure.
+#[tokio::test]
+async fn initial_lists_stream_where_served_and_page_where_refused() {
+    for streaming in [true, false] {
+        let sim = cluster_with(kube_sim::SimOptions::default().streaming_lists(streaming), true).await;
+        let agent = start(&sim, &config("")).await;
+        agent.wait_ready().await;
+        let lists = requests_by_meshkeeper(&sim, "list", "").len();
+        let watches = requests_by_meshkeeper(&sim, "watch", "").len();
+        let text = agent.get("/metrics").await.1;
+        let restarts: Vec<&str> =
+            text.lines().filter(|l| l.starts_with("meshkeeper_watch_restarts_total{") && !l.ends_with(" 0")).collect();
+        assert!(restarts.is_empty(), "streaming={streaming}: a refused streaming list is no watch failure: {restarts:?}");
+        let synced = text.lines().filter(|l| l.starts_with("meshkeeper_watch_synced{")).count();
+        assert!(synced >= 5, "{text}");
+        if streaming {
+            assert_eq!(lists, 0, "every initial state streamed, no LIST");
+            assert!(watches >= synced);
+        } else {
+            assert_eq!(lists, synced, "one paged LIST per watch after the refusal");
+            assert!(agent.logs().contains("refused a streaming list"), "{}", agent.logs());
+        }
+        eprintln!("streaming lists {streaming}: {lists} LISTs, {watches} WATCHes for {synced} watches");
+    }
 }

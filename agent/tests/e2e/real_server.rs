@@ -79,6 +79,13 @@ async fn point2_quiet_watches_outlive_every_client_timeout() {
     let sim = cluster_with(SimOptions::default().bookmark_interval(Duration::from_secs(60)), true).await;
     let agent = start(&sim, &config("client:\n  timeout_seconds: 2\n")).await;
     agent.wait_ready().await;
+    // Ready means every watch has listed; its WATCH request follows the LIST: wait (bounded)
+    // until every watch has sent it, so the window below counts only what comes after.
+    eventually(Duration::from_secs(5), "one WATCH per LIST", || {
+        let sim = &sim;
+        async move { requests_by_meshkeeper(sim, "watch", "").len() >= requests_by_meshkeeper(sim, "list", "").len() }
+    })
+    .await;
     let lists = requests_by_meshkeeper(&sim, "list", "").len();
     let watches = requests_by_meshkeeper(&sim, "watch", "").len();
     // NB: this is the measurement window, not synchronisation: nothing may happen in it.
