@@ -12,6 +12,7 @@
 pub mod api;
 pub mod control_plane;
 pub mod gateway;
+pub mod guide;
 pub mod injection;
 pub mod reinjection;
 
