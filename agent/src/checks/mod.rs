@@ -14,6 +14,7 @@ pub mod control_plane;
 pub mod gateway;
 pub mod guide;
 pub mod injection;
+pub mod precheck;
 pub mod reinjection;
 
 use std::collections::{BTreeMap, BTreeSet};
