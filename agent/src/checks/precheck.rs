@@ -167,11 +167,10 @@ fn clean_install_item(view: &View<'_>, seen: &Observed, desc: String) -> Item {
     let control_plane = installed(view);
     if !control_plane.is_empty() {
         let names: Vec<&str> = control_plane.iter().map(|d| d.name.as_str()).collect();
-        let versions = versions(view, &control_plane);
-        let found = match versions.as_slice() {
-            [] => format!("a control plane of unknown version in {ns} ({})", names.join(", ")),
-            [v] => format!("ASM {v} in {ns} ({})", names.join(", ")),
-            vs => format!("ASM {} in {ns}, mixed ({})", vs.join(" and "), names.join(", ")),
+        let found = match versions(view, &control_plane).as_slice() {
+            [] => "a control plane of unknown version".to_string(),
+            [v] => format!("ASM {v}"),
+            vs => format!("ASM {}, mixed", vs.join(" and ")),
         };
         return Item::finding(
             desc,
@@ -180,7 +179,10 @@ fn clean_install_item(view: &View<'_>, seen: &Observed, desc: String) -> Item {
                 "AsmAlreadyInstalled",
                 Severity::Warning,
                 ObjectRef::namespace(ns),
-                format!("ASM is already installed: this is an upgrade; see the upgrade guide (found {found})"),
+                format!(
+                    "ASM is already installed: this is an upgrade; see the upgrade guide ({ns} runs {found}: {})",
+                    names.join(", ")
+                ),
             )
             .wanted(format!("no control plane in {ns}"), found)
             .hint(format!(
@@ -260,7 +262,7 @@ fn crd_item(view: &View<'_>, seen: &Observed) -> Item {
         return Item::pass(desc);
     }
     if !installed(view).is_empty() {
-        return Item::pass(format!("{} Istio CRDs, from the control plane installed", istio.len()));
+        return Item::pass(format!("{} Istio CRD(s), from the control plane installed", istio.len()));
     }
     let ns = &view.settings.control_plane.namespace;
     Item::finding(
@@ -312,7 +314,7 @@ fn gateway_items(view: &View<'_>, seen: &Observed) -> Vec<Item> {
                     ObjectRef::new("v1", "Service", Some(ns), svc),
                     format!("after the install {svc} gets no external IP by itself: set {field} to {ip}"),
                 )
-                .wanted(format!("{field}: {ip}"), "not installed yet")
+                .wanted(format!("{field}: {ip}"), "a step after the install")
                 .hint(format!("after the install: {step}; meshkeeper keeps it pinned with gateway.repair: true")),
             )]
         }
@@ -332,7 +334,7 @@ fn gateway_items(view: &View<'_>, seen: &Observed) -> Vec<Item> {
                         table.join(", ")
                     ),
                 )
-                .wanted("a NodePort Service on the guide's nodePorts", "not installed yet")
+                .wanted("a NodePort Service on the guide's nodePorts", "a step after the install")
                 .hint(format!(
                     "after the install: kubectl -n {ns} edit svc {svc} (each port's nodePort as above), then point the load balancer's VIP at every node on those ports; meshkeeper keeps them pinned with gateway.repair: true"
                 )),
