@@ -103,18 +103,26 @@ impl FromStr for LabelPair {
     }
 }
 
-impl TryFrom<String> for LabelPair {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
-    }
+/// `TryFrom<String>` by `FromStr` and `From<T> for String` by `Display`: what
+/// `#[serde(try_from = "String", into = "String")]` needs of a type that parses at the edge.
+macro_rules! string_conversions {
+    ($($t:ty),*) => {$(
+        impl TryFrom<String> for $t {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                s.parse()
+            }
+        }
+
+        impl From<$t> for String {
+            fn from(v: $t) -> String {
+                v.to_string()
+            }
+        }
+    )*};
 }
 
-impl From<LabelPair> for String {
-    fn from(l: LabelPair) -> String {
-        l.to_string()
-    }
-}
+string_conversions!(LabelPair, VersionRange);
 
 /// A range of Kubernetes minor versions: `1.13-1.15` (inclusive), `1.24+` (no upper bound)
 /// or `1.16` (that one).
@@ -167,19 +175,6 @@ impl fmt::Display for VersionRange {
             Some(max) if max == self.min => write!(f, "{a}.{b}"),
             Some((c, d)) => write!(f, "{a}.{b}-{c}.{d}"),
         }
-    }
-}
-
-impl TryFrom<String> for VersionRange {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
-    }
-}
-
-impl From<VersionRange> for String {
-    fn from(r: VersionRange) -> String {
-        r.to_string()
     }
 }
 

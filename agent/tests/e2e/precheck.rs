@@ -53,6 +53,18 @@ fn no_debug_output(out: &Output) {
     assert!(!all.contains("Status {") && !all.contains("ErrorResponse {"), "Rust Debug output:\n{all}");
 }
 
+/// Runs `check --pre`, asserts its exit code and that each of `lines` is a line of the text
+/// report.
+async fn expect_report(kubeconfig: &std::path::Path, config: &str, code: i32, lines: &[&str]) {
+    let out = pre(kubeconfig, config, &[]).await;
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(code), "{report}\n{}", String::from_utf8_lossy(&out.stderr));
+    for line in lines {
+        assert!(report.lines().any(|l| l == *line), "missing {line:?} in:\n{report}");
+    }
+    no_debug_output(&out);
+}
+
 async fn guide_sized_sim(nodes: usize, opts: SimOptions) -> Sim {
     let sim = Sim::start(opts.actors(false)).await.expect("kube-sim");
     seed::guide_sized(&sim.cluster(), nodes).expect("seed");
@@ -62,24 +74,25 @@ async fn guide_sized_sim(nodes: usize, opts: SimOptions) -> Sim {
 #[tokio::test]
 async fn an_empty_cluster_of_the_guides_size_passes() {
     let sim = guide_sized_sim(4, SimOptions::default()).await;
-    let out = pre(&sim.kubeconfig_path(), ADMITS_1_36, &[]).await;
-    let report = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{report}");
-    for line in [
-        "√ can reach the Kubernetes API",
-        "√ Kubernetes version v1.36.0 is one the install supports (1.24-1.36)",
-        "√ can create clusterrolebindings.rbac.authorization.k8s.io",
-        "√ can create customresourcedefinitions.apiextensions.k8s.io",
-        "√ at least 4 schedulable, Ready nodes (4)",
-        "√ at least 4 vCPU allocatable on them (4)",
-        "√ at least 15 GB of memory allocatable on them (15 GB)",
-        "√ istio-system does not exist yet: a clean install",
-        "√ no Istio CRDs from another install",
-        "i the ingress gateway will need the nodePort table by hand (manual LB mode)",
-        "Status check results are √ all checks passed",
-    ] {
-        assert!(report.lines().any(|l| l == line), "missing {line:?} in:\n{report}");
-    }
+    expect_report(
+        &sim.kubeconfig_path(),
+        ADMITS_1_36,
+        0,
+        &[
+            "√ can reach the Kubernetes API",
+            "√ Kubernetes version v1.36.0 is one the install supports (1.24-1.36)",
+            "√ can create clusterrolebindings.rbac.authorization.k8s.io",
+            "√ can create customresourcedefinitions.apiextensions.k8s.io",
+            "√ at least 4 schedulable, Ready nodes (4)",
+            "√ at least 4 vCPU allocatable on them (4)",
+            "√ at least 15 GB of memory allocatable on them (15 GB)",
+            "√ istio-system does not exist yet: a clean install",
+            "√ no Istio CRDs from another install",
+            "i the ingress gateway will need the nodePort table by hand (manual LB mode)",
+            "Status check results are √ all checks passed",
+        ],
+    )
+    .await;
     let v = json_of(&pre(&sim.kubeconfig_path(), ADMITS_1_36, &["--output", "json"]).await);
     assert_eq!(v["exit_code"], 0);
     assert_eq!((v["summary"]["errors"].as_u64(), v["summary"]["warnings"].as_u64()), (Some(0), Some(0)));
@@ -105,22 +118,23 @@ async fn an_empty_cluster_of_the_guides_size_passes() {
 #[tokio::test]
 async fn a_three_node_cluster_fails_naming_the_shortfall() {
     let sim = guide_sized_sim(3, SimOptions::default()).await;
-    let out = pre(&sim.kubeconfig_path(), ADMITS_1_36, &[]).await;
-    let report = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{report}");
-    for line in [
-        "× at least 4 schedulable, Ready nodes",
-        "    the user cluster has 3 schedulable, Ready node(s): 1 node(s) short of the install guide's minimum",
-        "    expected: >= 4 nodes, actual: 3 schedulable, Ready node(s)",
-        "× at least 4 vCPU allocatable on them",
-        "    the user cluster has 3 vCPU allocatable: 1 vCPU short of the install guide's minimum",
-        "× at least 15 GB of memory allocatable on them",
-        "    the user cluster has 11.25 GB allocatable: 3.75 GB short of the install guide's minimum",
-        "    hint: add nodes to the user cluster (gkectl update / the node pool's replicas)",
-        "Status check results are × 3 error(s), 0 warning(s)",
-    ] {
-        assert!(report.lines().any(|l| l == line), "missing {line:?} in:\n{report}");
-    }
+    expect_report(
+        &sim.kubeconfig_path(),
+        ADMITS_1_36,
+        1,
+        &[
+            "× at least 4 schedulable, Ready nodes",
+            "    the user cluster has 3 schedulable, Ready node(s): 1 node(s) short of the install guide's minimum",
+            "    expected: >= 4 nodes, actual: 3 schedulable, Ready node(s)",
+            "× at least 4 vCPU allocatable on them",
+            "    the user cluster has 3 vCPU allocatable: 1 vCPU short of the install guide's minimum",
+            "× at least 15 GB of memory allocatable on them",
+            "    the user cluster has 11.25 GB allocatable: 3.75 GB short of the install guide's minimum",
+            "    hint: add nodes to the user cluster (gkectl update / the node pool's replicas)",
+            "Status check results are × 3 error(s), 0 warning(s)",
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -131,16 +145,9 @@ async fn a_cordoned_or_not_ready_node_does_not_count() {
         let (ok, out) = kubectl(&sim, &["cordon", "user-node-3"]).await;
         assert!(ok, "{out}");
     } else {
-        c.patch(
-            "v1",
-            "nodes",
-            "",
-            "user-node-3",
-            kube_sim::PatchType::Merge,
-            &json!({"spec": {"unschedulable": true}}),
-            "kubectl-cordon",
-        )
-        .unwrap();
+        let mut node = c.get("v1", "nodes", "", "user-node-3").unwrap();
+        node["spec"]["unschedulable"] = json!(true);
+        c.upsert("v1", "nodes", "", node).unwrap();
     }
     let report = text(&pre(&sim.kubeconfig_path(), ADMITS_1_36, &[]).await);
     assert!(report.contains("not counted: user-node-3 (cordoned)"), "{report}");
@@ -225,19 +232,20 @@ async fn a_user_without_cluster_admin_fails_with_the_clusterrolebinding_hint() {
 #[tokio::test]
 async fn the_asm_onprem_control_plane_already_installed_is_an_upgrade() {
     let sim = cluster().await;
-    let out = pre(&sim.kubeconfig_path(), ADMITS_1_36, &[]).await;
-    let report = text(&out);
-    assert_eq!(out.status.code(), Some(0), "a warning, not an error: {report}");
-    for line in [
-        "‼ istio-system is absent or empty: a clean install",
-        "    ASM is already installed: this is an upgrade; see the upgrade guide (istio-system runs ASM 1.4.10-asm.18: istio-citadel, istio-galley, istio-ingressgateway, istio-pilot, istio-sidecar-injector, promsd)",
-        "    expected: no control plane in istio-system, actual: ASM 1.4.10-asm.18",
-        "√ 1 Istio CRD(s), from the control plane installed",
-        "√ no other Service holds one of the guide's nodePorts",
-        "Status check results are ‼ 1 warning(s), no errors",
-    ] {
-        assert!(report.lines().any(|l| l == line), "missing {line:?} in:\n{report}");
-    }
+    expect_report(
+        &sim.kubeconfig_path(),
+        ADMITS_1_36,
+        0,
+        &[
+            "‼ istio-system is absent or empty: a clean install",
+            "    ASM is already installed: this is an upgrade; see the upgrade guide (istio-system runs ASM 1.4.10-asm.18: istio-citadel, istio-galley, istio-ingressgateway, istio-pilot, istio-sidecar-injector, promsd)",
+            "    expected: no control plane in istio-system, actual: ASM 1.4.10-asm.18",
+            "√ 1 Istio CRD(s), from the control plane installed",
+            "√ no other Service holds one of the guide's nodePorts",
+            "Status check results are ‼ 1 warning(s), no errors",
+        ],
+    )
+    .await;
 
     // One set of checks, two entry points: a node gone is the same item before and after the
     // install (an error before, a warning after).
@@ -263,30 +271,26 @@ async fn the_asm_onprem_control_plane_already_installed_is_an_upgrade() {
 async fn gke_on_vmwares_own_pieces_alone_pass() {
     let sim = guide_sized_sim(4, SimOptions::default()).await;
     seed::gke_istio_pieces(&sim.cluster()).unwrap();
-    let out = pre(&sim.kubeconfig_path(), ADMITS_1_36, &[]).await;
-    let report = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{report}");
-    for line in [
-        "√ istio-system does not exist yet: a clean install",
-        "√ GKE on VMware's own Istio pieces are expected, not the mesh: gke-system/istio-ingressgateway (1.3.6-gke.0), gke-system/istio-pilot (1.3.6-gke.0), kube-system/istio-citadel (1.3.6-gke.0)",
-        "√ one mesh: no control plane outside istio-system (ignoring gke-system, kube-system)",
-        "Status check results are √ all checks passed",
-    ] {
-        assert!(report.lines().any(|l| l == line), "missing {line:?} in:\n{report}");
-    }
+    expect_report(
+        &sim.kubeconfig_path(),
+        ADMITS_1_36,
+        0,
+        &[
+            "√ istio-system does not exist yet: a clean install",
+            "√ GKE on VMware's own Istio pieces are expected, not the mesh: gke-system/istio-ingressgateway (1.3.6-gke.0), gke-system/istio-pilot (1.3.6-gke.0), kube-system/istio-citadel (1.3.6-gke.0)",
+            "√ one mesh: no control plane outside istio-system (ignoring gke-system, kube-system)",
+            "Status check results are √ all checks passed",
+        ],
+    )
+    .await;
 
     // Another mesh's istiod (with its CRDs) is reported.
     let c = sim.cluster();
     c.create("v1", "namespaces", "", json!({"metadata": {"name": "mesh-b"}})).unwrap();
-    c.create(
-        "apps/v1",
-        "deployments",
-        "mesh-b",
-        json!({"metadata": {"name": "istiod", "labels": {"app": "istiod"}},
+    let istiod = json!({"metadata": {"name": "istiod", "labels": {"app": "istiod"}},
             "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "istiod"}},
-                "template": {"metadata": {"labels": {"app": "istiod"}}, "spec": {"containers": [{"name": "discovery", "image": "docker.io/istio/pilot:1.20.1"}]}}}}),
-    )
-    .unwrap();
+                "template": {"metadata": {"labels": {"app": "istiod"}}, "spec": {"containers": [{"name": "discovery", "image": "docker.io/istio/pilot:1.20.1"}]}}}});
+    c.create("apps/v1", "deployments", "mesh-b", istiod).unwrap();
     c.register_crd("networking.istio.io", "v1beta1", "VirtualService", "virtualservices", true).unwrap();
     let v = json_of(&pre(&sim.kubeconfig_path(), ADMITS_1_36, &["-o", "json"]).await);
     assert_eq!(

@@ -486,15 +486,7 @@ fn every_rule() {
             }),
             vec![],
         ),
-        (
-            "three nodes",
-            Box::new(|s, _, _| s.nodes.delete("node-3")),
-            vec![
-                ("CapacityBelowMinimum", Warning),
-                ("CapacityBelowMinimum", Warning),
-                ("CapacityBelowMinimum", Warning),
-            ],
-        ),
+        ("three nodes", Box::new(|s, _, _| s.nodes.delete("node-3")), vec![("CapacityBelowMinimum", Warning); 3]),
         (
             "a cordoned node does not count",
             Box::new(|s, _, _| {
@@ -502,11 +494,7 @@ fn every_rule() {
                 n.unschedulable = true;
                 s.nodes.apply(n);
             }),
-            vec![
-                ("CapacityBelowMinimum", Warning),
-                ("CapacityBelowMinimum", Warning),
-                ("CapacityBelowMinimum", Warning),
-            ],
+            vec![("CapacityBelowMinimum", Warning); 3],
         ),
         (
             "memory below minimum",

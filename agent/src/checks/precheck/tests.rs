@@ -100,16 +100,16 @@ fn every_requirement_passes_fails_and_holds_at_its_edges() {
             }),
             vec![SHORT, NEXT_STEP],
         ),
-        ("three nodes", Box::new(|c| c.snap.nodes.delete("user-node-3")), vec![SHORT, SHORT, SHORT, NEXT_STEP]),
+        ("three nodes", Box::new(|c| c.snap.nodes.delete("user-node-3")), [vec![SHORT; 3], vec![NEXT_STEP]].concat()),
         (
             "a NotReady node is not counted",
             Box::new(|c| set_node(&mut c.snap, "user-node-2", |n| n.ready = false)),
-            vec![SHORT, SHORT, SHORT, NEXT_STEP],
+            [vec![SHORT; 3], vec![NEXT_STEP]].concat(),
         ),
         (
             "a cordoned node is not counted",
             Box::new(|c| set_node(&mut c.snap, "user-node-1", |n| n.unschedulable = true)),
-            vec![SHORT, SHORT, SHORT, NEXT_STEP],
+            [vec![SHORT; 3], vec![NEXT_STEP]].concat(),
         ),
         (
             "a fifth node that is NotReady and cordoned changes nothing",
