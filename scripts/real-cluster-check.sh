@@ -11,6 +11,11 @@
 #      started before its namespace was labelled is restarted once and gets the sidecar, under
 #      the RBAC the chart renders for rbac.reinjection.enforce=true (apply it for the agent's
 #      identity yourself, or run as admin).
+#   5. `check --pre` (before an install): the version is the server's own and judged by
+#      precheck.kubernetes_versions, the report's exit code is the process's, the admin has the
+#      four rights, the node count is what kubectl sees (Ready, not cordoned), and a
+#      ServiceAccount without RBAC gets the four PermissionDenied with the guide's
+#      clusterrolebinding hint, its refused lists skipped (exit 1, not 2), no Debug output.
 #
 # Usage: KUBECONFIG=... scripts/real-cluster-check.sh [--keep]
 #   MK_BIN=path      the meshkeeper binary (default: cargo build --release, target/release)
@@ -224,6 +229,82 @@ sys.exit(0 if pods and all(any(c["name"] == "istio-proxy" for c in p["spec"]["co
   N=$(metric "$ADDR" 'meshkeeper_reinjections_total{kind="deployment",result="success"}')
   [ "${N:-0}" = 1 ] && pass "restarted once" || fail "restarts: ${N:-0}"
   kubectl delete namespace "$APP_NS" --wait=false >/dev/null 2>&1 || true
+fi
+
+say "5. check --pre, as the admin and as a user without cluster-admin"
+# pre_json KUBECONFIG CONFIG OUT: runs check --pre -o json; the exit code goes to OUT.code.
+pre_json() {
+  printf '%s' "$2" >"$WORK/pre.yaml"
+  set +e
+  KUBECONFIG="$1" "$MK_BIN" check --pre -o json --config "$WORK/pre.yaml" >"$3" 2>"$3.err"
+  echo $? >"$3.code"
+  set -e
+}
+# pre_field OUT EXPR: a Python expression over the report `d` and its items `items`.
+pre_field() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+items = [i for c in d["checks"] for i in c["items"]]
+findings = [i for i in items if i["outcome"] == "finding"]
+print(eval(sys.argv[2]))
+PY
+}
+SERVER_VERSION=$(kubectl version -o json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])' || echo unknown)
+ADMIN_KC="${KUBECONFIG:-$HOME/.kube/config}"
+pre_json "$ADMIN_KC" "" "$WORK/pre-default.json"
+CODE=$(cat "$WORK/pre-default.json.code")
+[ "$(pre_field "$WORK/pre-default.json" 'd["exit_code"]')" = "$CODE" ] && pass "exit code $CODE is the report's" || fail "exit code $CODE, report says $(pre_field "$WORK/pre-default.json" 'd["exit_code"]')"
+VERSION_ITEM=$(pre_field "$WORK/pre-default.json" 'next((i["description"] for i in items if i["description"].startswith("Kubernetes version")), "")')
+case "$VERSION_ITEM" in
+  *"$SERVER_VERSION"*) pass "version item: $VERSION_ITEM" ;;
+  *) fail "version item '$VERSION_ITEM' does not name $SERVER_VERSION" ;;
+esac
+MINOR=$(printf '%s' "$SERVER_VERSION" | sed -E 's/^v?([0-9]+)\.([0-9]+).*/\1.\2/')
+pre_json "$ADMIN_KC" "precheck:
+  kubernetes_versions: \"$MINOR\"
+" "$WORK/pre-admin.json"
+UNSUPPORTED=$(pre_field "$WORK/pre-admin.json" 'sum(f["reason"] == "KubernetesVersionUnsupported" for f in findings)')
+[ "$UNSUPPORTED" = 0 ] && pass "precheck.kubernetes_versions=$MINOR admits $SERVER_VERSION" || fail "$SERVER_VERSION not admitted by $MINOR"
+DENIED=$(pre_field "$WORK/pre-admin.json" 'sum(f["reason"] == "PermissionDenied" for f in findings)')
+[ "$DENIED" = 0 ] && pass "the admin has the four rights" || fail "the admin is denied $DENIED right(s): $(pre_field "$WORK/pre-admin.json" '[f["message"] for f in findings if f["reason"] == "PermissionDenied"]')"
+WANT_NODES=$(kubectl get nodes -o json | python3 -c '
+import json, sys
+nodes = json.load(sys.stdin)["items"]
+ready = lambda n: any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))
+print(sum(1 for n in nodes if ready(n) and not n.get("spec", {}).get("unschedulable")))')
+GOT_NODES=$(pre_field "$WORK/pre-admin.json" 'next((i.get("actual") or i["description"] for i in items if "schedulable, Ready nodes" in i["description"]), "")')
+case "$GOT_NODES" in
+  *"($WANT_NODES)"|"$WANT_NODES schedulable"*) pass "schedulable, Ready nodes: $WANT_NODES, as kubectl sees them ($GOT_NODES)" ;;
+  *) fail "schedulable, Ready nodes: kubectl sees $WANT_NODES, check --pre says '$GOT_NODES'" ;;
+esac
+if kubectl get namespace istio-system >/dev/null 2>&1; then
+  pass "istio-system exists: $(pre_field "$WORK/pre-admin.json" 'next((i.get("message") or i["description"] for i in items if i["description"].endswith("a clean install")), "")')"
+else
+  CLEAN=$(pre_field "$WORK/pre-admin.json" 'any(i["description"] == "istio-system does not exist yet: a clean install" and i["outcome"] == "pass" for i in items)')
+  [ "$CLEAN" = True ] && pass "no istio-system: a clean install" || fail "no istio-system, but no clean-install pass"
+fi
+# A user without cluster-admin: a ServiceAccount of MK_NS with no RBAC at all.
+kubectl -n "$NS" create serviceaccount mk-installer >/dev/null 2>&1 || true
+if TOKEN=$(kubectl -n "$NS" create token mk-installer 2>&1); then
+  kubectl config view --minify --raw >"$WORK/installer.kubeconfig"
+  KUBECONFIG="$WORK/installer.kubeconfig" kubectl config set-credentials mk-installer --token="$TOKEN" >/dev/null
+  KUBECONFIG="$WORK/installer.kubeconfig" kubectl config set-context --current --user=mk-installer >/dev/null
+  pre_json "$WORK/installer.kubeconfig" "precheck:
+  kubernetes_versions: \"$MINOR\"
+" "$WORK/pre-user.json"
+  CODE=$(cat "$WORK/pre-user.json.code")
+  [ "$CODE" = 1 ] && pass "without cluster-admin: exit 1" || fail "without cluster-admin: exit $CODE ($(cat "$WORK/pre-user.json.err"))"
+  HINTED=$(pre_field "$WORK/pre-user.json" 'sum(f["reason"] == "PermissionDenied" and "kubectl create clusterrolebinding cluster-admin-binding --clusterrole=cluster-admin" in f["hint"] for f in findings)')
+  [ "$HINTED" = 4 ] && pass "four PermissionDenied, each with the guide's clusterrolebinding command" || fail "PermissionDenied with the hint: $HINTED (want 4)"
+  SKIPPED=$(pre_field "$WORK/pre-user.json" '[i["reason"] for i in items if i["outcome"] == "skipped"][:1]')
+  case "$SKIPPED" in
+    *"403 Forbidden"*) pass "refused lists skipped with the server's answer: $SKIPPED" ;;
+    *) fail "no refused list reported as skipped: $SKIPPED" ;;
+  esac
+  grep -q 'Status {' "$WORK/pre-user.json" "$WORK/pre-user.json.err" && fail "Debug output in check --pre" || pass "check --pre errors are one readable line"
+else
+  fail "cannot create a token for $NS/mk-installer: $TOKEN"
 fi
 
 say "summary"

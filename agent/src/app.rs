@@ -78,12 +78,17 @@ pub async fn main(cli: Cli) -> ExitCode {
                 Err(e) => fail(EXIT_FAILURE, "stopped", &e),
             }
         }
-        Command::Check { output } => {
+        Command::Check { output, pre } => {
             let client = match client::build(&opts).await {
                 Ok(c) => c,
                 Err(e) => return fail(EXIT_USAGE, "cannot connect", &e),
             };
-            match checkcmd::run(&settings, &client).await {
+            let run = if pre {
+                Ok(checkcmd::run_pre(&settings, &client).await)
+            } else {
+                checkcmd::run(&settings, &client).await
+            };
+            match run {
                 Ok(run) => {
                     match output {
                         Output::Text => print!("{}", checkcmd::render_text(&run)),

@@ -1,12 +1,16 @@
 //! `meshkeeper check`: load the caches once, run every check, print a report grouped by check
 //! (a mark per item, a hint under each failure), or JSON. Exit code: 0 all good, 1 a finding
-//! of severity error, 2 could not run.
+//! of severity error, 2 could not run. `meshkeeper check --pre` does the same for the
+//! pre-install rules (is the cluster ready for the install guide?), before there is a mesh.
 
 use std::fmt::Write as _;
 
+use std::future::Future;
+
 use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, ObjectList};
 use serde::Serialize;
 use serde_json::json;
 
@@ -14,7 +18,7 @@ use crate::cache::{
     Cached, DeploymentInfo, Index, InjectorConfig, NamespaceInfo, NodeInfo, ReplicaSetInfo, ServiceInfo, SetInfo,
     Snapshot, WebhookConfigInfo, pod::PodTrim,
 };
-use crate::checks::{self, Health, Resource, View};
+use crate::checks::{self, Health, Resource, View, precheck};
 use crate::config::Settings;
 use crate::findings::{CheckReport, Outcome, Severity};
 use crate::plan;
@@ -35,21 +39,30 @@ pub enum CheckError {
     List { resource: &'static str, source: kube::Error },
 }
 
-/// Lists every object of a kind, page by page.
-pub async fn list_all<K>(api: &Api<K>, resource: &'static str) -> Result<Vec<K>, CheckError>
+/// Fetches every page of a list (500 objects a page).
+async fn paged<T, Fut>(fetch: impl Fn(ListParams) -> Fut) -> Result<Vec<T>, kube::Error>
 where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    T: Clone,
+    Fut: Future<Output = kube::Result<ObjectList<T>>>,
 {
     let mut out = Vec::new();
     let mut lp = ListParams::default().limit(500);
     loop {
-        let page = api.list(&lp).await.map_err(|source| CheckError::List { resource, source })?;
+        let page = fetch(lp.clone()).await?;
         out.extend(page.items);
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(token) => lp = lp.continue_token(&token),
             None => return Ok(out),
         }
     }
+}
+
+/// Lists every object of a kind, page by page.
+pub async fn list_all<K>(api: &Api<K>, resource: &'static str) -> Result<Vec<K>, CheckError>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    paged(|lp| async move { api.list(&lp).await }).await.map_err(|source| CheckError::List { resource, source })
 }
 
 /// The result of a one-shot run.
@@ -134,6 +147,44 @@ pub async fn run(settings: &Settings, client: &Client) -> Result<CheckRun, Check
     let plan = plan::plan(settings, &remedies, restarts.as_ref(), &gates, unix_now_ms(), &mut plan::Ledger::default());
     reports.push(plan.report);
     Ok(CheckRun { reports, unreachable })
+}
+
+/// `check --pre`: asks the API server once (its version, the installer's rights by access
+/// review, the lists the pre-install rules read, the CRDs' names) and evaluates the rules. A
+/// list that is refused (a user who is not a cluster admin may read little) does not stop the
+/// run: the rules that read it are skipped, saying why.
+pub async fn run_pre(settings: &Settings, client: &Client) -> CheckRun {
+    let probe = probe_api(client, &precheck::installer_permissions()).await;
+    let unreachable = matches!(probe.server_version, Some(Err(_)));
+    let mut snap = Snapshot::default();
+    let mut seen = precheck::Observed::default();
+    if !unreachable {
+        for r in precheck::INPUTS.iter().copied() {
+            let listed = match r {
+                Resource::Namespaces => load(client, r, NamespaceInfo::from_object).await.map(|i| snap.namespaces = i),
+                Resource::Deployments => {
+                    load(client, r, DeploymentInfo::from_object).await.map(|i| snap.deployments = i)
+                }
+                Resource::Nodes => load(client, r, NodeInfo::from_object).await.map(|i| snap.nodes = i),
+                Resource::Services => load(client, r, ServiceInfo::from_object).await.map(|i| snap.services = i),
+                _ => Ok(()),
+            };
+            if let Err(CheckError::List { resource, source }) = listed {
+                seen.unlisted.insert(resource, crate::apierror::one_line(&source));
+            }
+        }
+        // Names only: a CRD's schema can be hundreds of kilobytes.
+        let crds: &Api<CustomResourceDefinition> = &Api::all(client.clone());
+        match paged(|lp| async move { crds.list_metadata(&lp).await }).await {
+            Ok(items) => seen.crds = items.into_iter().filter_map(|c| c.metadata.name).collect(),
+            Err(e) => {
+                seen.unlisted.insert(precheck::CRDS, crate::apierror::one_line(&e));
+            }
+        }
+    }
+    let health = Health::default();
+    let view = View::of(settings, &probe, &snap, &health, unix_now() as i64);
+    CheckRun { reports: precheck::reports(&view, &seen), unreachable }
 }
 
 /// The human report, in the spirit of `linkerd check`.

@@ -46,6 +46,10 @@ pub enum Command {
         /// Report format.
         #[arg(long, short, value_enum, default_value = "text")]
         output: Output,
+        /// Before installing the mesh: is this cluster ready for the install guide? (version,
+        /// your rights, the cluster's size, what Istio is already there, the gateway's next step)
+        #[arg(long)]
+        pre: bool,
     },
     /// Run the real agent against a built-in simulated cluster seeded with the asm-onprem
     /// layout and some drift: no cluster needed. Prints a kubeconfig for kubectl, the
@@ -78,7 +82,9 @@ mod tests {
         let c =
             Cli::try_parse_from(["meshkeeper", "check", "--kubeconfig", "k", "-o", "json", "--context", "c"]).unwrap();
         assert_eq!(c.kubeconfig.as_deref(), Some(std::path::Path::new("k")));
-        assert!(matches!(c.command, Command::Check { output: Output::Json }));
+        assert!(matches!(c.command, Command::Check { output: Output::Json, pre: false }));
+        let c = Cli::try_parse_from(["meshkeeper", "check", "--pre", "-o", "json"]).unwrap();
+        assert!(matches!(c.command, Command::Check { output: Output::Json, pre: true }));
         let c = Cli::try_parse_from(["meshkeeper", "--log-format", "json", "run"]).unwrap();
         assert_eq!(c.log_format, LogFormat::Json);
         assert!(Cli::try_parse_from(["meshkeeper", "run", "--log-format", "xml"]).is_err());

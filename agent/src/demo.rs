@@ -131,6 +131,10 @@ pub async fn run(
     println!("  metrics:  http://{addr}/metrics");
     println!("  status:   http://{addr}/status");
     println!("  check:    meshkeeper check --kubeconfig {}", sim.kubeconfig_path().display());
+    println!(
+        "            meshkeeper check --pre --kubeconfig {}   (the install guide's pre-checks)",
+        sim.kubeconfig_path().display()
+    );
     println!();
     println!("Seeded drift: namespace shop lacks the injection label (the agent adds it); in payments and");
     println!("edge a Deployment, a StatefulSet and a DaemonSet started before their namespaces were labelled:");

@@ -111,6 +111,39 @@ impl Finding {
     pub fn key(&self) -> FindingKey {
         FindingKey { check: self.check, reason: self.reason, object: self.object.clone() }
     }
+
+    /// A finding meshkeeper never repairs itself; add what was wanted and seen with
+    /// [`Finding::wanted`] and what to do with [`Finding::hint`].
+    pub fn report_only(
+        check: &'static str,
+        reason: &'static str,
+        severity: Severity,
+        object: ObjectRef,
+        message: impl Into<String>,
+    ) -> Self {
+        Finding {
+            check,
+            reason,
+            severity,
+            object,
+            expected: String::new(),
+            actual: String::new(),
+            remediable: false,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn wanted(mut self, expected: impl Into<String>, actual: impl Into<String>) -> Self {
+        self.expected = expected.into();
+        self.actual = actual.into();
+        self
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
 }
 
 /// The outcome of one item a check looked at.

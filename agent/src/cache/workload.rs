@@ -404,6 +404,33 @@ impl ServiceInfo {
 }
 
 #[cfg(test)]
+impl DeploymentInfo {
+    /// A Deployment for tests, labelled and selecting `app=<name>`, one replica available.
+    pub fn test(ns: &str, name: &str) -> Self {
+        let app: BTreeMap<String, String> = [("app".to_string(), name.to_string())].into();
+        DeploymentInfo {
+            namespace: ns.into(),
+            name: name.into(),
+            uid: None,
+            labels: app.clone(),
+            selector: Selector { match_labels: app, match_expressions: vec![] },
+            desired: 1,
+            available: 1,
+            ready: 1,
+            updated: 1,
+            images: vec![],
+            rollout: Default::default(),
+        }
+    }
+
+    /// Its pod template runs `image` (one container).
+    pub fn running(mut self, image: &str) -> Self {
+        self.images = vec![("main".into(), image.into())];
+        self
+    }
+}
+
+#[cfg(test)]
 impl ServiceInfo {
     /// A Service for tests: `ServiceInfo::test("istio-system", "istio-sidecar-injector")`.
     pub fn test(ns: &str, name: &str) -> Self {
@@ -459,7 +486,11 @@ fn field_owners(
 pub struct NodeInfo {
     pub name: String,
     pub ready: bool,
+    /// `spec.unschedulable` (cordoned): no new pod lands on it.
+    pub unschedulable: bool,
+    /// Allocatable CPU (not capacity: what the kubelet leaves to pods), in millicores.
     pub cpu_millis: i64,
+    /// Allocatable memory, in bytes.
     pub memory_bytes: i64,
 }
 
@@ -469,25 +500,37 @@ impl Cached for NodeInfo {
     }
 }
 
-/// Parses a Kubernetes quantity into base units scaled by `scale` (1000 for CPU millis).
-/// Unparseable quantities are 0 (the API server never stores them).
+/// Parses a Kubernetes quantity into base units scaled by `scale` (1000 for CPU millis):
+/// `<signed number><suffix>`, the suffix binary SI (`Ki` .. `Ei`), decimal SI (`n`, `u`, `m`,
+/// none, `k`, `M` .. `E`) or a decimal exponent (`e3`, `E-2`). Unparseable quantities are 0
+/// (the API server never stores them).
 pub fn parse_quantity(q: &Quantity, scale: f64) -> i64 {
     let s = q.0.trim();
     let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
     let (num, suffix) = s.split_at(split);
-    let Ok(n) = num.parse::<f64>() else { return 0 };
+    let number_ok = !num.is_empty() && num.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | '+' | '-'));
+    let Some(n) = num.parse::<f64>().ok().filter(|_| number_ok) else { return 0 };
     let mult = match suffix {
         "" => 1.0,
+        "n" => 1e-9,
+        "u" => 1e-6,
         "m" => 1e-3,
         "k" => 1e3,
         "M" => 1e6,
         "G" => 1e9,
         "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
         "Ki" => 1024.0,
-        "Mi" => 1024.0 * 1024.0,
-        "Gi" => 1024.0 * 1024.0 * 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
         "Ti" => 1024f64.powi(4),
-        _ => return 0,
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        exp => match exp.strip_prefix(['e', 'E']).map(str::parse::<i32>) {
+            Some(Ok(e)) => 10f64.powi(e),
+            _ => return 0,
+        },
     };
     (n * mult * scale).round() as i64
 }
@@ -500,9 +543,21 @@ impl NodeInfo {
         Some(NodeInfo {
             name,
             ready: status.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True"),
+            unschedulable: n.spec.and_then(|s| s.unschedulable).unwrap_or(false),
             cpu_millis: alloc.get("cpu").map(|q| parse_quantity(q, 1000.0)).unwrap_or(0),
             memory_bytes: alloc.get("memory").map(|q| parse_quantity(q, 1.0)).unwrap_or(0),
         })
+    }
+
+    /// Whether its allocatable counts towards what new pods can use: Ready and not cordoned.
+    pub fn usable(&self) -> bool {
+        self.ready && !self.unschedulable
+    }
+
+    /// A Ready, schedulable node (tests).
+    #[cfg(test)]
+    pub fn test(name: &str, cpu_millis: i64, memory_bytes: i64) -> Self {
+        NodeInfo { name: name.into(), ready: true, unschedulable: false, cpu_millis, memory_bytes }
     }
 }
 
@@ -521,13 +576,70 @@ mod tests {
 
     #[test]
     fn quantities() {
-        assert_eq!(parse_quantity(&Quantity("4".into()), 1000.0), 4000);
-        assert_eq!(parse_quantity(&Quantity("3500m".into()), 1000.0), 3500);
-        assert_eq!(parse_quantity(&Quantity("16Gi".into()), 1.0), 17_179_869_184);
-        assert_eq!(parse_quantity(&Quantity("15G".into()), 1.0), 15_000_000_000);
-        assert_eq!(parse_quantity(&Quantity("3936256Ki".into()), 1.0), 4_030_726_144);
-        assert_eq!(parse_quantity(&Quantity("bogus".into()), 1.0), 0);
-        assert_eq!(parse_quantity(&Quantity("1Xi".into()), 1.0), 0);
+        // (quantity, scale, expected): the forms nodes report and the grammar's edges.
+        let cases: &[(&str, f64, i64)] = &[
+            ("4", 1000.0, 4000),
+            ("3920m", 1000.0, 3920),
+            ("3500m", 1000.0, 3500),
+            ("0.5", 1000.0, 500),
+            (".5", 1000.0, 500),
+            ("5.", 1000.0, 5000),
+            ("100u", 1000.0, 0),
+            ("1500000n", 1000.0, 2),
+            ("+2", 1000.0, 2000),
+            ("16Gi", 1.0, 17_179_869_184),
+            ("15G", 1.0, 15_000_000_000),
+            ("3750M", 1.0, 3_750_000_000),
+            ("15950552Ki", 1.0, 16_333_365_248),
+            ("3936256Ki", 1.0, 4_030_726_144),
+            ("1.5Gi", 1.0, 1_610_612_736),
+            ("1Ti", 1.0, 1_099_511_627_776),
+            ("1Pi", 1.0, 1_125_899_906_842_624),
+            ("1Ei", 1.0, 1_152_921_504_606_846_976),
+            ("2P", 1.0, 2_000_000_000_000_000),
+            ("1E", 1.0, 1_000_000_000_000_000_000),
+            ("1e3", 1.0, 1000),
+            ("1E3", 1.0, 1000),
+            ("15e9", 1.0, 15_000_000_000),
+            ("1e-3", 1000.0, 1),
+            ("4e0", 1000.0, 4000),
+            (" 4 ", 1000.0, 4000),
+            ("bogus", 1.0, 0),
+            ("", 1.0, 0),
+            ("1Xi", 1.0, 0),
+            ("1e", 1.0, 0),
+            ("1e3.5", 1.0, 0),
+            ("1 Gi", 1.0, 0),
+            ("inf", 1.0, 0),
+            ("NaN", 1.0, 0),
+            ("1_000", 1.0, 0),
+        ];
+        for (q, scale, want) in cases {
+            assert_eq!(parse_quantity(&Quantity(q.to_string()), *scale), *want, "{q:?}");
+        }
+    }
+
+    #[test]
+    fn nodes_keep_allocatable_readiness_and_cordon() {
+        let node: Node = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "user-node-1"},
+            "spec": {"unschedulable": true},
+            "status": {"capacity": {"cpu": "4", "memory": "16393220Ki"},
+                "allocatable": {"cpu": "3920m", "memory": "15950552Ki"},
+                "conditions": [{"type": "MemoryPressure", "status": "False"}, {"type": "Ready", "status": "True"}]}
+        }))
+        .unwrap();
+        let n = NodeInfo::from_object(node).unwrap();
+        assert_eq!((n.cpu_millis, n.memory_bytes), (3920, 16_333_365_248), "allocatable, not capacity");
+        assert!(n.ready && n.unschedulable && !n.usable());
+        let node: Node = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "user-node-2"},
+            "status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}
+        }))
+        .unwrap();
+        let n = NodeInfo::from_object(node).unwrap();
+        assert!(!n.ready && !n.unschedulable && !n.usable());
+        assert_eq!((n.cpu_millis, n.memory_bytes), (0, 0));
     }
 
     #[test]

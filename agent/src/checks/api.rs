@@ -32,7 +32,7 @@ pub struct Permission {
 }
 
 impl Permission {
-    fn new(verb: &'static str, group: &'static str, resource: &'static str, why: &'static str) -> Self {
+    pub fn new(verb: &'static str, group: &'static str, resource: &'static str, why: &'static str) -> Self {
         Permission { verb, group, resource, namespace: None, name: None, subresource: None, why }
     }
 
@@ -202,67 +202,94 @@ impl Check for ApiCheck {
 
     fn evaluate(&self, view: &View<'_>) -> Evaluation {
         let probe = view.api;
-        let mut items = Vec::new();
-        match &probe.server_version {
-            None => items.push(Item::skipped("can reach the Kubernetes API", "not probed yet")),
-            Some(Err(e)) => items.push(Item::finding(
-                "can reach the Kubernetes API",
-                finding(
+        let mut items = vec![reach_item(CHECK, probe)];
+        if let Some(Ok(version)) = &probe.server_version {
+            let desc = format!("Kubernetes version {version} is supported (>= 1.{MIN_MINOR})");
+            match parse_version(version) {
+                Some((1, minor)) if minor >= MIN_MINOR => items.push(Item::pass(desc)),
+                _ => items.push(Item::finding(
+                    desc,
+                    finding(
+                        "UnsupportedKubernetesVersion",
+                        Severity::Warning,
+                        format!(">= v1.{MIN_MINOR}"),
+                        version.clone(),
+                        format!(
+                            "Kubernetes {version} is older than v1.{MIN_MINOR} or unrecognised; results may be wrong"
+                        ),
+                        "upgrade the cluster, or run an older meshkeeper",
+                    ),
+                )),
+            }
+        }
+        items.extend(permission_items(CHECK, &probe.permissions, "meshkeeper", |p| {
+            format!(
+                "grant it in the chart's RBAC (needed by {}); check with: kubectl auth can-i {} {} --as=system:serviceaccount:<namespace>:<serviceaccount>",
+                p.why, p.verb, p.resource
+            )
+        }));
+        health_items(view, &mut items);
+        Evaluation::report(CheckReport { check: CHECK, title: self.title(), items })
+    }
+}
+
+/// "can reach the Kubernetes API": a pass, `ApiUnreachable` (an error), or skipped before the
+/// first probe.
+pub fn reach_item(check: &'static str, probe: &ApiProbe) -> Item {
+    let desc = "can reach the Kubernetes API";
+    match &probe.server_version {
+        None => Item::skipped(desc, "not probed yet"),
+        Some(Ok(_)) => Item::pass(desc),
+        Some(Err(e)) => Item::finding(
+            desc,
+            Finding {
+                check,
+                ..finding(
                     "ApiUnreachable",
                     Severity::Error,
                     "the API server answers".into(),
                     e.clone(),
                     format!("cannot reach the Kubernetes API: {e}"),
                     "check --kubeconfig/--context, or the pod's network policy and service account token",
-                ),
-            )),
-            Some(Ok(version)) => {
-                items.push(Item::pass("can reach the Kubernetes API"));
-                let desc = format!("Kubernetes version {version} is supported (>= 1.{MIN_MINOR})");
-                match parse_version(version) {
-                    Some((1, minor)) if minor >= MIN_MINOR => items.push(Item::pass(desc)),
-                    _ => items.push(Item::finding(
-                        desc,
-                        finding(
-                            "UnsupportedKubernetesVersion",
-                            Severity::Warning,
-                            format!(">= v1.{MIN_MINOR}"),
-                            version.clone(),
-                            format!("Kubernetes {version} is older than v1.{MIN_MINOR} or unrecognised; results may be wrong"),
-                            "upgrade the cluster, or run an older meshkeeper",
-                        ),
-                    )),
-                }
-            }
-        }
-        for r in &probe.permissions {
-            let desc = format!("can {}", r.permission.describe());
-            let hint = format!(
-                "grant it in the chart's RBAC (needed by {}); check with: kubectl auth can-i {} {} --as=system:serviceaccount:<namespace>:<serviceaccount>",
-                r.permission.why, r.permission.verb, r.permission.resource
-            );
+                )
+            },
+        ),
+    }
+}
+
+/// One item per access review: a pass where allowed, a `PermissionDenied` error naming `who`
+/// and why it is needed where denied (with `hint`), skipped where the review could not be made.
+pub fn permission_items(
+    check: &'static str,
+    results: &[PermissionResult],
+    who: &str,
+    hint: impl Fn(&Permission) -> String,
+) -> Vec<Item> {
+    results
+        .iter()
+        .map(|r| {
+            let (p, desc) = (&r.permission, format!("can {}", r.permission.describe()));
             match &r.allowed {
-                Ok(true) => items.push(Item::pass(desc)),
-                Ok(false) => items.push(Item::finding(
+                Ok(true) => Item::pass(desc),
+                Ok(false) => Item::finding(
                     desc,
                     Finding {
-                        object: ObjectRef::cluster(&format!("rbac:{}", r.permission.describe())),
+                        check,
+                        object: ObjectRef::cluster(&format!("rbac:{}", p.describe())),
                         ..finding(
                             "PermissionDenied",
                             Severity::Error,
                             "allowed".into(),
                             "denied".into(),
-                            format!("meshkeeper may not {} ({})", r.permission.describe(), r.permission.why),
-                            &hint,
+                            format!("{who} may not {} ({})", p.describe(), p.why),
+                            &hint(p),
                         )
                     },
-                )),
-                Err(e) => items.push(Item::skipped(desc, format!("could not ask: {e}"))),
+                ),
+                Err(e) => Item::skipped(desc, format!("could not ask: {e}")),
             }
-        }
-        health_items(view, &mut items);
-        Evaluation::report(CheckReport { check: CHECK, title: self.title(), items })
-    }
+        })
+        .collect()
 }
 
 /// The watches and leader election, as items.

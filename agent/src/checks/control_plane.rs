@@ -13,7 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use x509_parser::pem::Pem;
 
-use super::{Check, Evaluation, Resource, View};
+pub use super::guide::Capacity;
+use super::{Check, Evaluation, Resource, View, guide};
 use crate::cache::{DeploymentInfo, PodInfo, image_tag};
 use crate::config::{Component, ControlPlaneSettings, MtlsMode};
 use crate::findings::{CheckReport, Finding, Item, ObjectRef, Severity};
@@ -23,9 +24,6 @@ pub const CHECK: &str = "control-plane";
 /// Waiting reasons that mean a container cannot run.
 const BAD_WAITING: &[&str] =
     &["CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError", "InvalidImageName"];
-
-/// Names that identify a mesh control plane (for the one-mesh rule).
-const CONTROL_PLANE_NAMES: &[&str] = &["istio-pilot", "istiod"];
 
 /// What the mTLS probe found (I/O fills it; interpreted here).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -211,14 +209,6 @@ pub fn url_problem(url: &str) -> Option<String> {
         return Some(format!("{url} names no host"));
     }
     None
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Capacity {
-    pub nodes: usize,
-    pub ready_nodes: usize,
-    pub cpu_millis: i64,
-    pub memory_bytes: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -409,24 +399,8 @@ pub fn webhook_status(view: &View<'_>) -> WebhookStatus {
 pub fn assess(view: &View<'_>) -> ControlPlaneStatus {
     let cp = &view.settings.control_plane;
     let components = cp.components.iter().map(|c| component_status(c, cp, view)).collect();
-    let ignored: BTreeSet<&str> = cp.ignored_namespaces.iter().map(String::as_str).collect();
-    let other_meshes = view
-        .deployments
-        .iter()
-        .filter(|d| d.namespace != cp.namespace && !ignored.contains(d.namespace.as_str()))
-        .filter(|d| {
-            CONTROL_PLANE_NAMES.contains(&d.name.as_str())
-                || d.labels.get("istio").is_some_and(|v| v == "pilot")
-                || d.labels.get("app").is_some_and(|v| v == "istiod")
-        })
-        .map(|d| (d.namespace.clone(), d.name.clone()))
-        .collect();
-    let capacity = Capacity {
-        nodes: view.nodes.len(),
-        ready_nodes: view.nodes.iter().filter(|n| n.ready).count(),
-        cpu_millis: view.nodes.iter().map(|n| n.cpu_millis).sum(),
-        memory_bytes: view.nodes.iter().map(|n| n.memory_bytes).sum(),
-    };
+    let other_meshes = guide::other_meshes(view.deployments, cp);
+    let capacity = guide::capacity(view.nodes);
     ControlPlaneStatus { components, webhook: webhook_status(view), capacity, other_meshes }
 }
 
@@ -700,46 +674,9 @@ pub fn report(status: &ControlPlaneStatus, view: &View<'_>, title: &'static str)
         }
     }
 
-    let desc = format!("one mesh: no control plane outside {ns} (ignoring {})", cp.ignored_namespaces.join(", "));
-    if status.other_meshes.is_empty() {
-        b.pass(desc.clone());
-    }
-    for (ons, name) in &status.other_meshes {
-        b.find(
-            desc.clone(),
-            "SecondControlPlane",
-            Severity::Error,
-            ObjectRef::new("apps/v1", "Deployment", Some(ons), name),
-            format!("a control plane only in {ns}"),
-            format!("{ons}/{name}"),
-            format!("a second control plane {name} runs in {ons}; the install guide allows one mesh"),
-            format!("kubectl -n {ons} get deploy {name}; remove it or add {ons} to control_plane.ignored_namespaces if it is not a mesh"),
-        );
-    }
-
-    let cap = &status.capacity;
-    let want = &cp.capacity;
-    let cores = cap.cpu_millis as f64 / 1000.0;
-    let gb = cap.memory_bytes as f64 / 1e9;
-    let desc = format!(
-        "cluster capacity: >= {} nodes, {} vCPU, {} GB allocatable",
-        want.min_nodes, want.min_cpu_cores, want.min_memory_gb
-    );
-    let actual = format!("{} nodes, {cores:.1} vCPU, {gb:.1} GB", cap.nodes);
-    if (cap.nodes as u64) < u64::from(want.min_nodes) || cores < want.min_cpu_cores || gb < want.min_memory_gb {
-        b.find(
-            desc,
-            "CapacityBelowMinimum",
-            Severity::Warning,
-            ObjectRef::cluster("nodes"),
-            format!("{} nodes, {} vCPU, {} GB", want.min_nodes, want.min_cpu_cores, want.min_memory_gb),
-            actual.clone(),
-            format!("the cluster ({actual}) is below the install guide's minimum"),
-            "add nodes to the user cluster (gkectl update / the node pool's replicas)".into(),
-        );
-    } else {
-        b.pass(format!("{desc} ({actual})"));
-    }
+    b.items.extend(guide::one_mesh_items(CHECK, &status.other_meshes, cp));
+    // Below the install guide's size the mesh still runs: a warning here, an error before the install.
+    b.items.extend(guide::capacity_items(CHECK, Severity::Warning, &status.capacity, &cp.capacity));
 
     let desc = format!(
         "mesh-wide mTLS mode is {}",

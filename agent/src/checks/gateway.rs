@@ -78,6 +78,14 @@ fn ops(v: Value) -> Option<Vec<Value>> {
     v.as_array().cloned()
 }
 
+/// The Service (`namespace/name`) other than `except` that holds nodePort `port`, if any.
+pub fn node_port_holder(all: &[&ServiceInfo], except: (&str, &str), port: i32) -> Option<String> {
+    all.iter()
+        .filter(|o| (o.namespace.as_str(), o.name.as_str()) != except)
+        .find(|o| o.ports.iter().any(|p| p.node_port == Some(port)))
+        .map(|o| format!("{}/{}", o.namespace, o.name))
+}
+
 /// Detection over the cached Services (pure).
 pub fn detect(g: &GatewaySettings, svc: Option<&ServiceInfo>, all: &[&ServiceInfo]) -> GatewayStatus {
     let Some(svc) = svc else { return GatewayStatus::default() };
@@ -144,11 +152,7 @@ pub fn detect(g: &GatewaySettings, svc: Option<&ServiceInfo>, all: &[&ServiceInf
             if port.node_port == Some(want) {
                 continue;
             }
-            let holder = all
-                .iter()
-                .filter(|o| !(o.namespace == svc.namespace && o.name == svc.name))
-                .find(|o| o.ports.iter().any(|p| p.node_port == Some(want)))
-                .map(|o| format!("{}/{}", o.namespace, o.name));
+            let holder = node_port_holder(all, (&svc.namespace, &svc.name), want);
             let path = format!("/spec/ports/{idx}/nodePort");
             let ops_v = match port.node_port {
                 Some(cur) => json!([

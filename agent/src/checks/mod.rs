@@ -12,7 +12,9 @@
 pub mod api;
 pub mod control_plane;
 pub mod gateway;
+pub mod guide;
 pub mod injection;
+pub mod precheck;
 pub mod reinjection;
 
 use std::collections::{BTreeMap, BTreeSet};

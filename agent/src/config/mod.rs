@@ -24,8 +24,8 @@ use serde_json::Value;
 
 pub use profile::Profile;
 pub use types::{
-    Glob, LabelPair, LabelSelector, MaintenanceWindow, TimeOfDay, Weekday, is_dns_label, validate_label_key,
-    validate_label_value,
+    Glob, LabelPair, LabelSelector, MaintenanceWindow, TimeOfDay, VersionRange, Weekday, is_dns_label,
+    validate_label_key, validate_label_value,
 };
 
 /// The environment variable prefix for overrides.
@@ -53,6 +53,16 @@ pub struct Settings {
     pub control_plane: ControlPlaneSettings,
     pub gateway: GatewaySettings,
     pub repairs: RepairSettings,
+    pub precheck: PrecheckSettings,
+}
+
+/// What `meshkeeper check --pre` holds the cluster to, besides the install guide's size
+/// (`control_plane.capacity`), namespaces and gateway mode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrecheckSettings {
+    /// The Kubernetes versions the mesh to be installed supports.
+    pub kubernetes_versions: VersionRange,
 }
 
 /// The contest guard every repair passes: a field meshkeeper set that another field manager
@@ -384,6 +394,8 @@ impl Settings {
             control_plane,
             gateway,
             repairs: RepairSettings { contest_reverts, contest_window_minutes },
+            // Parsed and checked by its type.
+            precheck: PrecheckSettings { kubernetes_versions: _ },
         } = self;
 
         if !(10..=86_400).contains(resync_seconds) {

@@ -68,7 +68,18 @@ fn components(names: &[&str]) -> Vec<Component> {
     names.iter().map(|n| Component { name: n.to_string(), min_ready: 1, versioned: *n != "promsd" }).collect()
 }
 
+/// The Kubernetes versions Istio 1.4 (ASM 1.4.10-asm.18) was released for. Its CRDs are
+/// `apiextensions.k8s.io/v1beta1`, which Kubernetes 1.22 no longer serves.
+const ASM_ONPREM_KUBERNETES: VersionRange = VersionRange { min: (1, 13), max: Some((1, 15)) };
+/// The istiod profile names no Istio version: meshkeeper's own minimum, no upper bound (set
+/// `precheck.kubernetes_versions` to your release's range).
+const ISTIOD_KUBERNETES: VersionRange = VersionRange { min: (1, 24), max: None };
+
 pub(super) fn defaults(profile: Profile) -> Settings {
+    let kubernetes_versions = match profile {
+        Profile::AsmOnprem => ASM_ONPREM_KUBERNETES,
+        Profile::Istiod => ISTIOD_KUBERNETES,
+    };
     let (control_components, node_ports, gateway_mode, ignored): (
         Vec<Component>,
         BTreeMap<String, u16>,
@@ -154,5 +165,6 @@ pub(super) fn defaults(profile: Profile) -> Settings {
             node_ports,
         },
         repairs: RepairSettings { contest_reverts: 3, contest_window_minutes: 10 },
+        precheck: PrecheckSettings { kubernetes_versions },
     }
 }

@@ -87,7 +87,7 @@ fn bad_inputs_name_the_key_the_value_and_what_is_allowed() {
         ),
         (
             "colour: blue\n",
-            "colour: unknown key \"colour\" (allowed: profile, dry_run, resync_seconds, http, client, leader_election, events, injection, reinjection, control_plane, gateway, repairs)",
+            "colour: unknown key \"colour\" (allowed: profile, dry_run, resync_seconds, http, client, leader_election, events, injection, reinjection, control_plane, gateway, repairs, precheck)",
         ),
         (
             "http:\n  listen: localhost\n",
@@ -168,6 +168,18 @@ fn bad_inputs_name_the_key_the_value_and_what_is_allowed() {
             "control_plane:\n  capacity:\n    min_memory_gb: -1\n",
             "control_plane.capacity.min_memory_gb: -1 must be a number >= 0",
         ),
+        (
+            "precheck:\n  kubernetes_versions: 1.13 to 1.15\n",
+            "precheck.kubernetes_versions: \"1.13 to 1.15\" is not a range of Kubernetes versions (e.g. \"1.13-1.15\", \"1.24+\" or \"1.16\")",
+        ),
+        (
+            "precheck:\n  kubernetes_versions: 1.16-1.13\n",
+            "precheck.kubernetes_versions: \"1.16-1.13\": the first version is newer than the last",
+        ),
+        (
+            "precheck:\n  kubernetes_min: '1.13'\n",
+            "precheck.kubernetes_min: unknown key \"kubernetes_min\" (allowed: kubernetes_versions)",
+        ),
         ("gateway: [1, 2]\n", "gateway: expected a mapping of keys, not [1,2]"),
         ("http: 9090\n", "http: expected a mapping of keys, not 9090"),
     ];
@@ -240,4 +252,40 @@ fn the_agents_own_namespace_is_excluded_by_default() {
     let env = [("MESHKEEPER_LEADER_ELECTION__NAMESPACE".to_string(), "mk".to_string())];
     let s = Settings::from_yaml_and_env(None, &env).unwrap();
     assert!(!crate::checks::injection::in_scope(&crate::cache::NamespaceInfo::test("mk"), &s.injection));
+}
+
+#[test]
+fn kubernetes_versions_parse_as_a_range() {
+    let r = |s: &str| s.parse::<VersionRange>();
+    type Versions = &'static [(u32, u32)];
+    // (text, canonical form, versions in, versions out)
+    let cases: &[(&str, &str, Versions, Versions)] = &[
+        ("1.13-1.15", "1.13-1.15", &[(1, 13), (1, 14), (1, 15)], &[(1, 12), (1, 16), (1, 36), (2, 14)]),
+        (" v1.13 - v1.15 ", "1.13-1.15", &[(1, 13), (1, 15)], &[(1, 16)]),
+        ("1.24+", "1.24+", &[(1, 24), (1, 36), (2, 0)], &[(1, 23), (0, 99)]),
+        ("1.16", "1.16", &[(1, 16)], &[(1, 15), (1, 17)]),
+        ("1.16-1.16", "1.16", &[(1, 16)], &[(1, 17)]),
+    ];
+    for (text, canonical, inside, outside) in cases {
+        let range = r(text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+        assert_eq!(range.to_string(), *canonical);
+        assert!(inside.iter().all(|v| range.contains(*v)), "{text:?} holds {inside:?}");
+        assert!(outside.iter().all(|v| !range.contains(*v)), "{text:?} leaves out {outside:?}");
+    }
+    for bad in ["", "1", "1.", ".13", "1.13-", "-1.15", "1.x", "1.13-1.15-1.16", "1.13+1", "one.two", "1.13++"] {
+        assert!(r(bad).is_err(), "{bad:?} should be rejected");
+    }
+}
+
+#[test]
+fn kubernetes_versions_default_by_profile_and_come_from_yaml_or_the_environment() {
+    assert_eq!(Settings::defaults(Profile::AsmOnprem).precheck.kubernetes_versions.to_string(), "1.13-1.15");
+    let istiod = Settings::defaults(Profile::Istiod).precheck.kubernetes_versions;
+    assert_eq!(istiod.to_string(), format!("1.{}+", crate::checks::api::MIN_MINOR), "meshkeeper's own minimum");
+    // A YAML number is a version, not a float: 1.16 stays 1.16.
+    let s = load("precheck:\n  kubernetes_versions: 1.16\n").unwrap();
+    assert_eq!(s.precheck.kubernetes_versions.to_string(), "1.16");
+    let s =
+        Settings::from_yaml_and_env(None, &env(&[("MESHKEEPER_PRECHECK__KUBERNETES_VERSIONS", "1.24-1.36")])).unwrap();
+    assert!(s.precheck.kubernetes_versions.contains((1, 36)));
 }

@@ -103,16 +103,78 @@ impl FromStr for LabelPair {
     }
 }
 
-impl TryFrom<String> for LabelPair {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
+/// `TryFrom<String>` by `FromStr` and `From<T> for String` by `Display`: what
+/// `#[serde(try_from = "String", into = "String")]` needs of a type that parses at the edge.
+macro_rules! string_conversions {
+    ($($t:ty),*) => {$(
+        impl TryFrom<String> for $t {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                s.parse()
+            }
+        }
+
+        impl From<$t> for String {
+            fn from(v: $t) -> String {
+                v.to_string()
+            }
+        }
+    )*};
+}
+
+string_conversions!(LabelPair, VersionRange);
+
+/// A range of Kubernetes minor versions: `1.13-1.15` (inclusive), `1.24+` (no upper bound)
+/// or `1.16` (that one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct VersionRange {
+    /// (major, minor) of the oldest supported version.
+    pub min: (u32, u32),
+    /// (major, minor) of the newest; None: no upper bound.
+    pub max: Option<(u32, u32)>,
+}
+
+impl VersionRange {
+    pub fn contains(&self, v: (u32, u32)) -> bool {
+        v >= self.min && self.max.is_none_or(|max| v <= max)
     }
 }
 
-impl From<LabelPair> for String {
-    fn from(l: LabelPair) -> String {
-        l.to_string()
+fn parse_minor(s: &str) -> Option<(u32, u32)> {
+    let (major, minor) = s.trim().strip_prefix('v').unwrap_or(s.trim()).split_once('.')?;
+    let digits = |x: &str| !x.is_empty() && x.len() <= 4 && x.bytes().all(|b| b.is_ascii_digit());
+    (digits(major) && digits(minor)).then(|| Some((major.parse().ok()?, minor.parse().ok()?)))?
+}
+
+impl FromStr for VersionRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not a range of Kubernetes versions (e.g. \"1.13-1.15\", \"1.24+\" or \"1.16\")");
+        let t = s.trim();
+        let (min, max) = if let Some(min) = t.strip_suffix('+') {
+            (parse_minor(min).ok_or_else(bad)?, None)
+        } else if let Some((a, b)) = t.split_once('-') {
+            (parse_minor(a).ok_or_else(bad)?, Some(parse_minor(b).ok_or_else(bad)?))
+        } else {
+            let v = parse_minor(t).ok_or_else(bad)?;
+            (v, Some(v))
+        };
+        if max.is_some_and(|max| max < min) {
+            return Err(format!("{s:?}: the first version is newer than the last"));
+        }
+        Ok(VersionRange { min, max })
+    }
+}
+
+impl fmt::Display for VersionRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (a, b) = self.min;
+        match self.max {
+            None => write!(f, "{a}.{b}+"),
+            Some(max) if max == self.min => write!(f, "{a}.{b}"),
+            Some((c, d)) => write!(f, "{a}.{b}-{c}.{d}"),
+        }
     }
 }
 

@@ -82,6 +82,11 @@ const TARGET_LABELS: [&str; 7] = ["namespace", "pod", "job", "instance", "servic
 #[tokio::test]
 async fn every_metric_family_with_every_feature_on_carries_no_target_label_name() {
     let sim = cluster().await;
+    // NB: `meshkeeper_finding` and `meshkeeper_workloads_pending_reinjection` have series only
+    // while a finding and a waiting workload exist, and the repairs clear the seeded ones within
+    // a second: a bare pod that predates shop's label keeps one of each (NoControllerToRestart).
+    let bare = serde_json::json!({"metadata": {"name": "debug"}, "spec": {"containers": [{"name": "sh", "image": "busybox:1.36"}]}});
+    sim.cluster().create("v1", "pods", "shop", bare).expect("a bare pod");
     let extra = "injection:\n  mode: enforce\nreinjection:\n  mode: enforce\n  per_namespace_metrics: true\n  evict_on_delete: true\ngateway:\n  repair: true\n";
     let agent = start(&sim, &config(extra)).await;
     agent.wait_ready().await;

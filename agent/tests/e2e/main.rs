@@ -7,6 +7,7 @@ mod control_plane;
 mod daemon;
 mod gateway;
 mod injection;
+mod precheck;
 mod prometheus;
 mod rbac;
 mod real_server;

@@ -139,16 +139,7 @@ pub fn asm_onprem(c: &Cluster) -> Result<(), ApiError> {
     ] {
         c.create("v1", "namespaces", "", ns_obj(name, labels))?;
     }
-    for i in 0..4 {
-        let name = format!("user-node-{i}");
-        let node = json!({"metadata": {"name": name, "labels": {"kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64", "kubernetes.io/hostname": name}},
-            "status": {"capacity": {"cpu": "1", "memory": "3750M", "pods": "110"}, "allocatable": {"cpu": "1", "memory": "3750M", "pods": "110"},
-                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status"}],
-                "addresses": [{"type": "InternalIP", "address": format!("10.0.0.{}", 11 + i)}, {"type": "Hostname", "address": name}],
-                "nodeInfo": {"kubeletVersion": "v1.36.2", "osImage": "Ubuntu 22.04.4 LTS", "kernelVersion": "5.15.0-1060-gke",
-                    "containerRuntimeVersion": "containerd://1.7.22", "operatingSystem": "linux", "architecture": "amd64"}}});
-        c.create("v1", "nodes", "", node)?;
-    }
+    user_nodes(c, 4)?;
     let components = [
         ("istio-citadel", json!({"app": "security", "istio": "citadel"}), format!("{ASM_HUB}/citadel:{ASM_VERSION}")),
         ("istio-galley", json!({"app": "galley", "istio": "galley"}), format!("{ASM_HUB}/galley:{ASM_VERSION}")),
@@ -186,7 +177,54 @@ pub fn asm_onprem(c: &Cluster) -> Result<(), ApiError> {
         "",
         json!({"metadata": {"name": "default"}, "spec": {"peers": [{"mtls": {"mode": "PERMISSIVE"}}]}}),
     )?;
-    // GKE on VMware's own Istio pieces: not the mesh.
+    gke_istio_pieces(c)?;
+    // Applications.
+    c.create(
+        "apps/v1",
+        "deployments",
+        "bookinfo",
+        deployment(
+            "bookinfo",
+            "productpage",
+            json!({"app": "productpage"}),
+            "docker.io/istio/examples-bookinfo-productpage-v1:1.15.0",
+            2,
+        ),
+    )?;
+    c.create("apps/v1", "deployments", "shop", deployment("shop", "web", json!({"app": "web"}), "nginx:1.25", 2))?;
+    c.create(
+        "apps/v1",
+        "deployments",
+        "legacy",
+        deployment("legacy", "batch", json!({"app": "batch"}), "busybox:1.36", 1),
+    )?;
+    Ok(())
+}
+
+/// `n` Ready user-cluster nodes, each a quarter of the install guide's minimum (1 vCPU,
+/// 3750M allocatable): four are exactly its 4 vCPU, 15 GB and 4 nodes.
+pub fn user_nodes(c: &Cluster, n: usize) -> Result<(), ApiError> {
+    for i in 0..n {
+        let name = format!("user-node-{i}");
+        let node = json!({"metadata": {"name": name, "labels": {"kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64", "kubernetes.io/hostname": name}},
+            "status": {"capacity": {"cpu": "1", "memory": "3750M", "pods": "110"}, "allocatable": {"cpu": "1", "memory": "3750M", "pods": "110"},
+                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status"}],
+                "addresses": [{"type": "InternalIP", "address": format!("10.0.0.{}", 11 + i)}, {"type": "Hostname", "address": name}],
+                "nodeInfo": {"kubeletVersion": "v1.36.2", "osImage": "Ubuntu 22.04.4 LTS", "kernelVersion": "5.15.0-1060-gke",
+                    "containerRuntimeVersion": "containerd://1.7.22", "operatingSystem": "linux", "architecture": "amd64"}}});
+        c.create("v1", "nodes", "", node)?;
+    }
+    Ok(())
+}
+
+/// GKE on VMware's own Istio pieces (not the mesh): Pilot and an ingress gateway in
+/// gke-system, Citadel in kube-system, their namespaces created where missing.
+pub fn gke_istio_pieces(c: &Cluster) -> Result<(), ApiError> {
+    for ns in ["gke-system", "kube-system"] {
+        if c.get("v1", "namespaces", "", ns).is_none() {
+            c.create("v1", "namespaces", "", ns_obj(ns, json!({})))?;
+        }
+    }
     c.create(
         "apps/v1",
         "deployments",
@@ -217,27 +255,19 @@ pub fn asm_onprem(c: &Cluster) -> Result<(), ApiError> {
             1,
         ),
     )?;
-    // Applications.
-    c.create(
-        "apps/v1",
-        "deployments",
-        "bookinfo",
-        deployment(
-            "bookinfo",
-            "productpage",
-            json!({"app": "productpage"}),
-            "docker.io/istio/examples-bookinfo-productpage-v1:1.15.0",
-            2,
-        ),
-    )?;
-    c.create("apps/v1", "deployments", "shop", deployment("shop", "web", json!({"app": "web"}), "nginx:1.25", 2))?;
-    c.create(
-        "apps/v1",
-        "deployments",
-        "legacy",
-        deployment("legacy", "batch", json!({"app": "batch"}), "busybox:1.36", 1),
-    )?;
     Ok(())
+}
+
+/// An empty GKE on VMware user cluster of the install guide's size, before the install: the
+/// namespaces every cluster has, gke-system and gke-connect, and [`user_nodes`] (4 of them is
+/// exactly the guide's minimum). No mesh, and none of GKE's own Istio pieces (add them with
+/// [`gke_istio_pieces`]).
+pub fn guide_sized(c: &Cluster, nodes: usize) -> Result<(), ApiError> {
+    basic(c)?;
+    for ns in ["gke-system", "gke-connect"] {
+        c.create("v1", "namespaces", "", ns_obj(ns, json!({})))?;
+    }
+    user_nodes(c, nodes)
 }
 
 /// [`asm_onprem`], then waits (bounded: an error after 20 s, e.g. without actors) until every

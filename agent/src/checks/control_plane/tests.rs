@@ -112,12 +112,7 @@ fn healthy() -> Snapshot {
             failure_policy: Some("Fail".into()),
         }],
     };
-    let nodes = (0..4).map(|i| NodeInfo {
-        name: format!("node-{i}"),
-        ready: true,
-        cpu_millis: 1000,
-        memory_bytes: 3_750_000_000,
-    });
+    let nodes = (0..4).map(|i| NodeInfo::test(&format!("node-{i}"), 1000, 3_750_000_000));
     Snapshot {
         deployments: Index::from_objects(deployments),
         pods: Index::from_objects(pods),
@@ -491,7 +486,16 @@ fn every_rule() {
             }),
             vec![],
         ),
-        ("three nodes", Box::new(|s, _, _| s.nodes.delete("node-3")), vec![("CapacityBelowMinimum", Warning)]),
+        ("three nodes", Box::new(|s, _, _| s.nodes.delete("node-3")), vec![("CapacityBelowMinimum", Warning); 3]),
+        (
+            "a cordoned node does not count",
+            Box::new(|s, _, _| {
+                let mut n = s.nodes.get("node-3").unwrap().clone();
+                n.unschedulable = true;
+                s.nodes.apply(n);
+            }),
+            vec![("CapacityBelowMinimum", Warning); 3],
+        ),
         (
             "memory below minimum",
             Box::new(|s, _, _| {
