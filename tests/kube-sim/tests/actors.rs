@@ -21,10 +21,31 @@ async fn until(c: &Cluster, what: &str, f: impl Fn(&Cluster) -> bool) {
         if f(c) {
             return;
         }
+        // NB: a flood of events must not hide the deadline (Timeout polls the receiver first).
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out waiting for {what}");
+        }
         match tokio::time::timeout_at(deadline, rx.recv()).await {
             Err(_) => panic!("timed out waiting for {what}"),
             Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => panic!("store closed"),
             Ok(_) => {}
+        }
+    }
+}
+
+/// The next store event, failing the test at `deadline` (checked first: a flood of events
+/// must not hide it).
+async fn next_event(
+    rx: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<kube_sim::store::Event>>,
+    deadline: tokio::time::Instant,
+) -> std::sync::Arc<kube_sim::store::Event> {
+    loop {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for events");
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Err(_) => panic!("timed out waiting for events"),
+            Ok(Ok(ev)) => return ev,
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
+            Ok(Err(e)) => panic!("event stream: {e}"),
         }
     }
 }
@@ -139,7 +160,7 @@ async fn rollout_restart_goes_through_the_statuses_of_the_real_controller() {
     let mut seen: Vec<Value> = Vec::new();
     let deadline = tokio::time::Instant::now() + BOUND;
     loop {
-        let ev = tokio::time::timeout_at(deadline, rx.recv()).await.expect("rollout in time").expect("events");
+        let ev = next_event(&mut rx, deadline).await;
         if c.resource_of(&ev) != "deployments" {
             continue;
         }
@@ -314,7 +335,7 @@ async fn rolling_update_respects_surge_and_unavailability() {
     let deadline = tokio::time::Instant::now() + BOUND;
     let (mut max_pods, mut min_available) = (0, i64::MAX);
     loop {
-        let ev = tokio::time::timeout_at(deadline, rx.recv()).await.expect("in time").expect("events");
+        let ev = next_event(&mut rx, deadline).await;
         let all = pods(&c, "roll");
         max_pods = max_pods.max(all.len());
         let available = all
@@ -354,7 +375,7 @@ async fn recreate_stops_old_pods_before_new_ones_start() {
     let deadline = tokio::time::Instant::now() + BOUND;
     let mut terminating_seen = false;
     loop {
-        let ev = tokio::time::timeout_at(deadline, rx.recv()).await.expect("in time").expect("events");
+        let ev = next_event(&mut rx, deadline).await;
         if c.resource_of(&ev) == "pods" && ev.kind == "ADDED" {
             let left: Vec<String> = names(&pods(&c, "rc")).into_iter().filter(|p| old.contains(p)).collect();
             assert!(left.is_empty(), "a new pod started while old ones were still there: {left:?}");
@@ -453,7 +474,7 @@ async fn pods_go_pending_running_ready_and_terminate_gracefully() {
     let mut phases: Vec<String> = Vec::new();
     let deadline = tokio::time::Instant::now() + BOUND;
     let pod_name = loop {
-        let ev = tokio::time::timeout_at(deadline, rx.recv()).await.expect("in time").expect("events");
+        let ev = next_event(&mut rx, deadline).await;
         if c.resource_of(&ev) != "pods" {
             continue;
         }
@@ -612,7 +633,7 @@ async fn a_rolling_statefulset_updates_from_the_highest_ordinal_down_to_its_part
     let mut created: Vec<String> = Vec::new();
     let deadline = tokio::time::Instant::now() + BOUND;
     while created.len() < 3 {
-        let ev = tokio::time::timeout_at(deadline, rx.recv()).await.expect("in time").expect("events");
+        let ev = next_event(&mut rx, deadline).await;
         if c.resource_of(&ev) == "pods" && ev.kind == "ADDED" {
             let n = ev.object["metadata"]["name"].as_str().unwrap().to_string();
             for prev in &created {
@@ -636,7 +657,7 @@ async fn a_rolling_statefulset_updates_from_the_highest_ordinal_down_to_its_part
     let mut deleted: Vec<String> = Vec::new();
     let deadline = tokio::time::Instant::now() + BOUND;
     loop {
-        let ev = tokio::time::timeout_at(deadline, rx.recv()).await.expect("in time").expect("events");
+        let ev = next_event(&mut rx, deadline).await;
         if c.resource_of(&ev) == "pods" && ev.kind == "DELETED" {
             deleted.push(ev.object["metadata"]["name"].as_str().unwrap().to_string());
         }
@@ -738,7 +759,7 @@ async fn a_daemonset_runs_one_pod_per_eligible_node_and_rolls_one_node_at_a_time
     let deadline = tokio::time::Instant::now() + BOUND;
     let mut min_ready = usize::MAX;
     loop {
-        tokio::time::timeout_at(deadline, rx.recv()).await.expect("in time").expect("events");
+        next_event(&mut rx, deadline).await;
         let ready = pods(&c, "ds").iter().filter(|p| cond(p, "Ready")["status"] == "True").count();
         min_ready = min_ready.min(ready);
         if ds_done(&c, 5) && get(&c, "apps/v1", "daemonsets", "ds", "agent")["status"]["observedGeneration"] == 2 {
@@ -1297,6 +1318,40 @@ async fn native_sidecars_and_revisions() {
 }
 
 #[tokio::test]
+async fn newer_istio_webhooks_select_by_pod_label_too() {
+    // Istio 1.6+ installs a second webhook for pods that opt in by label in namespaces without
+    // any injection label (istio-injection.md: "if either is enabled, the pod is injected").
+    let sim = mesh().await;
+    let c = sim.cluster();
+    let mut wh =
+        get(&c, "admissionregistration.k8s.io/v1", "mutatingwebhookconfigurations", "", "istio-sidecar-injector");
+    let mut by_object = wh["webhooks"][0].clone();
+    by_object["name"] = json!("object.sidecar-injector.istio.io");
+    by_object["namespaceSelector"] = json!({"matchExpressions": [{"key": "istio-injection", "operator": "DoesNotExist"},
+        {"key": "istio.io/rev", "operator": "DoesNotExist"}]});
+    by_object["objectSelector"] = json!({"matchLabels": {"sidecar.istio.io/inject": "true"}});
+    wh["webhooks"].as_array_mut().unwrap().push(by_object);
+    wh["webhooks"][0]["objectSelector"] =
+        json!({"matchExpressions": [{"key": "sidecar.istio.io/inject", "operator": "NotIn", "values": ["false"]}]});
+    c.upsert("admissionregistration.k8s.io/v1", "mutatingwebhookconfigurations", "", wh).unwrap();
+    let pod = |name: &str, labels: Value| json!({"metadata": {"name": name, "labels": labels}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+    // (namespace, pod label, injected)
+    for (i, (ns, labels, want)) in [
+        ("shop", json!({"sidecar.istio.io/inject": "true"}), true),
+        ("shop", json!({}), false),
+        ("bookinfo", json!({}), true),
+        ("bookinfo", json!({"sidecar.istio.io/inject": "false"}), false),
+        ("istio-system", json!({"sidecar.istio.io/inject": "true"}), false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let created = c.create("v1", "pods", ns, pod(&format!("p{i}"), labels)).unwrap();
+        assert_eq!(proxy_image(&created).is_some(), want, "case {i} in {ns}");
+    }
+}
+
+#[tokio::test]
 async fn a_job_with_a_classic_sidecar_never_completes() {
     let sim = mesh().await;
     let c = sim.cluster();
@@ -1467,4 +1522,16 @@ async fn kubectl_get_prints_the_real_columns() {
     assert_eq!(kubectl::rows(&out)[1][..3], ["nightly-report", "Complete", "1/1"]);
     let (_, out, _) = kubectl::run(&k, &kc, &["get", "pods", "-n", "payments", "-l", "job-name=nightly-report"]).await;
     assert_eq!(kubectl::rows(&out)[1][1..3], ["0/1", "Completed"], "{out}");
+    // kubectl rollout restart and status of a StatefulSet and a DaemonSet (the defaulted
+    // RollingUpdate strategies are what kubectl checks first).
+    for (ns, what) in [("payments", "sts/ledger"), ("edge", "ds/log-shipper"), ("payments", "deploy/api")] {
+        let (ok, out, err) = kubectl::run(&k, &kc, &["-n", ns, "rollout", "restart", what]).await;
+        assert!(ok && out.contains("restarted"), "{what}: {out}{err}");
+        let (ok, out, err) = kubectl::run(&k, &kc, &["-n", ns, "rollout", "status", what, "--timeout=20s"]).await;
+        assert!(ok, "{what}: {out}{err}");
+        // A defaulted StatefulSet has partition 0: kubectl says "partitioned roll out complete".
+        assert!(out.contains("successfully rolled out") || out.contains("roll out complete"), "{what}: {out}");
+    }
+    let (ok, out, err) = kubectl::run(&k, &kc, &["-n", "payments", "rollout", "history", "sts/ledger"]).await;
+    assert!(ok && out.lines().filter(|l| l.starts_with(char::is_numeric)).count() == 2, "{out}{err}");
 }

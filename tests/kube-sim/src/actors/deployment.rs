@@ -123,10 +123,16 @@ fn sum(list: &[&Value], f: impl Fn(&Value) -> i64) -> i64 {
     list.iter().map(|rs| f(rs)).sum()
 }
 
-/// A template without the pod-template-hash label (`EqualIgnoreHash`).
+/// A template without the pod-template-hash label and with the API server's pod defaults
+/// (`EqualIgnoreHash` of two templates a real server would both have defaulted: kube-sim
+/// defaults at create only, so a template patched into a Deployment may lack what its
+/// ReplicaSet got).
 fn without_hash(t: &Value) -> Value {
     let mut t = t.clone();
-    if let Some(l) = t["metadata"]["labels"].as_object_mut() {
+    if !t.is_object() {
+        return t;
+    }
+    if let Some(l) = t.get_mut("metadata").and_then(|m| m.get_mut("labels")).and_then(Value::as_object_mut) {
         l.remove(HASH_LABEL);
         if l.is_empty()
             && let Some(m) = t["metadata"].as_object_mut()
@@ -139,6 +145,9 @@ fn without_hash(t: &Value) -> Value {
     {
         m.remove("metadata");
     }
+    if let Some(spec) = t.get_mut("spec") {
+        super::defaults::pod_spec(spec, Some("Always"));
+    }
     t
 }
 
@@ -150,6 +159,16 @@ struct Sync<'c, 'a> {
 
 pub fn reconcile(ctx: &mut Ctx, ns: &str, name: &str) -> Result<(), ApiError> {
     let Some(d) = ctx.c.get("apps/v1", "deployments", ns, name) else { return Ok(()) };
+    // Shapes a real API server would have refused (422): nothing to do.
+    let t = &d["spec"]["template"];
+    let map_or_absent = |v: &Value| v.is_null() || v.is_object();
+    if !t.is_object()
+        || !map_or_absent(&t["metadata"])
+        || !map_or_absent(&t["metadata"]["labels"])
+        || !map_or_absent(&d["spec"]["selector"]["matchLabels"])
+    {
+        return Ok(());
+    }
     let mut s = Sync { ctx, d };
     let selector = s.d["spec"]["selector"].clone();
     if !selector.is_object() || util::selector_is_empty(&selector) {
@@ -313,7 +332,7 @@ impl Sync<'_, '_> {
             return Ok((None, old));
         }
         let collisions = int_or(&self.d["status"]["collisionCount"], 0);
-        let hash = util::compute_hash(&self.d["spec"]["template"], collisions);
+        let hash = util::compute_hash(&without_hash(&self.d["spec"]["template"]), collisions);
         let mut template = self.d["spec"]["template"].clone();
         template["metadata"]["labels"][HASH_LABEL] = json!(hash);
         let mut selector = self.d["spec"]["selector"].clone();
@@ -892,6 +911,18 @@ mod tests {
         let bare = json!({"spec": {}});
         let mut labelled = bare.clone();
         labelled["metadata"] = json!({"labels": {HASH_LABEL: "x"}});
-        assert_eq!(without_hash(&labelled), bare);
+        assert_eq!(without_hash(&labelled), without_hash(&bare));
+        assert!(without_hash(&labelled).get("metadata").is_none());
+        // A container patched in without the defaults its ReplicaSet's copy got still matches.
+        let patched = json!({"spec": {"containers": [{"name": "c", "image": "nginx:1"}]}});
+        let defaulted = json!({"spec": {"containers": [{"name": "c", "image": "nginx:1", "imagePullPolicy": "IfNotPresent",
+            "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File", "resources": {}},],
+            "restartPolicy": "Always", "terminationGracePeriodSeconds": 30, "dnsPolicy": "ClusterFirst", "schedulerName": "default-scheduler", "securityContext": {}}});
+        assert_eq!(without_hash(&patched), without_hash(&defaulted));
+        assert_ne!(
+            without_hash(&patched),
+            without_hash(&json!({"spec": {"containers": [{"name": "c", "image": "nginx:2"}]}}))
+        );
+        assert_eq!(without_hash(&json!("odd")), json!("odd"));
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! | actor | real component | module |
 //! |---|---|---|
+//! | defaults (admission) | the API server's defaulting of workloads and pods | [`defaults`] |
 //! | sidecar injector (admission) | Istio's `istio-sidecar-injector` webhook | [`injector`] |
 //! | scheduler (admission) + kubelet | kube-scheduler, kubelet | [`kubelet`] |
 //! | deployment controller | kube-controller-manager `deployment` | [`deployment`] |
@@ -28,6 +29,7 @@
 //! nothing sleeps.
 
 pub mod daemonset;
+pub mod defaults;
 pub mod deployment;
 pub mod disruption;
 pub mod history;
@@ -352,6 +354,7 @@ impl Actors {
         let crashing = Arc::new(Mutex::new(BTreeSet::new()));
         let kubelet_opts = Arc::new(Mutex::new(opts.kubelet.clone()));
         cluster.set_controller_hooks(true, !opts.kubelet.termination.is_zero());
+        cluster.add_admission(defaults::hook());
         cluster.add_admission(injector::hook(injector.clone()));
         cluster.add_admission(kubelet::scheduler_hook());
         let (commands, mut rx_cmd) = mpsc::unbounded_channel();
