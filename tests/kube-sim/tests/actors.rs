@@ -1156,6 +1156,12 @@ async fn an_injector_without_ready_pods_fails_pod_creation_unless_the_webhook_ig
     let sim = mesh().await;
     let c = sim.cluster();
     until(&c, "bookinfo up", |c| all_ready(c, "bookinfo", 2)).await;
+    // The endpoints controller lists the injector's ready pod, on the Service's port.
+    let ep = get(&c, "v1", "endpoints", "istio-system", "istio-sidecar-injector");
+    let injector_pod = pods(&c, "istio-system").into_iter().find(|p| label(p, "istio") == "sidecar-injector").unwrap();
+    assert_eq!(ep["subsets"][0]["addresses"][0]["ip"], injector_pod["status"]["podIP"]);
+    assert_eq!(ep["subsets"][0]["addresses"][0]["targetRef"]["name"], injector_pod["metadata"]["name"]);
+    assert_eq!(ep["subsets"][0]["ports"], json!([{"name": "main", "port": 443, "protocol": "TCP"}]));
     c.patch(
         "apps/v1",
         "deployments",
@@ -1177,6 +1183,8 @@ async fn an_injector_without_ready_pods_fails_pod_creation_unless_the_webhook_ig
         e.message,
         "Internal error occurred: failed calling webhook \"sidecar-injector.istio.io\": failed to call webhook: Post \"https://istio-sidecar-injector.istio-system.svc:443/inject?timeout=10s\": no endpoints available for service \"istio-sidecar-injector\""
     );
+    let ep = get(&c, "v1", "endpoints", "istio-system", "istio-sidecar-injector");
+    assert!(ep.is_object() && ep["subsets"].is_null(), "no backend left: {ep}");
     assert!(
         c.create("v1", "pods", "shop", pod.clone()).is_ok(),
         "namespaces the webhook does not select are unaffected"

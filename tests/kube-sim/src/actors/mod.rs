@@ -13,6 +13,7 @@
 //! | job controller | `job` | [`job`] |
 //! | disruption controller (+ the eviction decision) | `disruption`, pods/eviction | [`disruption`] |
 //! | namespace controllers | `namespace`, `root-ca-cert-publisher`, `serviceaccount` | [`namespace`] |
+//! | endpoints controller | `endpoint` | [`endpoints`] |
 //! | service controller | cloud provider's LoadBalancer | [`service`] |
 //!
 //! ```text
@@ -32,6 +33,7 @@ pub mod daemonset;
 pub mod defaults;
 pub mod deployment;
 pub mod disruption;
+pub mod endpoints;
 pub mod history;
 pub mod injector;
 pub mod job;
@@ -122,6 +124,8 @@ pub enum Kind {
     Pdb,
     Namespace,
     Service,
+    /// The Endpoints of a Service.
+    Endpoints,
     /// The kubelet: start the pod's containers (Pending -> Running).
     PodStart,
     /// The kubelet: readiness probes pass (Ready).
@@ -277,6 +281,9 @@ fn route(c: &Cluster, q: &mut Queue, kubelet: &KubeletOptions, ev: &Event) {
             for pdb in c.names("policy/v1", "poddisruptionbudgets", ns) {
                 q.add(Key::new(Kind::Pdb, ns, &pdb));
             }
+            for svc in c.names("v1", "services", ns) {
+                q.add(Key::new(Kind::Endpoints, ns, &svc));
+            }
             kubelet::route_pod(q, kubelet, ev.kind, obj);
         }
         "nodes" => {
@@ -290,7 +297,11 @@ fn route(c: &Cluster, q: &mut Queue, kubelet: &KubeletOptions, ev: &Event) {
             }
         }
         "namespaces" => q.add(Key::new(Kind::Namespace, "", name)),
-        "services" => q.add(Key::new(Kind::Service, ns, name)),
+        "services" => {
+            q.add(Key::new(Kind::Service, ns, name));
+            q.add(Key::new(Kind::Endpoints, ns, name));
+        }
+        "endpoints" if ev.kind == "DELETED" => q.add(Key::new(Kind::Endpoints, ns, name)),
         _ => {}
     }
     // Content of a namespace going away (a terminating one's conditions change; a published
@@ -315,6 +326,9 @@ fn resync(c: &Cluster, q: &mut Queue) {
             q.add(Key::new(kind, &ns, &name));
         }
     }
+    for (ns, name) in c.keys("v1", "services") {
+        q.add(Key::new(Kind::Endpoints, &ns, &name));
+    }
     for (_, name) in c.keys("v1", "namespaces") {
         q.add(Key::new(Kind::Namespace, "", &name));
     }
@@ -335,6 +349,7 @@ fn reconcile(ctx: &mut Ctx, k: &Key) -> Result<(), ApiError> {
         Kind::Pdb => disruption::reconcile(ctx, ns, name),
         Kind::Namespace => namespace::reconcile(ctx, name),
         Kind::Service => service::reconcile(ctx, ns, name),
+        Kind::Endpoints => endpoints::reconcile(ctx, ns, name),
         Kind::PodStart | Kind::PodReady | Kind::PodFinish | Kind::PodRemove => {
             kubelet::reconcile(ctx, k.kind, ns, name)
         }
