@@ -418,6 +418,16 @@ async fn a_stuck_rollout_exceeds_its_progress_deadline() {
     let crashing =
         pods(&c, "stuck").into_iter().find(|p| p["spec"]["containers"].as_array().unwrap().len() == 2).unwrap();
     assert_eq!(crashing["status"]["containerStatuses"][1]["state"]["waiting"]["reason"], "CrashLoopBackOff");
+    // The crash is fixed: the pod comes up, keeps its restart count, the rollout completes.
+    sim.actors().unwrap().set_crashing("broken", false);
+    until(&c, "rolled out after the fix", |c| {
+        let d = get(c, "apps/v1", "deployments", "stuck", "web");
+        rolled_out(&d) && cond(&d, "Progressing")["reason"] == "NewReplicaSetAvailable"
+    })
+    .await;
+    let p = pods(&c, "stuck").into_iter().find(|p| p["spec"]["containers"].as_array().unwrap().len() == 2).unwrap();
+    assert_eq!(p["status"]["containerStatuses"][1]["restartCount"], 5);
+    assert_eq!(p["status"]["containerStatuses"][1]["ready"], true);
 }
 
 #[tokio::test]

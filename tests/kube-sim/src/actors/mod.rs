@@ -462,12 +462,14 @@ impl Actors {
         lock(&self.injector).clone()
     }
 
+    /// Containers with this name crash-loop in pods the kubelet starts from now on; `false`
+    /// lets crash-looping ones come up (Ready, their restart count kept).
     pub fn set_crashing(&self, container: &str, crash: bool) {
         let mut c = lock(&self.crashing);
         if crash {
             c.insert(container.to_string());
-        } else {
-            c.remove(container);
+        } else if c.remove(container) {
+            let _ = self.commands.send(Command::Resync);
         }
     }
 
