@@ -1,8 +1,10 @@
 //! Defaulting as the API server applies it while decoding a request body (create, update and
-//! the result of every patch). It runs before field management, so the writer owns the
-//! defaulted fields, unlike what the registry sets afterwards (Service clusterIP/nodePorts,
-//! Namespace finalizers), which nobody owns. Modelled: Services, the workload kinds and their
-//! pod templates (not Pods, whose defaults come with admission kube-sim does not model).
+//! the result of every patch; `pkg/apis/{apps,batch,core}/v1/defaults.go`). It runs before field
+//! management, so the writer owns the defaulted fields, unlike what the registry sets afterwards
+//! (Service clusterIP/nodePorts, Namespace finalizers), which nobody owns. Modelled: Services,
+//! Pods, the workload kinds and their pod templates. Only unset fields are filled, so it is
+//! idempotent. What Pods get from admission plugins (service account and its token volume,
+//! default tolerations, priority) is not defaulting and is not modelled.
 
 use serde_json::{Map, Value, json};
 
@@ -17,9 +19,10 @@ pub fn apply(kind: &str, obj: &mut Value) {
         }
         "StatefulSet" => stateful_set(obj),
         "DaemonSet" => daemon_set(obj),
-        "Job" => template(obj, &["spec", "template"]),
+        "Job" => job(obj),
         "CronJob" => cron_job(obj),
         "PodTemplate" => template(obj, &["template"]),
+        "Pod" => pod(obj),
         _ => {}
     }
 }
@@ -117,9 +120,72 @@ fn cron_job(obj: &mut Value) {
     template(obj, &["spec", "jobTemplate", "spec", "template"]);
 }
 
-/// The pod spec defaults of a workload's template (`SetDefaults_PodSpec` and the container
-/// defaults). Pods themselves are left as sent: their defaults come with admission (service
-/// account, tolerations, priority) that kube-sim does not model.
+/// `SetDefaults_Job` (not for a CronJob's jobTemplate, whose JobSpec gets only its pod
+/// template's defaults). The Job's labels are not copied from its template: kube-sim generates
+/// no selector and no controller-uid template labels to copy (the Job controller actor labels
+/// its pods itself).
+fn job(obj: &mut Value) {
+    if let Some(spec) = object_at(obj, "spec") {
+        let unset = |spec: &Map<String, Value>, k: &str| spec.get(k).is_none_or(Value::is_null);
+        // A non-parallel Job may leave both unset: both become 1.
+        if unset(spec, "completions") && unset(spec, "parallelism") {
+            spec.insert("completions".into(), json!(1));
+        }
+        set(spec, "parallelism", json!(1));
+        let backoff = if unset(spec, "backoffLimitPerIndex") { 6 } else { i32::MAX as i64 };
+        set(spec, "backoffLimit", json!(backoff));
+        set(spec, "completionMode", json!("NonIndexed"));
+        set(spec, "suspend", json!(false));
+        let replacement = if unset(spec, "podFailurePolicy") { "TerminatingOrFailed" } else { "Failed" };
+        set(spec, "podReplacementPolicy", json!(replacement));
+        let rules = spec.get_mut("podFailurePolicy").and_then(|p| p.get_mut("rules")).and_then(Value::as_array_mut);
+        for rule in rules.into_iter().flatten() {
+            let conds = rule.get_mut("onPodConditions").and_then(Value::as_array_mut);
+            for c in conds.into_iter().flatten().filter_map(Value::as_object_mut) {
+                if is_unset(c.get("status")) {
+                    c.insert("status".into(), json!("True"));
+                }
+            }
+        }
+    }
+    template(obj, &["spec", "template"]);
+}
+
+/// `SetDefaults_Pod` on top of the pod spec's: requests default to limits, `enableServiceLinks`
+/// true, a host-network pod's container ports get their hostPort. (A template gets neither:
+/// these materialize only in Pods.)
+fn pod(obj: &mut Value) {
+    let Some(spec) = object_at(obj, "spec") else { return };
+    pod_spec(spec);
+    set(spec, "enableServiceLinks", json!(true));
+    let host_network = spec.get("hostNetwork") == Some(&json!(true));
+    for list in ["containers", "initContainers"] {
+        let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) else { continue };
+        for c in cs.iter_mut().filter_map(Value::as_object_mut) {
+            if let Some(res) = c.get_mut("resources").and_then(Value::as_object_mut)
+                && let Some(limits) = res.get("limits").and_then(Value::as_object).cloned()
+            {
+                let requests = unset_as_empty(res.entry("requests").or_insert_with(|| json!({})));
+                if let Some(requests) = requests.as_object_mut() {
+                    for (k, v) in limits {
+                        requests.entry(k).or_insert(v);
+                    }
+                }
+            }
+            if host_network && let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
+                for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                    if is_unset(p.get("hostPort"))
+                        && let Some(cp) = p.get("containerPort").cloned()
+                    {
+                        p.insert("hostPort".into(), cp);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The pod spec defaults of a workload's template.
 fn template(obj: &mut Value, path: &[&str]) {
     let mut cur = obj;
     for p in path {
@@ -132,6 +198,11 @@ fn template(obj: &mut Value, path: &[&str]) {
             .unwrap_or_else(|| unreachable!());
     }
     let Some(spec) = object_at(cur, "spec") else { return };
+    pod_spec(spec);
+}
+
+/// `SetDefaults_PodSpec` and the container defaults (a Pod's and a template's alike).
+fn pod_spec(spec: &mut Map<String, Value>) {
     set(spec, "restartPolicy", json!("Always"));
     set(spec, "terminationGracePeriodSeconds", json!(30));
     set(spec, "dnsPolicy", json!("ClusterFirst"));
@@ -296,6 +367,82 @@ mod tests {
         let mut r = json!({"spec": {"strategy": {"type": "Recreate"}}});
         apply("Deployment", &mut r);
         assert!(r["spec"]["strategy"].get("rollingUpdate").is_none());
+    }
+
+    #[test]
+    fn pod_defaults_are_the_templates_and_set_defaults_pod() {
+        let mut p = json!({"spec": {"containers": [{"name": "app", "image": "nginx",
+            "ports": [{"containerPort": 8080}], "resources": {"limits": {"cpu": "1"}, "requests": {"memory": "1Gi"}}}]}});
+        apply("Pod", &mut p);
+        assert_eq!(
+            p["spec"],
+            json!({"containers": [{"name": "app", "image": "nginx", "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+                    "resources": {"limits": {"cpu": "1"}, "requests": {"memory": "1Gi", "cpu": "1"}},
+                    "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File", "imagePullPolicy": "Always"}],
+                "restartPolicy": "Always", "terminationGracePeriodSeconds": 30, "dnsPolicy": "ClusterFirst", "securityContext": {},
+                "schedulerName": "default-scheduler", "enableServiceLinks": true})
+        );
+        let before = p.clone();
+        apply("Pod", &mut p);
+        assert_eq!(p, before, "idempotent");
+        let mut h = json!({"spec": {"hostNetwork": true, "restartPolicy": "Never", "enableServiceLinks": false,
+            "initContainers": [{"name": "i", "image": "busybox:1", "ports": [{"containerPort": 53, "protocol": "UDP"}]}]}});
+        apply("Pod", &mut h);
+        assert_eq!(
+            h["spec"]["initContainers"][0]["ports"][0],
+            json!({"containerPort": 53, "protocol": "UDP", "hostPort": 53})
+        );
+        assert_eq!(
+            (h["spec"]["restartPolicy"].clone(), h["spec"]["enableServiceLinks"].clone()),
+            (json!("Never"), json!(false))
+        );
+        // Only Pods: a template gets neither enableServiceLinks nor requests from limits.
+        let mut d = json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "a:1", "resources": {"limits": {"cpu": "1"}}}]}}}});
+        apply("Deployment", &mut d);
+        assert!(d["spec"]["template"]["spec"].get("enableServiceLinks").is_none());
+        assert!(d["spec"]["template"]["spec"]["containers"][0]["resources"].get("requests").is_none());
+    }
+
+    #[test]
+    fn job_and_workload_strategy_defaults() {
+        let mut j = json!({"spec": {"template": {"spec": {"restartPolicy": "Never", "containers": []}}}});
+        apply("Job", &mut j);
+        assert_eq!(
+            j["spec"],
+            json!({"completions": 1, "parallelism": 1, "backoffLimit": 6, "completionMode": "NonIndexed", "suspend": false,
+                "podReplacementPolicy": "TerminatingOrFailed", "template": {"spec": {"restartPolicy": "Never", "containers": [],
+                    "terminationGracePeriodSeconds": 30, "dnsPolicy": "ClusterFirst", "securityContext": {}, "schedulerName": "default-scheduler"}}})
+        );
+        let mut q = json!({"spec": {"parallelism": 3, "suspend": true, "backoffLimitPerIndex": 1, "completionMode": "Indexed",
+            "podFailurePolicy": {"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]}}});
+        apply("Job", &mut q);
+        assert!(q["spec"].get("completions").is_none(), "a work queue: parallelism alone");
+        assert_eq!(q["spec"]["backoffLimit"], i32::MAX as i64);
+        assert_eq!(
+            (q["spec"]["suspend"].clone(), q["spec"]["podReplacementPolicy"].clone()),
+            (json!(true), json!("Failed"))
+        );
+        assert_eq!(q["spec"]["podFailurePolicy"]["rules"][0]["onPodConditions"][0]["status"], "True");
+        let mut cj = json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "OnFailure"}}}}}});
+        apply("CronJob", &mut cj);
+        assert!(cj["spec"]["jobTemplate"]["spec"].get("backoffLimit").is_none(), "SetDefaults_Job is for Jobs only");
+        let mut s = json!({"spec": {}});
+        apply("StatefulSet", &mut s);
+        assert_eq!(s["spec"]["updateStrategy"], json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}));
+        let mut ds = json!({"spec": {"updateStrategy": {"type": "OnDelete"}}});
+        apply("DaemonSet", &mut ds);
+        assert_eq!(ds["spec"]["updateStrategy"], json!({"type": "OnDelete"}));
+        for odd in [
+            json!(null),
+            json!("x"),
+            json!({"spec": "x"}),
+            json!({"spec": {"template": []}}),
+            json!({"spec": {"containers": "x", "template": {"spec": {"containers": "x"}}}}),
+        ] {
+            for kind in ["Pod", "Job", "StatefulSet", "Deployment"] {
+                apply(kind, &mut odd.clone());
+            }
+        }
     }
 
     #[test]

@@ -289,6 +289,9 @@ async fn wait_for(c: &Cluster, what: &str, f: impl Fn(&Cluster) -> bool) -> Resu
     let mut rx = c.subscribe();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     while !f(c) {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ApiError::new(504, "Timeout", format!("{what} within 20 s (are the actors on?)")));
+        }
         match tokio::time::timeout_at(deadline, rx.recv()).await {
             Err(_) => return Err(ApiError::new(504, "Timeout", format!("{what} within 20 s (are the actors on?)"))),
             Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => {

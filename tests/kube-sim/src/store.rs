@@ -1451,7 +1451,8 @@ impl Store {
         if old["metadata"]["deletionTimestamp"].is_string() {
             return Some(old.clone());
         }
-        let grace = old["spec"]["terminationGracePeriodSeconds"].as_i64().unwrap_or(30);
+        // Defaulted to 30 at create (src/defaults.rs); unset means 0, as in CheckGracefulDelete.
+        let grace = old["spec"]["terminationGracePeriodSeconds"].as_i64().unwrap_or(0);
         let scheduled = old["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
         let finished = matches!(old["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
         if grace <= 0 || !scheduled || finished {

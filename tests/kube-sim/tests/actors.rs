@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{BOUND, Client, until};
+use common::{BOUND, Client, next_event, until};
 use kube_sim::actors::KubeletOptions;
 use kube_sim::{Cluster, PatchType, Sim, SimOptions};
 use serde_json::{Value, json};
@@ -123,7 +123,7 @@ async fn rollout_restart_goes_through_the_statuses_of_the_real_controller() {
     let mut seen: Vec<Value> = Vec::new();
     let deadline = tokio::time::Instant::now() + BOUND;
     loop {
-        let ev = tokio::time::timeout_at(deadline, rx.recv()).await.expect("rollout in time").expect("events");
+        let ev = next_event(&mut rx, deadline).await;
         if c.resource_of(&ev) != "deployments" {
             continue;
         }
@@ -298,7 +298,7 @@ async fn rolling_update_respects_surge_and_unavailability() {
     let deadline = tokio::time::Instant::now() + BOUND;
     let (mut max_pods, mut min_available) = (0, i64::MAX);
     loop {
-        let ev = tokio::time::timeout_at(deadline, rx.recv()).await.expect("in time").expect("events");
+        let ev = next_event(&mut rx, deadline).await;
         let all = pods(&c, "roll");
         max_pods = max_pods.max(all.len());
         let available = all
@@ -338,7 +338,7 @@ async fn recreate_stops_old_pods_before_new_ones_start() {
     let deadline = tokio::time::Instant::now() + BOUND;
     let mut terminating_seen = false;
     loop {
-        let ev = tokio::time::timeout_at(deadline, rx.recv()).await.expect("in time").expect("events");
+        let ev = next_event(&mut rx, deadline).await;
         if c.resource_of(&ev) == "pods" && ev.kind == "ADDED" {
             let left: Vec<String> = names(&pods(&c, "rc")).into_iter().filter(|p| old.contains(p)).collect();
             assert!(left.is_empty(), "a new pod started while old ones were still there: {left:?}");
@@ -381,6 +381,16 @@ async fn a_stuck_rollout_exceeds_its_progress_deadline() {
     let crashing =
         pods(&c, "stuck").into_iter().find(|p| p["spec"]["containers"].as_array().unwrap().len() == 2).unwrap();
     assert_eq!(crashing["status"]["containerStatuses"][1]["state"]["waiting"]["reason"], "CrashLoopBackOff");
+    // The crash is fixed: the pod comes up, keeps its restart count, the rollout completes.
+    sim.actors().unwrap().set_crashing("broken", false);
+    until(&c, "rolled out after the fix", |c| {
+        let d = get(c, "apps/v1", "deployments", "stuck", "web");
+        rolled_out(&d) && cond(&d, "Progressing")["reason"] == "NewReplicaSetAvailable"
+    })
+    .await;
+    let p = pods(&c, "stuck").into_iter().find(|p| p["spec"]["containers"].as_array().unwrap().len() == 2).unwrap();
+    assert_eq!(p["status"]["containerStatuses"][1]["restartCount"], 5);
+    assert_eq!(p["status"]["containerStatuses"][1]["ready"], true);
 }
 
 #[tokio::test]
@@ -437,7 +447,7 @@ async fn pods_go_pending_running_ready_and_terminate_gracefully() {
     let mut phases: Vec<String> = Vec::new();
     let deadline = tokio::time::Instant::now() + BOUND;
     let pod_name = loop {
-        let ev = tokio::time::timeout_at(deadline, rx.recv()).await.expect("in time").expect("events");
+        let ev = next_event(&mut rx, deadline).await;
         if c.resource_of(&ev) != "pods" {
             continue;
         }
@@ -596,7 +606,7 @@ async fn a_rolling_statefulset_updates_from_the_highest_ordinal_down_to_its_part
     let mut created: Vec<String> = Vec::new();
     let deadline = tokio::time::Instant::now() + BOUND;
     while created.len() < 3 {
-        let ev = tokio::time::timeout_at(deadline, rx.recv()).await.expect("in time").expect("events");
+        let ev = next_event(&mut rx, deadline).await;
         if c.resource_of(&ev) == "pods" && ev.kind == "ADDED" {
             let n = ev.object["metadata"]["name"].as_str().unwrap().to_string();
             for prev in &created {
@@ -620,7 +630,7 @@ async fn a_rolling_statefulset_updates_from_the_highest_ordinal_down_to_its_part
     let mut deleted: Vec<String> = Vec::new();
     let deadline = tokio::time::Instant::now() + BOUND;
     loop {
-        let ev = tokio::time::timeout_at(deadline, rx.recv()).await.expect("in time").expect("events");
+        let ev = next_event(&mut rx, deadline).await;
         if c.resource_of(&ev) == "pods" && ev.kind == "DELETED" {
             deleted.push(ev.object["metadata"]["name"].as_str().unwrap().to_string());
         }
@@ -722,7 +732,7 @@ async fn a_daemonset_runs_one_pod_per_eligible_node_and_rolls_one_node_at_a_time
     let deadline = tokio::time::Instant::now() + BOUND;
     let mut min_ready = usize::MAX;
     loop {
-        tokio::time::timeout_at(deadline, rx.recv()).await.expect("in time").expect("events");
+        next_event(&mut rx, deadline).await;
         let ready = pods(&c, "ds").iter().filter(|p| cond(p, "Ready")["status"] == "True").count();
         min_ready = min_ready.min(ready);
         if ds_done(&c, 5) && get(&c, "apps/v1", "daemonsets", "ds", "agent")["status"]["observedGeneration"] == 2 {
@@ -1119,6 +1129,12 @@ async fn an_injector_without_ready_pods_fails_pod_creation_unless_the_webhook_ig
     let sim = mesh().await;
     let c = sim.cluster();
     until(&c, "bookinfo up", |c| all_ready(c, "bookinfo", 2)).await;
+    // The endpoints controller lists the injector's ready pod, on the Service's port.
+    let ep = get(&c, "v1", "endpoints", "istio-system", "istio-sidecar-injector");
+    let injector_pod = pods(&c, "istio-system").into_iter().find(|p| label(p, "istio") == "sidecar-injector").unwrap();
+    assert_eq!(ep["subsets"][0]["addresses"][0]["ip"], injector_pod["status"]["podIP"]);
+    assert_eq!(ep["subsets"][0]["addresses"][0]["targetRef"]["name"], injector_pod["metadata"]["name"]);
+    assert_eq!(ep["subsets"][0]["ports"], json!([{"name": "main", "port": 443, "protocol": "TCP"}]));
     c.patch(
         "apps/v1",
         "deployments",
@@ -1140,6 +1156,8 @@ async fn an_injector_without_ready_pods_fails_pod_creation_unless_the_webhook_ig
         e.message,
         "Internal error occurred: failed calling webhook \"sidecar-injector.istio.io\": failed to call webhook: Post \"https://istio-sidecar-injector.istio-system.svc:443/inject?timeout=10s\": no endpoints available for service \"istio-sidecar-injector\""
     );
+    let ep = get(&c, "v1", "endpoints", "istio-system", "istio-sidecar-injector");
+    assert!(ep.is_object() && ep["subsets"].is_null(), "no backend left: {ep}");
     assert!(
         c.create("v1", "pods", "shop", pod.clone()).is_ok(),
         "namespaces the webhook does not select are unaffected"
@@ -1278,6 +1296,40 @@ async fn native_sidecars_and_revisions() {
         )
         .unwrap();
     assert_eq!(proxy_image(&created).as_deref(), Some("gcr.io/gke-release/asm/proxyv2:1.4.10-asm.18"));
+}
+
+#[tokio::test]
+async fn newer_istio_webhooks_select_by_pod_label_too() {
+    // Istio 1.6+ installs a second webhook for pods that opt in by label in namespaces without
+    // any injection label (istio-injection.md: "if either is enabled, the pod is injected").
+    let sim = mesh().await;
+    let c = sim.cluster();
+    let mut wh =
+        get(&c, "admissionregistration.k8s.io/v1", "mutatingwebhookconfigurations", "", "istio-sidecar-injector");
+    let mut by_object = wh["webhooks"][0].clone();
+    by_object["name"] = json!("object.sidecar-injector.istio.io");
+    by_object["namespaceSelector"] = json!({"matchExpressions": [{"key": "istio-injection", "operator": "DoesNotExist"},
+        {"key": "istio.io/rev", "operator": "DoesNotExist"}]});
+    by_object["objectSelector"] = json!({"matchLabels": {"sidecar.istio.io/inject": "true"}});
+    wh["webhooks"].as_array_mut().unwrap().push(by_object);
+    wh["webhooks"][0]["objectSelector"] =
+        json!({"matchExpressions": [{"key": "sidecar.istio.io/inject", "operator": "NotIn", "values": ["false"]}]});
+    c.upsert("admissionregistration.k8s.io/v1", "mutatingwebhookconfigurations", "", wh).unwrap();
+    let pod = |name: &str, labels: Value| json!({"metadata": {"name": name, "labels": labels}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+    // (namespace, pod label, injected)
+    for (i, (ns, labels, want)) in [
+        ("shop", json!({"sidecar.istio.io/inject": "true"}), true),
+        ("shop", json!({}), false),
+        ("bookinfo", json!({}), true),
+        ("bookinfo", json!({"sidecar.istio.io/inject": "false"}), false),
+        ("istio-system", json!({"sidecar.istio.io/inject": "true"}), false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let created = c.create("v1", "pods", ns, pod(&format!("p{i}"), labels)).unwrap();
+        assert_eq!(proxy_image(&created).is_some(), want, "case {i} in {ns}");
+    }
 }
 
 #[tokio::test]
@@ -1451,4 +1503,16 @@ async fn kubectl_get_prints_the_real_columns() {
     assert_eq!(kubectl::rows(&out)[1][..3], ["nightly-report", "Complete", "1/1"]);
     let (_, out, _) = kubectl::run(&k, &kc, &["get", "pods", "-n", "payments", "-l", "job-name=nightly-report"]).await;
     assert_eq!(kubectl::rows(&out)[1][1..3], ["0/1", "Completed"], "{out}");
+    // kubectl rollout restart and status of a StatefulSet and a DaemonSet (the defaulted
+    // RollingUpdate strategies are what kubectl checks first).
+    for (ns, what) in [("payments", "sts/ledger"), ("edge", "ds/log-shipper"), ("payments", "deploy/api")] {
+        let (ok, out, err) = kubectl::run(&k, &kc, &["-n", ns, "rollout", "restart", what]).await;
+        assert!(ok && out.contains("restarted"), "{what}: {out}{err}");
+        let (ok, out, err) = kubectl::run(&k, &kc, &["-n", ns, "rollout", "status", what, "--timeout=20s"]).await;
+        assert!(ok, "{what}: {out}{err}");
+        // A defaulted StatefulSet has partition 0: kubectl says "partitioned roll out complete".
+        assert!(out.contains("successfully rolled out") || out.contains("roll out complete"), "{what}: {out}");
+    }
+    let (ok, out, err) = kubectl::run(&k, &kc, &["-n", "payments", "rollout", "history", "sts/ledger"]).await;
+    assert!(ok && out.lines().filter(|l| l.starts_with(char::is_numeric)).count() == 2, "{out}{err}");
 }

@@ -119,10 +119,16 @@ fn sum(list: &[&Value], f: impl Fn(&Value) -> i64) -> i64 {
     list.iter().map(|rs| f(rs)).sum()
 }
 
-/// A template without the pod-template-hash label (`EqualIgnoreHash`).
+/// A template without the pod-template-hash label (`EqualIgnoreHash`). Both sides are compared
+/// as stored: the store defaults a Deployment's and a ReplicaSet's template on every write
+/// (`src/defaults.rs`), so a container patched into a Deployment has the defaults its
+/// ReplicaSet's copy got.
 fn without_hash(t: &Value) -> Value {
     let mut t = t.clone();
-    if let Some(l) = t["metadata"]["labels"].as_object_mut() {
+    if !t.is_object() {
+        return t;
+    }
+    if let Some(l) = t.get_mut("metadata").and_then(|m| m.get_mut("labels")).and_then(Value::as_object_mut) {
         l.remove(HASH_LABEL);
         if l.is_empty()
             && let Some(m) = t["metadata"].as_object_mut()
@@ -146,6 +152,16 @@ struct Sync<'c, 'a> {
 
 pub fn reconcile(ctx: &mut Ctx, ns: &str, name: &str) -> Result<(), ApiError> {
     let Some(d) = ctx.c.get("apps/v1", "deployments", ns, name) else { return Ok(()) };
+    // Shapes a real API server would have refused (422): nothing to do.
+    let t = &d["spec"]["template"];
+    let map_or_absent = |v: &Value| v.is_null() || v.is_object();
+    if !t.is_object()
+        || !map_or_absent(&t["metadata"])
+        || !map_or_absent(&t["metadata"]["labels"])
+        || !map_or_absent(&d["spec"]["selector"]["matchLabels"])
+    {
+        return Ok(());
+    }
     let mut s = Sync { ctx, d };
     let selector = s.d["spec"]["selector"].clone();
     if !selector.is_object() || util::selector_is_empty(&selector) {
@@ -890,5 +906,21 @@ mod tests {
         let mut labelled = bare.clone();
         labelled["metadata"] = json!({"labels": {HASH_LABEL: "x"}});
         assert_eq!(without_hash(&labelled), bare);
+        // A container patched into a Deployment and its ReplicaSet's copy (hash label added)
+        // match once the store has defaulted both, as it does on every write.
+        let stored = |kind: &str, t: Value| {
+            let mut o = json!({"spec": {"template": t}});
+            crate::defaults::apply(kind, &mut o);
+            o["spec"]["template"].take()
+        };
+        let patched = json!({"spec": {"containers": [{"name": "c", "image": "nginx:1"}]}});
+        let mut copy = patched.clone();
+        copy["metadata"] = json!({"labels": {HASH_LABEL: "x"}});
+        assert_eq!(without_hash(&stored("Deployment", patched.clone())), without_hash(&stored("ReplicaSet", copy)));
+        assert_ne!(
+            without_hash(&stored("Deployment", patched)),
+            without_hash(&stored("Deployment", json!({"spec": {"containers": [{"name": "c", "image": "nginx:2"}]}})))
+        );
+        assert_eq!(without_hash(&json!("odd")), json!("odd"));
     }
 }

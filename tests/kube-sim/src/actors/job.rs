@@ -1,6 +1,7 @@
 //! The Job controller, reduced (upstream `pkg/controller/job`): up to `parallelism` pods at a
 //! time (labels `batch.kubernetes.io/controller-uid`, `batch.kubernetes.io/job-name`,
-//! `controller-uid`, `job-name`) until `completions` have succeeded; then `SuccessCriteriaMet`
+//! `controller-uid`, `job-name`) until `completions` have succeeded (unset, a work queue: until
+//! one has and none is active); then `SuccessCriteriaMet`
 //! and `Complete` (`CompletionsReached`) and `completionTime`. More than `backoffLimit` failed
 //! pods: `FailureTarget` and `Failed` (`BackoffLimitExceeded`). `suspend` deletes the active pods
 //! (`Suspended`). Counts come from the pods that exist (no tracking finalizers, no
@@ -28,9 +29,11 @@ pub fn reconcile(ctx: &mut Ctx, ns: &str, name: &str) -> Result<(), ApiError> {
     let succeeded = pods.iter().filter(|p| util::pod_phase(p) == "Succeeded").count() as i64;
     let failed = pods.iter().filter(|p| util::pod_phase(p) == "Failed").count() as i64;
     let ready = active.iter().filter(|p| util::pod_ready(p)).count();
-    let parallelism = int_or(&job["spec"]["parallelism"], 1).max(0);
-    let completions = int_or(&job["spec"]["completions"], 1).max(0);
-    let backoff_limit = int_or(&job["spec"]["backoffLimit"], 6);
+    // The spec as the API server defaulted it (src/defaults.rs: parallelism and backoffLimit are
+    // always set, completions unless parallelism alone was sent).
+    let parallelism = int_or(&job["spec"]["parallelism"], 0).max(0);
+    let completions = job["spec"]["completions"].as_i64().map(|n| n.max(0));
+    let backoff_limit = int_or(&job["spec"]["backoffLimit"], 0);
     let suspended = job["spec"]["suspend"] == true;
     let now = util::now_rfc3339();
     let mut status = if job["status"].is_object() { job["status"].clone() } else { json!({}) };
@@ -38,7 +41,11 @@ pub fn reconcile(ctx: &mut Ctx, ns: &str, name: &str) -> Result<(), ApiError> {
     let finished = conds.iter().any(|c| (c["type"] == "Complete" || c["type"] == "Failed") && c["status"] == "True");
     let mut active_n = active.len() as i64;
     if !finished && !deleting(&job) {
-        if succeeded >= completions {
+        let complete = match completions {
+            Some(n) => succeeded >= n,
+            None => succeeded > 0 && active.is_empty(),
+        };
+        if complete {
             for ty in ["SuccessCriteriaMet", "Complete"] {
                 util::set_condition(
                     &mut conds,
@@ -74,7 +81,12 @@ pub fn reconcile(ctx: &mut Ctx, ns: &str, name: &str) -> Result<(), ApiError> {
             if status["startTime"].is_null() {
                 status["startTime"] = json!(now);
             }
-            let want = parallelism.min(completions - succeeded) - active.len() as i64;
+            let want = match completions {
+                Some(n) => parallelism.min(n - succeeded),
+                // A work queue stops starting pods once one has succeeded.
+                None if succeeded > 0 => 0,
+                None => parallelism,
+            } - active.len() as i64;
             for _ in 0..want.max(0) {
                 let mut pod = pod_from_template(&job["spec"]["template"], &job, &format!("{name}-"));
                 if !pod["metadata"]["labels"].is_object() {

@@ -251,6 +251,15 @@ fn pod_status(ctx: &mut Ctx, pod: &Value, stage: Stage) -> Value {
         let s = if stage == Stage::Completed && n == "istio-proxy" { Stage::Ready } else { stage };
         let crash = crashing.contains(n) && !(stage == Stage::Completed && n != "istio-proxy");
         let mut st = container_status(ns, name, ct, s, crash, &running_at(&p));
+        // A container that crashed before keeps its restart count (and last termination).
+        if !crash && p["restartCount"].as_i64().unwrap_or(0) > 0 {
+            st["restartCount"] = p["restartCount"].clone();
+            st["lastState"] = p["lastState"].clone();
+            st["state"] = json!({"running": {"startedAt": util::now_rfc3339()}});
+            if s == Stage::Completed {
+                st["state"] = json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": started_at, "finishedAt": now, "containerID": container_id(ns, name, n)}});
+            }
+        }
         if crash && runs_to_completion(pod) && pod["spec"]["restartPolicy"] == "Never" {
             st["state"] = json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": started_at, "finishedAt": now, "containerID": container_id(ns, name, n)}});
             st["lastState"] = json!({});

@@ -12,6 +12,7 @@
 //! | job controller | `job` | [`job`] |
 //! | disruption controller (+ the eviction decision) | `disruption`, pods/eviction | [`disruption`] |
 //! | namespace controllers | `namespace`, `root-ca-cert-publisher`, `serviceaccount` | [`namespace`] |
+//! | endpoints controller | `endpoint` | [`endpoints`] |
 //! | service controller | cloud provider's LoadBalancer | [`service`] |
 //!
 //! ```text
@@ -30,6 +31,7 @@
 pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
+pub mod endpoints;
 pub mod history;
 pub mod injector;
 pub mod job;
@@ -117,6 +119,8 @@ pub enum Kind {
     Pdb,
     Namespace,
     Service,
+    /// The Endpoints of a Service.
+    Endpoints,
     /// The kubelet: start the pod's containers (Pending -> Running).
     PodStart,
     /// The kubelet: readiness probes pass (Ready).
@@ -272,6 +276,9 @@ fn route(c: &Cluster, q: &mut Queue, kubelet: &KubeletOptions, ev: &Event) {
             for pdb in c.names("policy/v1", "poddisruptionbudgets", ns) {
                 q.add(Key::new(Kind::Pdb, ns, &pdb));
             }
+            for svc in c.names("v1", "services", ns) {
+                q.add(Key::new(Kind::Endpoints, ns, &svc));
+            }
             kubelet::route_pod(q, kubelet, ev.kind, obj);
         }
         "nodes" => {
@@ -285,7 +292,11 @@ fn route(c: &Cluster, q: &mut Queue, kubelet: &KubeletOptions, ev: &Event) {
             }
         }
         "namespaces" => q.add(Key::new(Kind::Namespace, "", name)),
-        "services" => q.add(Key::new(Kind::Service, ns, name)),
+        "services" => {
+            q.add(Key::new(Kind::Service, ns, name));
+            q.add(Key::new(Kind::Endpoints, ns, name));
+        }
+        "endpoints" if ev.kind == "DELETED" => q.add(Key::new(Kind::Endpoints, ns, name)),
         _ => {}
     }
     // Content of a namespace going away (a terminating one's conditions change; a published
@@ -310,6 +321,9 @@ fn resync(c: &Cluster, q: &mut Queue) {
             q.add(Key::new(kind, &ns, &name));
         }
     }
+    for (ns, name) in c.keys("v1", "services") {
+        q.add(Key::new(Kind::Endpoints, &ns, &name));
+    }
     for (_, name) in c.keys("v1", "namespaces") {
         q.add(Key::new(Kind::Namespace, "", &name));
     }
@@ -330,6 +344,7 @@ fn reconcile(ctx: &mut Ctx, k: &Key) -> Result<(), ApiError> {
         Kind::Pdb => disruption::reconcile(ctx, ns, name),
         Kind::Namespace => namespace::reconcile(ctx, name),
         Kind::Service => service::reconcile(ctx, ns, name),
+        Kind::Endpoints => endpoints::reconcile(ctx, ns, name),
         Kind::PodStart | Kind::PodReady | Kind::PodFinish | Kind::PodRemove => {
             kubelet::reconcile(ctx, k.kind, ns, name)
         }
@@ -441,12 +456,14 @@ impl Actors {
         lock(&self.injector).clone()
     }
 
+    /// Containers with this name crash-loop in pods the kubelet starts from now on; `false`
+    /// lets crash-looping ones come up (Ready, their restart count kept).
     pub fn set_crashing(&self, container: &str, crash: bool) {
         let mut c = lock(&self.crashing);
         if crash {
             c.insert(container.to_string());
-        } else {
-            c.remove(container);
+        } else if c.remove(container) {
+            let _ = self.commands.send(Command::Resync);
         }
     }
 

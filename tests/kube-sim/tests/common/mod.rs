@@ -244,10 +244,31 @@ pub async fn until(c: &kube_sim::Cluster, what: &str, f: impl Fn(&kube_sim::Clus
         if f(c) {
             return;
         }
+        // NB: a flood of events must not hide the deadline (Timeout polls the receiver first).
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out waiting for {what}");
+        }
         match tokio::time::timeout_at(deadline, rx.recv()).await {
             Err(_) => panic!("timed out waiting for {what}"),
             Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => panic!("store closed"),
             Ok(_) => {}
+        }
+    }
+}
+
+/// The next store event, failing the test at `deadline` (checked first: a flood of events
+/// must not hide it).
+pub async fn next_event(
+    rx: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<kube_sim::store::Event>>,
+    deadline: tokio::time::Instant,
+) -> std::sync::Arc<kube_sim::store::Event> {
+    loop {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for events");
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Err(_) => panic!("timed out waiting for events"),
+            Ok(Ok(ev)) => return ev,
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
+            Ok(Err(e)) => panic!("event stream: {e}"),
         }
     }
 }
