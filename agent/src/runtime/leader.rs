@@ -174,13 +174,26 @@ impl Elector {
                 self.mine = None;
                 Ok(Round::Follower { holder: None })
             }
-            Err(e) => Err(RoundError::of(&e)),
+            Err(e) => {
+                if apierror::code(&e) == Some(404) {
+                    // The Lease (or its namespace) is gone: the next round reads and creates.
+                    self.mine = None;
+                }
+                Err(RoundError::of(&e))
+            }
         }
     }
 
-    /// One round: create, renew, take over, or follow.
+    /// One round: create, renew, take over, or follow. A holder renews straight from the
+    /// version it last wrote (one PUT; its resourceVersion makes a stale renewal a 409, after
+    /// which the next round reads the Lease again): half the requests of a GET + PUT renewal.
     pub async fn round(&mut self) -> Result<Round, RoundError> {
         let sent = Instant::now();
+        if let Some(mut lease) = self.mine.clone() {
+            let spec = lease.spec.clone().unwrap_or_default();
+            lease.spec = Some(self.spec(spec.lease_transitions.unwrap_or(0), spec.acquire_time));
+            return self.put(lease, sent).await;
+        }
         let current = self.api.get_opt(&self.name).await.map_err(|e| RoundError::of(&e))?;
         let Some(mut lease) = current else {
             let lease = Lease {

@@ -64,6 +64,14 @@ async fn run_becomes_ready_serves_metrics_and_status_and_stops_on_sigterm() {
 
     let lease = sim.cluster().get("coordination.k8s.io/v1", "leases", "meshkeeper", "meshkeeper").expect("lease");
     assert!(lease["spec"]["holderIdentity"].as_str().is_some_and(|h| !h.is_empty()));
+    // The holder renews from the version it wrote: one PUT a round, no GET.
+    sim.clear_requests();
+    eventually(Duration::from_secs(20), "three renewals", || {
+        let sim = &sim;
+        async move { requests_by_meshkeeper(sim, "update", "leases").len() >= 3 }
+    })
+    .await;
+    assert_eq!(requests_by_meshkeeper(&sim, "get", "leases").len(), 0, "renewals without a GET");
 
     let start = Instant::now();
     agent.sigterm();

@@ -267,11 +267,12 @@ async fn point5_permission_problems_are_visible_before_sync_and_raise_no_false_a
     agent.wait_finding("WatchForbidden", true, Duration::from_secs(10)).await;
     let (code, body) = agent.get("/readyz").await;
     assert_eq!(code, 503);
-    assert!(body.contains("pods (list failed: pods is forbidden"), "{body}");
+    // The initial state is a streaming list (a WATCH), so the refusal is the watch's.
+    assert!(body.contains("pods (watch failed to start: pods is forbidden"), "{body}");
     assert!(body.contains("(403 Forbidden)"), "{body}");
     let status = agent.status().await;
     assert_eq!(status["watches"]["pods"]["state"], "failing");
-    assert!(status["watches"]["pods"]["error"].as_str().unwrap().contains("cannot list resource \"pods\""));
+    assert!(status["watches"]["pods"]["error"].as_str().unwrap().contains("cannot watch resource \"pods\""));
     let forbidden: Vec<&Value> =
         status["findings"].as_array().unwrap().iter().filter(|f| f["reason"] == "WatchForbidden").collect();
     assert_eq!(forbidden.len(), 1, "only the pods watch is refused: {forbidden:?}");
