@@ -97,6 +97,14 @@ impl<T: Cached> Index<T> {
         self.objects.values()
     }
 
+    /// The objects of one namespace (keys `namespace/name`): a range of the index, not a scan.
+    pub fn in_namespace<'a>(&'a self, namespace: &str) -> impl Iterator<Item = &'a T> + 'a {
+        // Namespace names are DNS labels ([a-z0-9-]): every key of `ns` sorts from "ns/" up to,
+        // not including, "ns0" ('0' follows '/'), and no other namespace's key sorts between.
+        let (start, end) = (format!("{namespace}/"), format!("{namespace}0"));
+        self.objects.range(start..end).map(|(_, v)| v)
+    }
+
     /// Builds an index from objects (tests, one-shot `check`).
     pub fn from_objects(objs: impl IntoIterator<Item = T>) -> Self {
         let mut i = Index::default();
@@ -190,5 +198,21 @@ mod tests {
         assert_eq!(idx.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(), ["b"]);
         idx.reset([NamespaceInfo::test("c")]);
         assert_eq!(idx.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(), ["c"]);
+    }
+
+    #[test]
+    fn a_namespace_is_a_range_without_its_neighbours() {
+        let names = [("ns", "a"), ("ns", "b"), ("ns-a", "x"), ("ns0", "y"), ("nsa", "z"), ("n", "w"), ("ns1", "v")];
+        let idx = Index::from_objects(names.iter().map(|(ns, n)| PodInfo::test(ns, n)));
+        let got = |ns: &str| idx.in_namespace(ns).map(|p| p.name.to_string()).collect::<Vec<_>>();
+        assert_eq!(got("ns"), ["a", "b"]);
+        assert_eq!(got("ns-a"), ["x"]);
+        assert_eq!(got("ns0"), ["y"]);
+        assert_eq!(got("n"), ["w"]);
+        assert!(got("missing").is_empty());
+        for (ns, _) in names {
+            let scan: Vec<String> = idx.iter().filter(|p| &*p.namespace == ns).map(|p| p.name.to_string()).collect();
+            assert_eq!(got(ns), scan, "{ns}");
+        }
     }
 }

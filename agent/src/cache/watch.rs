@@ -27,26 +27,60 @@ use tracing::Instrument;
 
 use crate::apierror;
 use crate::cache::{Cached, Index};
-use crate::checks::Resource;
+use crate::checks::{Changes, Resource};
 use crate::metrics::Metrics;
 use crate::state::AgentState;
 
-/// Which inputs changed since the evaluator last looked.
+/// Which inputs changed since the evaluator last looked, and in which namespaces.
 #[derive(Debug, Default)]
 pub struct Dirty {
-    set: Mutex<BTreeSet<Resource>>,
+    set: Mutex<(BTreeSet<Resource>, Changes)>,
     notify: Notify,
 }
 
+/// Beyond this many changed namespaces of one resource between two evaluations, the change is
+/// "everything" (re-assessing all is then cheaper than tracking).
+pub const MAX_TRACKED_NAMESPACES: usize = 256;
+
 impl Dirty {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (BTreeSet<Resource>, Changes)> {
+        self.set.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `r` changed, where is not known (a re-list, a probe).
     pub fn mark(&self, r: Resource) {
-        self.set.lock().unwrap_or_else(|p| p.into_inner()).insert(r);
+        let mut g = self.lock();
+        g.0.insert(r);
+        g.1.namespaces.insert(r, None);
+        drop(g);
+        self.notify.notify_one();
+    }
+
+    /// An object of `r` in `namespace` changed (for Namespaces: that namespace).
+    pub fn mark_namespace(&self, r: Resource, namespace: &str) {
+        let mut g = self.lock();
+        g.0.insert(r);
+        let entry = g.1.namespaces.entry(r).or_insert_with(|| Some(BTreeSet::new()));
+        if let Some(set) = entry {
+            if !set.contains(namespace) {
+                set.insert(namespace.to_string());
+            }
+            if set.len() > MAX_TRACKED_NAMESPACES {
+                *entry = None;
+            }
+        }
+        drop(g);
         self.notify.notify_one();
     }
 
     /// Takes everything marked so far.
     pub fn take(&self) -> BTreeSet<Resource> {
-        std::mem::take(&mut *self.set.lock().unwrap_or_else(|p| p.into_inner()))
+        self.take_changes().0
+    }
+
+    /// Takes everything marked so far, with the namespaces.
+    pub fn take_changes(&self) -> (BTreeSet<Resource>, Changes) {
+        std::mem::take(&mut *self.lock())
     }
 
     /// Completes when something is (or already was) marked.
@@ -91,15 +125,17 @@ pub fn apply_event<K, T: Cached>(
         }
         Event::Apply(k) => match trim(k) {
             Some(t) => {
+                let key = t.key();
                 write().apply(t);
-                Applied::Changed
+                Applied::Changed(key)
             }
             None => Applied::Skipped,
         },
         Event::Delete(k) => match trim(k) {
             Some(t) => {
-                write().delete(&t.key());
-                Applied::Changed
+                let key = t.key();
+                write().delete(&key);
+                Applied::Changed(key)
             }
             None => Applied::Skipped,
         },
@@ -107,11 +143,12 @@ pub fn apply_event<K, T: Cached>(
 }
 
 /// The effect of one event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
     Nothing,
     Listed,
-    Changed,
+    /// The object of this key changed.
+    Changed(String),
     /// A malformed object (no name): logged and ignored.
     Skipped,
 }
@@ -174,9 +211,14 @@ pub async fn run<K, T>(
                                 ctx.dirty.mark(Resource::Watches);
                             }
                         }
-                        Applied::Changed => {
+                        Applied::Changed(key) => {
                             recovered(&ctx, name);
-                            ctx.dirty.mark(resource)
+                            // Keys are `namespace/name`, or a Namespace's name.
+                            match key.split_once('/') {
+                                Some((ns, _)) => ctx.dirty.mark_namespace(resource, ns),
+                                None if resource == Resource::Namespaces => ctx.dirty.mark_namespace(resource, &key),
+                                None => ctx.dirty.mark(resource),
+                            }
                         }
                         Applied::Skipped => {
                             tracing::warn!("skipped a malformed object without a name")
@@ -218,6 +260,29 @@ mod tests {
     }
 
     #[test]
+    fn dirty_tracks_namespaces_until_unknown_or_too_many() {
+        let d = Dirty::default();
+        d.mark_namespace(Resource::Pods, "shop");
+        d.mark_namespace(Resource::Pods, "shop");
+        d.mark_namespace(Resource::Pods, "pay");
+        d.mark(Resource::Services);
+        let (set, changes) = d.take_changes();
+        assert_eq!(set, BTreeSet::from([Resource::Pods, Resource::Services]));
+        assert_eq!(changes.namespaces[&Resource::Pods], Some(BTreeSet::from(["pay".into(), "shop".into()])));
+        assert_eq!(changes.namespaces[&Resource::Services], None);
+        assert!(d.take_changes().0.is_empty(), "taken");
+        // A re-list after namespaced changes: unknown wins, and stays unknown.
+        d.mark_namespace(Resource::Pods, "shop");
+        d.mark(Resource::Pods);
+        d.mark_namespace(Resource::Pods, "pay");
+        assert_eq!(d.take_changes().1.namespaces[&Resource::Pods], None);
+        for i in 0..=MAX_TRACKED_NAMESPACES {
+            d.mark_namespace(Resource::Pods, &format!("ns-{i}"));
+        }
+        assert_eq!(d.take_changes().1.namespaces[&Resource::Pods], None, "too many to track");
+    }
+
+    #[test]
     fn relist_replaces_the_cache_atomically_at_init_done() {
         let cache = RwLock::new(Index::from_objects([NamespaceInfo::from_object(ns("old")).unwrap()]));
         let trim = NamespaceInfo::from_object;
@@ -229,8 +294,8 @@ mod tests {
         assert_eq!(apply_event(Event::InitDone, &trim, &cache, &mut buf), Applied::Listed);
         let names: Vec<_> = cache.read().unwrap().iter().map(|n| n.name.clone()).collect();
         assert_eq!(names, ["a", "b"]);
-        assert_eq!(apply_event(Event::Apply(ns("c")), &trim, &cache, &mut buf), Applied::Changed);
-        assert_eq!(apply_event(Event::Delete(ns("a")), &trim, &cache, &mut buf), Applied::Changed);
+        assert_eq!(apply_event(Event::Apply(ns("c")), &trim, &cache, &mut buf), Applied::Changed("c".into()));
+        assert_eq!(apply_event(Event::Delete(ns("a")), &trim, &cache, &mut buf), Applied::Changed("a".into()));
         assert_eq!(apply_event(Event::Apply(Namespace::default()), &trim, &cache, &mut buf), Applied::Skipped);
         let names: Vec<_> = cache.read().unwrap().iter().map(|n| n.name.clone()).collect();
         assert_eq!(names, ["b", "c"]);

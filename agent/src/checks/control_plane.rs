@@ -270,9 +270,8 @@ fn current_replicaset<'a>(d: &DeploymentInfo, view: &View<'a>) -> Option<&'a str
 fn pods_of<'a>(d: &'a DeploymentInfo, view: &View<'a>) -> impl Iterator<Item = &'a PodInfo> + 'a {
     let current = current_replicaset(d, view);
     let selects = !d.selector.is_empty();
-    view.pods.iter().filter(move |p| {
-        *p.namespace == *d.namespace
-            && selects
+    view.pods.in_namespace(&d.namespace).filter(move |p| {
+        selects
             && !p.terminating()
             && d.selector.matches_with(|k| p.label(k))
             && match (&p.owner, current) {
@@ -379,10 +378,9 @@ pub fn webhook_status(view: &View<'_>) -> WebhookStatus {
         if let Some((ns, name, _)) = &w.service {
             let ready = view.services.get(&format!("{ns}/{name}")).map(|svc| {
                 view.pods
-                    .iter()
+                    .in_namespace(ns)
                     .filter(|p| {
-                        *p.namespace == **ns
-                            && !svc.selector.is_empty()
+                        !svc.selector.is_empty()
                             && svc.selector.iter().all(|(k, v)| p.label(k) == Some(v.as_str()))
                             && p.ready()
                             && !p.terminating()

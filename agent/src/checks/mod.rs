@@ -123,6 +123,14 @@ pub struct Health {
     pub leader: LeaderObservation,
 }
 
+/// What changed since the last evaluation: per resource, the namespaces of the objects that
+/// changed (for Namespaces: their names), or None when that is not known (a re-list, too many
+/// to track). A check may use it to re-evaluate only what changed (the re-injection check does).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub namespaces: BTreeMap<Resource, Option<BTreeSet<String>>>,
+}
+
 /// Read-only view of everything the checks may look at.
 #[derive(Debug, Clone, Copy)]
 pub struct View<'a> {
@@ -142,6 +150,8 @@ pub struct View<'a> {
     pub health: &'a Health,
     /// Unix seconds "now" (certificate expiry, restart windows).
     pub now: i64,
+    /// What changed since the last evaluation; None: unknown (evaluate everything).
+    pub changes: Option<&'a Changes>,
 }
 
 impl<'a> View<'a> {
@@ -162,7 +172,13 @@ impl<'a> View<'a> {
             nodes: &g.nodes,
             health,
             now,
+            changes: None,
         }
+    }
+
+    /// The same view, knowing what changed since the last evaluation.
+    pub fn with_changes(self, changes: &'a Changes) -> Self {
+        View { changes: Some(changes), ..self }
     }
 
     /// A view over owned indexes.
@@ -182,6 +198,7 @@ impl<'a> View<'a> {
             nodes: &s.nodes,
             health,
             now,
+            changes: None,
         }
     }
 }
@@ -263,7 +280,7 @@ pub fn registry(settings: &Settings) -> Vec<Box<dyn Check>> {
         checks.push(Box::new(gateway::GatewayCheck));
     }
     if settings.reinjection.mode != crate::config::Mode::Off {
-        checks.push(Box::new(reinjection::ReinjectionCheck));
+        checks.push(Box::new(reinjection::ReinjectionCheck::default()));
     }
     checks
 }

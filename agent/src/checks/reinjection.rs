@@ -171,56 +171,123 @@ fn workload_ref(owner: &Owner, ns: &str, name: &str) -> ObjectRef {
     ObjectRef::new(owner.api_version(), owner.kind(), Some(ns), name)
 }
 
-/// Everything the check and the planner need, from the caches alone.
-pub fn assess(view: &View<'_>) -> Assessment {
+/// What the pods of one namespace contribute to an [`Assessment`]: the unit of incremental
+/// evaluation (a pod event re-assesses its namespace, not the cluster).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Part {
+    pods: BTreeMap<PodState, usize>,
+    proxy_versions: BTreeMap<String, usize>,
+    by_namespace: BTreeMap<(String, PodState), usize>,
+    workloads: BTreeMap<(Owner, String, String), Coverage>,
+}
+
+/// Which namespaces changed since the last assessment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Changed {
+    /// Something every pod's verdict depends on (the injector, the webhook, a re-list), or unknown.
+    All,
+    Namespaces(std::collections::BTreeSet<String>),
+}
+
+/// The per-namespace parts of the last assessment, kept between evaluations.
+#[derive(Debug, Default)]
+pub struct Memo {
+    parts: Option<BTreeMap<String, Part>>,
+}
+
+/// What classifying a pod needs besides the pod and its namespace.
+fn with_context<R>(view: &View<'_>, f: impl FnOnce(&Context<'_>, &Expected) -> R) -> R {
     let s = &view.settings.reinjection;
-    let cm = injector_configmap(view);
-    let injector = view.injector.get(&cm);
+    let injector = view.injector.get(&injector_configmap(view));
     let expected = Expected::from(&s.expected_proxy_version, injector);
     let names = super::control_plane::injector_config_names(view);
     let webhook = names.iter().find_map(|n| view.webhooks.get(n));
     let label = &view.settings.injection.label;
     let revision = (label.key == super::injection::ISTIO_REV).then_some(label.value.as_str());
     let ctx = Context { webhook, injector, revision, expected: &expected };
-    let mut a = Assessment { expected: expected.version().map(str::to_string), ..Default::default() };
-    let mut ns_cache: Option<(&str, Option<&NamespaceInfo>)> = None;
+    f(&ctx, &expected)
+}
+
+/// Adds one pod to a part.
+fn add_pod(part: &mut Part, pod: &PodInfo, ns: Option<&NamespaceInfo>, ctx: &Context<'_>, view: &View<'_>) {
+    let Classified { state, why } = classify(pod, ns, ctx);
+    *part.pods.entry(state).or_default() += 1;
+    if view.settings.reinjection.per_namespace_metrics {
+        *part.by_namespace.entry((pod.namespace.to_string(), state)).or_default() += 1;
+    }
+    if let (true, Some(img)) = (pod.has_proxy() && state != PodState::Ignored, pod.proxy_image.as_deref()) {
+        *part.proxy_versions.entry(injector::proxy_version(img).to_string()).or_default() += 1;
+    }
+    if state == PodState::Ignored {
+        // A pod on its way out still counts as one of its workload's pods not ready (the next
+        // eviction waits for its replacement).
+        if pod.terminating() && !pod.phase.completed() {
+            let (owner, name) = owner_of(pod, view);
+            part.workloads.entry((owner, pod.namespace.to_string(), name)).or_default().unready += 1;
+        }
+        return;
+    }
+    let (owner, name) = owner_of(pod, view);
+    let cov = part.workloads.entry((owner, pod.namespace.to_string(), name)).or_default();
+    *cov.states.entry(state).or_default() += 1;
+    if !pod.ready() {
+        cov.unready += 1;
+    }
+    if state.needs_restart() {
+        cov.needing.push((pod.name.to_string(), pod.created, ordinal(&pod.name)));
+        cov.why.get_or_insert(why);
+    }
+}
+
+/// The part of one namespace (a range of the pod index).
+fn part_of(view: &View<'_>, ctx: &Context<'_>, namespace: &str) -> Part {
+    let ns = view.namespaces.get(namespace);
+    let mut part = Part::default();
+    for pod in view.pods.in_namespace(namespace) {
+        add_pod(&mut part, pod, ns, ctx, view);
+    }
+    part
+}
+
+/// Every namespace's part, in one pass over the pods (they are sorted by namespace).
+fn all_parts(view: &View<'_>, ctx: &Context<'_>) -> BTreeMap<String, Part> {
+    let mut parts: BTreeMap<String, Part> = BTreeMap::new();
+    let mut current: Option<(&str, Option<&NamespaceInfo>, Part)> = None;
     for pod in view.pods.iter() {
-        let ns = match ns_cache {
-            Some((n, info)) if n == &*pod.namespace => info,
-            _ => {
-                let info = view.namespaces.get(&pod.namespace);
-                ns_cache = Some((&pod.namespace, info));
-                info
+        if current.as_ref().is_none_or(|(n, _, _)| *n != &*pod.namespace) {
+            if let Some((n, _, part)) = current.take() {
+                parts.insert(n.to_string(), part);
             }
-        };
-        let Classified { state, why } = classify(pod, ns, &ctx);
-        *a.pods.entry(state).or_default() += 1;
-        if s.per_namespace_metrics {
-            *a.by_namespace.entry((pod.namespace.to_string(), state)).or_default() += 1;
+            current = Some((&pod.namespace, view.namespaces.get(&pod.namespace), Part::default()));
         }
-        if let (true, Some(img)) = (pod.has_proxy() && state != PodState::Ignored, pod.proxy_image.as_deref()) {
-            *a.proxy_versions.entry(injector::proxy_version(img).to_string()).or_default() += 1;
-        }
-        if state == PodState::Ignored {
-            // A pod on its way out still counts as one of its workload's pods not ready (the
-            // next eviction waits for its replacement).
-            if pod.terminating() && !pod.phase.completed() {
-                let (owner, name) = owner_of(pod, view);
-                a.workloads.entry((owner, pod.namespace.to_string(), name)).or_default().unready += 1;
-            }
-            continue;
-        }
-        let (owner, name) = owner_of(pod, view);
-        let cov = a.workloads.entry((owner, pod.namespace.to_string(), name)).or_default();
-        *cov.states.entry(state).or_default() += 1;
-        if !pod.ready() {
-            cov.unready += 1;
-        }
-        if state.needs_restart() {
-            cov.needing.push((pod.name.to_string(), pod.created, ordinal(&pod.name)));
-            cov.why.get_or_insert(why);
+        if let Some((_, ns, part)) = current.as_mut() {
+            add_pod(part, pod, *ns, ctx, view);
         }
     }
+    if let Some((n, _, part)) = current {
+        parts.insert(n.to_string(), part);
+    }
+    parts
+}
+
+/// The assessment from its parts, plus what is not per namespace (rollouts in progress, the
+/// injector's health).
+fn combine<'p>(parts: impl Iterator<Item = &'p Part>, expected: &Expected, view: &View<'_>) -> Assessment {
+    let mut a = Assessment { expected: expected.version().map(str::to_string), ..Default::default() };
+    for p in parts {
+        for (k, n) in &p.pods {
+            *a.pods.entry(*k).or_default() += n;
+        }
+        for (k, n) in &p.proxy_versions {
+            *a.proxy_versions.entry(k.clone()).or_default() += n;
+        }
+        for (k, n) in &p.by_namespace {
+            *a.by_namespace.entry(k.clone()).or_default() += n;
+        }
+        // Workload keys carry their namespace: parts never share one.
+        a.workloads.extend(p.workloads.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    let s = &view.settings.reinjection;
     let now = view.now;
     let deadline = i64::from(s.progress_deadline_minutes) * 60;
     for (kind, ns, name, r) in workloads(view) {
@@ -236,6 +303,33 @@ pub fn assess(view: &View<'_>) -> Assessment {
     }
     a.restarts.injector_down = super::control_plane::webhook_status(view).problem(now);
     a
+}
+
+/// Everything the check and the planner need, from the caches alone.
+pub fn assess(view: &View<'_>) -> Assessment {
+    with_context(view, |ctx, expected| combine(all_parts(view, ctx).values(), expected, view))
+}
+
+/// As [`assess`], re-assessing only the namespaces that changed since the memo was made (all
+/// of them the first time and after [`Changed::All`]). The result equals [`assess`]'s.
+pub fn assess_incremental(view: &View<'_>, memo: &mut Memo, changed: &Changed) -> Assessment {
+    with_context(view, |ctx, expected| {
+        let parts = match (memo.parts.as_mut(), changed) {
+            (Some(parts), Changed::Namespaces(names)) => {
+                for ns in names {
+                    let part = part_of(view, ctx, ns);
+                    if part.pods.is_empty() {
+                        parts.remove(ns);
+                    } else {
+                        parts.insert(ns.clone(), part);
+                    }
+                }
+                parts
+            }
+            _ => memo.parts.insert(all_parts(view, ctx)),
+        };
+        combine(parts.values(), expected, view)
+    })
 }
 
 /// Why a workload that needs a restart gets none (its finding), or its candidate.
@@ -451,7 +545,38 @@ pub fn evaluate(mut a: Assessment, view: &View<'_>, title: &'static str) -> Eval
     }
 }
 
-pub struct ReinjectionCheck;
+/// The check keeps the per-namespace parts of its last assessment (see [`assess_incremental`]).
+#[derive(Debug, Default)]
+pub struct ReinjectionCheck {
+    memo: std::sync::Mutex<Memo>,
+}
+
+/// The resources whose changes are confined to their objects' namespaces here: a pod's state
+/// depends on its pod, its namespace and its owners; anything else re-assesses every namespace.
+const NAMESPACED_INPUTS: [Resource; 6] = [
+    Resource::Pods,
+    Resource::Namespaces,
+    Resource::ReplicaSets,
+    Resource::Deployments,
+    Resource::StatefulSets,
+    Resource::DaemonSets,
+];
+
+/// The namespaces to re-assess for these changes.
+pub fn changed_namespaces(changes: Option<&super::Changes>, inputs: &[Resource]) -> Changed {
+    let Some(changes) = changes else { return Changed::All };
+    let mut names = std::collections::BTreeSet::new();
+    for (r, ns) in &changes.namespaces {
+        if !inputs.contains(r) {
+            continue;
+        }
+        match ns {
+            Some(set) if NAMESPACED_INPUTS.contains(r) => names.extend(set.iter().cloned()),
+            _ => return Changed::All,
+        }
+    }
+    Changed::Namespaces(names)
+}
 
 impl Check for ReinjectionCheck {
     fn name(&self) -> &'static str {
@@ -477,7 +602,9 @@ impl Check for ReinjectionCheck {
     }
 
     fn evaluate(&self, view: &View<'_>) -> Evaluation {
-        evaluate(assess(view), view, self.title())
+        let changed = changed_namespaces(view.changes, self.inputs());
+        let mut memo = self.memo.lock().unwrap_or_else(|p| p.into_inner());
+        evaluate(assess_incremental(view, &mut memo, &changed), view, self.title())
     }
 }
 

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cache::Caches;
 use crate::cache::watch::Dirty;
 use crate::change::{Remedy, RestartInput};
-use crate::checks::{self, ApiProbe, Check, Health, Resource, View};
+use crate::checks::{self, ApiProbe, Changes, Check, Health, Resource, View};
 use crate::config::Settings;
 use crate::findings::CheckReport;
 use crate::findings::ObjectRef;
@@ -85,7 +85,8 @@ impl Evaluator {
     }
 
     /// One evaluation.
-    pub fn pass(&mut self, dirty: Option<&BTreeSet<Resource>>) {
+    /// `changes`: where the dirty resources changed (None: unknown, evaluate everything).
+    pub fn pass(&mut self, dirty: Option<&BTreeSet<Resource>>, changes: Option<&Changes>) {
         self.agent.beat();
         let leader = self.agent.is_leader();
         let newly_leader = leader && !self.led;
@@ -94,7 +95,10 @@ impl Evaluator {
         let evaluations = {
             let guards = self.caches.read();
             let probe = self.probe.read().unwrap_or_else(|p| p.into_inner());
-            let view = View::locked(&self.settings, &probe, &guards, &health, unix_now() as i64);
+            let mut view = View::locked(&self.settings, &probe, &guards, &health, unix_now() as i64);
+            if let Some(c) = changes {
+                view = view.with_changes(c);
+            }
             let _t = self.metrics.time("evaluate");
             let agent = &self.agent;
             checks::evaluate(&self.checks, &view, dirty, |r| agent.listed(r.as_str()))
@@ -206,14 +210,19 @@ impl Evaluator {
                 _ = tick.tick() => true,
                 _ = self.dirty.changed() => false,
             };
-            let mut dirty = self.dirty.take();
+            let (mut dirty, mut changes) = self.dirty.take_changes();
             // A cache that has just listed for the first time: the checks reading it run now.
             for r in Resource::ALL.iter().filter(|r| r.is_cache()) {
                 if self.agent.listed(r.as_str()) && listed.insert(*r) {
                     dirty.insert(*r);
+                    changes.namespaces.insert(*r, None);
                 }
             }
-            self.pass(if full { None } else { Some(&dirty) });
+            if full {
+                self.pass(None, None);
+            } else {
+                self.pass(Some(&dirty), Some(&changes));
+            }
         }
     }
 }

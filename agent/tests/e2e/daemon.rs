@@ -148,8 +148,9 @@ async fn every_metric_family_with_every_feature_on_carries_no_target_label_name(
     ] {
         assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
     }
-    // The agent's own client: the watches' LISTs and WATCHes, the Lease's GET and UPDATE.
-    for series in ["{code=\"200\",verb=\"LIST\"}", "{code=\"200\",verb=\"WATCH\"}", "{code=\"200\",verb=\"PATCH\"}"] {
+    // The agent's own client: the watches, the repairs, the Lease's renewals.
+    // (Initial lists are streamed: WATCHes, no LIST.)
+    for series in ["{code=\"200\",verb=\"WATCH\"}", "{code=\"200\",verb=\"PATCH\"}", "{code=\"201\",verb=\"CREATE\"}"] {
         let v = agent.metric(&format!("meshkeeper_kube_requests_total{series}")).await;
         assert!(v.is_some_and(|v| v >= 1.0), "{series}: {v:?}");
     }
@@ -161,8 +162,9 @@ async fn every_metric_family_with_every_feature_on_carries_no_target_label_name(
 #[tokio::test]
 async fn readiness_waits_for_the_first_list() {
     let sim = cluster().await;
-    // The first namespace list fails twice; /readyz must stay 503 until a list succeeds.
-    sim.faults().fail_next("list", "namespaces", 2, 500);
+    // The first namespace list (a streaming list: a WATCH) fails twice; /readyz must stay 503
+    // until a list succeeds.
+    sim.faults().fail_next("watch", "namespaces", 2, 500);
     let agent = start(&sim, &config("")).await;
     let (code, body) = agent.get("/readyz").await;
     if code == 503 {
@@ -293,7 +295,10 @@ async fn initial_lists_stream_where_served_and_page_where_refused() {
         let text = agent.get("/metrics").await.1;
         let restarts: Vec<&str> =
             text.lines().filter(|l| l.starts_with("meshkeeper_watch_restarts_total{") && !l.ends_with(" 0")).collect();
-        assert!(restarts.is_empty(), "streaming={streaming}: a refused streaming list is no watch failure: {restarts:?}");
+        assert!(
+            restarts.is_empty(),
+            "streaming={streaming}: a refused streaming list is no watch failure: {restarts:?}"
+        );
         let synced = text.lines().filter(|l| l.starts_with("meshkeeper_watch_synced{")).count();
         assert!(synced >= 5, "{text}");
         if streaming {

@@ -135,7 +135,7 @@ fn run(snap: &Snapshot, s: &Settings) -> (Vec<(&'static str, String)>, RestartIn
     let api = ApiProbe::default();
     let health = Health::default();
     let view = View::of(s, &api, snap, &health, NOW);
-    let ev = ReinjectionCheck.evaluate(&view);
+    let ev = ReinjectionCheck::default().evaluate(&view);
     let findings = ev.report.findings().map(|f| (f.reason, format!("{}/{}", f.object.kind, f.object.name))).collect();
     (findings, ev.restarts.unwrap())
 }
@@ -398,4 +398,72 @@ fn gauges_count_pods_by_state_and_coverage() {
     assert!(samples.contains(&(2, vec!["1.4.10-asm.18".into()], 2.0)));
     assert!(samples.iter().all(|(f, _, _)| *f != 3), "no per-namespace series unless asked");
     let _ = Arc::new(());
+}
+
+/// Incremental evaluation: re-assessing only the namespaces that changed gives exactly what a
+/// full assessment gives, and a namespace left out really is taken from the memo.
+#[test]
+fn an_incremental_assessment_equals_a_full_one() {
+    let s = settings();
+    let (api, health) = (ApiProbe::default(), Health::default());
+    let mut snap = mesh();
+    for ns in ["shop", "pay", "legacy"] {
+        snap.deployments.apply(deployment(ns, "web"));
+        snap.replicasets.apply(rs(ns, "web-abc", Some("web")));
+        for i in 0..3 {
+            snap.pods.apply(pod(ns, &format!("web-abc-{i}"), Some(("ReplicaSet", "web-abc"))).injected(CURRENT));
+        }
+    }
+    let mut memo = Memo::default();
+    let first = assess_incremental(&View::of(&s, &api, &snap, &health, NOW), &mut memo, &Changed::All);
+    assert_eq!(first, assess(&View::of(&s, &api, &snap, &health, NOW)));
+
+    // shop: a pod without the sidecar appears; pay: a pod goes; a new namespace with a bare pod.
+    snap.pods.apply(pod("shop", "web-abc-9", Some(("ReplicaSet", "web-abc"))));
+    snap.pods.delete("pay/web-abc-0");
+    snap.namespaces.apply(NamespaceInfo::test("new").labelled("istio-injection", "enabled"));
+    snap.pods.apply(pod("new", "debug", None));
+    let changed = Changed::Namespaces(["shop", "pay", "new"].map(String::from).into());
+    let view = View::of(&s, &api, &snap, &health, NOW);
+    let incremental = assess_incremental(&view, &mut memo, &changed);
+    let full = assess(&view);
+    assert_eq!(incremental, full);
+    assert_eq!(full.pods.get(&PodState::Missing), Some(&2));
+
+    // The last namespace's pods go away: its part is dropped.
+    snap.pods.delete("new/debug");
+    let view = View::of(&s, &api, &snap, &health, NOW);
+    let gone = assess_incremental(&view, &mut memo, &Changed::Namespaces(["new".to_string()].into()));
+    assert_eq!(gone, assess(&view));
+    assert!(!gone.workloads.keys().any(|(_, ns, _)| ns == "new"));
+
+    // A change the memo was not told about stays unseen (the memo is really used) ...
+    snap.pods.apply(pod("legacy", "web-abc-7", Some(("ReplicaSet", "web-abc"))));
+    let view = View::of(&s, &api, &snap, &health, NOW);
+    let stale = assess_incremental(&view, &mut memo, &Changed::Namespaces(Default::default()));
+    assert_ne!(stale, assess(&view));
+    // ... until its namespace is named, or everything is re-assessed.
+    assert_eq!(assess_incremental(&view, &mut memo, &Changed::All), assess(&view));
+}
+
+#[test]
+fn which_changes_re_assess_which_namespaces() {
+    use std::collections::BTreeSet;
+    let inputs = ReinjectionCheck::default();
+    let inputs = inputs.inputs();
+    let mut c = crate::checks::Changes::default();
+    assert_eq!(changed_namespaces(None, inputs), Changed::All, "unknown: everything");
+    c.namespaces.insert(Resource::Pods, Some(BTreeSet::from(["shop".to_string()])));
+    c.namespaces.insert(Resource::Namespaces, Some(BTreeSet::from(["pay".to_string()])));
+    c.namespaces.insert(Resource::Nodes, None);
+    assert_eq!(
+        changed_namespaces(Some(&c), inputs),
+        Changed::Namespaces(BTreeSet::from(["pay".to_string(), "shop".to_string()])),
+        "nodes are no input"
+    );
+    c.namespaces.insert(Resource::ReplicaSets, None);
+    assert_eq!(changed_namespaces(Some(&c), inputs), Changed::All, "a re-list of ReplicaSets");
+    c.namespaces.remove(&Resource::ReplicaSets);
+    c.namespaces.insert(Resource::InjectorConfig, Some(BTreeSet::from(["istio-system".to_string()])));
+    assert_eq!(changed_namespaces(Some(&c), inputs), Changed::All, "the injector changes every verdict");
 }
