@@ -120,6 +120,10 @@ pub struct AgentState {
     heartbeat: Mutex<Instant>,
     stall_after: Duration,
     config_summary: Value,
+    /// Refusals (403) seen since start, and a wake-up for the prober: permissions are asked
+    /// again when one is seen.
+    forbidden: std::sync::atomic::AtomicU64,
+    forbidden_seen: tokio::sync::Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -159,7 +163,27 @@ impl AgentState {
             heartbeat: Mutex::new(Instant::now()),
             stall_after,
             config_summary,
+            forbidden: Default::default(),
+            forbidden_seen: tokio::sync::Notify::new(),
         }
+    }
+
+    // --- refusals ---
+
+    /// The API server refused a request of ours (403): RBAC may have changed.
+    pub fn saw_forbidden(&self) {
+        self.forbidden.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.forbidden_seen.notify_one();
+    }
+
+    /// How many refusals were seen since start.
+    pub fn forbidden_count(&self) -> u64 {
+        self.forbidden.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Completes at the next refusal (or at once if one came since the last call).
+    pub async fn next_forbidden(&self) {
+        self.forbidden_seen.notified().await;
     }
 
     // --- watches ---
@@ -186,6 +210,9 @@ impl AgentState {
 
     /// The watch failed; it is retried with backoff.
     pub fn watch_failed(&self, resource: &'static str, message: String, code: Option<u16>) {
+        if code == Some(403) {
+            self.saw_forbidden();
+        }
         let mut w = lock(&self.watches);
         let s = w.entry(resource).or_default();
         let since = s.error.as_ref().map(|e| e.since).unwrap_or_else(unix_now);

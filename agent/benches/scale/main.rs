@@ -135,6 +135,10 @@ fn print_table(reports: &[Report], p: &Params) {
             format!("CPU under churn ({}/s)", p.churn_per_sec),
             r.cpu_seconds_per_minute_churn
         );
+        println!(
+            "  {:<44} {:>12.0} of {:.2} ms",
+            "  evaluation passes under churn, mean time", r.churn_passes, r.churn_pass_ms
+        );
     }
     if let Some(s) = slope(reports) {
         println!("\nbytes per cached pod (steady-RSS slope between the sizes): {s:.0}");

@@ -39,6 +39,9 @@ pub fn record_outcome(action: &Action, outcome: &Outcome, agent: &AgentState, me
     }
     let label = outcome.label();
     metrics.actions.with_label_values(&[action.kind, label]).inc();
+    if matches!(outcome, Outcome::Forbidden(_)) {
+        agent.saw_forbidden();
+    }
     if action.kind == crate::checks::injection::ACTION {
         metrics.label_repairs.with_label_values(&[label]).inc();
     }

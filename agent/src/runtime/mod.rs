@@ -445,10 +445,10 @@ pub async fn run(settings: Settings, clients: Clients, shutdown: CancellationTok
     }
 
     {
-        let (client, settings, probe, dirty, token) =
-            (client.clone(), settings.clone(), probe.clone(), dirty.clone(), work.clone());
+        let (client, settings, probe, dirty, agent, token) =
+            (client.clone(), settings.clone(), probe.clone(), dirty.clone(), agent.clone(), work.clone());
         tasks.spawn(async move {
-            prober::run(client, settings, probe, dirty, resync, token).await;
+            prober::run(client, settings, probe, dirty, agent, resync, token).await;
             ("api prober", Ok(()))
         });
     }

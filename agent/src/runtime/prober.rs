@@ -18,8 +18,7 @@ use crate::config::Settings;
 
 /// Asks the API server for its version and, by SelfSubjectAccessReview, for each permission.
 pub async fn probe_api(client: &Client, permissions: &[Permission]) -> ApiProbe {
-    let server_version =
-        Some(client.apiserver_version().await.map(|v| v.git_version).map_err(|e| apierror::one_line(&e)));
+    let server_version = Some(server_version(client).await);
     if matches!(server_version, Some(Err(_))) {
         return ApiProbe { server_version, ..Default::default() };
     }
@@ -93,32 +92,109 @@ pub async fn probe_mtls(client: &Client, root_namespace: &str) -> MtlsObservatio
     if served { MtlsObservation::NoPolicy } else { MtlsObservation::CrdMissing }
 }
 
+/// How long an all-allowed set of permissions is trusted before it is asked again (a refusal
+/// seen meanwhile asks at once; denied or unknown permissions are asked every `every`).
+pub const PERMISSIONS_TTL: Duration = Duration::from_secs(3600);
+
+/// Whether the permissions must be asked again: never asked, something refused since, one was
+/// denied or could not be asked last time (to see the fix), or the answers are old.
+pub fn permissions_due(last: Option<&ApiProbe>, asked: Option<Duration>, refusals_since: bool) -> bool {
+    let (Some(last), Some(age)) = (last, asked) else { return true };
+    refusals_since
+        || last.permissions.is_empty()
+        || last.permissions.iter().any(|p| !matches!(p.allowed, Ok(true)))
+        || age >= PERMISSIONS_TTL
+}
+
+/// Probes every `every`: the version and the mTLS policy each time; the access reviews only
+/// when [`permissions_due`] (they are most of the probe's requests), and at once when the agent
+/// sees a refusal.
 pub async fn run(
     client: Client,
     settings: Settings,
     probe: Arc<RwLock<ApiProbe>>,
     dirty: Arc<Dirty>,
+    agent: Arc<crate::state::AgentState>,
     every: Duration,
     shutdown: CancellationToken,
 ) {
     let permissions = checks::api::required_permissions(&settings);
     let mut tick = tokio::time::interval(every);
+    let mut asked: Option<(std::time::Instant, u64)> = None;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tick.tick() => {}
+            _ = agent.next_forbidden() => {}
         }
+        let last = probe.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let refusals = agent.forbidden_count();
+        let due = permissions_due(
+            asked.is_some().then_some(&last),
+            asked.map(|(at, _)| at.elapsed()),
+            asked.is_some_and(|(_, n)| refusals > n),
+        );
         let fresh = tokio::select! {
             _ = shutdown.cancelled() => break,
             fresh = async {
-                let mut p = probe_api(&client, &permissions).await;
+                let mut p = if due {
+                    probe_api(&client, &permissions).await
+                } else {
+                    ApiProbe { server_version: Some(server_version(&client).await), ..last }
+                };
                 if settings.control_plane.enabled && matches!(p.server_version, Some(Ok(_))) {
                     p.mtls = probe_mtls(&client, &settings.control_plane.namespace).await;
                 }
                 p
             } => fresh,
         };
+        if due && matches!(fresh.server_version, Some(Ok(_))) {
+            asked = Some((std::time::Instant::now(), refusals));
+        }
         *probe.write().unwrap_or_else(|p| p.into_inner()) = fresh;
         dirty.mark(Resource::ApiProbe);
+    }
+}
+
+async fn server_version(client: &Client) -> Result<String, String> {
+    client.apiserver_version().await.map(|v| v.git_version).map_err(|e| apierror::one_line(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::{Permission, PermissionResult};
+
+    fn probe(allowed: &[Result<bool, String>]) -> ApiProbe {
+        let p = Permission {
+            verb: "list",
+            group: "",
+            resource: "pods",
+            subresource: None,
+            namespace: None,
+            name: None,
+            why: "test",
+        };
+        ApiProbe {
+            server_version: Some(Ok("v1.36.0".into())),
+            permissions: allowed
+                .iter()
+                .map(|a| PermissionResult { permission: p.clone(), allowed: a.clone() })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn permissions_are_asked_once_and_again_only_when_something_may_have_changed() {
+        let minute = Some(Duration::from_secs(60));
+        assert!(permissions_due(None, None, false), "never asked");
+        let allowed = probe(&[Ok(true), Ok(true)]);
+        assert!(!permissions_due(Some(&allowed), minute, false), "all allowed, a minute ago");
+        assert!(permissions_due(Some(&allowed), minute, true), "a refusal since");
+        assert!(permissions_due(Some(&allowed), Some(PERMISSIONS_TTL), false), "an hour old");
+        assert!(permissions_due(Some(&probe(&[Ok(true), Ok(false)])), minute, false), "a denial: see the fix");
+        assert!(permissions_due(Some(&probe(&[Err("timeout".into())])), minute, false), "unknown");
+        assert!(permissions_due(Some(&probe(&[])), minute, false), "nothing learnt");
     }
 }
