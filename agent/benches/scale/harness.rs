@@ -745,8 +745,9 @@ pub async fn run(bin: &Path, reflector: (&Path, &[&str]), p: &Params, baseline: 
         let (proc_, mut lines) = start_reflector(reflector.0, reflector.1, &sim).await;
         let line = tokio::time::timeout(Duration::from_secs(600), async {
             while let Ok(Some(l)) = lines.next_line().await {
-                if l.starts_with("READY ") {
-                    return l;
+                // (In a test binary libtest's "test ... " may precede it on the line.)
+                if let Some(at) = l.find("READY ") {
+                    return l[at..].to_string();
                 }
             }
             String::new()

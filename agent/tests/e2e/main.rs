@@ -12,4 +12,5 @@ mod prometheus;
 mod rbac;
 mod real_server;
 mod reinjection;
+mod scale;
 mod watcher;
