@@ -45,6 +45,10 @@ pub struct WatchStatus {
     pub listed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<WatchError>,
+    /// When the API server last accepted this watch again while it was failing (the watch
+    /// resumed: a quiet resource may send nothing for a minute).
+    #[serde(skip)]
+    pub reopened: Option<Instant>,
 }
 
 impl WatchStatus {
@@ -199,12 +203,39 @@ impl AgentState {
         let s = w.entry(resource).or_default();
         s.listed = true;
         s.error = None;
+        s.reopened = None;
     }
 
     /// An event arrived: the watch works (clears an earlier error).
     pub fn watch_ok(&self, resource: &'static str) {
         if let Some(s) = lock(&self.watches).get_mut(resource) {
             s.error = None;
+            s.reopened = None;
+        }
+    }
+
+    /// The API server accepted a new watch request for this resource (200). Returns the
+    /// instant to pass to [`AgentState::settle_reopened`] when the watch was failing.
+    pub fn watch_reopened(&self, resource: &str) -> Option<Instant> {
+        let mut w = lock(&self.watches);
+        let s = w.get_mut(resource).filter(|s| s.error.is_some())?;
+        let now = Instant::now();
+        s.reopened = Some(now);
+        Some(now)
+    }
+
+    /// A failing watch reopened at `at` and no error followed within the grace period: it
+    /// works again (a 410 or a refused resume would have failed it at once). True when this
+    /// cleared the error.
+    pub fn settle_reopened(&self, resource: &str, at: Instant) -> bool {
+        let mut w = lock(&self.watches);
+        match w.get_mut(resource) {
+            Some(s) if s.error.is_some() && s.reopened == Some(at) => {
+                s.error = None;
+                s.reopened = None;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -217,6 +248,7 @@ impl AgentState {
         let s = w.entry(resource).or_default();
         let since = s.error.as_ref().map(|e| e.since).unwrap_or_else(unix_now);
         s.error = Some(WatchError { message, code, since });
+        s.reopened = None;
     }
 
     /// Whether the watch of `resource` is failing right now.
@@ -375,6 +407,27 @@ impl AgentState {
 mod tests {
     use super::*;
     use crate::findings::{Item, test_support::finding};
+
+    #[test]
+    fn a_reopened_watch_works_again_only_when_no_error_followed_within_the_grace() {
+        let s = AgentState::new(json!({}), Duration::from_secs(60));
+        s.register_watch("services");
+        s.mark_synced("services");
+        assert_eq!(s.watch_reopened("services"), None, "a working watch's reopen is nothing");
+        s.watch_failed("services", "watch failed: connection refused".into(), None);
+        // Accepted again, then a 410 at once: still failing (the re-list will clear it).
+        let at = s.watch_reopened("services").expect("failing, so a reopen counts");
+        s.watch_failed("services", "410 Gone".into(), Some(410));
+        assert!(!s.settle_reopened("services", at));
+        assert!(s.watch_failing("services"));
+        // Accepted again, and quiet: works.
+        let first = s.watch_reopened("services").unwrap();
+        let second = s.watch_reopened("services").unwrap();
+        assert!(!s.settle_reopened("services", first) || first == second, "only the latest reopen settles");
+        assert!(s.settle_reopened("services", second) || !s.watch_failing("services"));
+        assert!(!s.watch_failing("services"));
+        assert!(s.watches()["services"].synced());
+    }
 
     #[test]
     fn ready_only_after_every_watch_listed_and_errors_are_kept_until_the_next_event() {

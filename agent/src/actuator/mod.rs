@@ -1,12 +1,16 @@
 //! The actuator: the only place that writes to the cluster. It knows actions, not checks.
 //! It acts only as leader, only once the caches are synced; every write takes a token from
 //! the client-side bucket, is sent with field manager `meshkeeper` (and `dryRun=All` in
-//! dry-run mode), is retried with backoff on 429/5xx and connection errors, and ends in an
-//! [`Outcome`]. A 409, or a JSON patch whose `test` no longer holds (422 without causes), is
-//! "changed meanwhile": never retried blindly, the planner re-plans on fresh state.
+//! dry-run mode), is retried with backoff on 500/502 and connection errors (429, 503 and 504
+//! are retried inside the client, honouring `Retry-After`: see [`crate::client`]), and ends in
+//! an [`Outcome`]. A 409, or a JSON patch whose `test` no longer holds (422 without causes), is
+//! "changed meanwhile": never retried blindly. The actuator reads the object's version back,
+//! and the planner re-decides: on the newer version the watch brings, or, when the object is
+//! still at the version the plan saw (a transient conflict), after a short backoff.
 //!
 //! ```text
-//!  Action ─► gates (leader, synced) ─► token bucket ─► PATCH (retry 429/5xx) ─► Outcome
+//!  Action ─► gates (leader, synced) ─► token bucket ─► PATCH (retry) ─► Outcome
+//!                                                           409/422 ─► GET (re-read) ─┘
 //! ```
 
 pub mod ratelimit;
@@ -27,9 +31,11 @@ use crate::state::AgentState;
 
 pub use ratelimit::WriteLimiter;
 
+/// Errors the actuator retries itself: 500s that are not the client's to retry, and
+/// transport errors. 429/503/504 reach here only after the client's own retries.
 fn retryable(e: &kube::Error) -> bool {
     match e {
-        kube::Error::Api(s) => s.code == 429 || s.code >= 500,
+        kube::Error::Api(s) => s.code >= 500 && !matches!(s.code, 503 | 504),
         kube::Error::HyperError(_) | kube::Error::Service(_) => true,
         _ => false,
     }
@@ -40,7 +46,9 @@ pub fn outcome_of(result: Result<Option<String>, kube::Error>, dry_run: bool) ->
     match result {
         Ok(_) if dry_run => Outcome::DryRun,
         Ok(resource_version) => Outcome::Done { resource_version },
-        Err(kube::Error::Api(s)) if s.code == 409 || apierror::is_stale_json_patch(&s) => Outcome::ChangedMeanwhile,
+        Err(kube::Error::Api(s)) if s.code == 409 || apierror::is_stale_json_patch(&s) => {
+            Outcome::ChangedMeanwhile { current: None }
+        }
         Err(kube::Error::Api(s)) if s.code == 404 => Outcome::NotFound,
         Err(kube::Error::Api(s)) if s.code == 403 => Outcome::Forbidden(apierror::status_line(&s)),
         Err(e) => Outcome::Failed(apierror::one_line(&e)),
@@ -85,7 +93,26 @@ impl Actuator {
             Operation::JsonPatch(ops) => self.json_patch(action, ops).await,
             Operation::Evict => return self.evict(action).await,
         };
-        outcome_of(result, self.dry_run)
+        match outcome_of(result, self.dry_run) {
+            Outcome::ChangedMeanwhile { .. } => Outcome::ChangedMeanwhile { current: self.reread(action).await },
+            other => other,
+        }
+    }
+
+    /// The object's resourceVersion now (None when it cannot be read): after a conflict, the
+    /// planner compares it with the version its plan saw.
+    async fn reread(&self, action: &Action) -> Option<String> {
+        let api: Api<DynamicObject> = match &action.object.namespace {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &action.resource),
+            None => Api::all_with(self.client.clone(), &action.resource),
+        };
+        match api.get_metadata(&action.object.name).await {
+            Ok(meta) => meta.metadata.resource_version,
+            Err(e) => {
+                tracing::info!(error = %apierror::one_line(&e), object = %action.object, "cannot re-read after a conflict");
+                None
+            }
+        }
     }
 
     /// An eviction: a 429 means a PodDisruptionBudget does not allow it now (never retried

@@ -64,7 +64,8 @@ fn ok_namespace(name: &str) -> Response<Body> {
     Response::builder().status(200).body(Body::from(serde_json::to_vec(&body).unwrap())).unwrap()
 }
 
-/// Serves `responses` in order, asserting each request is the expected PATCH; returns the requests' (uri, body).
+/// Serves `responses` in order, asserting each request is the expected PATCH (or the GET that
+/// re-reads after a conflict: content type "GET", no body); returns the requests' (uri, content type, body).
 async fn serve(mut handle: Handle, responses: Vec<Response<Body>>) -> Vec<(String, String, serde_json::Value)> {
     let mut seen = Vec::new();
     for resp in responses {
@@ -72,9 +73,15 @@ async fn serve(mut handle: Handle, responses: Vec<Response<Body>>) -> Vec<(Strin
             .await
             .expect("the actuator never sent the expected request")
             .expect("mock closed");
+        let uri = req.uri().to_string();
+        if req.method() == http::Method::GET {
+            // The re-read after a conflict.
+            seen.push((uri, "GET".into(), serde_json::Value::Null));
+            send.send_response(resp);
+            continue;
+        }
         assert_eq!(req.method(), http::Method::PATCH);
         let ctype = req.headers()[http::header::CONTENT_TYPE].to_str().unwrap().to_string();
-        let uri = req.uri().to_string();
         let body: serde_json::Value =
             serde_json::from_slice(&req.into_body().collect().await.unwrap().to_bytes()).unwrap();
         seen.push((uri, ctype, body));
@@ -119,7 +126,7 @@ async fn server_errors_and_throttling_are_retried_then_succeed() {
         handle,
         vec![
             status(500, "InternalError", "etcd leader changed"),
-            status(429, "TooManyRequests", "slow down"),
+            status(502, "InternalError", "bad gateway"),
             ok_namespace("a"),
         ],
     ));
@@ -130,24 +137,36 @@ async fn server_errors_and_throttling_are_retried_then_succeed() {
 #[tokio::test(start_paused = true)]
 async fn persistent_server_errors_give_up_after_bounded_retries_with_one_readable_line() {
     let (act, handle, _, _) = setup(true, true, false, 5.0, 10);
-    let server = tokio::spawn(serve(handle, (0..4).map(|_| status(503, "ServiceUnavailable", "down")).collect()));
-    assert_eq!(act.execute(&label_action("a")).await, Outcome::Failed("down (503 ServiceUnavailable)".into()));
+    let server = tokio::spawn(serve(handle, (0..4).map(|_| status(500, "InternalError", "down")).collect()));
+    assert_eq!(act.execute(&label_action("a")).await, Outcome::Failed("down (500 InternalError)".into()));
     assert_eq!(server.await.unwrap().len(), 4, "one try and three retries");
+
+    // 429, 503 and 504 were already retried by the client (honouring Retry-After): not again.
+    for (code, reason) in [(429, "TooManyRequests"), (503, "ServiceUnavailable"), (504, "Timeout")] {
+        let (act, handle, _, _) = setup(true, true, false, 5.0, 10);
+        let server = tokio::spawn(serve(handle, vec![status(code, reason, "busy")]));
+        assert_eq!(act.execute(&label_action("a")).await, Outcome::Failed(format!("busy ({code} {reason})")));
+        assert_eq!(server.await.unwrap().len(), 1);
+    }
 }
 
 #[tokio::test]
 async fn conflicts_and_failed_tests_mean_changed_meanwhile_and_forbidden_is_not_retried() {
     let (act, handle, _, _) = setup(true, true, false, 5.0, 10);
-    let server = tokio::spawn(serve(handle, vec![status(409, "Conflict", "the object has been modified")]));
-    assert_eq!(act.execute(&label_action("a")).await, Outcome::ChangedMeanwhile);
-    assert_eq!(server.await.unwrap().len(), 1);
+    let server =
+        tokio::spawn(serve(handle, vec![status(409, "Conflict", "the object has been modified"), ok_namespace("a")]));
+    assert_eq!(act.execute(&label_action("a")).await, Outcome::ChangedMeanwhile { current: Some("2".into()) });
+    let seen = server.await.unwrap();
+    assert_eq!(seen.len(), 2, "the patch, then one re-read");
+    assert_eq!((seen[1].0.as_str(), seen[1].1.as_str()), ("/api/v1/namespaces/a", "GET"));
 
-    // What a real API server answers when a JSON patch's `test` fails.
+    // What a real API server answers when a JSON patch's `test` fails; the re-read fails too.
     let (act, handle, _, _) = setup(true, true, false, 5.0, 10);
     let stale = status(422, "Invalid", "the server rejected our request due to an error in our request");
-    let server = tokio::spawn(serve(handle, vec![stale]));
-    assert_eq!(act.execute(&label_action("a")).await, Outcome::ChangedMeanwhile);
-    assert_eq!(server.await.unwrap().len(), 1, "not retried: the planner re-plans on fresh state");
+    let server = tokio::spawn(serve(handle, vec![stale, status(404, "NotFound", "namespaces \"a\" not found")]));
+    assert_eq!(act.execute(&label_action("a")).await, Outcome::ChangedMeanwhile { current: None });
+    let seen = server.await.unwrap();
+    assert_eq!(seen.len(), 2, "not retried: read back, and the planner re-decides");
 
     let (act, handle, _, _) = setup(true, true, false, 5.0, 10);
     let msg = "namespaces \"a\" is forbidden: User \"system:serviceaccount:meshkeeper:meshkeeper\" cannot patch resource \"namespaces\" in API group \"\" at the cluster scope";

@@ -419,7 +419,7 @@ mod tests {
     fn a_forbidden_watch_and_a_missing_lease_namespace_are_errors_naming_the_fix() {
         use crate::state::{WatchError, WatchStatus};
         let mut health = crate::checks::Health::default();
-        health.watches.insert("namespaces", WatchStatus { listed: true, error: None });
+        health.watches.insert("namespaces", WatchStatus { listed: true, ..Default::default() });
         health.watches.insert(
             "pods",
             WatchStatus {
@@ -429,6 +429,7 @@ mod tests {
                     code: Some(403),
                     since: 1,
                 }),
+                ..Default::default()
             },
         );
         health.watches.insert(
@@ -440,6 +441,7 @@ mod tests {
                     code: None,
                     since: 1,
                 }),
+                ..Default::default()
             },
         );
         health.leader = LeaderObservation::Failing {

@@ -31,6 +31,12 @@ pub const ACTED_TTL_MS: i64 = 60_000;
 /// The longest cooldown after repeated failures.
 pub const MAX_COOLDOWN_MS: i64 = 300_000;
 
+/// The cooldown after the `failures`-th failure in a row: 1 s, doubling, at most
+/// [`MAX_COOLDOWN_MS`].
+fn cooldown_ms(failures: u32) -> i64 {
+    (1000i64 << failures.saturating_sub(1).min(9)).min(MAX_COOLDOWN_MS)
+}
+
 /// A field that another manager keeps changing back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Contest {
@@ -158,8 +164,15 @@ impl Ledger {
                     state.acted = Some((rv.clone(), now_ms));
                 }
             }
-            Outcome::ChangedMeanwhile => {
-                // Not a failure: wait for a newer version instead of retrying this one.
+            Outcome::ChangedMeanwhile { current } if current.is_some() && *current == action.observed => {
+                // Re-read: still the version the plan saw, so nothing newer will arrive. A
+                // transient conflict: re-decided on this version after a backoff (not an error).
+                state.failures += 1;
+                state.retry_at_ms = now_ms + cooldown_ms(state.failures);
+                state.acted = None;
+            }
+            Outcome::ChangedMeanwhile { .. } => {
+                // Not a failure: wait for the newer version instead of retrying this one.
                 if let Some(rv) = &action.observed {
                     state.acted = Some((rv.clone(), now_ms));
                 }
@@ -172,8 +185,7 @@ impl Ledger {
             }
             Outcome::Forbidden(_) | Outcome::Failed(_) => {
                 state.failures += 1;
-                let delay = (1000i64 << (state.failures - 1).min(9)).min(MAX_COOLDOWN_MS);
-                state.retry_at_ms = now_ms + delay;
+                state.retry_at_ms = now_ms + cooldown_ms(state.failures);
             }
             Outcome::NotAttempted(_) => {}
         }

@@ -73,8 +73,11 @@ pub enum Outcome {
     },
     DryRun,
     /// 409, or a JSON patch whose `test` failed (422 without causes): the object changed
-    /// meanwhile. Not an error: the next plan is made on the fresh state.
-    ChangedMeanwhile,
+    /// meanwhile. Not an error: the next plan is made on the fresh state. `current` is the
+    /// version read back after the conflict (None when it could not be read).
+    ChangedMeanwhile {
+        current: Option<String>,
+    },
     /// 403: RBAC denies it (the API's message).
     Forbidden(String),
     /// 404: the object is gone.
@@ -93,7 +96,7 @@ impl Outcome {
         match self {
             Outcome::Done { .. } => "success",
             Outcome::DryRun => "dry_run",
-            Outcome::ChangedMeanwhile => "conflict",
+            Outcome::ChangedMeanwhile { .. } => "conflict",
             Outcome::Forbidden(_) => "forbidden",
             Outcome::NotFound => "not_found",
             Outcome::Throttled(_) => "throttled",
@@ -115,7 +118,7 @@ impl Outcome {
     pub fn error(&self) -> Option<String> {
         match self {
             Outcome::Forbidden(m) | Outcome::Failed(m) => Some(m.clone()),
-            Outcome::ChangedMeanwhile => Some("the object changed meanwhile; re-planning on fresh state".into()),
+            Outcome::ChangedMeanwhile { .. } => Some("the object changed meanwhile; re-planning on fresh state".into()),
             Outcome::NotFound => Some("the object no longer exists".into()),
             Outcome::Throttled(m) => Some(format!("not now: {m}")),
             _ => None,

@@ -208,7 +208,8 @@ fn a_race_is_replanned_on_fresh_state_and_failures_cool_down() {
     let mut l = Ledger::default();
     let r = |rv| [remedy(rv, vec![field("http2", "31380", "32080", &[])])];
     let p = run(&s, &r(1), &leader(), 0, &mut l);
-    l.record(&p.actions[0], &Outcome::ChangedMeanwhile, 1);
+    // Read back after the conflict: version 2 exists, so the watch will bring it.
+    l.record(&p.actions[0], &Outcome::ChangedMeanwhile { current: Some("2".into()) }, 1);
     assert_eq!(waits(&run(&s, &r(1), &leader(), 2, &mut l)), [Wait::Pending], "not retried on the same version");
     let p = run(&s, &r(2), &leader(), 3, &mut l);
     assert_eq!(p.actions.len(), 1, "a newer version is planned afresh, with no cooldown");
@@ -227,6 +228,29 @@ fn a_race_is_replanned_on_fresh_state_and_failures_cool_down() {
     assert_eq!(reasons(&p), ["WriteFailed"]);
     l.record(&p.actions[0], &Outcome::Done { resource_version: Some("4".into()) }, 4_001);
     assert_eq!(reasons(&run(&s, &[], &leader(), 4_002, &mut l)), Vec::<&str>::new(), "a success clears it");
+}
+
+#[test]
+fn a_conflict_on_an_object_still_at_the_planned_version_is_re_decided_after_a_backoff() {
+    let s = settings();
+    let r = |rv| [remedy(rv, vec![field("http2", "31380", "32080", &[])])];
+    // Unreadable after the conflict: treated as changed (wait for the watch).
+    let mut l = Ledger::default();
+    let p = run(&s, &r(1), &leader(), 0, &mut l);
+    l.record(&p.actions[0], &Outcome::ChangedMeanwhile { current: None }, 1);
+    assert_eq!(waits(&run(&s, &r(1), &leader(), 5_000, &mut l)), [Wait::Pending]);
+    // Read back at the very version the plan saw: nothing newer will come, so the same plan is
+    // re-decided once the backoff has passed (1 s, then 2 s), never reported as a failure.
+    let mut l = Ledger::default();
+    let p = run(&s, &r(1), &leader(), 0, &mut l);
+    l.record(&p.actions[0], &Outcome::ChangedMeanwhile { current: Some("1".into()) }, 10);
+    let p = run(&s, &r(1), &leader(), 500, &mut l);
+    assert_eq!(waits(&p), [Wait::CoolingDown { until_ms: 1_010 }]);
+    assert_eq!(reasons(&p), Vec::<&str>::new(), "a race is not a failure");
+    let p = run(&s, &r(1), &leader(), 1_010, &mut l);
+    assert_eq!(p.actions.len(), 1, "re-decided on the same version");
+    l.record(&p.actions[0], &Outcome::ChangedMeanwhile { current: Some("1".into()) }, 1_020);
+    assert_eq!(waits(&run(&s, &r(1), &leader(), 2_000, &mut l)), [Wait::CoolingDown { until_ms: 3_020 }], "doubled");
 }
 
 #[test]
@@ -266,8 +290,8 @@ fn views_of_an_older_version_than_meshkeeper_wrote_are_no_revert() {
 
 #[test]
 fn outcomes_label_and_explain() {
-    assert_eq!(Outcome::ChangedMeanwhile.label(), "conflict");
-    assert!(!Outcome::ChangedMeanwhile.is_failure());
+    assert_eq!(Outcome::ChangedMeanwhile { current: None }.label(), "conflict");
+    assert!(!Outcome::ChangedMeanwhile { current: None }.is_failure());
     assert!(Outcome::Forbidden("x".into()).is_failure());
     assert_eq!(Outcome::Done { resource_version: None }.label(), "success");
     assert!(Outcome::DryRun.is_done());

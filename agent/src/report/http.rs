@@ -45,8 +45,9 @@ async fn healthz(State(s): State<HttpState>) -> Response {
     }
 }
 
-/// Readiness: every watch has completed its first list. The body names each watch still
-/// waiting and, when it is failing, why.
+/// Readiness: every watch has completed its first list and none is failing now (a failing
+/// watch's cache may be stale, so nothing is acted on). The body names each watch still
+/// waiting or failing and why.
 async fn readyz(State(s): State<HttpState>) -> Response {
     let watches = s.agent.watches();
     let pending: Vec<String> = watches
@@ -57,10 +58,22 @@ async fn readyz(State(s): State<HttpState>) -> Response {
             None => r.to_string(),
         })
         .collect();
-    if pending.is_empty() {
+    let failing: Vec<String> = watches
+        .iter()
+        .filter(|(_, w)| w.listed)
+        .filter_map(|(r, w)| w.error.as_ref().map(|e| format!("{r} ({})", e.message)))
+        .collect();
+    let mut reasons = Vec::new();
+    if !pending.is_empty() {
+        reasons.push(format!("waiting for the first list of {}", pending.join(", ")));
+    }
+    if !failing.is_empty() {
+        reasons.push(format!("watch failing, cache may be stale, not acting: {}", failing.join(", ")));
+    }
+    if reasons.is_empty() {
         ([(header::CONTENT_TYPE, TEXT)], "ready\n").into_response()
     } else {
-        let body = format!("not ready: waiting for the first list of {}\n", pending.join(", "));
+        let body = format!("not ready: {}\n", reasons.join("; "));
         (StatusCode::SERVICE_UNAVAILABLE, [(header::CONTENT_TYPE, TEXT)], body).into_response()
     }
 }
@@ -158,6 +171,16 @@ mod tests {
         agent.mark_synced("namespaces");
         let (s, _, _) = call(&app, Method::GET, "/readyz").await;
         assert_eq!(s, StatusCode::OK);
+        // A listed watch failing (the API server went away): not ready, and why.
+        agent.watch_failed("pods", "watch failed: cannot reach the API server: connection refused".into(), None);
+        let (s, _, body) = call(&app, Method::GET, "/readyz").await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            body,
+            "not ready: watch failing, cache may be stale, not acting: pods (watch failed: cannot reach the API server: connection refused)\n"
+        );
+        agent.watch_ok("pods");
+        assert_eq!(call(&app, Method::GET, "/readyz").await.0, StatusCode::OK);
     }
 
     #[tokio::test]

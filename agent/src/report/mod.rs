@@ -58,7 +58,7 @@ pub fn record_outcome(action: &Action, outcome: &Outcome, agent: &AgentState, me
         (_, None) => {
             tracing::info!(kind = action.kind, object = %action.object, result = label, "{}", action.description)
         }
-        (Outcome::ChangedMeanwhile | Outcome::NotFound | Outcome::Throttled(_), Some(e)) => {
+        (Outcome::ChangedMeanwhile { .. } | Outcome::NotFound | Outcome::Throttled(_), Some(e)) => {
             tracing::info!(kind = action.kind, object = %action.object, result = label, detail = %e, "{}", action.description)
         }
         (_, Some(e)) => {
@@ -79,7 +79,9 @@ pub fn record_outcome(action: &Action, outcome: &Outcome, agent: &AgentState, me
         Outcome::Forbidden(_) | Outcome::Failed(_) => {
             (format!("{}Failed", action.reason), true, format!("{}: {}", action.description, error.unwrap_or_default()))
         }
-        Outcome::ChangedMeanwhile | Outcome::NotFound | Outcome::Throttled(_) | Outcome::NotAttempted(_) => return,
+        Outcome::ChangedMeanwhile { .. } | Outcome::NotFound | Outcome::Throttled(_) | Outcome::NotAttempted(_) => {
+            return;
+        }
     };
     events.send(EventRequest { object: action.object.clone(), warning, reason, action: action.kind.to_string(), note });
 }

@@ -356,7 +356,7 @@ fn known_series(settings: &Settings, registered: &[Box<dyn checks::Check>]) -> K
 
 /// Runs the daemon until `shutdown` is cancelled (then returns Ok) or a task fails.
 pub async fn run(settings: Settings, clients: Clients, shutdown: CancellationToken) -> Result<(), RunError> {
-    let Clients { api: client, watch: watch_client, requests } = clients;
+    let Clients { api: client, watch: watch_client, requests, watch_opened } = clients;
     let resync = Duration::from_secs(settings.resync_seconds);
     let metrics = Metrics::new();
     metrics.register_requests(&requests);
@@ -442,6 +442,14 @@ pub async fn run(settings: Settings, clients: Clients, shutdown: CancellationTok
                 _ => {}
             }
         }
+    }
+
+    {
+        let (opened, agent, dirty, token) = (watch_opened.subscribe(), agent.clone(), dirty.clone(), work.clone());
+        tasks.spawn(async move {
+            crate::cache::watch::follow_reopened(opened, agent, dirty, token).await;
+            ("watch reopen follower", Ok(()))
+        });
     }
 
     {

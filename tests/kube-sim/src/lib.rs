@@ -39,7 +39,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 pub use actors::{ActorOptions, KubeletOptions};
-pub use server::{FaultRule, RequestRecord};
+pub use server::{Arrival, FaultRule, RequestRecord};
 pub use store::{ApiError, PatchType, Preconditions, WriteOpts};
 
 use server::{FaultState, Shared, lock};
@@ -169,6 +169,7 @@ pub struct Faults {
 impl Sim {
     pub async fn start(opts: SimOptions) -> std::io::Result<Sim> {
         let (drop_watches, _) = watch::channel(0);
+        let (hang, _) = watch::channel(false);
         let store = store::Store::new(opts.history);
         let auth = opts.rbac.then(|| Mutex::new(auth::AuthState::new(&store)));
         let shared = Arc::new(Shared {
@@ -182,6 +183,8 @@ impl Sim {
             resource_version_wait: opts.resource_version_wait,
             streaming_lists: opts.streaming_lists,
             bookmarks_sent: std::sync::atomic::AtomicU64::new(0),
+            hang,
+            arrivals: Mutex::new(Default::default()),
         });
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port)).await?;
         let addr = listener.local_addr()?;
@@ -570,6 +573,20 @@ impl Faults {
     }
 
     /// Cuts every open watch connection.
+    /// The server hangs (`true`) or answers again (`false`): while it hangs, every request is
+    /// accepted and left waiting (answered when released, unless the client gave up), and
+    /// open watches deliver nothing (their events follow on release), as when etcd or the
+    /// network stalls. Unlike `Sim::stop`, nothing is refused.
+    pub fn hang(&self, on: bool) {
+        self.shared.hang.send_replace(on);
+    }
+
+    /// Requests as they arrived, from user agents starting with `user_agent` (hanging and
+    /// delayed ones too, before they are answered).
+    pub fn arrivals(&self, user_agent: &str) -> Vec<server::Arrival> {
+        lock(&self.shared.arrivals).iter().filter(|a| a.user_agent.starts_with(user_agent)).cloned().collect()
+    }
+
     pub fn drop_watches(&self) {
         self.shared.drop_watches.send_modify(|n| *n += 1);
     }

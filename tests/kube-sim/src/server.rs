@@ -32,6 +32,10 @@ pub struct RequestRecord {
     pub code: u16,
     pub field_manager: Option<String>,
     pub user_agent: String,
+    /// When the request arrived (before any injected latency) and when it was answered (for
+    /// a watch: when its stream started).
+    pub received: std::time::Instant,
+    pub answered: std::time::Instant,
 }
 
 /// A fault: the next `remaining` requests matching verb/resource[/namespace][/name] fail with
@@ -98,6 +102,29 @@ pub struct Shared {
     pub bookmarks_sent: std::sync::atomic::AtomicU64,
     /// Some when RBAC is enforced (SimOptions::rbac).
     pub auth: Option<Mutex<crate::auth::AuthState>>,
+    /// True while the server hangs (`Faults::hang`): requests wait unanswered, open watches
+    /// deliver nothing, until it is released.
+    pub hang: watch::Sender<bool>,
+    /// Every request as it arrived, before anything else (a hanging or delayed request is
+    /// here at once, though it is answered, and recorded in `requests`, only later or never).
+    pub arrivals: Mutex<VecDeque<Arrival>>,
+}
+
+/// A request as it arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Arrival {
+    pub at: std::time::Instant,
+    pub method: String,
+    /// The path and query.
+    pub uri: String,
+    pub user_agent: String,
+}
+
+/// Waits while the server hangs.
+pub async fn unheld(shared: &Shared) {
+    let mut rx = shared.hang.subscribe();
+    // An error means the sender is gone: nothing to wait for.
+    let _ = rx.wait_for(|held| !*held).await;
 }
 
 pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -206,6 +233,26 @@ fn default_manager(headers: &HeaderMap) -> String {
 }
 
 pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let received = std::time::Instant::now();
+    {
+        let arrival = Arrival {
+            at: received,
+            method: req.method().to_string(),
+            uri: req.uri().to_string(),
+            user_agent: req
+                .headers()
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string(),
+        };
+        let mut a = lock(&shared.arrivals);
+        if a.len() == MAX_RECORDS {
+            a.pop_front();
+        }
+        a.push_back(arrival);
+    }
+    unheld(&shared).await;
     let (parts, body) = req.into_parts();
     let mut path = parts.uri.path().to_string();
     // kubectl (client-go's kubeconfig loader) sends no credentials over plain HTTP, so with RBAC
@@ -310,6 +357,7 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
     let user_agent =
         parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let response = dispatch(&shared, &t, verb, &q, &parts.headers, &body, &manager, &user).await;
+    let answered = std::time::Instant::now();
     let code = response.status().as_u16();
     let mut rec = lock(&shared.requests);
     if rec.len() == MAX_RECORDS {
@@ -326,6 +374,8 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         code,
         field_manager: (matches!(verb, "create" | "update" | "patch")).then(|| manager.clone()),
         user_agent,
+        received,
+        answered,
     });
     response
 }
@@ -347,6 +397,8 @@ fn record_refused(shared: &Shared, user: &str, a: &crate::rbac::Attributes, code
         code,
         field_manager: None,
         user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string(),
+        received: std::time::Instant::now(),
+        answered: std::time::Instant::now(),
     });
 }
 
@@ -507,6 +559,10 @@ fn check_faults(shared: &Shared, verb: &str, t: &Target) -> Option<Response> {
             t.plural,
             t.name.clone().unwrap_or_default()
         );
+    }
+    if let Some(s) = retry {
+        // As the real server's NewTooManyRequests/NewServerTimeout: the body says it too.
+        e.details = json!({"retryAfterSeconds": s});
     }
     let mut r = error_response(&e);
     if let Some(s) = retry {
@@ -1722,7 +1778,7 @@ fn watch(
             tokio::select! {
                 _ = &mut deadline => return,
                 _ = dropped.changed() => return,
-                _ = tokio::time::sleep_until(next_bm.unwrap_or(end)), if next_bm.is_some() => {
+                _ = tokio::time::sleep_until(next_bm.unwrap_or(end)), if next_bm.is_some() && !*counter.hang.borrow() => {
                     if tx.send(Ok(bookmark(&rt, last_rv, false))).await.is_err() { return; }
                     counter.bookmarks_sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     next_bm = next_bookmark(tokio::time::Instant::now(), interval, end);
@@ -1739,6 +1795,14 @@ fn watch(
                             } else {
                                 e.line.clone()
                             };
+                            // A hanging server delivers the event only once released.
+                            if *counter.hang.borrow() {
+                                tokio::select! {
+                                    _ = &mut deadline => return,
+                                    _ = dropped.changed() => return,
+                                    _ = unheld(&counter) => {}
+                                }
+                            }
                             if tx.send(Ok(line)).await.is_err() {
                                 return;
                             }

@@ -318,3 +318,33 @@ async fn watch_from_a_future_version_starts_after_it() {
     }
     assert_eq!(w.next().await.unwrap()["object"]["metadata"]["name"], "f3");
 }
+
+#[tokio::test]
+async fn a_hanging_server_holds_requests_and_watch_events_until_released() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    let cl = sim.cluster();
+    cl.create("v1", "namespaces", "", ns_obj("h")).unwrap();
+    let mut w = c.watch("/api/v1/namespaces/h/configmaps?watch=true&resourceVersion=0").await;
+    assert_eq!(w.status, 200);
+    sim.faults().hang(true);
+    cl.create("v1", "configmaps", "h", json!({"metadata": {"name": "during"}})).unwrap();
+    // The open watch delivers nothing while the server hangs ...
+    assert!(tokio::time::timeout(Duration::from_millis(300), w.next()).await.is_err(), "an event got through");
+    // ... and a new request is accepted (counted on arrival) but not answered.
+    let before = sim.faults().arrivals("").len();
+    let get = tokio::spawn({
+        let c = Client::new(sim.addr());
+        async move { c.get("/api/v1/namespaces/h/configmaps/during").await }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while sim.faults().arrivals("").len() == before {
+        assert!(std::time::Instant::now() < deadline, "the request never arrived");
+        tokio::task::yield_now().await;
+    }
+    assert!(!get.is_finished(), "answered while hanging");
+    sim.faults().hang(false);
+    assert_eq!(get.await.unwrap().status, 200, "answered once released");
+    let ev = w.next().await.unwrap();
+    assert_eq!((ev["type"].as_str(), ev["object"]["metadata"]["name"].as_str()), (Some("ADDED"), Some("during")));
+}
