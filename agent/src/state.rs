@@ -300,8 +300,18 @@ impl AgentState {
         *write(&self.leader_observation) = o;
     }
 
+    /// What the elector last saw; a leader past its renew deadline (its renewal hangs or keeps
+    /// failing) is reported as failing, since it no longer acts.
     pub fn leader_observation(&self) -> LeaderObservation {
-        read(&self.leader_observation).clone()
+        match read(&self.leader_observation).clone() {
+            LeaderObservation::Leading { lease } if !self.is_leader() => LeaderObservation::Failing {
+                lease,
+                error: "the Lease was not renewed within its renew deadline (lease_duration_seconds - grace_seconds); not acting until a renewal succeeds".into(),
+                code: None,
+                namespace_missing: false,
+            },
+            o => o,
+        }
     }
 
     // --- liveness ---
@@ -407,6 +417,22 @@ impl AgentState {
 mod tests {
     use super::*;
     use crate::findings::{Item, test_support::finding};
+
+    #[test]
+    fn a_leader_past_its_renew_deadline_is_reported_as_failing() {
+        let s = AgentState::new(json!({}), Duration::from_secs(60));
+        s.set_leader_observation(LeaderObservation::Leading { lease: "meshkeeper/meshkeeper".into() });
+        s.set_leader_until(Instant::now() + Duration::from_secs(60));
+        assert_eq!(s.leader_observation(), LeaderObservation::Leading { lease: "meshkeeper/meshkeeper".into() });
+        s.set_leader_until(Instant::now());
+        match s.leader_observation() {
+            LeaderObservation::Failing { lease, error, .. } => {
+                assert_eq!(lease, "meshkeeper/meshkeeper");
+                assert!(error.contains("not renewed within its renew deadline"), "{error}");
+            }
+            o => panic!("{o:?}"),
+        }
+    }
 
     #[test]
     fn a_reopened_watch_works_again_only_when_no_error_followed_within_the_grace() {

@@ -162,6 +162,11 @@ impl Elector {
         }
     }
 
+    /// Whether this replica wrote the Lease last as its holder (leading, or unable to renew).
+    pub fn holds(&self) -> bool {
+        self.mine.is_some()
+    }
+
     /// Writes `lease` (PUT with its resourceVersion); 409 means another replica won.
     async fn put(&mut self, mut lease: Lease, sent: Instant) -> Result<Round, RoundError> {
         lease.metadata.managed_fields = None;
@@ -252,10 +257,12 @@ impl Elector {
 }
 
 /// The wait before the next round: the retry period while things work; after `failures`
-/// failed rounds, doubling up to [`MAX_BACKOFF`] — but a leader keeps retrying at the retry
-/// period so it can renew before its deadline.
-pub fn next_delay(retry: Duration, failures: u32, leading: bool) -> Duration {
-    if failures == 0 || leading {
+/// failed rounds, doubling up to [`MAX_BACKOFF`] — but the holder (leading, or past its
+/// deadline while it could not renew, e.g. during an API outage) keeps retrying at the retry
+/// period, so it renews before its deadline, and takes up again within a retry period of the
+/// API server answering.
+pub fn next_delay(retry: Duration, failures: u32, holder: bool) -> Duration {
+    if failures == 0 || holder {
         return retry;
     }
     retry.saturating_mul(1u32 << failures.min(5)).min(MAX_BACKOFF)
@@ -323,7 +330,7 @@ pub async fn run(
             on_change(Change::Leadership(leader));
             was_leader = leader;
         }
-        let delay = next_delay(retry, failures, leader);
+        let delay = next_delay(retry, failures, leader || elector.holds());
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(jitter(delay)) => {}
@@ -372,13 +379,13 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_for_followers_and_stays_at_the_retry_period_for_a_leader() {
+    fn backoff_doubles_for_followers_and_stays_at_the_retry_period_for_the_holder() {
         let r = Duration::from_secs(2);
         assert_eq!(next_delay(r, 0, false), r);
         assert_eq!(next_delay(r, 1, false), Duration::from_secs(4));
         assert_eq!(next_delay(r, 2, false), Duration::from_secs(8));
         assert_eq!(next_delay(r, 9, false), MAX_BACKOFF);
-        assert_eq!(next_delay(r, 9, true), r, "a leader must renew before its deadline");
+        assert_eq!(next_delay(r, 9, true), r, "a holder must renew before its deadline, and soon after an outage");
         assert!(jitter(r) >= r && jitter(r) <= r + r / 10);
     }
 

@@ -11,22 +11,29 @@
 #[path = "../e2e/common.rs"]
 #[allow(dead_code)]
 mod common;
+mod gone;
+mod outage;
+mod support;
 mod table;
+mod writes;
 
 use std::process::ExitCode;
 use std::time::Instant;
 
-use futures::future::BoxFuture;
-use table::Row;
-
 /// A scenario: its name (for filtering) and what runs it.
 struct Scenario {
     name: &'static str,
-    run: fn() -> BoxFuture<'static, Vec<Row>>,
+    run: table::Runner,
 }
 
 fn scenarios() -> Vec<Scenario> {
-    vec![]
+    vec![
+        Scenario { name: "1 history compacted (410 Gone)", run: gone::run },
+        Scenario { name: "2a API server down 30 s (refused)", run: outage::refused },
+        Scenario { name: "2b API server hangs 30 s", run: outage::hanging },
+        Scenario { name: "3 500 / 503 / 429 on writes", run: writes::server_errors },
+        Scenario { name: "4 409 / 422 on writes", run: writes::conflicts },
+    ]
 }
 
 fn main() -> ExitCode {
