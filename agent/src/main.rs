@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-#[cfg(target_env = "musl")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
