@@ -16,6 +16,13 @@
 #      four rights, the node count is what kubectl sees (Ready, not cordoned), and a
 #      ServiceAccount without RBAC gets the four PermissionDenied with the guide's
 #      clusterrolebinding hint, its refused lists skipped (exit 1, not 2), no Debug output.
+#   6. (issue 13) two replicas: the leader SIGKILLed, then the next one SIGTERMed; sampled every
+#      100 ms: never two leaders, takeover within lease duration + retry period after SIGKILL and
+#      within 2 s after SIGTERM.
+#   7. (issue 13; only with MK_OUTAGE_DOWN and MK_OUTAGE_UP, commands that stop and start your
+#      API server, e.g. `docker stop kube-apiserver`) an outage of OUTAGE_SECONDS (30): the
+#      requests the agent sent meanwhile (no hot loop), /readyz during it, and how soon a label
+#      removed during the outage is restored after the server answers again (want <= 5 s).
 #
 # Usage: KUBECONFIG=... scripts/real-cluster-check.sh [--keep]
 #   MK_BIN=path      the meshkeeper binary (default: cargo build --release, target/release)
@@ -305,6 +312,91 @@ if TOKEN=$(kubectl -n "$NS" create token mk-installer 2>&1); then
   grep -q 'Status {' "$WORK/pre-user.json" "$WORK/pre-user.json.err" && fail "Debug output in check --pre" || pass "check --pre errors are one readable line"
 else
   fail "cannot create a token for $NS/mk-installer: $TOKEN"
+fi
+
+say "6. two replicas: the leader SIGKILLed, the next one SIGTERMed; never two leaders"
+LE_CONFIG="http:
+  listen: 127.0.0.1:0
+leader_election:
+  namespace: $NS
+  lease_name: mk-failover
+  lease_duration_seconds: 15
+  retry_period_seconds: 2
+injection:
+  mode: audit
+control_plane:
+  enabled: false
+gateway:
+  mode: off
+"
+start rep-a "$LE_CONFIG"; A_ADDR="$ADDR"; A_PID="${PIDS[-1]}"
+start rep-b "$LE_CONFIG"; B_ADDR="$ADDR"; B_PID="${PIDS[-1]}"
+wait_ready "$A_ADDR"; wait_ready "$B_ADDR"
+leaders() { local n=0 a; for a in "$@"; do [ "$(metric "$a" meshkeeper_leader)" = 1 ] && n=$((n + 1)); done; echo "$n"; }
+# failover SIGNAL: signals the current leader, samples every 100 ms until the other leads.
+failover() {
+  local sig="$1" leader other lpid t0 n max=0
+  for _ in $(seq 1 300); do [ "$(leaders "$A_ADDR" "$B_ADDR")" = 1 ] && break; sleep 0.1; done
+  if [ "$(metric "$A_ADDR" meshkeeper_leader)" = 1 ]; then leader="$A_ADDR"; other="$B_ADDR"; lpid="$A_PID"; else leader="$B_ADDR"; other="$A_ADDR"; lpid="$B_PID"; fi
+  t0=$(now_ms)
+  kill "-$sig" "$lpid"
+  for _ in $(seq 1 400); do
+    n=$(leaders "$other"); [ "$n" -gt "$max" ] && max=$n
+    [ "$(metric "$other" meshkeeper_leader)" = 1 ] && break
+    sleep 0.1
+  done
+  TAKEOVER_MS=$(( $(now_ms) - t0 ))
+  NEW_LEADER="$other"
+}
+failover KILL
+[ "$TAKEOVER_MS" -le 17500 ] && pass "SIGKILL: the other took over after $TAKEOVER_MS ms (bound: lease 15 s + retry 2 s + sampling)" || fail "SIGKILL: takeover after $TAKEOVER_MS ms"
+start rep-c "$LE_CONFIG"; C_ADDR="$ADDR"; C_PID="${PIDS[-1]}"
+wait_ready "$C_ADDR"
+if [ "$NEW_LEADER" = "$A_ADDR" ]; then B_ADDR="$C_ADDR"; B_PID="$C_PID"; else A_ADDR="$C_ADDR"; A_PID="$C_PID"; fi
+TWO=0
+for _ in $(seq 1 30); do [ "$(leaders "$A_ADDR" "$B_ADDR")" -gt 1 ] && TWO=1; sleep 0.1; done
+failover TERM
+[ "$TAKEOVER_MS" -le 2500 ] && pass "SIGTERM: the other took over after $TAKEOVER_MS ms" || fail "SIGTERM: takeover after $TAKEOVER_MS ms (want <= 2 s)"
+[ "$TWO" = 0 ] && pass "never two leaders in the samples" || fail "two leaders seen"
+
+if [ -n "${MK_OUTAGE_DOWN:-}" ] && [ -n "${MK_OUTAGE_UP:-}" ]; then
+  say "7. the API server down for ${OUTAGE_SECONDS:-30} s"
+  OUT_NS="$NS-outage"
+  kubectl create namespace "$OUT_NS" >/dev/null 2>&1 || true
+  kubectl label namespace "$OUT_NS" istio-injection=enabled --overwrite >/dev/null
+  start outage "http:
+  listen: 127.0.0.1:0
+leader_election:
+  namespace: $NS
+  lease_name: mk-outage
+injection:
+  mode: enforce
+control_plane:
+  enabled: false
+gateway:
+  mode: off
+"
+  wait_ready "$ADDR"
+  for _ in $(seq 1 200); do [ "$(status_field "$ADDR" 'd["role"]')" = leader ] && break; sleep 0.1; done
+  BEFORE=$(sum "$ADDR" meshkeeper_kube_requests_total)
+  sh -c "$MK_OUTAGE_DOWN"
+  T_DOWN=$(now_ms)
+  sleep 3
+  READYZ=$(curl -s "http://$ADDR/readyz")
+  sleep $(( ${OUTAGE_SECONDS:-30} - 3 ))
+  SENT=$(( $(sum "$ADDR" meshkeeper_kube_requests_total) - BEFORE ))
+  sh -c "$MK_OUTAGE_UP"
+  for _ in $(seq 1 600); do kubectl get --raw /readyz >/dev/null 2>&1 && break; sleep 0.1; done
+  T_UP=$(now_ms)
+  kubectl label namespace "$OUT_NS" istio-injection- >/dev/null
+  for _ in $(seq 1 300); do
+    [ "$(kubectl get namespace "$OUT_NS" -o jsonpath='{.metadata.labels.istio-injection}')" = enabled ] && break
+    sleep 0.1
+  done
+  RECOVERY=$(( $(now_ms) - T_UP ))
+  echo "requests during the outage: $SENT in $(( (T_UP - T_DOWN) / 1000 )) s; /readyz 3 s in: $READYZ"
+  [ "$RECOVERY" -le 5000 ] && pass "a label removed as the server came back restored after $RECOVERY ms" || fail "label restored after $RECOVERY ms (want <= 5 s)"
+  kubectl delete namespace "$OUT_NS" --wait=false >/dev/null 2>&1 || true
 fi
 
 say "summary"
