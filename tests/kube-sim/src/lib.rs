@@ -39,7 +39,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 pub use actors::{ActorOptions, KubeletOptions};
-pub use server::{Arrival, FaultRule, RequestRecord};
+pub use server::{Arrival, BAD_GATEWAY_HTML, FaultRule, RequestRecord, WatchFault, WatchFaultKind};
 pub use store::{ApiError, PatchType, Preconditions, WriteOpts};
 
 use server::{FaultState, Shared, lock};
@@ -170,6 +170,7 @@ impl Sim {
     pub async fn start(opts: SimOptions) -> std::io::Result<Sim> {
         let (drop_watches, _) = watch::channel(0);
         let (hang, _) = watch::channel(false);
+        let (watch_faults, _) = watch::channel(0);
         let store = store::Store::new(opts.history);
         let auth = opts.rbac.then(|| Mutex::new(auth::AuthState::new(&store)));
         let shared = Arc::new(Shared {
@@ -178,6 +179,7 @@ impl Sim {
             faults: Mutex::new(FaultState::default()),
             requests: Mutex::new(Default::default()),
             drop_watches,
+            watch_faults,
             bookmark_interval: opts.bookmark_interval,
             min_request_timeout: opts.min_request_timeout,
             resource_version_wait: opts.resource_version_wait,
@@ -563,6 +565,56 @@ impl Faults {
         lock(&self.shared.faults).rules.push(rule);
     }
 
+    /// The next `n` requests with this verb on this resource get a proxy's HTML page with
+    /// 502 Bad Gateway instead of an answer from the API server.
+    pub fn bad_gateway(&self, verb: &str, resource: &str, n: u32) {
+        self.add(FaultRule::new(verb, resource, n, 502).body("text/html", BAD_GATEWAY_HTML));
+    }
+
+    /// The next `n` requests with this verb on this resource answer 200 with a body that is
+    /// not JSON (`application/json` all the same).
+    pub fn garbage(&self, verb: &str, resource: &str, n: u32) {
+        self.add(FaultRule::new(verb, resource, n, 200).body("application/json", GARBAGE));
+    }
+
+    /// The next `n` watches on `resource` (open now or opened later) that send an event
+    /// send it cut in half and close the connection (see [`WatchFaultKind::Truncate`]).
+    pub fn truncate_watches(&self, resource: &str, n: u32) {
+        self.add_watch(WatchFault { resource: resource.into(), remaining: n, kind: WatchFaultKind::Truncate });
+    }
+
+    /// The next `n` watches on `resource` (open now, or when a new one has sent its initial
+    /// events) get this event at once, as it is: e.g. `{"type": "MODIFIED", "object": {...,
+    /// "spec": "oops"}}`, whose object does not decode into the resource's type. Nothing is
+    /// stored: a re-list or a watch from an older resourceVersion does not see it.
+    pub fn inject_watch_event(&self, resource: &str, n: u32, event: &Value) {
+        let mut line = serde_json::to_vec(event).unwrap_or_default();
+        line.push(b'\n');
+        self.inject_watch_line(resource, n, &line);
+    }
+
+    /// As [`Faults::inject_watch_event`], with raw bytes (a newline is added when missing):
+    /// a line that is not JSON at all.
+    pub fn inject_watch_line(&self, resource: &str, n: u32, line: &[u8]) {
+        let mut line = line.to_vec();
+        if !line.ends_with(b"\n") {
+            line.push(b'\n');
+        }
+        let kind = WatchFaultKind::Inject(axum::body::Bytes::from(line));
+        self.add_watch(WatchFault { resource: resource.into(), remaining: n, kind });
+    }
+
+    /// Adds a watch fault and tells open watches.
+    pub fn add_watch(&self, fault: WatchFault) {
+        lock(&self.shared.faults).watch.push(fault);
+        self.shared.watch_faults.send_modify(|n| *n += 1);
+    }
+
+    /// Watch faults not yet delivered (0 once every hit has happened).
+    pub fn pending_watch_faults(&self) -> u32 {
+        lock(&self.shared.faults).watch.iter().map(|f| f.remaining).sum()
+    }
+
     pub fn clear(&self) {
         *lock(&self.shared.faults) = FaultState::default();
     }
@@ -597,6 +649,9 @@ impl Faults {
         self.drop_watches();
     }
 }
+
+/// The body [`Faults::garbage`] answers with: the start of a JSON document, then garbage.
+pub const GARBAGE: &str = "{\"kind\":\"List\",\"apiVersion\":\"v1\",\"items\":[{\"metadata\":#%garbage%#";
 
 /// Writes text to a file (for binaries printing paths).
 pub fn write_file(path: &Path, text: &str) -> std::io::Result<()> {

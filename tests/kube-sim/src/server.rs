@@ -2,7 +2,6 @@
 //! Kubernetes API answers them, and fault injection.
 
 use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,7 +38,9 @@ pub struct RequestRecord {
 }
 
 /// A fault: the next `remaining` requests matching verb/resource[/namespace][/name] fail with
-/// `code` (a Status body with the real reason; `retry_after` adds a Retry-After header).
+/// `code` (a Status body with the real reason; `retry_after` adds a Retry-After header), or
+/// answer `code` with a `body` of their own (`(content type, text)`: an HTML page from a proxy,
+/// garbage with 200).
 #[derive(Debug, Clone, Default)]
 pub struct FaultRule {
     pub verb: Option<String>,
@@ -49,7 +50,12 @@ pub struct FaultRule {
     pub remaining: u32,
     pub code: u16,
     pub retry_after: Option<u32>,
+    pub body: Option<(String, String)>,
 }
+
+/// The page a proxy in front of the API server (nginx, a cloud load balancer) answers with
+/// when the server behind it is gone: HTML, not a Status.
+pub const BAD_GATEWAY_HTML: &str = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
 
 impl FaultRule {
     /// The next `n` requests with this verb (get, list, watch, create, update, patch, delete,
@@ -76,12 +82,49 @@ impl FaultRule {
         self.retry_after = Some(secs);
         self
     }
+    /// Answers with this body and content type instead of a Status (for any `code`, 200 too).
+    pub fn body(mut self, content_type: &str, text: &str) -> Self {
+        self.body = Some((content_type.into(), text.into()));
+        self
+    }
+}
+
+/// A fault on the watch streams of one resource (plural), open now or opened later.
+#[derive(Debug, Clone)]
+pub struct WatchFault {
+    pub resource: String,
+    /// How many watches it hits (each one once).
+    pub remaining: u32,
+    pub kind: WatchFaultKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum WatchFaultKind {
+    /// The next event line (not a bookmark) goes out cut in half, then the connection is
+    /// closed without ending the chunked body, as a proxy or load balancer cutting it does.
+    /// The event is not lost: a watch resuming from the last resourceVersion it saw gets it.
+    Truncate,
+    /// This line is sent at once (after the initial events of a new watch), then the stream
+    /// carries on: an event whose object does not decode into its type, or no JSON at all.
+    Inject(Bytes),
 }
 
 #[derive(Default)]
 pub struct FaultState {
     pub rules: Vec<FaultRule>,
     pub latency: Option<(Option<String>, Duration)>,
+    pub watch: Vec<WatchFault>,
+}
+
+impl FaultState {
+    /// Takes one hit of the first watch fault on `resource` that `pick` accepts.
+    fn take_watch(&mut self, resource: &str, pick: impl Fn(&WatchFaultKind) -> bool) -> Option<WatchFaultKind> {
+        let f = self.watch.iter_mut().find(|f| f.remaining > 0 && f.resource == resource && pick(&f.kind))?;
+        f.remaining -= 1;
+        let kind = f.kind.clone();
+        self.watch.retain(|f| f.remaining > 0);
+        Some(kind)
+    }
 }
 
 /// Everything the handlers share.
@@ -91,6 +134,8 @@ pub struct Shared {
     pub requests: Mutex<VecDeque<RequestRecord>>,
     /// Bumped to drop every open watch.
     pub drop_watches: watch::Sender<u64>,
+    /// Bumped when a watch fault is added, so open watches look at once.
+    pub watch_faults: watch::Sender<u64>,
     pub bookmark_interval: Duration,
     /// Watches without `timeoutSeconds` end after this times a random factor in [1, 2).
     pub min_request_timeout: Duration,
@@ -540,8 +585,16 @@ fn check_faults(shared: &Shared, verb: &str, t: &Target) -> Option<Response> {
             && r.namespace.as_deref().is_none_or(|n| Some(n) == t.namespace.as_deref())
     })?;
     rule.remaining -= 1;
-    let (code, retry) = (rule.code, rule.retry_after);
+    let (code, retry, body) = (rule.code, rule.retry_after, rule.body.clone());
     f.rules.retain(|r| r.remaining > 0);
+    if let Some((ctype, text)) = body {
+        let mut r = Response::new(Body::from(text));
+        *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
+        if let Ok(v) = HeaderValue::from_str(&ctype) {
+            r.headers_mut().insert(header::CONTENT_TYPE, v);
+        }
+        return Some(r);
+    }
     let reason = match code {
         403 => "Forbidden",
         409 => "Conflict",
@@ -1694,7 +1747,7 @@ fn watch(
             "reason": "InternalError", "code": 500});
         let mut v = serde_json::to_vec(&json!({"type": "ERROR", "object": status})).unwrap_or_default();
         v.push(b'\n');
-        return stream_response(futures::stream::iter([Ok::<_, Infallible>(Bytes::from(v))]).boxed());
+        return stream_response(futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from(v))]).boxed());
     }
     if let Some(n) = &name {
         fields = FieldSelector::parse(&format!("metadata.name={n}")).unwrap_or(fields);
@@ -1749,7 +1802,7 @@ fn watch(
                     v.push(b'\n');
                     backlog.push(Bytes::from(v));
                     return stream_response(
-                        futures::stream::iter(backlog.into_iter().map(Ok::<_, Infallible>)).boxed(),
+                        futures::stream::iter(backlog.into_iter().map(Ok::<_, std::io::Error>)).boxed(),
                     );
                 }
             },
@@ -1760,12 +1813,33 @@ fn watch(
     let from_rv = if initial { start_rv } else { start_rv.max(rv_param.unwrap_or(0)) };
     let mut dropped = shared.drop_watches.subscribe();
     dropped.mark_unchanged();
+    let mut faulted = shared.watch_faults.subscribe();
     let interval = shared.bookmark_interval;
     let counter = shared.clone();
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(256);
+    let plural = rt.plural.clone();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(256);
     tokio::spawn(async move {
+        // An event line goes out whole, or (a Truncate fault) half of it and the connection is cut.
+        let send_event = |line: Bytes| {
+            let truncate =
+                lock(&counter.faults).take_watch(&plural, |k| matches!(k, WatchFaultKind::Truncate)).is_some();
+            let tx = tx.clone();
+            async move {
+                if truncate {
+                    let _ = tx.send(Ok(line.slice(..line.len() / 2))).await;
+                    let _ = tx.send(Err(std::io::Error::other("kube-sim: watch truncated (injected fault)"))).await;
+                    return false;
+                }
+                tx.send(Ok(line)).await.is_ok()
+            }
+        };
         for b in backlog {
-            if tx.send(Ok(b)).await.is_err() {
+            let ok = if b.starts_with(b"{\"type\":\"BOOKMARK\"") {
+                tx.send(Ok(b)).await.is_ok()
+            } else {
+                send_event(b).await
+            };
+            if !ok {
                 return;
             }
         }
@@ -1774,10 +1848,21 @@ fn watch(
         tokio::pin!(deadline);
         let mut next_bm = if bookmarks { next_bookmark(started, interval, end) } else { None };
         let mut last_rv = start_rv;
+        // Faults added before this watch started count as news.
+        faulted.mark_changed();
         loop {
             tokio::select! {
                 _ = &mut deadline => return,
                 _ = dropped.changed() => return,
+                Ok(()) = faulted.changed() => {
+                    loop {
+                        let injected = lock(&counter.faults).take_watch(&plural, |k| matches!(k, WatchFaultKind::Inject(_)));
+                        let Some(WatchFaultKind::Inject(line)) = injected else { break };
+                        if tx.send(Ok(line)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
                 _ = tokio::time::sleep_until(next_bm.unwrap_or(end)), if next_bm.is_some() && !*counter.hang.borrow() => {
                     if tx.send(Ok(bookmark(&rt, last_rv, false))).await.is_err() { return; }
                     counter.bookmarks_sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -1803,7 +1888,7 @@ fn watch(
                                     _ = unheld(&counter) => {}
                                 }
                             }
-                            if tx.send(Ok(line)).await.is_err() {
+                            if !send_event(line).await {
                                 return;
                             }
                         }
@@ -1849,13 +1934,31 @@ fn random_unit() -> f64 {
     (h >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// The body stream of a watch. An `Err` from the channel cuts the connection; first the
+/// stream answers Pending once (and wakes itself), so hyper flushes what came before it
+/// (it drops unflushed output when a body fails).
 fn tokio_stream_from(
-    mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, Infallible>>,
-) -> futures::stream::BoxStream<'static, Result<Bytes, Infallible>> {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+    mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+) -> futures::stream::BoxStream<'static, Result<Bytes, std::io::Error>> {
+    let mut cut: Option<std::io::Error> = None;
+    futures::stream::poll_fn(move |cx| {
+        if let Some(e) = cut.take() {
+            return std::task::Poll::Ready(Some(Err(e)));
+        }
+        match rx.poll_recv(cx) {
+            std::task::Poll::Ready(Some(Err(e))) => {
+                cut = Some(e);
+                cx.waker().wake_by_ref();
+                std::task::Poll::Pending
+            }
+            other => other,
+        }
+    })
+    .boxed()
 }
 
-fn stream_response(s: futures::stream::BoxStream<'static, Result<Bytes, Infallible>>) -> Response {
+/// A watch's chunked body; an `Err` item cuts the connection without the end of the body.
+fn stream_response(s: futures::stream::BoxStream<'static, Result<Bytes, std::io::Error>>) -> Response {
     let mut r = Response::new(Body::from_stream(s));
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r

@@ -1476,3 +1476,37 @@ async fn the_asm_onprem_seed_is_valid() {
     let gw = sim.cluster().get("v1", "services", "istio-system", "istio-ingressgateway").expect("gateway");
     assert_eq!(gw["spec"]["ports"][1]["nodePort"], 31380);
 }
+
+#[tokio::test]
+async fn non_json_answers_a_proxy_page_and_garbage() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    sim.faults().bad_gateway("list", "pods", 2);
+    for _ in 0..2 {
+        let r = c.get("/api/v1/pods").await;
+        assert_eq!(r.status, 502);
+        assert_eq!(r.header("content-type"), Some("text/html"));
+        assert!(String::from_utf8_lossy(&r.body).contains("<h1>502 Bad Gateway</h1>"));
+        assert!(serde_json::from_slice::<serde_json::Value>(&r.body).is_err(), "not JSON");
+    }
+    assert_eq!(c.get("/api/v1/pods").await.status, 200, "only the next 2");
+    sim.faults().garbage("get", "namespaces", 1);
+    let r = c.get("/api/v1/namespaces/default").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.body, kube_sim::GARBAGE.as_bytes());
+    assert!(serde_json::from_slice::<serde_json::Value>(&r.body).is_err(), "not JSON");
+    assert_eq!(c.get("/api/v1/namespaces/default").await.json()["metadata"]["name"], "default");
+    // A watch answered with garbage: a plain body, not a stream.
+    sim.faults().garbage("watch", "namespaces", 1);
+    let r = c.get("/api/v1/namespaces?watch=true").await;
+    assert_eq!((r.status, r.body.as_slice()), (200, kube_sim::GARBAGE.as_bytes()));
+    // Any code and body, scoped like every rule.
+    sim.faults().add(
+        kube_sim::FaultRule::new("get", "services", 1, 503).name("x").body("text/plain", "upstream connect error"),
+    );
+    let r = c.get("/api/v1/namespaces/default/services/x").await;
+    assert_eq!((r.status, r.body.as_slice()), (503, b"upstream connect error".as_slice()));
+    let codes: Vec<u16> = sim.requests().iter().filter(|r| r.resource == "pods").map(|r| r.code).collect();
+    assert_eq!(codes, [502, 502, 200], "recorded with their codes");
+}

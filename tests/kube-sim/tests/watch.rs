@@ -348,3 +348,64 @@ async fn a_hanging_server_holds_requests_and_watch_events_until_released() {
     let ev = w.next().await.unwrap();
     assert_eq!((ev["type"].as_str(), ev["object"]["metadata"]["name"].as_str()), (Some("ADDED"), Some("during")));
 }
+
+#[tokio::test]
+async fn a_truncated_watch_sends_half_an_event_then_cuts_the_connection() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    let rv = sim.cluster().resource_version();
+    let path = format!("/api/v1/namespaces?watch=true&resourceVersion={rv}");
+    let mut cut = c.watch(&path).await;
+    // An open watch is hit: its next event goes out half, then the connection closes without
+    // the chunked body's end.
+    sim.faults().truncate_watches("namespaces", 1);
+    sim.cluster().create("v1", "namespaces", "", ns_obj("t1")).unwrap();
+    let (half, clean) = cut.rest().await;
+    assert!(!clean, "cut, not ended: {}", String::from_utf8_lossy(&half));
+    assert!(serde_json::from_slice::<serde_json::Value>(&half).is_err(), "a partial JSON line");
+    assert_eq!(sim.faults().pending_watch_faults(), 0);
+    // Nothing is lost: resuming from the last version seen gets the event whole; one hit only.
+    let mut resumed = c.watch(&path).await;
+    let full = resumed.next_line().await.unwrap();
+    assert_eq!(half.len(), full.len() / 2, "half of the event line");
+    assert_eq!(&full[..half.len()], &half[..]);
+    let ev: serde_json::Value = serde_json::from_slice(&full).unwrap();
+    assert_eq!((ev["type"].as_str(), ev["object"]["metadata"]["name"].as_str()), (Some("ADDED"), Some("t1")));
+    sim.cluster().create("v1", "namespaces", "", ns_obj("t2")).unwrap();
+    assert_eq!(resumed.next().await.unwrap()["object"]["metadata"]["name"], "t2");
+    drop(resumed);
+    // A new watch's initial events are hit too.
+    sim.faults().truncate_watches("namespaces", 1);
+    let mut initial = c.watch("/api/v1/namespaces?watch=true").await;
+    let (rest, clean) = initial.rest().await;
+    assert!(!clean && !rest.ends_with(b"\n"), "cut in the first event: {}", String::from_utf8_lossy(&rest));
+}
+
+#[tokio::test]
+async fn injected_watch_lines_arrive_on_open_watches_and_are_not_stored() {
+    let sim = sim().await;
+    let c = Client::new(sim.addr());
+    let rv = sim.cluster().resource_version();
+    let mut w = c.watch(&format!("/api/v1/namespaces?watch=true&resourceVersion={rv}")).await;
+    let bad = json!({"type": "MODIFIED", "object": {"kind": "Namespace", "apiVersion": "v1",
+        "metadata": {"name": "bad", "resourceVersion": "1"}, "spec": "oops"}});
+    sim.faults().inject_watch_event("namespaces", 1, &bad);
+    assert_eq!(w.next().await.unwrap(), bad, "delivered at once, as it is");
+    sim.faults().inject_watch_line("namespaces", 1, b"<html>502 Bad Gateway</html>");
+    assert_eq!(w.next_line().await.unwrap(), b"<html>502 Bad Gateway</html>\n");
+    // The stream carries on; nothing was stored.
+    sim.cluster().create("v1", "namespaces", "", ns_obj("good")).unwrap();
+    assert_eq!(w.next().await.unwrap()["object"]["metadata"]["name"], "good");
+    assert_eq!(c.get("/api/v1/namespaces/bad").await.status, 404);
+    // A watch opened later gets it after its initial events; other resources are not hit.
+    sim.cluster().create("v1", "configmaps", "default", json!({"metadata": {"name": "cm"}})).unwrap();
+    let bad_cm = json!({"type": "ADDED", "object": {"kind": "ConfigMap", "apiVersion": "v1",
+        "metadata": {"name": "x", "namespace": "default"}, "data": ["not", "a", "map"]}});
+    sim.faults().inject_watch_event("configmaps", 1, &bad_cm);
+    let mut cms = c.watch("/api/v1/configmaps?watch=true").await;
+    assert_eq!(cms.next().await.unwrap()["object"]["metadata"]["name"], "cm", "the initial events first");
+    assert_eq!(cms.next().await.unwrap(), bad_cm);
+    sim.cluster().create("v1", "namespaces", "", ns_obj("good2")).unwrap();
+    assert_eq!(w.next().await.unwrap()["object"]["metadata"]["name"], "good2", "namespaces not hit");
+    assert_eq!(sim.faults().pending_watch_faults(), 0);
+}

@@ -210,10 +210,19 @@ impl Watch {
     }
 
     pub async fn next_unbounded(&mut self) -> Option<Value> {
+        let line = self.next_line_unbounded().await?;
+        Some(serde_json::from_slice(&line).expect("event is JSON"))
+    }
+
+    /// The next line as it came (with its newline), None when the stream ended cleanly; bounded.
+    pub async fn next_line(&mut self) -> Option<Vec<u8>> {
+        tokio::time::timeout(BOUND, self.next_line_unbounded()).await.expect("watch line in time")
+    }
+
+    async fn next_line_unbounded(&mut self) -> Option<Vec<u8>> {
         loop {
             if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=i).collect();
-                return Some(serde_json::from_slice(&line).expect("event is JSON"));
+                return Some(self.buf.drain(..=i).collect());
             }
             if self.done {
                 return None;
@@ -223,6 +232,35 @@ impl Watch {
                 _ => self.done = true,
             }
         }
+    }
+
+    /// Reads what is left of the body (bounded): the bytes, and whether it ended cleanly (the
+    /// chunked body's last chunk) rather than with the connection closed in the middle.
+    pub async fn rest(&mut self) -> (Vec<u8>, bool) {
+        tokio::time::timeout(BOUND, async {
+            let mut out = std::mem::take(&mut self.buf);
+            if self.done {
+                return (out, true);
+            }
+            loop {
+                let mut line = String::new();
+                match self.r.read_line(&mut line).await {
+                    Ok(0) | Err(_) => return (out, false),
+                    Ok(_) => {}
+                }
+                let n = usize::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
+                if n == 0 {
+                    return (out, true);
+                }
+                let mut buf = vec![0; n + 2];
+                if self.r.read_exact(&mut buf).await.is_err() {
+                    return (out, false);
+                }
+                out.extend_from_slice(&buf[..n]);
+            }
+        })
+        .await
+        .expect("the rest of the watch in time")
     }
 
     /// Skips events until one satisfies `f`.
