@@ -741,7 +741,10 @@ impl Store {
         let t = ty(obj);
         let mut causes = Vec::new();
         let ports = obj["spec"]["ports"].as_array().cloned().unwrap_or_default();
-        if ports.is_empty() && t != "ExternalName" {
+        // A headless Service (ClusterIP with clusterIP None) and an ExternalName may have none.
+        let headless =
+            t == "ClusterIP" && (obj["spec"]["clusterIP"] == "None" || obj["spec"]["clusterIPs"][0] == "None");
+        if ports.is_empty() && t != "ExternalName" && !headless {
             causes.push(("spec.ports".to_string(), "Required value".to_string()));
         }
         for (i, p) in ports.iter().enumerate() {

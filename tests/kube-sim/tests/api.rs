@@ -658,6 +658,19 @@ async fn services_default_and_allocate_like_a_real_server() {
         "Service \"cip-np\" is invalid: spec.ports[0].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'"
     );
     assert_eq!(e["details"]["causes"][0]["reason"], "FieldValueForbidden");
+    // Ports are required, except on a headless Service and an ExternalName one (ValidateService).
+    let no_ports = |name: &str, spec: serde_json::Value| json!({"metadata": {"name": name}, "spec": spec});
+    let r = c.post("/api/v1/namespaces/svc/services", &no_ports("none", json!({"selector": {"app": "x"}}))).await;
+    assert_eq!(r.status, 422);
+    assert_eq!(r.json()["message"], "Service \"none\" is invalid: spec.ports: Required value");
+    for (name, spec) in [
+        ("headless", json!({"clusterIP": "None", "selector": {"app": "x"}})),
+        ("external", json!({"type": "ExternalName", "externalName": "example.com"})),
+    ] {
+        let r = c.post("/api/v1/namespaces/svc/services", &no_ports(name, spec)).await;
+        assert_eq!(r.status, 201, "{name}: {}", String::from_utf8_lossy(&r.body));
+    }
+    assert_eq!(c.get("/api/v1/namespaces/svc/services/headless").await.json()["spec"]["clusterIPs"], json!(["None"]));
     // A PUT switching to ClusterIP that keeps the allocated nodePorts drops them (dropTypeDependentFields).
     let mut cur = c.get("/api/v1/namespaces/svc/services/np-auto").await.json();
     cur["spec"]["type"] = json!("ClusterIP");
