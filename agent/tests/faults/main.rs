@@ -13,6 +13,7 @@
 mod common;
 mod gone;
 mod outage;
+mod pathological;
 mod support;
 mod table;
 mod writes;
@@ -33,6 +34,7 @@ fn scenarios() -> Vec<Scenario> {
         Scenario { name: "2b API server hangs 30 s", run: outage::hanging },
         Scenario { name: "3 500 / 503 / 429 on writes", run: writes::server_errors },
         Scenario { name: "4 409 / 422 on writes", run: writes::conflicts },
+        Scenario { name: "7 pathological API", run: pathological::run },
     ]
 }
 
