@@ -15,8 +15,19 @@ use std::error::Error as StdError;
 use kube::core::Status;
 use kube::runtime::watcher;
 
-/// A Status as `message (code Reason)`, e.g. `namespaces "x" not found (404 NotFound)`.
+/// kube-client's reason for an error answer whose body is not a `Status` (it keeps the body as
+/// the message): a proxy's or load balancer's page, plain text.
+const NOT_A_STATUS: &str = "Failed to parse error data";
+
+/// Longest excerpt of a body that is not a Status shown in a line.
+const EXCERPT: usize = 120;
+
+/// A Status as `message (code Reason)`, e.g. `namespaces "x" not found (404 NotFound)`; an
+/// answer that was not a Status at all as an excerpt of it (an HTML page: its title), in one line.
 pub fn status_line(s: &Status) -> String {
+    if s.reason == NOT_A_STATUS {
+        return not_a_status(s.code, &s.message);
+    }
     let message = s.message.trim();
     let message = if message.is_empty() { "the API server refused the request" } else { message };
     match (s.code, s.reason.is_empty()) {
@@ -25,6 +36,31 @@ pub fn status_line(s: &Status) -> String {
         (code, true) => format!("{message} ({code})"),
         (code, false) => format!("{message} ({code} {})", s.reason),
     }
+}
+
+/// An error answer whose body is not a Status, e.g. `502 Bad Gateway (HTTP 502, an HTML page
+/// instead of a Kubernetes Status: a proxy or load balancer in front of the API server?)`.
+fn not_a_status(code: u16, body: &str) -> String {
+    let lower = body.to_ascii_lowercase();
+    let html = lower.contains("<html") || lower.contains("<!doctype html");
+    // Byte offsets of the lower-cased copy are the body's (ASCII lower-casing keeps lengths).
+    let title = match (lower.find("<title>"), lower.find("</title>")) {
+        (Some(a), Some(b)) if b > a + 7 => Some(&body[a + 7..b]),
+        _ => None,
+    };
+    let mut excerpt = title.unwrap_or(body).split_whitespace().collect::<Vec<_>>().join(" ");
+    if excerpt.chars().count() > EXCERPT {
+        excerpt = excerpt.chars().take(EXCERPT).collect::<String>().trim_end().to_string() + "...";
+    }
+    let what = match (html, excerpt.is_empty()) {
+        (_, true) => "an empty body",
+        (true, false) => "an HTML page",
+        (false, false) => "a body",
+    };
+    let excerpt = if excerpt.is_empty() { format!("HTTP {code}") } else { excerpt };
+    format!(
+        "{excerpt} (HTTP {code}, {what} instead of a Kubernetes Status: a proxy or load balancer in front of the API server?)"
+    )
 }
 
 /// The chain of causes of `e`, joined by `: `, with a cause that only repeats its parent left out.
@@ -66,6 +102,13 @@ pub fn watcher_line(e: &watcher::Error) -> String {
         watcher::Error::InitialListFailed(k) => format!("list failed: {}", one_line(k)),
         watcher::Error::WatchStartFailed(k) => format!("watch failed to start: {}", one_line(k)),
         watcher::Error::WatchError(s) => format!("watch ended with an error: {}", status_line(s)),
+        // kube-client reads a line of the stream that is JSON but no watch event as a Status,
+        // all of whose fields are optional: an empty one.
+        watcher::Error::WatchFailed(kube::Error::Api(s))
+            if s.code == 0 && s.message.is_empty() && s.reason.is_empty() =>
+        {
+            "watch failed: a line of the stream is neither a watch event nor a Status".into()
+        }
         watcher::Error::WatchFailed(k) => format!("watch failed: {}", one_line(k)),
         watcher::Error::NoResourceVersion => "the API server sent no resourceVersion (does it support watch?)".into(),
     }
@@ -198,6 +241,34 @@ mod tests {
         assert_eq!(watcher_code(&w), Some(403));
         assert_eq!(status_line(&status(0, "", "")), "the API server refused the request");
         assert_eq!(reason_label(&e), "not_found");
+    }
+
+    #[test]
+    fn answers_that_are_not_a_status_are_one_line_excerpts() {
+        // What kube-client makes of a proxy's HTML 502 page (handle_api_errors).
+        let page = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>";
+        let html = Status::failure(page, NOT_A_STATUS).with_code(502);
+        let line = watcher_line(&watcher::Error::WatchStartFailed(kube::Error::Api(Box::new(html))));
+        assert_eq!(
+            line,
+            "watch failed to start: 502 Bad Gateway (HTTP 502, an HTML page instead of a Kubernetes Status: a proxy or load balancer in front of the API server?)"
+        );
+        let text =
+            Status::failure("upstream connect error or disconnect/reset before headers\n", NOT_A_STATUS).with_code(503);
+        assert_eq!(
+            status_line(&text),
+            "upstream connect error or disconnect/reset before headers (HTTP 503, a body instead of a Kubernetes Status: a proxy or load balancer in front of the API server?)"
+        );
+        let long = Status::failure(&"x ".repeat(500), NOT_A_STATUS).with_code(500);
+        let line = status_line(&long);
+        assert!(line.len() < 250 && line.contains("x x x...") && !line.contains('\n'), "{line}");
+        assert!(
+            status_line(&Status::failure("", NOT_A_STATUS).with_code(502))
+                .starts_with("HTTP 502 (HTTP 502, an empty body")
+        );
+        // A JSON line that is no event reads as an empty Status.
+        let empty = watcher::Error::WatchFailed(kube::Error::Api(status(0, "", "")));
+        assert_eq!(watcher_line(&empty), "watch failed: a line of the stream is neither a watch event nor a Status");
     }
 
     #[test]
