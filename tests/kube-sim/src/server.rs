@@ -1716,12 +1716,7 @@ fn bookmark(rt: &ResourceType, rv: u64, initial_end: bool) -> Bytes {
     if initial_end {
         meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
-    let mut v = serde_json::to_vec(
-        &json!({"type": "BOOKMARK", "object": {"kind": rt.kind, "apiVersion": rt.api_version(), "metadata": meta}}),
-    )
-    .unwrap_or_default();
-    v.push(b'\n');
-    Bytes::from(v)
+    crate::store::event_line("BOOKMARK", &json!({"kind": rt.kind, "apiVersion": rt.api_version(), "metadata": meta}))
 }
 
 fn watch(
@@ -1745,9 +1740,8 @@ fn watch(
         let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
             "message": "a watch stream was requested by the client but the required storage feature RequestWatchProgress is disabled",
             "reason": "InternalError", "code": 500});
-        let mut v = serde_json::to_vec(&json!({"type": "ERROR", "object": status})).unwrap_or_default();
-        v.push(b'\n');
-        return stream_response(futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from(v))]).boxed());
+        let v = crate::store::event_line("ERROR", &status);
+        return stream_response(futures::stream::iter([Ok::<_, std::io::Error>(v)]).boxed());
     }
     if let Some(n) = &name {
         fields = FieldSelector::parse(&format!("metadata.name={n}")).unwrap_or(fields);
@@ -1798,9 +1792,7 @@ fn watch(
                     }
                 }
                 Err(e) => {
-                    let mut v = serde_json::to_vec(&json!({"type": "ERROR", "object": e.status()})).unwrap_or_default();
-                    v.push(b'\n');
-                    backlog.push(Bytes::from(v));
+                    backlog.push(crate::store::event_line("ERROR", &e.status()));
                     return stream_response(
                         futures::stream::iter(backlog.into_iter().map(Ok::<_, std::io::Error>)).boxed(),
                     );
@@ -1873,10 +1865,7 @@ fn watch(
                         last_rv = last_rv.max(e.rv);
                         if e.resource == storage && e.rv > from_rv && matches(&e.object) {
                             let line = if view {
-                                let obj = resources::to_view(&rt, &e.object);
-                                let mut v = serde_json::to_vec(&json!({"type": e.kind, "object": obj})).unwrap_or_default();
-                                v.push(b'\n');
-                                Bytes::from(v)
+                                crate::store::event_line(e.kind, &resources::to_view(&rt, &e.object))
                             } else {
                                 e.line.clone()
                             };

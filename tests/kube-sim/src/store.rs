@@ -404,6 +404,19 @@ fn validate(rt: &ResourceType, obj: &Value, update: bool) -> Result<(), ApiError
     if causes.is_empty() { Ok(()) } else { Err(ApiError::invalid(rt, name, causes)) }
 }
 
+/// A watch event's line, `{"type":"ADDED","object":{...}}` and a newline: the type first, as
+/// the real server writes it (a JSON map would sort `object` first; clients that read the
+/// envelope as an adjacently tagged enum, kube-rs's, then buffer the whole object).
+pub fn event_line(kind: &str, object: &Value) -> Bytes {
+    let mut v = Vec::with_capacity(256);
+    v.extend_from_slice(b"{\"type\":");
+    v.extend_from_slice(&serde_json::to_vec(kind).unwrap_or_default());
+    v.extend_from_slice(b",\"object\":");
+    v.extend_from_slice(&serde_json::to_vec(object).unwrap_or_default());
+    v.extend_from_slice(b"}\n");
+    Bytes::from(v)
+}
+
 impl Store {
     pub fn new(history_cap: usize) -> Self {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
@@ -479,10 +492,7 @@ impl Store {
     /// An event's line as a watch of type `ti` sends it.
     pub fn view_line(&self, ti: usize, e: &Event) -> Bytes {
         if self.types.get(ti).is_some_and(|r| r.storage.is_some()) {
-            let obj = self.to_view(ti, (*e.object).clone());
-            let mut v = serde_json::to_vec(&json!({"type": e.kind, "object": obj})).unwrap_or_default();
-            v.push(b'\n');
-            Bytes::from(v)
+            event_line(e.kind, &self.to_view(ti, (*e.object).clone()))
         } else {
             e.line.clone()
         }
@@ -580,11 +590,7 @@ impl Store {
     }
 
     fn emit(&mut self, ti: usize, kind: &'static str, obj: Arc<Value>, prev: Option<Bytes>) {
-        let line = {
-            let mut v = serde_json::to_vec(&json!({"type": kind, "object": &*obj})).unwrap_or_default();
-            v.push(b'\n');
-            Bytes::from(v)
-        };
+        let line = event_line(kind, &obj);
         let ns = obj["metadata"]["namespace"].as_str().map(str::to_string);
         let ev = Arc::new(Event { rv: self.rv, resource: ti, namespace: ns, kind, object: obj, line, prev });
         if self.history.len() == self.history_cap {

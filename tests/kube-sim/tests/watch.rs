@@ -409,3 +409,43 @@ async fn injected_watch_lines_arrive_on_open_watches_and_are_not_stored() {
     assert_eq!(w.next().await.unwrap()["object"]["metadata"]["name"], "good2", "namespaces not hit");
     assert_eq!(sim.faults().pending_watch_faults(), 0);
 }
+
+#[tokio::test]
+async fn every_watch_line_starts_with_its_type_as_a_real_server_writes_it() {
+    let sim = kube_sim::Sim::start(
+        kube_sim::SimOptions::default().actors(false).bookmark_interval(Duration::from_millis(50)),
+    )
+    .await
+    .unwrap();
+    let c = Client::new(sim.addr());
+    sim.cluster().create("v1", "namespaces", "", ns_obj("order")).unwrap();
+    // Initial events, a bookmark, live events of every kind (08-streaming-list.json: type first).
+    let mut w = c
+        .watch("/api/v1/namespaces?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true")
+        .await;
+    let cl = sim.cluster();
+    cl.create("v1", "namespaces", "", ns_obj("live")).unwrap();
+    cl.patch(
+        "v1",
+        "namespaces",
+        "",
+        "live",
+        kube_sim::PatchType::Merge,
+        &json!({"metadata": {"labels": {"a": "b"}}}),
+        "t",
+    )
+    .unwrap();
+    cl.delete("v1", "namespaces", "", "live").unwrap();
+    let mut kinds = std::collections::BTreeSet::new();
+    while kinds.len() < 4 {
+        let line = w.next_line().await.expect("a line");
+        let text = String::from_utf8_lossy(&line);
+        assert!(text.starts_with("{\"type\":\""), "{text}");
+        kinds.insert(serde_json::from_slice::<serde_json::Value>(&line).unwrap()["type"].as_str().unwrap().to_string());
+    }
+    // An ERROR event too (a resume from a compacted version).
+    sim.faults().compact();
+    let mut gone = c.watch("/api/v1/namespaces?watch=true&resourceVersion=1").await;
+    let line = gone.next_line().await.expect("the ERROR");
+    assert!(String::from_utf8_lossy(&line).starts_with("{\"type\":\"ERROR\",\"object\":"), "{line:?}");
+}
