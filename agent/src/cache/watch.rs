@@ -281,9 +281,8 @@ pub async fn run<K, T>(
                                 None => ctx.dirty.mark(resource),
                             }
                         }
-                        Applied::Skipped => {
-                            tracing::warn!("skipped a malformed object without a name")
-                        }
+                        // The trim logged what it skipped and why (`cache::tolerant`).
+                        Applied::Skipped => recovered(&ctx, name),
                         Applied::Nothing if !listing => recovered(&ctx, name),
                         Applied::Nothing => {}
                     }

@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::actuator::{Actuator, WriteLimiter};
 use crate::cache::pod::PodTrim;
+use crate::cache::tolerant::{self, Tolerant};
 use crate::cache::watch::{self, Dirty, WatchContext};
 use crate::cache::{
     Caches, DeploymentInfo, InjectorConfig, NamespaceInfo, NodeInfo, ReplicaSetInfo, ServiceInfo, SetInfo, Shared,
@@ -129,15 +130,17 @@ struct Watches<'a> {
     shutdown: &'a CancellationToken,
 }
 
+/// Every watch decodes tolerantly: an object that does not decode into its type is logged and
+/// skipped (see `cache::tolerant`), it fails neither a list nor the watch.
 impl Watches<'_> {
     fn spawn<K, T>(
         &mut self,
-        api: Api<K>,
+        api: Api<Tolerant<K>>,
         resource: Resource,
         trim: impl Fn(K) -> Option<T> + Send + 'static,
         cache: &Shared<T>,
     ) where
-        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+        K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
         T: crate::cache::Cached,
     {
         self.spawn_with(api, watcher::Config::default().streaming_lists(), resource, trim, cache)
@@ -145,16 +148,17 @@ impl Watches<'_> {
 
     fn spawn_with<K, T>(
         &mut self,
-        api: Api<K>,
+        api: Api<Tolerant<K>>,
         config: watcher::Config,
         resource: Resource,
         trim: impl Fn(K) -> Option<T> + Send + 'static,
         cache: &Shared<T>,
     ) where
-        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+        K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
         T: crate::cache::Cached,
     {
         let (cache, ctx, token) = (cache.clone(), self.ctx.clone(), self.shutdown.clone());
+        let trim = tolerant::trimming(trim);
         self.tasks.spawn(async move {
             watch::run(api, config, resource, trim, cache, ctx, token).await;
             (resource.as_str(), Ok(()))
@@ -401,38 +405,40 @@ pub async fn run(settings: Settings, clients: Clients, shutdown: CancellationTok
         for r in checks::watched(&registered) {
             match r {
                 Resource::Namespaces => {
-                    w.spawn(Api::<Namespace>::all(all()), r, NamespaceInfo::from_object, &c.namespaces)
+                    w.spawn(Api::<Tolerant<Namespace>>::all(all()), r, NamespaceInfo::from_object, &c.namespaces)
                 }
                 Resource::Webhooks => w.spawn(
-                    Api::<MutatingWebhookConfiguration>::all(all()),
+                    Api::<Tolerant<MutatingWebhookConfiguration>>::all(all()),
                     r,
                     WebhookConfigInfo::from_object,
                     &c.webhooks,
                 ),
                 Resource::Deployments => {
-                    w.spawn(Api::<Deployment>::all(all()), r, DeploymentInfo::from_object, &c.deployments)
+                    w.spawn(Api::<Tolerant<Deployment>>::all(all()), r, DeploymentInfo::from_object, &c.deployments)
                 }
                 Resource::ReplicaSets => {
-                    w.spawn(Api::<ReplicaSet>::all(all()), r, ReplicaSetInfo::from_object, &c.replicasets)
+                    w.spawn(Api::<Tolerant<ReplicaSet>>::all(all()), r, ReplicaSetInfo::from_object, &c.replicasets)
                 }
                 Resource::StatefulSets => {
-                    w.spawn(Api::<StatefulSet>::all(all()), r, SetInfo::from_statefulset, &c.statefulsets)
+                    w.spawn(Api::<Tolerant<StatefulSet>>::all(all()), r, SetInfo::from_statefulset, &c.statefulsets)
                 }
                 Resource::DaemonSets => {
-                    w.spawn(Api::<DaemonSet>::all(all()), r, SetInfo::from_daemonset, &c.daemonsets)
+                    w.spawn(Api::<Tolerant<DaemonSet>>::all(all()), r, SetInfo::from_daemonset, &c.daemonsets)
                 }
                 Resource::Pods => {
                     let pods = PodTrim::new(&cp_ns);
-                    w.spawn(Api::<Pod>::all(all()), r, move |p| pods.trim(p), &c.pods)
+                    w.spawn(Api::<Tolerant<Pod>>::all(all()), r, move |p| pods.trim(p), &c.pods)
                 }
-                Resource::Services => w.spawn(Api::<Service>::all(all()), r, ServiceInfo::from_object, &c.services),
-                Resource::Nodes => w.spawn(Api::<Node>::all(all()), r, NodeInfo::from_object, &c.nodes),
+                Resource::Services => {
+                    w.spawn(Api::<Tolerant<Service>>::all(all()), r, ServiceInfo::from_object, &c.services)
+                }
+                Resource::Nodes => w.spawn(Api::<Tolerant<Node>>::all(all()), r, NodeInfo::from_object, &c.nodes),
                 Resource::InjectorConfig => {
                     // Only the injector's ConfigMap, by name (the chart grants just that one).
                     let name = checks::api::injector_configmap_name(&settings);
                     let config = watcher::Config::default().streaming_lists().fields(&format!("metadata.name={name}"));
                     w.spawn_with(
-                        Api::<ConfigMap>::namespaced(all(), &cp_ns),
+                        Api::<Tolerant<ConfigMap>>::namespaced(all(), &cp_ns),
                         config,
                         r,
                         InjectorConfig::from_object,

@@ -427,7 +427,7 @@ async fn scenario() -> Vec<Row> {
         fault: "a proxy's HTML 502 page to the next 2 namespaces watches (the open one cut)",
         expected: "a watch error naming the 502 in one line (no HTML), retried, no re-list; removal repaired <= 10 s",
         resource: "namespaces",
-        needle: "502",
+        needle: "watch failed to start",
         ns: TARGETS[4],
     };
     let o = step(
