@@ -11,6 +11,7 @@
 #[path = "../e2e/common.rs"]
 #[allow(dead_code)]
 mod common;
+mod config;
 mod gone;
 mod outage;
 mod pathological;
@@ -35,6 +36,7 @@ fn scenarios() -> Vec<Scenario> {
         Scenario { name: "3 500 / 503 / 429 on writes", run: writes::server_errors },
         Scenario { name: "4 409 / 422 on writes", run: writes::conflicts },
         Scenario { name: "7 pathological API", run: pathological::run },
+        Scenario { name: "8 bad configuration", run: config::run },
     ]
 }
 
