@@ -348,6 +348,10 @@ impl Settings {
 
     /// Parses YAML text (None = no file) with environment overrides, then validates.
     pub fn from_yaml_and_env(yaml: Option<&str>, env: &[(String, String)]) -> Result<Settings, ConfigErrors> {
+        Settings::parse(yaml, env).map_err(|e| e.naming_variables(env))
+    }
+
+    fn parse(yaml: Option<&str>, env: &[(String, String)]) -> Result<Settings, ConfigErrors> {
         let user = merged_user_config(yaml, env)?;
         let profile = match user.get("profile") {
             None | Some(Value::Null) => Profile::AsmOnprem,
@@ -819,7 +823,16 @@ fn uniform_type<'a>(mut values: impl Iterator<Item = &'a Value>) -> Option<&'a V
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     pub key: String,
+    /// The `MESHKEEPER_*` variable that set the key (or the unknown key), if one did.
+    pub variable: Option<String>,
     pub message: String,
+}
+
+/// The key path an environment variable sets: `MESHKEEPER_GATEWAY__NODE_PORTS__HTTP2` ->
+/// `gateway.node_ports.http2` (the config crate lower-cases; `__` separates levels).
+fn variable_key(name: &str) -> Option<String> {
+    let rest = name.strip_prefix(ENV_PREFIX)?.strip_prefix('_')?;
+    Some(rest.to_lowercase().replace("__", "."))
 }
 
 /// Every problem found in a configuration (at least one).
@@ -835,7 +848,33 @@ impl ConfigErrors {
 
     fn push(&mut self, key: &str, message: String) {
         let key = if key.is_empty() || key == "." { "(top level)".to_string() } else { key.to_string() };
-        self.0.push(ConfigError { key, message });
+        self.0.push(ConfigError { key, variable: None, message });
+    }
+
+    /// Names the environment variable behind each error it caused: the one that set the key
+    /// (list items: the list), or, for an unknown key, the one that introduced it.
+    fn naming_variables(mut self, env: &[(String, String)]) -> Self {
+        let mut vars: Vec<(String, &str)> =
+            env.iter().filter_map(|(name, _)| Some((variable_key(name)?, name.as_str()))).collect();
+        vars.sort_by(|a, b| a.1.cmp(b.1));
+        for e in &mut self.0 {
+            // `injection.exclude[1]` is set by the variable of `injection.exclude`.
+            let mut bare = String::with_capacity(e.key.len());
+            let mut depth = 0;
+            for c in e.key.chars() {
+                match c {
+                    '[' => depth += 1,
+                    ']' => depth -= 1,
+                    c if depth == 0 => bare.push(c),
+                    _ => {}
+                }
+            }
+            e.variable = vars
+                .iter()
+                .find(|(path, _)| *path == bare || path.strip_prefix(&bare).is_some_and(|r| r.starts_with('.')))
+                .map(|(_, name)| name.to_string());
+        }
+        self
     }
 
     fn into_result(self) -> Result<(), ConfigErrors> {
@@ -849,7 +888,10 @@ impl fmt::Display for ConfigErrors {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "{}: {}", e.key, e.message)?;
+            match &e.variable {
+                Some(v) => write!(f, "{} (from {v}): {}", e.key, e.message)?,
+                None => write!(f, "{}: {}", e.key, e.message)?,
+            }
         }
         Ok(())
     }

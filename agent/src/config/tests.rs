@@ -208,11 +208,48 @@ fn all_semantic_errors_are_reported_at_once() {
 }
 
 #[test]
-fn bad_env_values_name_the_key() {
-    let err = Settings::from_yaml_and_env(None, &env(&[("MESHKEEPER_GATEWAY__NODE_PORTS__HTTP2", "80")])).unwrap_err();
-    assert_eq!(err.to_string(), "gateway.node_ports.http2: 80 is outside 30000-32767");
-    let err = Settings::from_yaml_and_env(None, &env(&[("MESHKEEPER_HTTP__PORT", "80")])).unwrap_err();
-    assert_eq!(err.to_string(), "http.port: unknown key \"port\" (allowed: listen)");
+fn bad_env_values_name_the_key_and_the_variable() {
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[("MESHKEEPER_GATEWAY__NODE_PORTS__HTTP2", "80")],
+            "gateway.node_ports.http2 (from MESHKEEPER_GATEWAY__NODE_PORTS__HTTP2): 80 is outside 30000-32767",
+        ),
+        (
+            &[("MESHKEEPER_HTTP__PORT", "80")],
+            "http.port (from MESHKEEPER_HTTP__PORT): unknown key \"port\" (allowed: listen)",
+        ),
+        (
+            &[("MESHKEEPER_DRY_RUN", "maybe")],
+            "dry_run (from MESHKEEPER_DRY_RUN): invalid type: string \"maybe\", expected a boolean",
+        ),
+        // An unknown level: the variable under it introduced it.
+        (
+            &[("MESHKEEPER_GATEWAY__NODEPORTS__HTTP2", "31380")],
+            "gateway.nodeports (from MESHKEEPER_GATEWAY__NODEPORTS__HTTP2): unknown key \"nodeports\" (allowed: mode, namespace, service, repair, load_balancer_ip, load_balancer_ip_annotation, node_ports)",
+        ),
+        // A list item: the list's variable.
+        (
+            &[("MESHKEEPER_INJECTION__EXCLUDE", "kube-system,Team_X")],
+            "injection.exclude[1] (from MESHKEEPER_INJECTION__EXCLUDE): \"Team_X\" is not a namespace glob: 'T' is not allowed (use a-z, 0-9, '-', '*' and '?')",
+        ),
+        (
+            &[("MESHKEEPER_GATEWAY", "off")],
+            "gateway (from MESHKEEPER_GATEWAY): expected a mapping of keys, not \"off\"",
+        ),
+        // Only the variable that caused it is named.
+        (
+            &[("MESHKEEPER_DRY_RUN", "true"), ("MESHKEEPER_RESYNC_SECONDS", "1"), ("OTHER_RESYNC_SECONDS", "1")],
+            "resync_seconds (from MESHKEEPER_RESYNC_SECONDS): 1 is outside 10-86400",
+        ),
+    ];
+    for (vars, want) in cases {
+        let err = Settings::from_yaml_and_env(None, &env(vars)).unwrap_err();
+        assert_eq!(&err.to_string(), want, "for {vars:?}");
+    }
+    // A key the file got wrong names no variable.
+    let err =
+        Settings::from_yaml_and_env(Some("resync_seconds: 1\n"), &env(&[("MESHKEEPER_DRY_RUN", "true")])).unwrap_err();
+    assert_eq!(err.to_string(), "resync_seconds: 1 is outside 10-86400");
 }
 
 #[test]
