@@ -102,6 +102,21 @@ const CASES: &[Case] = &[
     file("invalid YAML syntax", "injection:\n  mode: [enforce\n", &["--config", "line"]),
     file("a tab in the indentation", "injection:\n\tmode: enforce\n", &["--config", "line"]),
     file("a list, not a mapping", "- injection\n- gateway\n", &["--config"]),
+    file(
+        "a key given twice",
+        "dry_run: true\nresync_seconds: 60\ndry_run: false\n",
+        &["--config", "dry_run", "line 3"],
+    ),
+    file(
+        "a word where a list of mappings goes",
+        "control_plane:\n  components: [istiod]\n",
+        &["control_plane.components[0]"],
+    ),
+    file(
+        "a number too big for its type",
+        "client:\n  timeout_seconds: 99999999999999999999999\n",
+        &["client.timeout_seconds"],
+    ),
     Case { what: "missing file", yaml: None, env: &[], names: &["--config", "/nonexistent/meshkeeper.yaml"] },
     // Environment overrides.
     env("env: wrong type (boolean)", &[("MESHKEEPER_DRY_RUN", "maybe")], &["MESHKEEPER_DRY_RUN"]),
@@ -169,11 +184,13 @@ fn meshkeeper_requests(sim: &Sim) -> usize {
 /// Why a message is not one readable line, if it is not.
 fn unreadable(stderr: &str) -> Option<String> {
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    let debug = ["Error(", "Some(", " { ", "ConfigError", "kind:", "\\n", "panicked"];
+    let debug = ["Error(", "Some(", "String(\"", "Integer(", " { ", "ConfigError", "kind:", "panicked"];
     if lines.len() != 1 {
         Some(format!("{} lines", lines.len()))
     } else if let Some(d) = debug.iter().find(|d| lines[0].contains(**d)) {
-        Some(format!("Debug output ({d})"))
+        Some(format!("Rust Debug output ({d})"))
+    } else if lines[0].contains("expected struct ") {
+        Some("a Rust type's name".into())
     } else if !lines[0].starts_with("meshkeeper: ") {
         Some("not meshkeeper's own line".into())
     } else {
