@@ -730,8 +730,20 @@ fn merged_user_config(yaml: Option<&str>, env: &[(String, String)]) -> Result<Va
     }
 }
 
+/// The config crate's (and its YAML parser's) wording, readable: yaml-rust2 names a key given
+/// twice in Rust Debug form (`String("dry_run"): duplicated key in mapping at ...`).
 fn humanize_config(e: config::ConfigError) -> String {
-    e.to_string()
+    let text = e.to_string();
+    let Some((before, after)) = text.split_once(": duplicated key in mapping") else { return text };
+    // The key is the last `Variant(value)` of what comes before.
+    let (head, key) = ["String(", "Integer(", "Real(", "Boolean("]
+        .iter()
+        .filter_map(|v| before.rfind(v).map(|at| (at, v.len())))
+        .max()
+        .filter(|_| before.ends_with(')'))
+        .map(|(at, len)| (&before[..at], &before[at + len..before.len() - 1]))
+        .unwrap_or(("", before));
+    format!("{head}the key {key} is given twice in one mapping{after}")
 }
 
 /// Rewrites serde's wording into the agent's: name the bad value and what is allowed.
@@ -747,6 +759,10 @@ fn humanize_serde(msg: String) -> String {
     {
         let allowed = expected.replace("one of ", "").replace('`', "");
         return format!("{variant:?} is not one of {allowed}");
+    }
+    // `invalid type: string "istiod", expected struct Component`: no Rust type names.
+    if let Some((head, _)) = msg.split_once("expected struct ") {
+        return format!("{head}expected a mapping of keys");
     }
     msg
 }
@@ -767,9 +783,10 @@ fn deep_merge(base: &mut Value, over: &Value, path: &str) -> Result<(), ConfigEr
             }
             Ok(())
         }
-        (Value::Object(_), v) if !v.is_null() => {
-            Err(ConfigErrors::one(path, format!("expected a mapping of keys, not {v}")))
-        }
+        // A section with nothing under it (`injection:` with every line below commented out)
+        // is YAML's null: an empty mapping, as an empty file is.
+        (Value::Object(_), Value::Null) => Ok(()),
+        (Value::Object(_), v) => Err(ConfigErrors::one(path, format!("expected a mapping of keys, not {v}"))),
         (slot, v) => {
             *slot = v.clone();
             Ok(())

@@ -181,12 +181,32 @@ fn bad_inputs_name_the_key_the_value_and_what_is_allowed() {
             "precheck.kubernetes_min: unknown key \"kubernetes_min\" (allowed: kubernetes_versions)",
         ),
         ("gateway: [1, 2]\n", "gateway: expected a mapping of keys, not [1,2]"),
+        (
+            "dry_run: true\nresync_seconds: 60\ndry_run: false\n",
+            "--config: the key \"dry_run\" is given twice in one mapping at byte 42 line 3 column 10",
+        ),
+        (
+            "gateway:\n  node_ports:\n    31380: http2\n    31380: https\n",
+            "--config: the key 31380 is given twice in one mapping at byte 51 line 4 column 12",
+        ),
+        (
+            "control_plane:\n  components: [istiod]\n",
+            "control_plane.components[0]: invalid type: string \"istiod\", expected a mapping of keys",
+        ),
         ("http: 9090\n", "http: expected a mapping of keys, not 9090"),
     ];
     for (yaml, want) in cases {
         let got = load(yaml).map(|_| ()).unwrap_err().to_string();
         assert_eq!(&got, want, "for input:\n{yaml}");
     }
+}
+
+#[test]
+fn a_section_with_nothing_under_it_is_its_defaults() {
+    let s = load("injection:\n  # mode: enforce\ngateway:\n").unwrap();
+    assert_eq!(s, Settings::defaults(Profile::AsmOnprem));
+    // A value (not a section) left empty is still an error.
+    assert_eq!(load("dry_run:\n").unwrap_err().to_string(), "dry_run: invalid type: null, expected a boolean");
 }
 
 #[test]
