@@ -14,6 +14,7 @@ use kube::api::{Api, ListParams, ObjectList};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::cache::tolerant::{self, Tolerant};
 use crate::cache::{
     Cached, DeploymentInfo, Index, InjectorConfig, NamespaceInfo, NodeInfo, ReplicaSetInfo, ServiceInfo, SetInfo,
     Snapshot, WebhookConfigInfo, pod::PodTrim,
@@ -89,15 +90,15 @@ impl CheckRun {
     }
 }
 
-/// Lists a kind (across all namespaces if namespaced) and trims it into an index.
+/// Lists a kind (across all namespaces if namespaced) and trims it into an index; an object
+/// that does not decode is logged and skipped, as the watches do (`cache::tolerant`).
 async fn load<K, T>(client: &Client, resource: Resource, trim: impl Fn(K) -> Option<T>) -> Result<Index<T>, CheckError>
 where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-    K::DynamicType: Default,
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     T: Cached,
 {
-    let items = list_all(&Api::<K>::all(client.clone()), resource.as_str()).await?;
-    Ok(Index::from_objects(items.into_iter().filter_map(trim)))
+    let items = list_all(&Api::<Tolerant<K>>::all(client.clone()), resource.as_str()).await?;
+    Ok(Index::from_objects(items.into_iter().filter_map(tolerant::trimming(trim))))
 }
 
 /// Loads once and evaluates every registered check.
