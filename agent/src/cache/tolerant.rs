@@ -45,7 +45,9 @@ pub struct Undecodable {
 }
 
 /// The name serde_json's deserializers answer with an object's text, unparsed (the way
-/// `serde_json::value::RawValue` is read; its `raw_value` feature is on, axum asks for it).
+/// `serde_json::value::RawValue` is read; agent/Cargo.toml turns its `raw_value` feature on).
+/// It is serde_json's internal name, not its API: should it change, the fallback below keeps
+/// decoding correct, only slower, and a unit test notices.
 /// Any other deserializer, serde's buffer, or serde_json without that feature hands the
 /// visitor the object itself: slower (through a `Value`), as correct.
 const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
