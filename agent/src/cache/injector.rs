@@ -56,7 +56,9 @@ pub fn image_of(values: &Value) -> Option<String> {
     let image = g["proxy"]["image"].as_str().unwrap_or("proxyv2");
     let tag = g["tag"].as_str().map(str::to_string).or_else(|| g["tag"].as_f64().map(|t| t.to_string()))?;
     if image.contains('/') {
-        return Some(if image.contains(':') { image.to_string() } else { format!("{image}:{tag}") });
+        // Its own tag or digest wins; a ':' before the last '/' is a registry's port, not a tag.
+        let pinned = super::image_tag(image).is_some() || image.contains('@');
+        return Some(if pinned { image.to_string() } else { format!("{image}:{tag}") });
     }
     let hub = g["hub"].as_str()?;
     Some(format!("{}/{image}:{tag}", hub.trim_end_matches('/')))
@@ -149,6 +151,17 @@ mod tests {
         assert_eq!(c.always_inject[0].match_labels["inject"], "always");
         assert_eq!(c.changed_at, 1_795_168_800);
         assert!(!c.namespaces_by_default);
+    }
+
+    #[test]
+    fn a_whole_image_gets_the_tag_even_from_a_registry_with_a_port() {
+        let values = |image: &str| serde_json::json!({"global": {"tag": "1.20.1", "proxy": {"image": image}}});
+        let v = values("registry.local:5000/istio/proxyv2");
+        assert_eq!(image_of(&v).as_deref(), Some("registry.local:5000/istio/proxyv2:1.20.1"), "the port is no tag");
+        let v = values("registry.local:5000/istio/proxyv2:1.19.0");
+        assert_eq!(image_of(&v).as_deref(), Some("registry.local:5000/istio/proxyv2:1.19.0"), "its own tag wins");
+        let digest = "docker.io/istio/proxyv2@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        assert_eq!(image_of(&values(digest)).as_deref(), Some(digest), "a digest pins it");
     }
 
     #[test]
