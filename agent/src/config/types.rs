@@ -387,7 +387,9 @@ impl TryFrom<String> for TimeOfDay {
     fn try_from(s: String) -> Result<Self, String> {
         let bad = || format!("{s:?} is not a time of day HH:MM (00:00-24:00, UTC)");
         let (h, m) = s.split_once(':').ok_or_else(bad)?;
-        if h.len() != 2 || m.len() != 2 {
+        // Two digits each: u16's parser alone would also take a sign ("+1:00").
+        let two_digits = |x: &str| x.len() == 2 && x.bytes().all(|b| b.is_ascii_digit());
+        if !two_digits(h) || !two_digits(m) {
             return Err(bad());
         }
         let (h, m): (u16, u16) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
@@ -479,6 +481,15 @@ mod tests {
             assert!(TimeOfDay::try_from(bad.to_string()).is_err(), "{bad}");
         }
         assert_eq!(String::from(TimeOfDay::try_from("07:05".to_string()).unwrap()), "07:05");
+    }
+
+    #[test]
+    fn times_of_day_are_two_digits_each() {
+        // u16's parser takes a sign: "+1:00" must not pass as 01:00.
+        for bad in ["+1:00", "00:+0", "+0:+5", "-0:00", "1 :00"] {
+            assert!(TimeOfDay::try_from(bad.to_string()).is_err(), "{bad} should be rejected");
+        }
+        assert_eq!(TimeOfDay::try_from("01:05".to_string()), Ok(TimeOfDay(65)));
     }
 
     #[test]
