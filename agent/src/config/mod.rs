@@ -709,17 +709,20 @@ fn merged_user_config(yaml: Option<&str>, env: &[(String, String)]) -> Result<Va
             builder = builder.add_source(config::File::from_str(text, config::FileFormat::Yaml));
         }
     }
-    let env_map: std::collections::HashMap<String, String> =
-        env.iter().filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}_"))).cloned().collect();
-    let mut environment = config::Environment::with_prefix(ENV_PREFIX)
-        .prefix_separator("_")
-        .separator("__")
-        .try_parsing(true)
-        .list_separator(",")
-        .source(Some(env_map));
-    for key in LIST_KEYS {
-        environment = environment.with_list_parse_key(key);
+    // NB: every environment value stays a string ("1.10" is a version, not the float 1.1; "007"
+    // not 7): coerce_like types it by the default. List keys are split here, as overrides.
+    let mut env_map = std::collections::HashMap::new();
+    for (k, v) in env.iter().filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}_"))) {
+        let key = k[ENV_PREFIX.len() + 1..].to_lowercase().replace("__", ".");
+        if LIST_KEYS.contains(&key.as_str()) {
+            let items: Vec<String> = v.split(',').map(str::to_string).collect();
+            builder = builder.set_override(&key, items).map_err(|e| ConfigErrors::one(&key, humanize_config(e)))?;
+        } else {
+            env_map.insert(k.clone(), v.clone());
+        }
     }
+    let environment =
+        config::Environment::with_prefix(ENV_PREFIX).prefix_separator("_").separator("__").source(Some(env_map));
     let built =
         builder.add_source(environment).build().map_err(|e| ConfigErrors::one("--config", humanize_config(e)))?;
     let value: Value = built.try_deserialize().map_err(|e| ConfigErrors::one("--config", humanize_config(e)))?;
@@ -814,18 +817,27 @@ fn coerce_like(value: &mut Value, like: &Value) {
             }
         }
         (v @ Value::String(_), Value::Number(_)) => {
-            if let Some(n) = v.as_str().and_then(|s| s.trim().parse::<serde_json::Number>().ok()) {
+            if let Some(n) = v.as_str().and_then(|s| number(s.trim())) {
                 *v = Value::Number(n);
             }
         }
         (v @ Value::String(_), Value::Bool(_)) => match v.as_str().map(str::trim) {
-            Some("true") => *v = Value::Bool(true),
-            Some("false") => *v = Value::Bool(false),
+            Some(s) if s.eq_ignore_ascii_case("true") => *v = Value::Bool(true),
+            Some(s) if s.eq_ignore_ascii_case("false") => *v = Value::Bool(false),
             _ => {}
         },
         (v @ (Value::Number(_) | Value::Bool(_)), Value::String(_)) => *v = Value::String(v.to_string()),
         _ => {}
     }
+}
+
+/// A number as JSON writes it, or as Rust reads an integer ("060", "+5") or a finite float.
+fn number(s: &str) -> Option<serde_json::Number> {
+    s.parse::<serde_json::Number>()
+        .ok()
+        .or_else(|| s.parse::<i64>().ok().map(Into::into))
+        .or_else(|| s.parse::<u64>().ok().map(Into::into))
+        .or_else(|| s.parse::<f64>().ok().and_then(serde_json::Number::from_f64))
 }
 
 fn uniform_type<'a>(mut values: impl Iterator<Item = &'a Value>) -> Option<&'a Value> {

@@ -75,6 +75,43 @@ fn env_string_that_looks_like_a_number_stays_a_string() {
 }
 
 #[test]
+fn env_values_reach_string_keys_as_written() {
+    // The environment has no quoting: "1.10" is a version, not the float 1.1; "007" not 7.
+    let s = Settings::from_yaml_and_env(
+        None,
+        &env(&[
+            ("MESHKEEPER_REINJECTION__EXPECTED_PROXY_VERSION", "1.10"),
+            ("MESHKEEPER_CONTROL_PLANE__EXPECTED_VERSION", "1.20"),
+            ("MESHKEEPER_CONTROL_PLANE__INJECTOR_WEBHOOK", "0.00"),
+            ("MESHKEEPER_LEADER_ELECTION__IDENTITY", "007"),
+            ("MESHKEEPER_LEADER_ELECTION__LEASE_NAME", "1e3"),
+            ("MESHKEEPER_PRECHECK__KUBERNETES_VERSIONS", "1.30"),
+            ("MESHKEEPER_INJECTION__EXCLUDE", "1"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s.reinjection.expected_proxy_version, "1.10");
+    assert_eq!(s.control_plane.expected_version, "1.20");
+    assert_eq!(s.control_plane.injector_webhook, "0.00");
+    assert_eq!(s.leader_election.identity, "007");
+    assert_eq!(s.leader_election.lease_name, "1e3");
+    assert_eq!(s.precheck.kubernetes_versions.to_string(), "1.30");
+    assert_eq!(s.injection.exclude.iter().map(Glob::as_str).collect::<Vec<_>>(), ["1"]);
+    // Typed keys still take what they took: any case of true/false, integers as Rust reads them.
+    let s = Settings::from_yaml_and_env(
+        None,
+        &env(&[
+            ("MESHKEEPER_DRY_RUN", "TRUE"),
+            ("MESHKEEPER_RESYNC_SECONDS", "060"),
+            ("MESHKEEPER_CLIENT__WRITE_BURST", "+7"),
+        ]),
+    )
+    .unwrap();
+    assert!(s.dry_run);
+    assert_eq!((s.resync_seconds, s.client.write_burst), (60, 7));
+}
+
+#[test]
 fn bad_inputs_name_the_key_the_value_and_what_is_allowed() {
     let cases: &[(&str, &str)] = &[
         ("gateway:\n  node_ports:\n    http2: 80\n", "gateway.node_ports.http2: 80 is outside 30000-32767"),
