@@ -15,6 +15,7 @@ mod config;
 mod gone;
 mod outage;
 mod pathological;
+mod properties;
 mod support;
 mod table;
 mod writes;
@@ -37,6 +38,7 @@ fn scenarios() -> Vec<Scenario> {
         Scenario { name: "4 409 / 422 on writes", run: writes::conflicts },
         Scenario { name: "7 pathological API", run: pathological::run },
         Scenario { name: "8 bad configuration", run: config::run },
+        Scenario { name: "9 properties", run: properties::run },
     ]
 }
 
