@@ -4,7 +4,8 @@
 # Installs the tools it needs (scripts/install-tools.sh, fast when they are there), then runs
 # every check the project has, each step announced and timed, and stops at the first failure:
 #
-#   fmt · clippy -D warnings · cargo test (both crates, unit + integration) · helm lint/template
+#   fmt · clippy -D warnings · cargo test (both crates, unit + integration) · cargo fuzz (each
+#   parser target briefly, scripts/fuzz.sh) · helm lint/template
 #   + schema validation · promtool rules (when dashboards/ has them) · cargo deny (offline) ·
 #   hadolint
 #
@@ -12,7 +13,7 @@
 # skipping when the tool is missing.
 #
 # For local iteration only: MK_SKIP="clippy test" skips the steps with those ids (fmt clippy test
-# helm rules rules-test dashboards deny hadolint; shown as "skip" in the summary). CI never
+# fuzz helm rules rules-test dashboards deny hadolint; shown as "skip" in the summary). CI never
 # sets it.
 set -euo pipefail
 
@@ -76,6 +77,9 @@ step fmt "cargo fmt" cargo fmt --all -- --check
 step clippy "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 # `-- --quiet`: one dot per test, failures in full, and cargo's "Running <binary>" lines kept.
 step test "cargo test" cargo test --workspace --locked -- --quiet
+# Coverage-guided fuzzing of the image-reference, selector, quantity and config parsers, from
+# the committed seeds, FUZZ_SECONDS (20) each; any crash fails (scripts/fuzz.sh).
+step fuzz "cargo fuzz (brief)" "$ROOT/scripts/fuzz.sh"
 
 # --- Helm chart --------------------------------------------------------------------------------
 
