@@ -712,8 +712,8 @@ fn merged_user_config(yaml: Option<&str>, env: &[(String, String)]) -> Result<Va
     // NB: every environment value stays a string ("1.10" is a version, not the float 1.1; "007"
     // not 7): coerce_like types it by the default. List keys are split here, as overrides.
     let mut env_map = std::collections::HashMap::new();
-    for (k, v) in env.iter().filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}_"))) {
-        let key = k[ENV_PREFIX.len() + 1..].to_lowercase().replace("__", ".");
+    for (k, v) in env {
+        let Some(key) = variable_key(k) else { continue };
         if LIST_KEYS.contains(&key.as_str()) {
             let items: Vec<String> = v.split(',').map(str::to_string).collect();
             builder = builder.set_override(&key, items).map_err(|e| ConfigErrors::one(&key, humanize_config(e)))?;
