@@ -1257,7 +1257,13 @@ fn config_values(ctx: &mut Ctx) {
                     _ => {}
                 }
             }
-            Err(errs) => prop_assert!(names_key(&errs, &path), "{}={:?}: {}", var, value, errs),
+            Err(errs) => {
+                prop_assert!(names_key(&errs, &path), "{}={:?}: {}", var, value, errs);
+                // An error about the key itself also names the variable that set it.
+                for e in errs.0.iter().filter(|e| e.key == path || e.key.starts_with(&format!("{path}["))) {
+                    prop_assert_eq!(e.variable.as_deref(), Some(var.as_str()), "{}={:?}: {}", var, value, errs);
+                }
+            }
         }
         Ok(())
     });
