@@ -192,6 +192,7 @@ pub struct ReinjectionSettings {
     pub mode: Mode,
     /// The proxy every injected pod should run: an image (`hub/proxyv2:tag`) or a tag; empty:
     /// read from the injector's ConfigMap (`{global.hub}/{global.proxy.image}:{global.tag}`).
+    #[serde(deserialize_with = "quoted")]
     pub expected_proxy_version: String,
     /// The injector's ConfigMap in the control-plane namespace (with `istio.io/rev=R` policies,
     /// `<name>-R` is read).
@@ -227,6 +228,7 @@ pub struct ControlPlaneSettings {
     /// Deployments that make up the control plane.
     pub components: Vec<Component>,
     /// The version every component must run (image tag), e.g. `1.4.10-asm.18`; empty: only consistency.
+    #[serde(deserialize_with = "quoted")]
     pub expected_version: String,
     /// Name of the injector's MutatingWebhookConfiguration.
     pub injector_webhook: String,
@@ -799,7 +801,8 @@ fn deep_merge(base: &mut Value, over: &Value, path: &str) -> Result<(), ConfigEr
 
 /// Environment values arrive as strings, YAML scalars as whatever they look like: convert each
 /// to the type the default has at the same place (numbers, booleans, strings), so `"31380"`
-/// from the environment is a port and `1.5` in YAML is a version string.
+/// from the environment is a port and `true` in YAML is the text "true" for a text key; a YAML
+/// float for a text key stays a number and is refused (its text is lost: write it quoted).
 fn coerce_like(value: &mut Value, like: &Value) {
     match (value, like) {
         (Value::Object(map), Value::Object(defaults)) => {
@@ -826,6 +829,9 @@ fn coerce_like(value: &mut Value, like: &Value) {
             Some(s) if s.eq_ignore_ascii_case("false") => *v = Value::Bool(false),
             _ => {}
         },
+        // A YAML float for a text key is left a number, refused with "write it quoted":
+        // YAML has already read `1.10` as 1.1, so its text is lost (every 1.10 proxy stale).
+        (Value::Number(n), Value::String(_)) if n.is_f64() => {}
         (v @ (Value::Number(_) | Value::Bool(_)), Value::String(_)) => *v = Value::String(v.to_string()),
         _ => {}
     }
@@ -930,3 +936,8 @@ impl std::error::Error for ConfigErrors {}
 
 #[cfg(test)]
 mod tests;
+
+/// A string that YAML must give quoted (see [`types::Quoted`]).
+fn quoted<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    types::Quoted::deserialize(d).map(|q| q.0)
+}

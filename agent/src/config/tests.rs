@@ -114,6 +114,19 @@ fn env_values_reach_string_keys_as_written() {
 #[test]
 fn bad_inputs_name_the_key_the_value_and_what_is_allowed() {
     let cases: &[(&str, &str)] = &[
+        // Unquoted versions are YAML numbers: 1.10 would silently be 1.1 (every 1.10 proxy stale).
+        (
+            "reinjection:\n  expected_proxy_version: 1.10\n",
+            "reinjection.expected_proxy_version: the number 1.1 (YAML reads an unquoted 1.10 as 1.1): write the version quoted, e.g. \"1.10\"",
+        ),
+        (
+            "control_plane:\n  expected_version: 1.5\n",
+            "control_plane.expected_version: the number 1.5 (YAML reads an unquoted 1.10 as 1.1): write the version quoted, e.g. \"1.10\"",
+        ),
+        (
+            "precheck:\n  kubernetes_versions: 1.30\n",
+            "precheck.kubernetes_versions: the number 1.3 (YAML reads an unquoted 1.10 as 1.1): write the version quoted, e.g. \"1.10\"",
+        ),
         ("gateway:\n  node_ports:\n    http2: 80\n", "gateway.node_ports.http2: 80 is outside 30000-32767"),
         ("gateway:\n  node_ports:\n    http2: 31390\n", "gateway.node_ports.https: 31390 is also pinned for http2"),
         ("profile: ambient\n", "profile: \"ambient\" is not a profile (allowed: asm-onprem, istiod)"),
@@ -376,9 +389,10 @@ fn kubernetes_versions_default_by_profile_and_come_from_yaml_or_the_environment(
     assert_eq!(Settings::defaults(Profile::AsmOnprem).precheck.kubernetes_versions.to_string(), "1.13-1.15");
     let istiod = Settings::defaults(Profile::Istiod).precheck.kubernetes_versions;
     assert_eq!(istiod.to_string(), format!("1.{}+", crate::checks::api::MIN_MINOR), "meshkeeper's own minimum");
-    // A YAML number is a version, not a float: 1.16 stays 1.16.
-    let s = load("precheck:\n  kubernetes_versions: 1.16\n").unwrap();
-    assert_eq!(s.precheck.kubernetes_versions.to_string(), "1.16");
+    // Quoted, a version stays as written; unquoted, YAML would read 1.30 as 1.3: refused.
+    let s = load("precheck:\n  kubernetes_versions: \"1.30\"\n").unwrap();
+    assert_eq!(s.precheck.kubernetes_versions.to_string(), "1.30");
+    assert!(load("precheck:\n  kubernetes_versions: 1.30\n").is_err());
     let s =
         Settings::from_yaml_and_env(None, &env(&[("MESHKEEPER_PRECHECK__KUBERNETES_VERSIONS", "1.24-1.36")])).unwrap();
     assert!(s.precheck.kubernetes_versions.contains((1, 36)));

@@ -124,10 +124,51 @@ macro_rules! string_conversions {
 
 string_conversions!(LabelPair, VersionRange);
 
+/// Text that must be written as a string in YAML: a version. Unquoted, YAML reads `1.10` as the
+/// number 1.1 (and `1.30` as 1.3) before meshkeeper sees it, so a number is refused with the
+/// fix instead of silently becoming another version.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(transparent)]
+pub struct Quoted(pub String);
+
+impl<'de> Deserialize<'de> for Quoted {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Quoted;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a quoted string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Quoted, E> {
+                Ok(Quoted(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Quoted, E> {
+                Err(E::custom(format!(
+                    "the number {v} (YAML reads an unquoted 1.10 as 1.1): write the version quoted, e.g. \"1.10\""
+                )))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Quoted, E> {
+                Err(E::custom(format!("the number {v}: write versions quoted (\"{v}\")")))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Quoted, E> {
+                Err(E::custom(format!("the number {v}: write versions quoted (\"{v}\")")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl TryFrom<Quoted> for VersionRange {
+    type Error = String;
+    fn try_from(q: Quoted) -> Result<Self, Self::Error> {
+        q.0.parse()
+    }
+}
+
 /// A range of Kubernetes minor versions: `1.13-1.15` (inclusive), `1.24+` (no upper bound)
 /// or `1.16` (that one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[serde(try_from = "Quoted", into = "String")]
 pub struct VersionRange {
     /// (major, minor) of the oldest supported version.
     pub min: (u32, u32),

@@ -79,6 +79,11 @@ const CASES: &[Case] = &[
     file("bad label selector", "injection:\n  selector: 'env in prod'\n", &["injection.selector"]),
     file("bad label pair", "injection:\n  label: istio-injection\n", &["injection.label"]),
     file("bad version range", "precheck:\n  kubernetes_versions: 1.16-1.13\n", &["precheck.kubernetes_versions"]),
+    file(
+        "an unquoted version (YAML reads 1.10 as 1.1)",
+        "reinjection:\n  expected_proxy_version: 1.10\n",
+        &["reinjection.expected_proxy_version", "quoted"],
+    ),
     file("unknown enum value", "control_plane:\n  mtls_mode: sometimes\n", &["control_plane.mtls_mode"]),
     file("unknown profile", "profile: ambient\n", &["profile"]),
     // Settings that contradict each other.
