@@ -29,9 +29,12 @@ impl Row {
     }
 }
 
+/// What runs a scenario.
+pub type RunFn = fn() -> BoxFuture<'static, Vec<Row>>;
+
 /// Runs the scenarios, `jobs` at a time, each on its own task; a panicking scenario becomes
 /// one failed row carrying the panic message. Rows come back in the scenarios' order.
-pub async fn run_all(scenarios: Vec<(&'static str, fn() -> BoxFuture<'static, Vec<Row>>)>, jobs: usize) -> Vec<Row> {
+pub async fn run_all(scenarios: Vec<(&'static str, RunFn)>, jobs: usize) -> Vec<Row> {
     let gate = Arc::new(tokio::sync::Semaphore::new(jobs));
     let mut handles = Vec::new();
     for (name, run) in scenarios {
