@@ -11,6 +11,8 @@
 #[path = "../e2e/common.rs"]
 #[allow(dead_code)]
 mod common;
+mod failover;
+mod fleet;
 mod table;
 
 use std::process::ExitCode;
@@ -26,7 +28,7 @@ struct Scenario {
 }
 
 fn scenarios() -> Vec<Scenario> {
-    vec![]
+    vec![Scenario { name: "5 leader failover", run: failover::run }]
 }
 
 fn main() -> ExitCode {

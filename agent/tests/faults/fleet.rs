@@ -1,0 +1,183 @@
+//! What the replica, shutdown and storm scenarios share: a mesh with a fleet of small
+//! Deployments, the restart writes meshkeeper made, rollouts in progress as kube-sim's
+//! Deployments show them (at every change of the cluster), and the leaders among replicas
+//! (sampled every 100 ms).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kube_sim::{Sim, SimOptions};
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+/// The proxy a proxy upgrade moves to (the seed injects 1.4.10-asm.18).
+pub const PROXY_NEXT: &str = "1.4.10-asm.19";
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The asm-onprem layout (control plane available) and the agent's namespace.
+pub async fn mesh(opts: SimOptions) -> Sim {
+    let sim = Sim::start(opts).await.expect("start kube-sim");
+    let c = sim.cluster();
+    kube_sim::seed::asm_onprem_ready(&c).await.expect("seed");
+    c.create("v1", "namespaces", "", json!({"metadata": {"name": "meshkeeper"}})).expect("ns");
+    sim
+}
+
+/// `namespaces` labelled namespaces `{prefix}-NN`, each with `per_ns` one-replica Deployments
+/// `svc-N`; returns their keys `ns/name`.
+pub fn deploy_fleet(sim: &Sim, prefix: &str, namespaces: usize, per_ns: usize) -> Vec<String> {
+    let c = sim.cluster();
+    let mut keys = Vec::new();
+    for n in 0..namespaces {
+        let ns = format!("{prefix}-{n:02}");
+        c.create("v1", "namespaces", "", json!({"metadata": {"name": ns, "labels": {"istio-injection": "enabled"}}}))
+            .expect("namespace");
+        for d in 0..per_ns {
+            let name = format!("svc-{d}");
+            c.create(
+                "apps/v1",
+                "deployments",
+                &ns,
+                json!({"metadata": {"name": name}, "spec": {"replicas": 1,
+                    "selector": {"matchLabels": {"app": name}}, "template": {"metadata": {"labels": {"app": name}},
+                    "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "app", "image": "example/app:1"}]}}}}),
+            )
+            .expect("deployment");
+            keys.push(format!("{ns}/{name}"));
+        }
+    }
+    keys
+}
+
+/// `ns/name` of an object.
+pub fn key_of(obj: &Value) -> String {
+    format!(
+        "{}/{}",
+        obj["metadata"]["namespace"].as_str().unwrap_or_default(),
+        obj["metadata"]["name"].as_str().unwrap_or_default()
+    )
+}
+
+/// Deployments in namespaces labelled `istio-injection=enabled` (the fleet and the seed's
+/// injected applications): what a proxy upgrade makes stale.
+pub fn injected_deployments(c: &kube_sim::Cluster) -> Vec<String> {
+    let labelled: std::collections::BTreeSet<String> = c
+        .list("v1", "namespaces", None)
+        .iter()
+        .filter(|n| n["metadata"]["labels"]["istio-injection"] == "enabled")
+        .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_string))
+        .collect();
+    c.list("apps/v1", "deployments", None)
+        .iter()
+        .filter(|d| d["metadata"]["namespace"].as_str().is_some_and(|ns| labelled.contains(ns)))
+        .map(key_of)
+        .collect()
+}
+
+/// Waits (bounded) until every Deployment of the fleet is available.
+pub async fn wait_available(sim: &Sim, keys: &[String], within: Duration) {
+    let want: std::collections::BTreeSet<&str> = keys.iter().map(String::as_str).collect();
+    let c = sim.cluster();
+    eventually(within, &format!("{} Deployments available", keys.len()), || {
+        let n = c
+            .list("apps/v1", "deployments", None)
+            .iter()
+            .filter(|d| want.contains(key_of(d).as_str()) && d["status"]["availableReplicas"] == 1)
+            .count();
+        let all = n == want.len();
+        async move { all }
+    })
+    .await;
+}
+
+/// meshkeeper's successful restart patches of Deployments, by `ns/name` (kube-sim's request log).
+pub fn restart_writes(sim: &Sim) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for r in writes_by_meshkeeper(sim, "deployments") {
+        if r.verb == "patch" && r.code < 300 {
+            *m.entry(format!("{}/{}", r.namespace.unwrap_or_default(), r.name.unwrap_or_default())).or_default() += 1;
+        }
+    }
+    m
+}
+
+/// Deployments whose pod template carries a restart annotation.
+pub fn restarted(c: &kube_sim::Cluster) -> usize {
+    c.list("apps/v1", "deployments", None)
+        .iter()
+        .filter(|d| d["spec"]["template"]["metadata"]["annotations"][RESTARTED_AT].is_string())
+        .count()
+}
+
+/// A Deployment that was restarted and whose rollout has not completed.
+pub fn rolling(d: &Value) -> bool {
+    if !d["spec"]["template"]["metadata"]["annotations"][RESTARTED_AT].is_string() {
+        return false;
+    }
+    let s = &d["status"];
+    let want = d["spec"]["replicas"].as_i64().unwrap_or(1);
+    !(s["observedGeneration"].as_i64() >= d["metadata"]["generation"].as_i64()
+        && s["updatedReplicas"].as_i64() == Some(want)
+        && s["availableReplicas"].as_i64() == Some(want)
+        && s["replicas"].as_i64() == Some(want))
+}
+
+/// Samples every 100 ms how many replicas say `meshkeeper_leader 1` (fetched concurrently).
+pub struct LeaderSampler {
+    addrs: Arc<Mutex<Vec<String>>>,
+    stats: Arc<Mutex<(usize, usize, u64)>>,
+    started: Instant,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for LeaderSampler {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl LeaderSampler {
+    pub fn start(addrs: Vec<String>) -> LeaderSampler {
+        let addrs = Arc::new(Mutex::new(addrs));
+        // (most leaders at once, samples, samples with no leader)
+        let stats = Arc::new(Mutex::new((0usize, 0usize, 0u64)));
+        let (a, st) = (addrs.clone(), stats.clone());
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tick.tick().await;
+                let list = lock(&a).clone();
+                let answers = futures::future::join_all(list.iter().map(|addr| http(addr, "GET", "/metrics"))).await;
+                let n = answers.iter().filter(|(_, _, body)| body.lines().any(|l| l == "meshkeeper_leader 1")).count();
+                let mut s = lock(&st);
+                s.0 = s.0.max(n);
+                s.1 += 1;
+                if n == 0 {
+                    s.2 += 1;
+                }
+            }
+        });
+        LeaderSampler { addrs, stats, started: Instant::now(), task }
+    }
+
+    pub fn add(&self, addr: &str) {
+        lock(&self.addrs).push(addr.to_string());
+    }
+
+    /// (most leaders at once, samples, samples without a leader, seconds sampled).
+    pub fn stats(&self) -> (usize, usize, u64, f64) {
+        let s = *lock(&self.stats);
+        (s.0, s.1, s.2, self.started.elapsed().as_secs_f64())
+    }
+}
+
+/// Milliseconds, for the rows.
+pub fn ms(d: Duration) -> u128 {
+    d.as_millis()
+}
