@@ -177,6 +177,19 @@ impl LeaderSampler {
     }
 }
 
+/// Events (events.k8s.io) of a reason, as `ns/name` of the object they regard.
+pub fn events_regarding(sim: &Sim, reason: &str) -> Vec<String> {
+    sim.cluster()
+        .list("events.k8s.io/v1", "events", None)
+        .iter()
+        .filter(|e| e["reason"] == reason)
+        .map(|e| match e["regarding"]["namespace"].as_str() {
+            Some(ns) if !ns.is_empty() => format!("{ns}/{}", e["regarding"]["name"].as_str().unwrap_or_default()),
+            _ => e["regarding"]["name"].as_str().unwrap_or_default().to_string(),
+        })
+        .collect()
+}
+
 /// Milliseconds, for the rows.
 pub fn ms(d: Duration) -> u128 {
     d.as_millis()

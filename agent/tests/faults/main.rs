@@ -13,7 +13,9 @@
 mod common;
 mod failover;
 mod fleet;
+mod shutdown;
 mod table;
+mod tap;
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -28,7 +30,10 @@ struct Scenario {
 }
 
 fn scenarios() -> Vec<Scenario> {
-    vec![Scenario { name: "5 leader failover", run: failover::run }]
+    vec![
+        Scenario { name: "5 leader failover", run: failover::run },
+        Scenario { name: "6 SIGTERM mid-burst", run: shutdown::run },
+    ]
 }
 
 fn main() -> ExitCode {
