@@ -9,8 +9,8 @@
 //!                            ledger ◄── outcomes ◄── actuator (leader only) ◄── queue
 //! ```
 //! Shutdown (SIGTERM/SIGINT): stop watching and planning; let the in-flight write finish (at
-//! most [`INFLIGHT_TIMEOUT`]); then release the Lease and publish the queued Events (each
-//! bounded); stop serving; exit 0.
+//! most [`INFLIGHT_TIMEOUT`]; a write still waiting for its write token is not sent); then
+//! release the Lease and publish the queued Events (each bounded); stop serving; exit 0.
 
 pub mod evaluator;
 pub mod leader;
@@ -65,6 +65,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Everything the actuator loop touches.
 struct ActuatorLoop {
     actuator: Actuator,
+    /// The actuator's write budget: a write waits for its token here, where shutdown can stop it.
+    limiter: Arc<WriteLimiter>,
     ledger: Arc<Mutex<Ledger>>,
     agent: Arc<AgentState>,
     metrics: Metrics,
@@ -90,6 +92,18 @@ impl ActuatorLoop {
                     let now = unix_now_ms();
                     if ledger.is_stale(&action, now) || ledger.cooling_down(&action, now).is_some() {
                         continue;
+                    }
+                }
+                // A write not sent when shutdown comes is not sent at all: its token is awaited
+                // here, where shutdown interrupts the wait; the actuator then takes it at once.
+                let wait = self.limiter.available_in();
+                if !wait.is_zero() && self.agent.is_leader() {
+                    self.metrics.write_throttled.with_label_values(&[action.kind]).inc();
+                    tokio::select! {
+                        biased;
+                        _ = shutdown.cancelled() => return,
+                        // (A millisecond more: the refill, not rounding, decides.)
+                        _ = tokio::time::sleep(wait + Duration::from_millis(1)) => {}
                     }
                 }
                 let timeout = Duration::from_secs(30);
@@ -479,9 +493,10 @@ pub async fn run(settings: Settings, clients: Clients, shutdown: CancellationTok
     }
 
     let limiter = Arc::new(WriteLimiter::new(settings.client.write_qps, settings.client.write_burst));
-    let actuator = Actuator::new(client.clone(), limiter, agent.clone(), metrics.clone(), settings.dry_run);
+    let actuator = Actuator::new(client.clone(), limiter.clone(), agent.clone(), metrics.clone(), settings.dry_run);
     let actuator_loop = ActuatorLoop {
         actuator,
+        limiter,
         ledger,
         agent: agent.clone(),
         metrics: metrics.clone(),
