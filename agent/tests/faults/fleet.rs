@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use kube_sim::{Sim, SimOptions};
 use serde_json::{Value, json};
@@ -80,20 +80,50 @@ pub fn injected_deployments(c: &kube_sim::Cluster) -> Vec<String> {
         .collect()
 }
 
-/// Waits (bounded) until every Deployment of the fleet is available.
+/// Waits (bounded) until every Deployment of the fleet is available, following the
+/// Deployments' changes (re-listing them all on every change would cost more than the fleet).
 pub async fn wait_available(sim: &Sim, keys: &[String], within: Duration) {
-    let want: std::collections::BTreeSet<&str> = keys.iter().map(String::as_str).collect();
+    let want: std::collections::BTreeSet<String> = keys.iter().cloned().collect();
     let c = sim.cluster();
-    eventually(within, &format!("{} Deployments available", keys.len()), || {
-        let n = c
-            .list("apps/v1", "deployments", None)
-            .iter()
-            .filter(|d| want.contains(key_of(d).as_str()) && d["status"]["availableReplicas"] == 1)
-            .count();
-        let all = n == want.len();
-        async move { all }
+    let mut rx = c.subscribe();
+    let available = |d: &Value| d["status"]["availableReplicas"] == 1;
+    let scan = |ready: &mut std::collections::BTreeSet<String>| {
+        ready.clear();
+        ready.extend(
+            c.list("apps/v1", "deployments", None)
+                .iter()
+                .filter(|d| available(d))
+                .map(key_of)
+                .filter(|k| want.contains(k)),
+        );
+    };
+    let mut ready = std::collections::BTreeSet::new();
+    scan(&mut ready);
+    let done = tokio::time::timeout(within, async {
+        while ready.len() < want.len() {
+            match rx.recv().await {
+                Ok(ev) => {
+                    let k = key_of(&ev.object);
+                    if want.contains(&k) && c.resource_of(&ev) == "deployments" {
+                        if ev.kind != "DELETED" && available(&ev.object) {
+                            ready.insert(k);
+                        } else {
+                            ready.remove(&k);
+                        }
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => scan(&mut ready),
+                Err(_) => return,
+            }
+        }
     })
     .await;
+    assert!(
+        done.is_ok(),
+        "timed out after {within:?} waiting for {} Deployments available ({} are)",
+        want.len(),
+        ready.len()
+    );
 }
 
 /// meshkeeper's successful restart patches of Deployments, by `ns/name` (kube-sim's request log).
@@ -126,6 +156,120 @@ pub fn rolling(d: &Value) -> bool {
         && s["updatedReplicas"].as_i64() == Some(want)
         && s["availableReplicas"].as_i64() == Some(want)
         && s["replicas"].as_i64() == Some(want))
+}
+
+#[derive(Default)]
+struct Rollouts {
+    rolling: BTreeMap<String, bool>,
+    max_total: usize,
+    max_per_ns: usize,
+    changes: u64,
+    /// When each Deployment was first seen rolling, and when it completed.
+    started: BTreeMap<String, SystemTime>,
+    completed: BTreeMap<String, SystemTime>,
+}
+
+impl Rollouts {
+    fn set(&mut self, key: String, now_rolling: bool) {
+        let was = self.rolling.insert(key.clone(), now_rolling).unwrap_or(false);
+        if now_rolling && !was {
+            self.started.entry(key.clone()).or_insert_with(SystemTime::now);
+        }
+        if was && !now_rolling {
+            self.completed.insert(key, SystemTime::now());
+        }
+    }
+
+    fn tally(&mut self) {
+        let mut per_ns: BTreeMap<&str, usize> = BTreeMap::new();
+        for (k, _) in self.rolling.iter().filter(|(_, r)| **r) {
+            *per_ns.entry(k.split('/').next().unwrap_or_default()).or_default() += 1;
+        }
+        let total: usize = per_ns.values().sum();
+        self.max_total = self.max_total.max(total);
+        self.max_per_ns = self.max_per_ns.max(per_ns.values().copied().max().unwrap_or(0));
+        self.changes += 1;
+    }
+}
+
+/// Rollouts in progress among kube-sim's Deployments, re-counted at every change of a
+/// Deployment (the store's event order: each count is the cluster's state at that revision).
+pub struct RolloutTracker {
+    state: Arc<Mutex<Rollouts>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RolloutTracker {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl RolloutTracker {
+    pub fn start(sim: &Sim) -> RolloutTracker {
+        let c = sim.cluster();
+        let mut rx = c.subscribe();
+        let state = Arc::new(Mutex::new(Rollouts::default()));
+        let relist = |c: &kube_sim::Cluster, s: &Mutex<Rollouts>| {
+            let all = c.list("apps/v1", "deployments", None);
+            let mut s = lock(s);
+            let present: std::collections::BTreeSet<String> = all.iter().map(key_of).collect();
+            let gone: Vec<String> = s.rolling.keys().filter(|k| !present.contains(*k)).cloned().collect();
+            for k in gone {
+                s.set(k, false);
+            }
+            for d in &all {
+                s.set(key_of(d), rolling(d));
+            }
+            s.tally();
+        };
+        relist(&c, &state);
+        let st = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(ev) => {
+                        if c.resource_of(&ev) != "deployments" {
+                            continue;
+                        }
+                        let mut s = lock(&st);
+                        let now = ev.kind != "DELETED" && rolling(&ev.object);
+                        s.set(key_of(&ev.object), now);
+                        s.tally();
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => relist(&c, &st),
+                    Err(_) => return,
+                }
+            }
+        });
+        RolloutTracker { state, task }
+    }
+
+    /// The most rollouts in progress at once, and in one namespace, and how many changes were counted.
+    pub fn maxima(&self) -> (usize, usize, u64) {
+        let s = lock(&self.state);
+        (s.max_total, s.max_per_ns, s.changes)
+    }
+
+    /// Deployments rolling now.
+    pub fn rolling_now(&self) -> Vec<String> {
+        lock(&self.state).rolling.iter().filter(|(_, r)| **r).map(|(k, _)| k.clone()).collect()
+    }
+
+    /// Deployments that were rolling at wall-clock time `t` (started before, completed after).
+    pub fn rolling_at(&self, t: SystemTime) -> Vec<String> {
+        let s = lock(&self.state);
+        s.started
+            .iter()
+            .filter(|(k, at)| **at <= t && s.completed.get(*k).is_none_or(|done| *done > t))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// When each Deployment completed its rollout.
+    pub fn completed(&self) -> BTreeMap<String, SystemTime> {
+        lock(&self.state).completed.clone()
+    }
 }
 
 /// Samples every 100 ms how many replicas say `meshkeeper_leader 1` (fetched concurrently).
@@ -188,6 +332,31 @@ pub fn events_regarding(sim: &Sim, reason: &str) -> Vec<String> {
             _ => e["regarding"]["name"].as_str().unwrap_or_default().to_string(),
         })
         .collect()
+}
+
+/// As [`until`], without failing: whether the condition came to hold within `within`, and when.
+pub async fn settle(sim: &Sim, within: Duration, mut cond: impl FnMut(&kube_sim::Cluster) -> bool) -> (bool, Duration) {
+    let c = sim.cluster();
+    let mut rx = c.subscribe();
+    let start = Instant::now();
+    if cond(&c) {
+        return (true, start.elapsed());
+    }
+    let held = tokio::time::timeout(within, async {
+        loop {
+            match rx.recv().await {
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    if cond(&c) {
+                        return true;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
+    (held, start.elapsed())
 }
 
 /// Milliseconds, for the rows.

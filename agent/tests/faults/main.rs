@@ -14,6 +14,7 @@ mod common;
 mod failover;
 mod fleet;
 mod shutdown;
+mod storm;
 mod table;
 mod tap;
 
@@ -33,6 +34,7 @@ fn scenarios() -> Vec<Scenario> {
     vec![
         Scenario { name: "5 leader failover", run: failover::run },
         Scenario { name: "6 SIGTERM mid-burst", run: shutdown::run },
+        Scenario { name: "10 restart storm", run: storm::run },
     ]
 }
 

@@ -14,7 +14,7 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -32,6 +32,7 @@ pub struct Req {
     pub user_agent: String,
     /// When its head arrived (forwarded to the server at once).
     pub sent: Instant,
+    pub sent_wall: SystemTime,
     /// When the first byte of the answer came back.
     pub answered: Option<Instant>,
 }
@@ -217,7 +218,18 @@ fn parse_head(conn: u64, head: &str) -> (Req, usize, bool) {
         }
     }
     let (resource, namespace, name, _) = parse_path(&path);
-    let req = Req { conn, method, path, resource, namespace, name, user_agent, sent: Instant::now(), answered: None };
+    let req = Req {
+        conn,
+        method,
+        path,
+        resource,
+        namespace,
+        name,
+        user_agent,
+        sent: Instant::now(),
+        sent_wall: SystemTime::now(),
+        answered: None,
+    };
     (req, len, chunked)
 }
 
