@@ -208,6 +208,27 @@ impl Wait {
         }
     }
 
+    /// The `action` of the `ReinjectionHeld` Event a workload gets when its restart starts
+    /// waiting for this (None: no Event). One per reason: Events are folded into a series by
+    /// reason, action and object, keeping the first one's note, so a hold that changes reason
+    /// (rollouts in progress, then the window closed) would never say so under one action.
+    pub fn held_action(&self) -> Option<&'static str> {
+        match self {
+            Wait::InjectorUnhealthy { .. } => Some("WaitForInjector"),
+            Wait::OutsideWindow { .. } => Some("WaitForMaintenanceWindow"),
+            Wait::BudgetSpent { .. } => Some("WaitForRestartBudget"),
+            Wait::RolloutsInProgress { .. } => Some("WaitForRollouts"),
+            Wait::NamespaceBusy { .. } => Some("WaitForNamespaceRollout"),
+            Wait::ReportOnly { .. }
+            | Wait::Contested { .. }
+            | Wait::NotLeader
+            | Wait::NotSynced { .. }
+            | Wait::CoolingDown { .. }
+            | Wait::Pending
+            | Wait::ReplacementPending => None,
+        }
+    }
+
     /// Every value of [`Self::label`], and the verdicts the re-injection summary adds: the
     /// `reason` values of `meshkeeper_workloads_pending_reinjection`, each exported (0 when
     /// none) so a dashboard shows zeros rather than "no data".

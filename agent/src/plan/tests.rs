@@ -518,3 +518,33 @@ fn every_wait_label_is_a_known_pending_reason() {
     let unique: std::collections::BTreeSet<_> = Wait::PENDING_REASONS.iter().collect();
     assert_eq!(unique.len(), Wait::PENDING_REASONS.len(), "no reason twice");
 }
+
+/// A re-injection hold gets a `ReinjectionHeld` Event whose action names the wait: Events fold
+/// into a series by (reason, action, object) keeping the first note, so a workload held by the
+/// rollouts in progress and then by a closed window must get a second Event that says so.
+#[test]
+fn each_hold_reason_gets_an_event_of_its_own() {
+    let held = [
+        (Wait::InjectorUnhealthy { why: "x".into() }, "the injector cannot inject"),
+        (Wait::OutsideWindow { opens_at: Some(1_796_000_000) }, "outside the maintenance windows"),
+        (Wait::BudgetSpent { per_hour: 24, until_ms: 0 }, "max_restarts_per_hour"),
+        (Wait::RolloutsInProgress { in_progress: 3, max: 3 }, "max_rollouts_in_progress"),
+        (Wait::NamespaceBusy { namespace: "n".into() }, "in progress in n"),
+    ];
+    let actions: std::collections::BTreeSet<&str> =
+        held.iter().map(|(w, _)| w.held_action().unwrap_or_else(|| panic!("{} gets an Event", w.label()))).collect();
+    assert_eq!(actions.len(), held.len(), "one action per hold reason: {actions:?}");
+    for (w, says) in &held {
+        assert!(w.describe().contains(says), "{:?}: {}", w, w.describe());
+    }
+    for w in [
+        Wait::ReportOnly { setting: "x".into() },
+        Wait::NotLeader,
+        Wait::NotSynced { resources: vec![] },
+        Wait::CoolingDown { until_ms: 0 },
+        Wait::Pending,
+        Wait::ReplacementPending,
+    ] {
+        assert_eq!(w.held_action(), None, "{} is no hold an Event reports", w.label());
+    }
+}

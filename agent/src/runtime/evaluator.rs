@@ -160,21 +160,14 @@ impl Evaluator {
         let mut held = BTreeSet::new();
         for w in plan.waiting.iter().filter(|w| w.check == check) {
             *pending.entry(w.wait.label().to_string()).or_default() += 1;
-            if matches!(
-                w.wait,
-                plan::Wait::InjectorUnhealthy { .. }
-                    | plan::Wait::OutsideWindow { .. }
-                    | plan::Wait::BudgetSpent { .. }
-                    | plan::Wait::RolloutsInProgress { .. }
-                    | plan::Wait::NamespaceBusy { .. }
-            ) {
+            if let Some(action) = w.wait.held_action() {
                 let key = (w.object.clone(), w.wait.label());
                 if leader && !self.held.contains(&key) {
                     self.events.send(EventRequest {
                         object: w.object.clone(),
                         warning: false,
                         reason: "ReinjectionHeld".into(),
-                        action: "Reinject".into(),
+                        action: action.into(),
                         note: format!("re-injection of {} waits: {}", w.object, w.wait.describe()),
                     });
                 }
