@@ -25,6 +25,8 @@ const NAME: &str = "10 restart storm";
 const MAX_IN_PROGRESS: usize = 4;
 const PER_HOUR: usize = 24;
 const WINDOW_MAX_IN_PROGRESS: usize = 3;
+/// From a restart's decision to its write on the wire, at most.
+const RACE: Duration = Duration::from_millis(100);
 
 pub fn run() -> BoxFuture<'static, Vec<Row>> {
     Box::pin(async {
@@ -123,18 +125,20 @@ async fn storm(done: tokio::sync::oneshot::Receiver<()>) -> Vec<Row> {
     sim.actors().expect("actors").set_injector_version(fleet::PROXY_NEXT);
     // Settled: the hourly budget started as many as it allows, none rolls any more, and every
     // other stale workload waits for the budget.
+    // (Against what was started, so a budget overrun still settles and shows in the rows.)
     let others = stale.len() - PER_HOUR;
     let addr = agent.addr.clone();
     eventually(Duration::from_secs(90), "the hourly budget spent, the rest waiting for it", || {
         let started: usize = fleet::restart_writes(&sim).values().sum();
         let idle = tracker.rolling_now().is_empty();
         let addr = addr.clone();
+        let rest = stale.len().saturating_sub(started) as f64;
         async move {
             if started < PER_HOUR || !idle {
                 return false;
             }
             let text = http(&addr, "GET", "/metrics").await.2;
-            metric(&text, "meshkeeper_workloads_pending_reinjection{reason=\"budget_spent\"}") == Some(others as f64)
+            metric(&text, "meshkeeper_workloads_pending_reinjection{reason=\"budget_spent\"}") == Some(rest)
         }
     })
     .await;
@@ -321,10 +325,14 @@ async fn window() -> Vec<Row> {
         .into_iter()
         .filter(|r| r.is_write() && r.by_meshkeeper() && r.resource == "deployments" && r.method == "PATCH")
         .collect();
+    // A restart decided in the window's last milliseconds reaches the wire a few ms later; one
+    // sent more than RACE after the end was not started inside the window.
+    let late: Vec<Duration> = wire.iter().filter_map(|r| r.sent_wall.duration_since(close_wall).ok()).collect();
     let after: Vec<String> = wire
         .iter()
-        .filter(|r| r.sent_wall >= close_wall)
-        .map(|r| format!("{} +{} ms", r.key(), r.sent_wall.duration_since(close_wall).unwrap_or_default().as_millis()))
+        .filter_map(|r| {
+            r.sent_wall.duration_since(close_wall).ok().map(|d| format!("{} +{} ms", r.key(), d.as_millis()))
+        })
         .collect();
     let last_before = wire
         .iter()
@@ -350,7 +358,10 @@ async fn window() -> Vec<Row> {
             "a proxy upgrade 6 s before the maintenance window (UTC {start_at}-{end_at}) closes; {} stale",
             stale.len()
         ),
-        "no rollout starts once the window closed: every restart sent (the tap) and decided (restartedAt) before its end",
+        &format!(
+            "no rollout starts once the window closed: every restart decided (restartedAt) before its end, and sent (the tap) before it or within {} ms",
+            RACE.as_millis()
+        ),
         format!(
             "{restarted} restarted in the window's last {:.1} s (the last sent {} ms before the end); sent after: {}; decided after: {}",
             before_close.as_secs_f64(),
@@ -358,7 +369,7 @@ async fn window() -> Vec<Row> {
             if after.is_empty() { "none".to_string() } else { after.join(", ") },
             if decided_after.is_empty() { "none".to_string() } else { decided_after.join(", ") }
         ),
-        after.is_empty() && decided_after.is_empty() && restarted > 0 && wire.len() == logged,
+        late.iter().all(|d| *d <= RACE) && decided_after.is_empty() && restarted > 0 && wire.len() == logged,
     )];
     rows.push(Row::check(
         NAME,
