@@ -288,6 +288,9 @@ pub struct Gates {
     pub synced: bool,
     /// Per check, the resources it reads whose watch is failing right now.
     pub failing: Vec<(&'static str, Vec<String>)>,
+    /// Restarts (and evictions) sent to the actuator earlier and not carried out yet. A plan
+    /// that does not know them could exceed the budget: no new restart starts until they are.
+    pub restarts_queued: usize,
 }
 
 /// The planner's result.

@@ -15,6 +15,7 @@
 //! | 7 | fewer than `max_restarts_per_hour` restarts in the last hour (cluster-wide, anyone's) | `budget_spent` |
 //! | 8 | fewer than `max_rollouts_in_progress` of meshkeeper's rollouts are not complete | `rollouts_in_progress` |
 //! | 9 | no rollout of meshkeeper's in progress in its namespace | `namespace_busy` |
+//! | 10 | the restarts sent earlier have been carried out (the actuator's queue) | `pending` |
 //!
 //! An OnDelete workload (with `evict_on_delete`) is evicted a pod at a time: while the last
 //! evicted pod's replacement is not ready it waits (`replacement_pending`, after gate 4).
@@ -170,6 +171,11 @@ pub fn plan(settings: &Settings, input: &RestartInput, gates: &Gates, now_ms: i6
         }
         if busy.contains(&c.namespace) {
             out.waiting.push(wait(Wait::NamespaceBusy { namespace: c.namespace.clone() }));
+            continue;
+        }
+        if gates.restarts_queued > 0 {
+            // This plan does not count them: restarting now could pass the limits they took up.
+            out.waiting.push(wait(Wait::Pending));
             continue;
         }
         let at = rfc3339(now_ms);

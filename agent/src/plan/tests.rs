@@ -47,7 +47,7 @@ fn remedy(rv: u64, fields: Vec<FieldChange>) -> Remedy {
 }
 
 fn leader() -> Gates {
-    Gates { leader: true, synced: true, failing: vec![] }
+    Gates { leader: true, synced: true, failing: vec![], restarts_queued: 0 }
 }
 
 fn run(s: &Settings, remedies: &[Remedy], gates: &Gates, now: i64, ledger: &mut Ledger) -> Plan {
@@ -400,6 +400,35 @@ mod restarts {
         let p = go(&s, &busy, &leader(), NOON, &mut Ledger::default());
         assert!(p.actions.is_empty());
         assert_eq!(p.waiting[0].wait, Wait::BudgetSpent { per_hour: 3, until_ms: (NOON - 600 + 3600) * 1000 });
+    }
+
+    /// The storm's overrun (faults 10): a plan made while the previous plan's last restart was
+    /// still queued did not count it, and a namespace earlier in the order had just freed up,
+    /// so it planned another: 25 restarts with `max_restarts_per_hour: 24`.
+    #[test]
+    fn restarts_not_carried_out_yet_hold_the_next_plan() {
+        let mut s = enforce();
+        s.reinjection.max_restarts_per_hour = 2;
+        let earlier = (ObjectRef::new("apps/v1", "Deployment", Some("a"), "first"), NOON - 60);
+        let mut i = input(vec![cand("b", "one", 0, 1), cand("c", "two", 0, 1)]);
+        i.recent_restarts = vec![earlier.clone()];
+        let p1 = go(&s, &i, &leader(), NOON, &mut Ledger::default());
+        assert_eq!(names(&p1), ["b/one"], "the last restart the hour allows");
+        // Before the actuator carried it out, a/first's rollout completed: namespace a is free.
+        let mut next = input(vec![cand("a", "zero", 0, 1), cand("b", "one", 0, 1), cand("c", "two", 0, 1)]);
+        next.recent_restarts = vec![earlier];
+        let unaware = go(&s, &next, &leader(), NOON + 1, &mut Ledger::default());
+        assert_eq!(names(&unaware), ["a/zero"], "not counting b/one, the budget looks unspent");
+        let queued = Gates { restarts_queued: 1, ..leader() };
+        let mut l = Ledger::default();
+        let p2 = go(&s, &next, &queued, NOON + 1, &mut l);
+        assert!(p2.actions.is_empty(), "{:?}", names(&p2));
+        assert!(waits(&p2).contains(&("zero".into(), "pending")), "{:?}", waits(&p2));
+        // Carried out: the next plan counts it, and the budget is spent.
+        l.record(&p1.actions[0], &Outcome::Done { resource_version: Some("9".into()) }, (NOON + 1) * 1000);
+        let p3 = go(&s, &next, &leader(), NOON + 2, &mut l);
+        assert!(p3.actions.is_empty(), "{:?}", names(&p3));
+        assert!(waits(&p3).contains(&("zero".into(), "budget_spent")), "{:?}", waits(&p3));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -47,6 +48,8 @@ pub struct Evaluator {
     pub held: BTreeSet<(ObjectRef, &'static str)>,
     /// Whether the last pass ran as leader (a new leader publishes Events for current findings).
     pub led: bool,
+    /// Restart actions sent to the actuator and not carried out yet (it counts them down).
+    pub restarts_queued: Arc<AtomicUsize>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -71,7 +74,12 @@ impl Evaluator {
             })
             .filter(|(_, r)| !r.is_empty())
             .collect();
-        Gates { leader, synced: self.agent.is_ready(), failing }
+        Gates {
+            leader,
+            synced: self.agent.is_ready(),
+            failing,
+            restarts_queued: self.restarts_queued.load(Ordering::SeqCst),
+        }
     }
 
     fn record(&self, report: CheckReport, publish: bool) {
@@ -143,9 +151,15 @@ impl Evaluator {
         let mut names = checks::names(&self.checks);
         names.push(plan::CHECK);
         self.metrics.set_findings(&names, &self.agent.findings());
-        if leader && !plan.actions.is_empty() && self.actions.try_send(plan.actions).is_err() {
-            // The actuator is busy; the next pass re-plans whatever is still needed.
-            self.metrics.reconcile_errors.with_label_values(&["evaluate", "action_queue_full"]).inc();
+        if leader && !plan.actions.is_empty() {
+            // Counted before they are sent: the actuator counts each down once carried out.
+            let restarts = plan.actions.iter().filter(|a| a.kind == crate::checks::reinjection::ACTION).count();
+            self.restarts_queued.fetch_add(restarts, Ordering::SeqCst);
+            if self.actions.try_send(plan.actions).is_err() {
+                self.restarts_queued.fetch_sub(restarts, Ordering::SeqCst);
+                // The actuator is busy; the next pass re-plans whatever is still needed.
+                self.metrics.reconcile_errors.with_label_values(&["evaluate", "action_queue_full"]).inc();
+            }
         }
         self.agent.beat();
     }

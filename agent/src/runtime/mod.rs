@@ -17,6 +17,7 @@ pub mod leader;
 pub mod prober;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -67,6 +68,8 @@ struct ActuatorLoop {
     actuator: Actuator,
     /// The actuator's write budget: a write waits for its token here, where shutdown can stop it.
     limiter: Arc<WriteLimiter>,
+    /// Restart actions the evaluator sent and this loop has not carried out yet.
+    restarts_queued: Arc<AtomicUsize>,
     ledger: Arc<Mutex<Ledger>>,
     agent: Arc<AgentState>,
     metrics: Metrics,
@@ -84,6 +87,10 @@ impl ActuatorLoop {
                 batch = rx.recv() => match batch { Some(b) => b, None => break },
             };
             for action in batch {
+                // Counted down however it ends (done, failed, skipped); the last one re-plans the
+                // restarts that waited for it.
+                let _queued = (action.kind == reinjection::ACTION)
+                    .then(|| Queued { count: self.restarts_queued.clone(), dirty: self.dirty.clone() });
                 if shutdown.is_cancelled() {
                     return;
                 }
@@ -130,6 +137,20 @@ impl ActuatorLoop {
                     });
                 }
             }
+        }
+    }
+}
+
+/// One restart action the evaluator counted as queued: counted down when dropped.
+struct Queued {
+    count: Arc<AtomicUsize>,
+    dirty: Arc<Dirty>,
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        if self.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.dirty.mark(Resource::Actions);
         }
     }
 }
@@ -468,6 +489,7 @@ pub async fn run(settings: Settings, clients: Clients, shutdown: CancellationTok
     }
 
     let (action_tx, action_rx) = mpsc::channel(64);
+    let restarts_queued = Arc::new(AtomicUsize::new(0));
     let evaluator = evaluator::Evaluator {
         checks: registered,
         settings: settings.clone(),
@@ -483,6 +505,7 @@ pub async fn run(settings: Settings, clients: Clients, shutdown: CancellationTok
         restarts: None,
         held: Default::default(),
         led: false,
+        restarts_queued: restarts_queued.clone(),
     };
     {
         let token = work.clone();
@@ -497,6 +520,7 @@ pub async fn run(settings: Settings, clients: Clients, shutdown: CancellationTok
     let actuator_loop = ActuatorLoop {
         actuator,
         limiter,
+        restarts_queued,
         ledger,
         agent: agent.clone(),
         metrics: metrics.clone(),
