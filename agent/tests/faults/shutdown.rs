@@ -4,7 +4,9 @@
 //! - a slow API: kube-sim answers namespace requests after 1.2 s, so a label repair is in
 //!   flight for sure when the signal comes;
 //! - a spent write budget (`client.write_qps: 2`, `write_burst: 4`): the burst outruns the
-//!   client-side token bucket, so the next repair is waiting for its token when the signal comes.
+//!   client-side token bucket, so the next repair is waiting for its token when the signal comes;
+//! - a slow Lease: kube-sim answers Lease requests after 1.5 s, and the signal comes while the
+//!   leader's renewal is in flight (the release must start from the version it writes).
 //!
 //! The agent talks to kube-sim through the [`Tap`], which sees every request arrive and whether
 //! its answer came back.
@@ -28,6 +30,7 @@ use crate::tap::Tap;
 
 const NAME: &str = "6 SIGTERM mid-burst";
 const LATENCY: Duration = Duration::from_millis(1200);
+const LEASE_LATENCY: Duration = Duration::from_millis(1500);
 /// The gateway ports the burst moves: (index in spec.ports, name, pinned nodePort, drifted).
 const DRIFT: [(usize, &str, i64, i64); 3] =
     [(1, "http2", 31380, 32080), (2, "https", 31390, 32443), (8, "tls", 30158, 32158)];
@@ -41,6 +44,8 @@ enum Variant {
     SlowApi,
     /// The client-side write budget spent.
     Throttled,
+    /// Lease writes answered after [`LEASE_LATENCY`].
+    SlowLease,
 }
 
 impl Variant {
@@ -48,6 +53,7 @@ impl Variant {
         match self {
             Variant::SlowApi => "SIGTERM while label repairs are in flight (namespace writes answered after 1.2 s)",
             Variant::Throttled => "SIGTERM while the next repair waits for a write token (client.write_qps 2, burst 4)",
+            Variant::SlowLease => "SIGTERM while the leader renews its Lease (Lease writes answered after 1.5 s)",
         }
     }
 
@@ -55,6 +61,7 @@ impl Variant {
         match self {
             Variant::SlowApi => "slow API",
             Variant::Throttled => "write budget spent",
+            Variant::SlowLease => "slow Lease",
         }
     }
 
@@ -62,14 +69,17 @@ impl Variant {
         match self {
             Variant::SlowApi => "",
             Variant::Throttled => "client:\n  write_qps: 2\n  write_burst: 4\n",
+            Variant::SlowLease => "",
         }
     }
 }
 
 pub fn run() -> BoxFuture<'static, Vec<Row>> {
     Box::pin(async {
-        let (mut slow, throttled) = futures::join!(scenario(Variant::SlowApi), scenario(Variant::Throttled));
+        let (mut slow, throttled, lease) =
+            futures::join!(scenario(Variant::SlowApi), scenario(Variant::Throttled), scenario(Variant::SlowLease));
         slow.extend(throttled);
+        slow.extend(lease);
         slow
     })
 }
@@ -146,8 +156,10 @@ async fn scenario(variant: Variant) -> Vec<Row> {
     let deployments = fleet::injected_deployments(&c);
 
     // The burst.
-    if let Variant::SlowApi = variant {
-        sim.faults().latency(Some("namespaces"), LATENCY);
+    match variant {
+        Variant::SlowApi => sim.faults().latency(Some("namespaces"), LATENCY),
+        Variant::SlowLease => sim.faults().latency(Some("leases"), LEASE_LATENCY),
+        Variant::Throttled => {}
     }
     sim.clear_requests();
     let from = tap.requests().len();
@@ -181,6 +193,18 @@ async fn scenario(variant: Variant) -> Vec<Row> {
                 let ns: Vec<_> = w.iter().filter(|r| r.resource == "namespaces").collect();
                 let ok = ns.iter().any(|r| r.answered.is_some()) && ns.iter().any(|r| r.answered.is_none());
                 async move { ok }
+            })
+            .await
+        }
+        // A label repair done, and the leader's renewal of its Lease in flight.
+        Variant::SlowLease => {
+            eventually(Duration::from_secs(30), "a label repair done and a Lease renewal in flight", || {
+                let reqs = since(&tap);
+                let labelled = repairs(&reqs).iter().any(|r| r.resource == "namespaces" && r.answered.is_some());
+                let renewing = reqs
+                    .iter()
+                    .any(|r| r.by_meshkeeper() && r.resource == "leases" && r.method == "PUT" && r.answered.is_none());
+                async move { labelled && renewing }
             })
             .await
         }
@@ -411,6 +435,30 @@ async fn scenario(variant: Variant) -> Vec<Row> {
             if missing.is_empty() { String::new() } else { format!("; without: {}", missing.join(", ")) }
         ),
         missing.is_empty(),
+    ));
+    let lease = sim.cluster().get("coordination.k8s.io/v1", "leases", "meshkeeper", "meshkeeper");
+    let holder = lease.as_ref().and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string));
+    let releases: Vec<String> = writes
+        .iter()
+        .filter(|r| r.resource == "leases" && r.sent > termed)
+        .map(|r| format!("{} {}", r.method, if r.answered.is_some() { "answered" } else { "never answered" }))
+        .collect();
+    let release_codes: Vec<u16> = sim
+        .requests()
+        .iter()
+        .filter(|r| r.user_agent.starts_with("meshkeeper/") && r.resource == "leases" && r.verb == "update")
+        .map(|r| r.code)
+        .collect();
+    rows.push(Row::check(
+        NAME,
+        &format!("{}: the Lease", variant.label()),
+        "released at exit (holder empty), so another replica takes over at once",
+        format!(
+            "holder {}; Lease writes after SIGTERM: {}; kube-sim's answers to the Lease updates since the burst: {release_codes:?}",
+            holder.as_deref().filter(|h| !h.is_empty()).unwrap_or("(none)"),
+            if releases.is_empty() { "none".to_string() } else { releases.join(", ") }
+        ),
+        holder.as_deref().is_none_or(str::is_empty),
     ));
     let unchanged = after == at_exit;
     rows.push(Row::check(
