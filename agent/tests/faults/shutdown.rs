@@ -5,7 +5,7 @@
 //!   flight for sure when the signal comes;
 //! - a spent write budget (`client.write_qps: 2`, `write_burst: 4`): the burst outruns the
 //!   client-side token bucket, so the next repair is waiting for its token when the signal comes;
-//! - a slow Lease: kube-sim answers Lease requests after 1.5 s, and the signal comes while the
+//! - a slow Lease: kube-sim answers Lease requests after 1 s, and the signal comes while the
 //!   leader's renewal is in flight (the release must start from the version it writes).
 //!
 //! The agent talks to kube-sim through the [`Tap`], which sees every request arrive and whether
@@ -30,7 +30,7 @@ use crate::tap::Tap;
 
 const NAME: &str = "6 SIGTERM mid-burst";
 const LATENCY: Duration = Duration::from_millis(1200);
-const LEASE_LATENCY: Duration = Duration::from_millis(1500);
+const LEASE_LATENCY: Duration = Duration::from_millis(1000);
 /// The gateway ports the burst moves: (index in spec.ports, name, pinned nodePort, drifted).
 const DRIFT: [(usize, &str, i64, i64); 3] =
     [(1, "http2", 31380, 32080), (2, "https", 31390, 32443), (8, "tls", 30158, 32158)];
@@ -53,7 +53,7 @@ impl Variant {
         match self {
             Variant::SlowApi => "SIGTERM while label repairs are in flight (namespace writes answered after 1.2 s)",
             Variant::Throttled => "SIGTERM while the next repair waits for a write token (client.write_qps 2, burst 4)",
-            Variant::SlowLease => "SIGTERM while the leader renews its Lease (Lease writes answered after 1.5 s)",
+            Variant::SlowLease => "SIGTERM while the leader renews its Lease (Lease writes answered after 1 s)",
         }
     }
 
