@@ -109,6 +109,8 @@ pub fn plan(settings: &Settings, input: &RestartInput, gates: &Gates, now_ms: i6
         Err(s.maintenance_windows.iter().filter_map(|w| w.next_open(now)).min())
     };
     let mut out = RestartPlan::default();
+    // Places held by candidates waiting for the queued restarts (not rollouts in progress).
+    let mut held_places = 0;
     for c in candidates {
         let wait = |w: Wait| Waiting {
             check: crate::checks::reinjection::CHECK,
@@ -175,7 +177,13 @@ pub fn plan(settings: &Settings, input: &RestartInput, gates: &Gates, now_ms: i6
         }
         if gates.restarts_queued > 0 {
             // This plan does not count them: restarting now could pass the limits they took up.
+            // It holds the place it would take, so the candidates after it wait for the limits
+            // as they would (their reasons, and the Events that tell them, do not flap).
             out.waiting.push(wait(Wait::Pending));
+            recent.push((c.workload.clone(), now));
+            in_progress.push((c.workload.clone(), now));
+            busy.insert(c.namespace.clone());
+            held_places += 1;
             continue;
         }
         let at = rfc3339(now_ms);
@@ -222,7 +230,7 @@ pub fn plan(settings: &Settings, input: &RestartInput, gates: &Gates, now_ms: i6
         busy.insert(c.namespace.clone());
         out.actions.push(action);
     }
-    out.in_progress = in_progress.len();
+    out.in_progress = in_progress.len() - held_places;
     out
 }
 

@@ -423,7 +423,12 @@ mod restarts {
         let mut l = Ledger::default();
         let p2 = go(&s, &next, &queued, NOON + 1, &mut l);
         assert!(p2.actions.is_empty(), "{:?}", names(&p2));
-        assert!(waits(&p2).contains(&("zero".into(), "pending")), "{:?}", waits(&p2));
+        // Only the one that would start now waits for the queue; the others keep their reason.
+        assert_eq!(
+            waits(&p2),
+            [("zero".into(), "pending"), ("one".into(), "budget_spent"), ("two".into(), "budget_spent")]
+        );
+        assert_eq!(p2.rollouts_in_progress, 0, "a place held is no rollout in progress");
         // Carried out: the next plan counts it, and the budget is spent.
         l.record(&p1.actions[0], &Outcome::Done { resource_version: Some("9".into()) }, (NOON + 1) * 1000);
         let p3 = go(&s, &next, &leader(), NOON + 2, &mut l);
