@@ -280,6 +280,24 @@ pub struct Waiting {
     pub wait: Wait,
 }
 
+/// The re-injection holds to announce with a `ReinjectionHeld` Event now: each reason a
+/// workload waits for is told once while it keeps waiting (flapping between the rollouts in
+/// progress and its namespace's, or a pass waiting for the queued restarts, tells nothing new).
+/// `told` remembers (workload, reason) and forgets a workload once it no longer waits at all,
+/// so a later hold of it is told again.
+pub fn holds_to_tell<'w>(
+    told: &mut BTreeSet<(ObjectRef, &'static str)>,
+    waiting: impl IntoIterator<Item = &'w Waiting>,
+) -> Vec<&'w Waiting> {
+    let waiting: Vec<&Waiting> = waiting.into_iter().collect();
+    let still: BTreeSet<&ObjectRef> = waiting.iter().map(|w| &w.object).collect();
+    told.retain(|(o, _)| still.contains(o));
+    waiting
+        .into_iter()
+        .filter(|w| w.wait.held_action().is_some() && told.insert((w.object.clone(), w.wait.label())))
+        .collect()
+}
+
 /// What this replica may do right now (from leadership and watch state).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Gates {

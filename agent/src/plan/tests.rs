@@ -582,3 +582,38 @@ fn each_hold_reason_gets_an_event_of_its_own() {
         assert_eq!(w.held_action(), None, "{} is no hold an Event reports", w.label());
     }
 }
+
+/// Each hold reason is told once while the workload keeps waiting: flapping between reasons
+/// (rollouts in progress, its namespace's, waiting for the queued restarts) tells nothing new;
+/// a workload restarted and held again later is told again.
+#[test]
+fn holds_are_told_once_per_reason_while_the_workload_waits() {
+    let api = ObjectRef::new("apps/v1", "Deployment", Some("pay"), "api");
+    let web = ObjectRef::new("apps/v1", "Deployment", Some("shop"), "web");
+    let w = |o: &ObjectRef, wait: Wait| Waiting {
+        check: crate::checks::reinjection::CHECK,
+        kind: crate::checks::reinjection::ACTION,
+        object: o.clone(),
+        fields: vec!["restart".into()],
+        wait,
+    };
+    let rollouts = || Wait::RolloutsInProgress { in_progress: 3, max: 3 };
+    let busy = || Wait::NamespaceBusy { namespace: "pay".into() };
+    let mut told = std::collections::BTreeSet::new();
+    let mut tell = |waits: Vec<Waiting>| -> Vec<String> {
+        holds_to_tell(&mut told, &waits).iter().map(|w| format!("{} {}", w.object.name, w.wait.label())).collect()
+    };
+    assert_eq!(
+        tell(vec![w(&api, rollouts()), w(&web, rollouts())]),
+        ["api rollouts_in_progress", "web rollouts_in_progress"]
+    );
+    assert_eq!(tell(vec![w(&api, busy()), w(&web, rollouts())]), ["api namespace_busy"]);
+    assert!(tell(vec![w(&api, rollouts()), w(&web, rollouts())]).is_empty(), "back to a reason already told");
+    assert!(tell(vec![w(&api, Wait::Pending), w(&web, rollouts())]).is_empty(), "pending tells nothing");
+    assert!(tell(vec![w(&api, rollouts()), w(&web, rollouts())]).is_empty(), "nor is forgotten by it");
+    let closed = || Wait::OutsideWindow { opens_at: Some(1_796_000_000) };
+    assert_eq!(tell(vec![w(&api, closed()), w(&web, closed())]), ["api outside_window", "web outside_window"]);
+    // api was restarted (it waits no more); held again later, it is told again.
+    assert!(tell(vec![w(&web, closed())]).is_empty());
+    assert_eq!(tell(vec![w(&api, rollouts()), w(&web, closed())]), ["api rollouts_in_progress"]);
+}

@@ -44,7 +44,8 @@ pub struct Evaluator {
     pub remedies: BTreeMap<&'static str, Vec<Remedy>>,
     /// The re-injection check's latest restart candidates and facts.
     pub restarts: Option<RestartInput>,
-    /// Workloads already told (by an Event) why their restart is held, and the reason.
+    /// Workloads already told (by an Event) why their restart is held, and the reason, while
+    /// they keep waiting ([`plan::holds_to_tell`]).
     pub held: BTreeSet<(ObjectRef, &'static str)>,
     /// Whether the last pass ran as leader (a new leader publishes Events for current findings).
     pub led: bool,
@@ -171,24 +172,22 @@ impl Evaluator {
         }
         let check = crate::checks::reinjection::CHECK;
         let mut pending: BTreeMap<String, u64> = BTreeMap::new();
-        let mut held = BTreeSet::new();
-        for w in plan.waiting.iter().filter(|w| w.check == check) {
+        let waits: Vec<&plan::Waiting> = plan.waiting.iter().filter(|w| w.check == check).collect();
+        for w in &waits {
             *pending.entry(w.wait.label().to_string()).or_default() += 1;
-            if let Some(action) = w.wait.held_action() {
-                let key = (w.object.clone(), w.wait.label());
-                if leader && !self.held.contains(&key) {
-                    self.events.send(EventRequest {
-                        object: w.object.clone(),
-                        warning: false,
-                        reason: "ReinjectionHeld".into(),
-                        action: action.into(),
-                        note: format!("re-injection of {} waits: {}", w.object, w.wait.describe()),
-                    });
-                }
-                held.insert(key);
+        }
+        // (A follower's waits are `not_leader`, which nothing tells: a new leader tells what it finds.)
+        for w in plan::holds_to_tell(&mut self.held, waits) {
+            if let (true, Some(action)) = (leader, w.wait.held_action()) {
+                self.events.send(EventRequest {
+                    object: w.object.clone(),
+                    warning: false,
+                    reason: "ReinjectionHeld".into(),
+                    action: action.into(),
+                    note: format!("re-injection of {} waits: {}", w.object, w.wait.describe()),
+                });
             }
         }
-        self.held = held;
         for f in self.agent.findings().iter().filter(|f| f.check == check) {
             let label = match f.reason {
                 "NoControllerToRestart" => "no_controller",
