@@ -5,7 +5,7 @@
 //!   gauge sampled every 100 ms); the guard is proven while 477 wait, not by rolling all 500;
 //! - the window: a proxy upgrade 6 s before a maintenance window closes. Windows are
 //!   wall-clock UTC minutes and the agent has no test clock, so the window runs from the
-//!   current minute to the first minute boundary at least 12 s after the start (crossing
+//!   current minute to the first minute boundary at least 15 s after the start (crossing
 //!   midnight when it must); the scenario waits for that boundary.
 
 use std::collections::BTreeMap;
@@ -30,11 +30,13 @@ const RACE: Duration = Duration::from_millis(100);
 
 pub fn run() -> BoxFuture<'static, Vec<Row>> {
     Box::pin(async {
-        // The storm re-counts its restarts once the window part is over (or has failed): a long
-        // observation of the hourly cap that costs no time of its own.
+        // The storm builds its 500 Deployments once the window's agent is ready (the window's
+        // timing must not wait behind them), and re-counts its restarts once the window part is
+        // over (or has failed): a long observation of the hourly cap at no cost of its own.
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-        let (mut rows, more) = futures::join!(storm(done_rx), async move {
-            let rows = window().await;
+        let (mut rows, more) = futures::join!(storm(ready_rx, done_rx), async move {
+            let rows = window(ready_tx).await;
             drop(done_tx);
             rows
         });
@@ -101,7 +103,8 @@ fn sample_gauge(addr: String, series: &'static str) -> (Arc<Mutex<(f64, u64)>>, 
     (stats, task)
 }
 
-async fn storm(done: tokio::sync::oneshot::Receiver<()>) -> Vec<Row> {
+async fn storm(ready: tokio::sync::oneshot::Receiver<()>, done: tokio::sync::oneshot::Receiver<()>) -> Vec<Row> {
+    let _ = tokio::time::timeout(Duration::from_secs(60), ready).await;
     let sim = fleet::mesh(SimOptions::default().kubelet(KubeletOptions::slow(Duration::from_millis(200)))).await;
     let c = sim.cluster();
     let t_setup = Instant::now();
@@ -209,6 +212,9 @@ async fn storm(done: tokio::sync::oneshot::Receiver<()>) -> Vec<Row> {
     // Held for as long as the window part runs: still no more restarts.
     let held = Instant::now();
     let _ = tokio::time::timeout(Duration::from_secs(150), done).await;
+    // NB: a measurement window, not synchronisation: at least 5 s more of the budget held,
+    // even when the window part ended first.
+    tokio::time::sleep(Duration::from_secs(5).saturating_sub(held.elapsed())).await;
     let later: usize = fleet::restart_writes(&sim).values().sum();
     rows.push(Row::check(
         NAME,
@@ -220,16 +226,16 @@ async fn storm(done: tokio::sync::oneshot::Receiver<()>) -> Vec<Row> {
     rows
 }
 
-async fn window() -> Vec<Row> {
+async fn window(ready: tokio::sync::oneshot::Sender<()>) -> Vec<Row> {
     let sim = fleet::mesh(SimOptions::default().kubelet(KubeletOptions::slow(Duration::from_millis(1000)))).await;
     let c = sim.cluster();
     let keys = fleet::deploy_fleet(&sim, "win", 10, 4);
     fleet::wait_available(&sim, &keys, Duration::from_secs(30)).await;
     let tap = Tap::start(&sim).await;
     let kubeconfig = tap.kubeconfig().to_string_lossy().to_string();
-    // The window: this minute to the first boundary at least 12 s from now.
+    // The window: this minute to the first boundary at least 15 s from now.
     let now = unix(SystemTime::now());
-    let close = (now + 12).div_ceil(60) * 60;
+    let close = (now + 15).div_ceil(60) * 60;
     let (start_at, end_at) = (hhmm(now, false), hhmm(close, true));
     let close_wall = UNIX_EPOCH + Duration::from_secs(close);
     let yaml = config(&format!(
@@ -238,6 +244,7 @@ async fn window() -> Vec<Row> {
     let agent = start_with(&sim, &yaml, &["run", "--kubeconfig", &kubeconfig]).await;
     agent.wait_leader().await;
     agent.wait_metrics_line("meshkeeper_sidecar_coverage_ratio 1", Duration::from_secs(30)).await;
+    let _ = ready.send(());
     let stale = fleet::injected_deployments(&c);
     let tracker = RolloutTracker::start(&sim);
     // NB: the window is wall-clock time: the upgrade is scheduled on the wall clock, 6 s before
@@ -286,7 +293,7 @@ async fn window() -> Vec<Row> {
             .collect()
     };
     let (events_ok, held_events) =
-        fleet::settle(&sim, Duration::from_secs(15), |cl| expect_waiting.iter().all(|k| said(cl).contains(k))).await;
+        fleet::settle(&sim, Duration::from_secs(30), |cl| expect_waiting.iter().all(|k| said(cl).contains(k))).await;
     let told = said(&c);
     let untold: Vec<&String> = expect_waiting.iter().filter(|k| !told.contains(*k)).collect();
     // What the first of those was told instead (its ReinjectionHeld Events: note, series count).
