@@ -32,7 +32,7 @@ const NAME: &str = "6 SIGTERM mid-burst";
 const LATENCY: Duration = Duration::from_millis(1200);
 const LEASE_LATENCY: Duration = Duration::from_millis(1000);
 /// From the actuator's decision to send a write to its arrival on the wire, at most.
-const ON_ITS_WAY: Duration = Duration::from_millis(50);
+const ON_ITS_WAY: Duration = Duration::from_millis(100);
 /// The gateway ports the burst moves: (index in spec.ports, name, pinned nodePort, drifted).
 const DRIFT: [(usize, &str, i64, i64); 3] =
     [(1, "http2", 31380, 32080), (2, "https", 31390, 32443), (8, "tls", 30158, 32158)];

@@ -56,17 +56,13 @@ impl Req {
     }
 }
 
-/// The running tap; it stops when dropped.
+/// The running tap; it stops when dropped. It runs on a thread of its own (a current-thread
+/// runtime), so its timestamps do not wait for the test's busy runtime (kube-sim, its actors,
+/// other scenarios): they are when the bytes arrived.
 pub struct Tap {
     log: Arc<Mutex<Vec<Req>>>,
     kubeconfig: tempfile::NamedTempFile,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Tap {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -76,28 +72,41 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Tap {
     /// Listens on a free loopback port, forwarding to the sim.
     pub async fn start(sim: &kube_sim::Sim) -> Tap {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("tap listen");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("tap listen");
+        listener.set_nonblocking(true).expect("tap non-blocking");
         let addr = listener.local_addr().expect("tap addr");
         let upstream = sim.addr();
         let log = Arc::new(Mutex::new(Vec::new()));
         let kubeconfig =
             crate::common::tmp_file(&kube_sim::kubeconfig(&format!("http://{addr}"), kube_sim::auth::ADMIN_TOKEN));
         let sink = log.clone();
-        let task = tokio::spawn(async move {
-            let mut conns = tokio::task::JoinSet::new();
-            let mut next = 0u64;
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => {
-                        let Ok((client, _)) = accepted else { continue };
-                        next += 1;
-                        conns.spawn(relay(next, client, upstream, sink.clone()));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tap runtime");
+            rt.block_on(async move {
+                let listener = TcpListener::from_std(listener).expect("tap listener");
+                // Dropped with the runtime at the end: every connection is cut then.
+                let mut conns = tokio::task::JoinSet::new();
+                let mut next = 0u64;
+                let accept = async {
+                    loop {
+                        tokio::select! {
+                            accepted = listener.accept() => {
+                                let Ok((client, _)) = accepted else { continue };
+                                next += 1;
+                                conns.spawn(relay(next, client, upstream, sink.clone()));
+                            }
+                            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                        }
                     }
-                    Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                };
+                tokio::select! {
+                    _ = stopped => {}
+                    _ = accept => {}
                 }
-            }
+            });
         });
-        Tap { log, kubeconfig, task }
+        Tap { log, kubeconfig, _stop: stop }
     }
 
     /// A kubeconfig (admin) that points at the tap.
