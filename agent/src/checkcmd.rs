@@ -144,7 +144,7 @@ pub async fn run(settings: &Settings, client: &Client) -> Result<CheckRun, Check
     let restarts = evaluations.iter().find_map(|e| e.restarts.clone());
     let mut reports: Vec<CheckReport> = evaluations.into_iter().map(|e| e.report).collect();
     // What the daemon would do next, as its leader would see it (check itself never writes).
-    let gates = plan::Gates { leader: true, synced: true, failing: vec![] };
+    let gates = plan::Gates { leader: true, synced: true, failing: vec![], restarts_queued: 0 };
     let plan = plan::plan(settings, &remedies, restarts.as_ref(), &gates, unix_now_ms(), &mut plan::Ledger::default());
     reports.push(plan.report);
     Ok(CheckRun { reports, unreachable })

@@ -34,6 +34,18 @@ impl TokenBucket {
     }
 }
 
+impl TokenBucket {
+    /// How long until a token is available, without taking one.
+    pub fn available_in(&mut self, now: Instant) -> Duration {
+        self.refill(now);
+        if self.tokens >= 1.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64((1.0 - self.tokens) / self.refill_per_sec)
+        }
+    }
+}
+
 /// Tokio's clock, so paused-time tests drive the limiter deterministically.
 fn now() -> Instant {
     tokio::time::Instant::now().into_std()
@@ -48,6 +60,12 @@ pub struct WriteLimiter {
 impl WriteLimiter {
     pub fn new(qps: f64, burst: u32) -> Self {
         WriteLimiter { bucket: Mutex::new(TokenBucket::new(qps, burst, now())) }
+    }
+
+    /// How long until a write may go without waiting (nothing is reserved): a caller that must
+    /// stay interruptible waits this long itself, then acquires at once.
+    pub fn available_in(&self) -> Duration {
+        self.bucket.lock().unwrap_or_else(|p| p.into_inner()).available_in(now())
     }
 
     /// Waits for a token; returns how long it waited.
@@ -83,6 +101,24 @@ mod tests {
             assert_eq!(b.reserve(t1), Duration::ZERO);
         }
         assert!(b.reserve(t1) > Duration::ZERO);
+    }
+
+    #[test]
+    fn asking_when_a_token_is_available_takes_none() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(2.0, 1, t0);
+        assert_eq!(b.available_in(t0), Duration::ZERO);
+        assert_eq!(b.available_in(t0), Duration::ZERO, "asking twice takes nothing");
+        assert_eq!(b.reserve(t0), Duration::ZERO);
+        assert_eq!(b.available_in(t0), Duration::from_millis(500));
+        let t1 = t0 + Duration::from_millis(200);
+        assert_eq!(b.available_in(t1), Duration::from_millis(300));
+        let t2 = t0 + Duration::from_millis(500);
+        assert_eq!(b.available_in(t2), Duration::ZERO);
+        assert_eq!(b.reserve(t2), Duration::ZERO, "after waiting that long, acquiring does not wait");
+        // With a debt (a reservation that must wait) the wait covers the debt too.
+        assert_eq!(b.reserve(t2), Duration::from_millis(500));
+        assert_eq!(b.available_in(t2), Duration::from_millis(1000));
     }
 
     #[test]

@@ -211,6 +211,27 @@ impl Wait {
         }
     }
 
+    /// The `action` of the `ReinjectionHeld` Event a workload gets when its restart starts
+    /// waiting for this (None: no Event). One per reason: Events are folded into a series by
+    /// reason, action and object, keeping the first one's note, so a hold that changes reason
+    /// (rollouts in progress, then the window closed) would never say so under one action.
+    pub fn held_action(&self) -> Option<&'static str> {
+        match self {
+            Wait::InjectorUnhealthy { .. } => Some("WaitForInjector"),
+            Wait::OutsideWindow { .. } => Some("WaitForMaintenanceWindow"),
+            Wait::BudgetSpent { .. } => Some("WaitForRestartBudget"),
+            Wait::RolloutsInProgress { .. } => Some("WaitForRollouts"),
+            Wait::NamespaceBusy { .. } => Some("WaitForNamespaceRollout"),
+            Wait::ReportOnly { .. }
+            | Wait::Contested { .. }
+            | Wait::NotLeader
+            | Wait::NotSynced { .. }
+            | Wait::CoolingDown { .. }
+            | Wait::Pending
+            | Wait::ReplacementPending => None,
+        }
+    }
+
     /// Every value of [`Self::label`], and the verdicts the re-injection summary adds: the
     /// `reason` values of `meshkeeper_workloads_pending_reinjection`, each exported (0 when
     /// none) so a dashboard shows zeros rather than "no data".
@@ -262,6 +283,24 @@ pub struct Waiting {
     pub wait: Wait,
 }
 
+/// The re-injection holds to announce with a `ReinjectionHeld` Event now: each reason a
+/// workload waits for is told once while it keeps waiting (flapping between the rollouts in
+/// progress and its namespace's, or a pass waiting for the queued restarts, tells nothing new).
+/// `told` remembers (workload, reason) and forgets a workload once it no longer waits at all,
+/// so a later hold of it is told again.
+pub fn holds_to_tell<'w>(
+    told: &mut BTreeSet<(ObjectRef, &'static str)>,
+    waiting: impl IntoIterator<Item = &'w Waiting>,
+) -> Vec<&'w Waiting> {
+    let waiting: Vec<&Waiting> = waiting.into_iter().collect();
+    let still: BTreeSet<&ObjectRef> = waiting.iter().map(|w| &w.object).collect();
+    told.retain(|(o, _)| still.contains(o));
+    waiting
+        .into_iter()
+        .filter(|w| w.wait.held_action().is_some() && told.insert((w.object.clone(), w.wait.label())))
+        .collect()
+}
+
 /// What this replica may do right now (from leadership and watch state).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Gates {
@@ -270,6 +309,9 @@ pub struct Gates {
     pub synced: bool,
     /// Per check, the resources it reads whose watch is failing right now.
     pub failing: Vec<(&'static str, Vec<String>)>,
+    /// Restarts (and evictions) sent to the actuator earlier and not carried out yet. A plan
+    /// that does not know them could exceed the budget: no new restart starts until they are.
+    pub restarts_queued: usize,
 }
 
 /// The planner's result.

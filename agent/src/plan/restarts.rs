@@ -15,6 +15,7 @@
 //! | 7 | fewer than `max_restarts_per_hour` restarts in the last hour (cluster-wide, anyone's) | `budget_spent` |
 //! | 8 | fewer than `max_rollouts_in_progress` of meshkeeper's rollouts are not complete | `rollouts_in_progress` |
 //! | 9 | no rollout of meshkeeper's in progress in its namespace | `namespace_busy` |
+//! | 10 | the restarts sent earlier have been carried out (the actuator's queue) | `pending` |
 //!
 //! An OnDelete workload (with `evict_on_delete`) is evicted a pod at a time: while the last
 //! evicted pod's replacement is not ready it waits (`replacement_pending`, after gate 4).
@@ -108,6 +109,8 @@ pub fn plan(settings: &Settings, input: &RestartInput, gates: &Gates, now_ms: i6
         Err(s.maintenance_windows.iter().filter_map(|w| w.next_open(now)).min())
     };
     let mut out = RestartPlan::default();
+    // Places held by candidates waiting for the queued restarts (not rollouts in progress).
+    let mut held_places = 0;
     for c in candidates {
         let wait = |w: Wait| Waiting {
             check: crate::checks::reinjection::CHECK,
@@ -172,6 +175,17 @@ pub fn plan(settings: &Settings, input: &RestartInput, gates: &Gates, now_ms: i6
             out.waiting.push(wait(Wait::NamespaceBusy { namespace: c.namespace.clone() }));
             continue;
         }
+        if gates.restarts_queued > 0 {
+            // This plan does not count them: restarting now could pass the limits they took up.
+            // It holds the place it would take, so the candidates after it wait for the limits
+            // as they would (their reasons, and the Events that tell them, do not flap).
+            out.waiting.push(wait(Wait::Pending));
+            recent.push((c.workload.clone(), now));
+            in_progress.push((c.workload.clone(), now));
+            busy.insert(c.namespace.clone());
+            held_places += 1;
+            continue;
+        }
         let at = rfc3339(now_ms);
         let action = match &c.evict {
             Some((pod, created)) => Action {
@@ -216,7 +230,7 @@ pub fn plan(settings: &Settings, input: &RestartInput, gates: &Gates, now_ms: i6
         busy.insert(c.namespace.clone());
         out.actions.push(action);
     }
-    out.in_progress = in_progress.len();
+    out.in_progress = in_progress.len() - held_places;
     out
 }
 

@@ -47,7 +47,7 @@ fn remedy(rv: u64, fields: Vec<FieldChange>) -> Remedy {
 }
 
 fn leader() -> Gates {
-    Gates { leader: true, synced: true, failing: vec![] }
+    Gates { leader: true, synced: true, failing: vec![], restarts_queued: 0 }
 }
 
 fn run(s: &Settings, remedies: &[Remedy], gates: &Gates, now: i64, ledger: &mut Ledger) -> Plan {
@@ -426,6 +426,40 @@ mod restarts {
         assert_eq!(p.waiting[0].wait, Wait::BudgetSpent { per_hour: 3, until_ms: (NOON - 600 + 3600) * 1000 });
     }
 
+    /// The storm's overrun (faults 10): a plan made while the previous plan's last restart was
+    /// still queued did not count it, and a namespace earlier in the order had just freed up,
+    /// so it planned another: 25 restarts with `max_restarts_per_hour: 24`.
+    #[test]
+    fn restarts_not_carried_out_yet_hold_the_next_plan() {
+        let mut s = enforce();
+        s.reinjection.max_restarts_per_hour = 2;
+        let earlier = (ObjectRef::new("apps/v1", "Deployment", Some("a"), "first"), NOON - 60);
+        let mut i = input(vec![cand("b", "one", 0, 1), cand("c", "two", 0, 1)]);
+        i.recent_restarts = vec![earlier.clone()];
+        let p1 = go(&s, &i, &leader(), NOON, &mut Ledger::default());
+        assert_eq!(names(&p1), ["b/one"], "the last restart the hour allows");
+        // Before the actuator carried it out, a/first's rollout completed: namespace a is free.
+        let mut next = input(vec![cand("a", "zero", 0, 1), cand("b", "one", 0, 1), cand("c", "two", 0, 1)]);
+        next.recent_restarts = vec![earlier];
+        let unaware = go(&s, &next, &leader(), NOON + 1, &mut Ledger::default());
+        assert_eq!(names(&unaware), ["a/zero"], "not counting b/one, the budget looks unspent");
+        let queued = Gates { restarts_queued: 1, ..leader() };
+        let mut l = Ledger::default();
+        let p2 = go(&s, &next, &queued, NOON + 1, &mut l);
+        assert!(p2.actions.is_empty(), "{:?}", names(&p2));
+        // Only the one that would start now waits for the queue; the others keep their reason.
+        assert_eq!(
+            waits(&p2),
+            [("zero".into(), "pending"), ("one".into(), "budget_spent"), ("two".into(), "budget_spent")]
+        );
+        assert_eq!(p2.rollouts_in_progress, 0, "a place held is no rollout in progress");
+        // Carried out: the next plan counts it, and the budget is spent.
+        l.record(&p1.actions[0], &Outcome::Done { resource_version: Some("9".into()) }, (NOON + 1) * 1000);
+        let p3 = go(&s, &next, &leader(), NOON + 2, &mut l);
+        assert!(p3.actions.is_empty(), "{:?}", names(&p3));
+        assert!(waits(&p3).contains(&("zero".into(), "budget_spent")), "{:?}", waits(&p3));
+    }
+
     #[test]
     fn cooldowns_survive_a_leadership_change_and_sent_restarts_count_until_seen() {
         let s = enforce();
@@ -541,4 +575,69 @@ fn every_wait_label_is_a_known_pending_reason() {
     }
     let unique: std::collections::BTreeSet<_> = Wait::PENDING_REASONS.iter().collect();
     assert_eq!(unique.len(), Wait::PENDING_REASONS.len(), "no reason twice");
+}
+
+/// A re-injection hold gets a `ReinjectionHeld` Event whose action names the wait: Events fold
+/// into a series by (reason, action, object) keeping the first note, so a workload held by the
+/// rollouts in progress and then by a closed window must get a second Event that says so.
+#[test]
+fn each_hold_reason_gets_an_event_of_its_own() {
+    let held = [
+        (Wait::InjectorUnhealthy { why: "x".into() }, "the injector cannot inject"),
+        (Wait::OutsideWindow { opens_at: Some(1_796_000_000) }, "outside the maintenance windows"),
+        (Wait::BudgetSpent { per_hour: 24, until_ms: 0 }, "max_restarts_per_hour"),
+        (Wait::RolloutsInProgress { in_progress: 3, max: 3 }, "max_rollouts_in_progress"),
+        (Wait::NamespaceBusy { namespace: "n".into() }, "in progress in n"),
+    ];
+    let actions: std::collections::BTreeSet<&str> =
+        held.iter().map(|(w, _)| w.held_action().unwrap_or_else(|| panic!("{} gets an Event", w.label()))).collect();
+    assert_eq!(actions.len(), held.len(), "one action per hold reason: {actions:?}");
+    for (w, says) in &held {
+        assert!(w.describe().contains(says), "{:?}: {}", w, w.describe());
+    }
+    for w in [
+        Wait::ReportOnly { setting: "x".into() },
+        Wait::NotLeader,
+        Wait::NotSynced { resources: vec![] },
+        Wait::CoolingDown { until_ms: 0 },
+        Wait::Pending,
+        Wait::ReplacementPending,
+    ] {
+        assert_eq!(w.held_action(), None, "{} is no hold an Event reports", w.label());
+    }
+}
+
+/// Each hold reason is told once while the workload keeps waiting: flapping between reasons
+/// (rollouts in progress, its namespace's, waiting for the queued restarts) tells nothing new;
+/// a workload restarted and held again later is told again.
+#[test]
+fn holds_are_told_once_per_reason_while_the_workload_waits() {
+    let api = ObjectRef::new("apps/v1", "Deployment", Some("pay"), "api");
+    let web = ObjectRef::new("apps/v1", "Deployment", Some("shop"), "web");
+    let w = |o: &ObjectRef, wait: Wait| Waiting {
+        check: crate::checks::reinjection::CHECK,
+        kind: crate::checks::reinjection::ACTION,
+        object: o.clone(),
+        fields: vec!["restart".into()],
+        wait,
+    };
+    let rollouts = || Wait::RolloutsInProgress { in_progress: 3, max: 3 };
+    let busy = || Wait::NamespaceBusy { namespace: "pay".into() };
+    let mut told = std::collections::BTreeSet::new();
+    let mut tell = |waits: Vec<Waiting>| -> Vec<String> {
+        holds_to_tell(&mut told, &waits).iter().map(|w| format!("{} {}", w.object.name, w.wait.label())).collect()
+    };
+    assert_eq!(
+        tell(vec![w(&api, rollouts()), w(&web, rollouts())]),
+        ["api rollouts_in_progress", "web rollouts_in_progress"]
+    );
+    assert_eq!(tell(vec![w(&api, busy()), w(&web, rollouts())]), ["api namespace_busy"]);
+    assert!(tell(vec![w(&api, rollouts()), w(&web, rollouts())]).is_empty(), "back to a reason already told");
+    assert!(tell(vec![w(&api, Wait::Pending), w(&web, rollouts())]).is_empty(), "pending tells nothing");
+    assert!(tell(vec![w(&api, rollouts()), w(&web, rollouts())]).is_empty(), "nor is forgotten by it");
+    let closed = || Wait::OutsideWindow { opens_at: Some(1_796_000_000) };
+    assert_eq!(tell(vec![w(&api, closed()), w(&web, closed())]), ["api outside_window", "web outside_window"]);
+    // api was restarted (it waits no more); held again later, it is told again.
+    assert!(tell(vec![w(&web, closed())]).is_empty());
+    assert_eq!(tell(vec![w(&api, rollouts()), w(&web, closed())]), ["api rollouts_in_progress"]);
 }

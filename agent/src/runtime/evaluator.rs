@@ -9,6 +9,7 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -43,10 +44,13 @@ pub struct Evaluator {
     pub remedies: BTreeMap<&'static str, Vec<Remedy>>,
     /// The re-injection check's latest restart candidates and facts.
     pub restarts: Option<RestartInput>,
-    /// Workloads already told (by an Event) why their restart is held, and the reason.
+    /// Workloads already told (by an Event) why their restart is held, and the reason, while
+    /// they keep waiting ([`plan::holds_to_tell`]).
     pub held: BTreeSet<(ObjectRef, &'static str)>,
     /// Whether the last pass ran as leader (a new leader publishes Events for current findings).
     pub led: bool,
+    /// Restart actions sent to the actuator and not carried out yet (it counts them down).
+    pub restarts_queued: Arc<AtomicUsize>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -71,7 +75,12 @@ impl Evaluator {
             })
             .filter(|(_, r)| !r.is_empty())
             .collect();
-        Gates { leader, synced: self.agent.is_ready(), failing }
+        Gates {
+            leader,
+            synced: self.agent.is_ready(),
+            failing,
+            restarts_queued: self.restarts_queued.load(Ordering::SeqCst),
+        }
     }
 
     fn record(&self, report: CheckReport, publish: bool) {
@@ -143,9 +152,15 @@ impl Evaluator {
         let mut names = checks::names(&self.checks);
         names.push(plan::CHECK);
         self.metrics.set_findings(&names, &self.agent.findings());
-        if leader && !plan.actions.is_empty() && self.actions.try_send(plan.actions).is_err() {
-            // The actuator is busy; the next pass re-plans whatever is still needed.
-            self.metrics.reconcile_errors.with_label_values(&["evaluate", "action_queue_full"]).inc();
+        if leader && !plan.actions.is_empty() {
+            // Counted before they are sent: the actuator counts each down once carried out.
+            let restarts = plan.actions.iter().filter(|a| a.kind == crate::checks::reinjection::ACTION).count();
+            self.restarts_queued.fetch_add(restarts, Ordering::SeqCst);
+            if self.actions.try_send(plan.actions).is_err() {
+                self.restarts_queued.fetch_sub(restarts, Ordering::SeqCst);
+                // The actuator is busy; the next pass re-plans whatever is still needed.
+                self.metrics.reconcile_errors.with_label_values(&["evaluate", "action_queue_full"]).inc();
+            }
         }
         self.agent.beat();
     }
@@ -157,31 +172,22 @@ impl Evaluator {
         }
         let check = crate::checks::reinjection::CHECK;
         let mut pending: BTreeMap<String, u64> = BTreeMap::new();
-        let mut held = BTreeSet::new();
-        for w in plan.waiting.iter().filter(|w| w.check == check) {
+        let waits: Vec<&plan::Waiting> = plan.waiting.iter().filter(|w| w.check == check).collect();
+        for w in &waits {
             *pending.entry(w.wait.label().to_string()).or_default() += 1;
-            if matches!(
-                w.wait,
-                plan::Wait::InjectorUnhealthy { .. }
-                    | plan::Wait::OutsideWindow { .. }
-                    | plan::Wait::BudgetSpent { .. }
-                    | plan::Wait::RolloutsInProgress { .. }
-                    | plan::Wait::NamespaceBusy { .. }
-            ) {
-                let key = (w.object.clone(), w.wait.label());
-                if leader && !self.held.contains(&key) {
-                    self.events.send(EventRequest {
-                        object: w.object.clone(),
-                        warning: false,
-                        reason: "ReinjectionHeld".into(),
-                        action: "Reinject".into(),
-                        note: format!("re-injection of {} waits: {}", w.object, w.wait.describe()),
-                    });
-                }
-                held.insert(key);
+        }
+        // (A follower's waits are `not_leader`, which nothing tells: a new leader tells what it finds.)
+        for w in plan::holds_to_tell(&mut self.held, waits) {
+            if let (true, Some(action)) = (leader, w.wait.held_action()) {
+                self.events.send(EventRequest {
+                    object: w.object.clone(),
+                    warning: false,
+                    reason: "ReinjectionHeld".into(),
+                    action: action.into(),
+                    note: format!("re-injection of {} waits: {}", w.object, w.wait.describe()),
+                });
             }
         }
-        self.held = held;
         for f in self.agent.findings().iter().filter(|f| f.check == check) {
             let label = match f.reason {
                 "NoControllerToRestart" => "no_controller",

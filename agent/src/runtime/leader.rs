@@ -17,7 +17,9 @@
 //!   cannot reach the API server to say so. Another replica takes over only after it has seen
 //!   the same Lease record unchanged for the whole lease duration (on its own clock), which is
 //!   later: no two replicas ever act at once, whatever the clocks say.
-//! - A released Lease (empty holder, as SIGTERM leaves it) is taken at the next retry.
+//! - A released Lease (empty holder, as SIGTERM leaves it) is taken at the next retry. A round
+//!   in flight at SIGTERM is finished first (within the release's time), so the release starts
+//!   from the version that round wrote.
 //! - Errors (a missing namespace, RBAC) never stop the agent: it keeps watching and
 //!   reporting as a follower, says why it cannot lead, and retries with backoff.
 
@@ -35,10 +37,12 @@ use crate::apierror;
 use crate::config::LeaderElectionSettings;
 use crate::state::{AgentState, LeaderObservation};
 
-/// How long releasing the Lease may take at shutdown.
+/// How long releasing the Lease may take at shutdown (with the round in flight, if any).
 pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(3);
 /// The longest wait between attempts while the Lease cannot be used.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long after a holder's record expires (on this replica's clock) a follower tries to take it.
+pub const EXPIRY_MARGIN: Duration = Duration::from_millis(10);
 
 /// The identity of this replica: configured, else the host name (the pod name in a cluster).
 pub fn identity(configured: &str) -> String {
@@ -131,6 +135,8 @@ pub struct Elector {
     seen: Option<Seen>,
     /// The last version this replica wrote as holder (for the release).
     mine: Option<Lease>,
+    /// Following a live holder: when its record expires (see [`Elector::expires`]).
+    expires: Option<Instant>,
 }
 
 fn now_micro() -> MicroTime {
@@ -148,6 +154,7 @@ impl Elector {
             renew_deadline: Duration::from_secs(s.lease_duration_seconds - s.grace_seconds),
             seen: None,
             mine: None,
+            expires: None,
         }
     }
 
@@ -194,6 +201,7 @@ impl Elector {
     /// which the next round reads the Lease again): half the requests of a GET + PUT renewal.
     pub async fn round(&mut self) -> Result<Round, RoundError> {
         let sent = Instant::now();
+        self.expires = None;
         if let Some(mut lease) = self.mine.clone() {
             let spec = lease.spec.clone().unwrap_or_default();
             lease.spec = Some(self.spec(spec.lease_transitions.unwrap_or(0), spec.acquire_time));
@@ -236,7 +244,14 @@ impl Elector {
             return self.put(lease, sent).await;
         }
         self.mine = None;
+        self.expires = self.seen.as_ref().map(|s| s.at + duration);
         Ok(Round::Follower { holder })
+    }
+
+    /// When the live holder's record, unchanged since this replica first saw it, expires on this
+    /// replica's clock (a follower tries again then, not a retry period later).
+    pub fn expires(&self) -> Option<Instant> {
+        self.expires
     }
 
     /// Gives the Lease up (empty holder), so another replica takes it at its next retry.
@@ -293,10 +308,28 @@ pub async fn run(
     let mut elector = Elector::new(client, &settings, &identity);
     let mut failures = 0u32;
     let mut was_leader = false;
+    // Set when shutdown is seen: the in-flight round and the release share it.
+    let mut deadline = None;
     loop {
-        let round = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            r = elector.round() => r,
+        let round = {
+            let attempt = elector.round();
+            tokio::pin!(attempt);
+            let round = tokio::select! {
+                r = &mut attempt => Some(r),
+                _ = shutdown.cancelled() => None,
+            };
+            match round {
+                Some(round) => round,
+                None => {
+                    // A round in flight is finished, not cut (bounded): its write may land
+                    // anyway, and the release must start from the version it wrote, or it
+                    // answers 409.
+                    let until = Instant::now() + RELEASE_TIMEOUT;
+                    deadline = Some(until);
+                    let _ = tokio::time::timeout_at(until, attempt).await;
+                    break;
+                }
+            }
         };
         match round {
             Ok(Round::Leader { until }) => {
@@ -330,10 +363,16 @@ pub async fn run(
             on_change(Change::Leadership(leader));
             was_leader = leader;
         }
-        let delay = next_delay(retry, failures, leader || elector.holds());
+        let delay = jitter(next_delay(retry, failures, leader || elector.holds()));
+        // A follower tries again the moment the holder's record expires, so a SIGKILLed
+        // leader is replaced within the lease duration plus one round, not plus a retry period.
+        let delay = match elector.expires() {
+            Some(at) if !leader => delay.min(at.saturating_duration_since(Instant::now()) + EXPIRY_MARGIN),
+            _ => delay,
+        };
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(jitter(delay)) => {}
+            _ = tokio::time::sleep(delay) => {}
         }
         // The deadline may have passed while waiting.
         let leader = agent.is_leader();
@@ -348,7 +387,8 @@ pub async fn run(
     if was_leader {
         on_change(Change::Leadership(false));
     }
-    match tokio::time::timeout(RELEASE_TIMEOUT, elector.release()).await {
+    let until = deadline.unwrap_or_else(|| Instant::now() + RELEASE_TIMEOUT);
+    match tokio::time::timeout_at(until, elector.release()).await {
         Ok(Ok(())) if was_leader => tracing::info!(%lease, "released the leader lease"),
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
@@ -387,6 +427,61 @@ mod tests {
         assert_eq!(next_delay(r, 9, false), MAX_BACKOFF);
         assert_eq!(next_delay(r, 9, true), r, "a holder must renew before its deadline, and soon after an outage");
         assert!(jitter(r) >= r && jitter(r) <= r + r / 10);
+    }
+
+    /// SIGTERM while the renewal is in flight (faults 6, slow Lease): the renewal is finished,
+    /// not cut, and the release is sent from the version it wrote (not the one before it,
+    /// which a server that committed the renewal answers with 409).
+    #[tokio::test(start_paused = true)]
+    async fn a_renewal_in_flight_at_shutdown_is_finished_and_the_release_starts_from_it() {
+        use http_body_util::BodyExt;
+        let (svc, mut handle) =
+            tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
+        let client = Client::new(svc, "default");
+        let agent = Arc::new(AgentState::new(serde_json::json!({}), Duration::from_secs(60)));
+        let mut s = crate::config::Settings::defaults(crate::config::Profile::AsmOnprem).leader_election;
+        s.retry_period_seconds = 1;
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run(client, s, "me".into(), agent.clone(), Box::new(|_| {}), shutdown.clone()));
+        let lease = |rv: &str, holder: Option<&str>| {
+            let body = serde_json::json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": "meshkeeper", "namespace": "meshkeeper", "resourceVersion": rv},
+                "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15}});
+            http::Response::builder().status(200).body(kube::client::Body::from(body.to_string().into_bytes())).unwrap()
+        };
+        let body_of = |req: http::Request<kube::client::Body>| async move {
+            let bytes = req.into_body().collect().await.unwrap().to_bytes();
+            serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()
+        };
+        // No Lease yet: created, this replica leads.
+        let (req, send) = handle.next_request().await.expect("GET");
+        assert_eq!(req.method(), http::Method::GET);
+        let missing = serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "reason": "NotFound", "code": 404, "message": "leases.coordination.k8s.io \"meshkeeper\" not found"});
+        send.send_response(
+            http::Response::builder()
+                .status(404)
+                .body(kube::client::Body::from(missing.to_string().into_bytes()))
+                .unwrap(),
+        );
+        let (req, send) = handle.next_request().await.expect("create");
+        assert_eq!(req.method(), http::Method::POST);
+        send.send_response(lease("1", Some("me")));
+        // The renewal is in flight when shutdown comes.
+        let (req, renewal) = handle.next_request().await.expect("renewal");
+        assert_eq!(req.method(), http::Method::PUT);
+        assert_eq!(body_of(req).await["metadata"]["resourceVersion"], "1");
+        shutdown.cancel();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        renewal.send_response(lease("2", Some("me")));
+        let (req, send) = handle.next_request().await.expect("release");
+        assert_eq!(req.method(), http::Method::PUT);
+        let body = body_of(req).await;
+        assert_eq!(body["metadata"]["resourceVersion"], "2", "the release starts from the renewal: {body}");
+        assert!(body["spec"]["holderIdentity"].is_null(), "{body}");
+        send.send_response(lease("3", None));
+        task.await.unwrap();
+        assert!(!agent.is_leader());
     }
 
     #[tokio::test]

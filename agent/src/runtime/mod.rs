@@ -9,14 +9,15 @@
 //!                            ledger ◄── outcomes ◄── actuator (leader only) ◄── queue
 //! ```
 //! Shutdown (SIGTERM/SIGINT): stop watching and planning; let the in-flight write finish (at
-//! most [`INFLIGHT_TIMEOUT`]); then release the Lease and publish the queued Events (each
-//! bounded); stop serving; exit 0.
+//! most [`INFLIGHT_TIMEOUT`]; a write still waiting for its write token is not sent); then
+//! release the Lease and publish the queued Events (each bounded); stop serving; exit 0.
 
 pub mod evaluator;
 pub mod leader;
 pub mod prober;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -66,6 +67,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Everything the actuator loop touches.
 struct ActuatorLoop {
     actuator: Actuator,
+    /// The actuator's write budget: a write waits for its token here, where shutdown can stop it.
+    limiter: Arc<WriteLimiter>,
+    /// Restart actions the evaluator sent and this loop has not carried out yet.
+    restarts_queued: Arc<AtomicUsize>,
     ledger: Arc<Mutex<Ledger>>,
     agent: Arc<AgentState>,
     metrics: Metrics,
@@ -83,6 +88,10 @@ impl ActuatorLoop {
                 batch = rx.recv() => match batch { Some(b) => b, None => break },
             };
             for action in batch {
+                // Counted down however it ends (done, failed, skipped); the last one re-plans the
+                // restarts that waited for it.
+                let _queued = (action.kind == reinjection::ACTION)
+                    .then(|| Queued { count: self.restarts_queued.clone(), dirty: self.dirty.clone() });
                 if shutdown.is_cancelled() {
                     return;
                 }
@@ -91,6 +100,18 @@ impl ActuatorLoop {
                     let now = unix_now_ms();
                     if ledger.is_stale(&action, now) || ledger.cooling_down(&action, now).is_some() {
                         continue;
+                    }
+                }
+                // A write not sent when shutdown comes is not sent at all: its token is awaited
+                // here, where shutdown interrupts the wait; the actuator then takes it at once.
+                let wait = self.limiter.available_in();
+                if !wait.is_zero() && self.agent.is_leader() {
+                    self.metrics.write_throttled.with_label_values(&[action.kind]).inc();
+                    tokio::select! {
+                        biased;
+                        _ = shutdown.cancelled() => return,
+                        // (A millisecond more: the refill, not rounding, decides.)
+                        _ = tokio::time::sleep(wait + Duration::from_millis(1)) => {}
                     }
                 }
                 let timeout = Duration::from_secs(30);
@@ -117,6 +138,20 @@ impl ActuatorLoop {
                     });
                 }
             }
+        }
+    }
+}
+
+/// One restart action the evaluator counted as queued: counted down when dropped.
+struct Queued {
+    count: Arc<AtomicUsize>,
+    dirty: Arc<Dirty>,
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        if self.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.dirty.mark(Resource::Actions);
         }
     }
 }
@@ -468,6 +503,7 @@ pub async fn run(settings: Settings, clients: Clients, shutdown: CancellationTok
     }
 
     let (action_tx, action_rx) = mpsc::channel(64);
+    let restarts_queued = Arc::new(AtomicUsize::new(0));
     let evaluator = evaluator::Evaluator {
         checks: registered,
         settings: settings.clone(),
@@ -483,6 +519,7 @@ pub async fn run(settings: Settings, clients: Clients, shutdown: CancellationTok
         restarts: None,
         held: Default::default(),
         led: false,
+        restarts_queued: restarts_queued.clone(),
     };
     {
         let token = work.clone();
@@ -493,9 +530,11 @@ pub async fn run(settings: Settings, clients: Clients, shutdown: CancellationTok
     }
 
     let limiter = Arc::new(WriteLimiter::new(settings.client.write_qps, settings.client.write_burst));
-    let actuator = Actuator::new(client.clone(), limiter, agent.clone(), metrics.clone(), settings.dry_run);
+    let actuator = Actuator::new(client.clone(), limiter.clone(), agent.clone(), metrics.clone(), settings.dry_run);
     let actuator_loop = ActuatorLoop {
         actuator,
+        limiter,
+        restarts_queued,
         ledger,
         agent: agent.clone(),
         metrics: metrics.clone(),

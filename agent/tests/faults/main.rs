@@ -12,12 +12,17 @@
 #[allow(dead_code)]
 mod common;
 mod config;
+mod failover;
+mod fleet;
 mod gone;
 mod outage;
 mod pathological;
 mod properties;
+mod shutdown;
+mod storm;
 mod support;
 mod table;
+mod tap;
 mod writes;
 
 use std::process::ExitCode;
@@ -36,9 +41,12 @@ fn scenarios() -> Vec<Scenario> {
         Scenario { name: "2b API server hangs 30 s", run: outage::hanging },
         Scenario { name: "3 500 / 503 / 429 on writes", run: writes::server_errors },
         Scenario { name: "4 409 / 422 on writes", run: writes::conflicts },
+        Scenario { name: "5 leader failover", run: failover::run },
+        Scenario { name: "6 SIGTERM mid-burst", run: shutdown::run },
         Scenario { name: "7 pathological API", run: pathological::run },
         Scenario { name: "8 bad configuration", run: config::run },
         Scenario { name: "9 properties", run: properties::run },
+        Scenario { name: "10 restart storm", run: storm::run },
     ]
 }
 
