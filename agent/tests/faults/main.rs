@@ -6,7 +6,8 @@
 //! `cargo test -p meshkeeper --test faults` runs every scenario; words after `--` select
 //! scenarios whose name contains one of them (`-- outage 410`), as libtest filters do, and
 //! flags (`--quiet`, `--nocapture`) are accepted and ignored. `FAULTS_JOBS` (default 2) runs
-//! that many scenarios at once. Waits are bounded observations, never fixed sleeps.
+//! that many scenarios at once; `FAULTS_MARKDOWN=<file>` also writes the table there as
+//! Markdown, a line per row. Waits are bounded observations, never fixed sleeps.
 
 #[path = "../e2e/common.rs"]
 #[allow(dead_code)]
@@ -64,6 +65,11 @@ fn main() -> ExitCode {
     let start = Instant::now();
     let rows = rt.block_on(table::run_all(selected.iter().map(|s| (s.name, s.run)).collect(), jobs));
     print!("{}", table::render(&rows));
+    if let Ok(path) = std::env::var("FAULTS_MARKDOWN")
+        && let Err(e) = std::fs::write(&path, table::markdown(&rows))
+    {
+        eprintln!("faults: cannot write {path}: {e}");
+    }
     let failed = rows.iter().filter(|r| !r.pass).count();
     println!(
         "faults: {} scenarios, {} rows, {} failed, {:.1} s",

@@ -132,3 +132,20 @@ fn wrap(text: &str, n: usize) -> Vec<String> {
     }
     lines
 }
+
+/// The rows as one Markdown table, a line per row (for notes and reports).
+pub fn markdown(rows: &[Row]) -> String {
+    let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
+    let mut out = String::from("| scenario | fault | expected | observed | result |\n|---|---|---|---|---|\n");
+    for r in rows {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} |\n",
+            cell(&r.scenario),
+            cell(&r.fault),
+            cell(&r.expected),
+            cell(&r.observed),
+            if r.pass { "pass" } else { "FAIL" }
+        ));
+    }
+    out
+}
