@@ -6,6 +6,7 @@ pub mod injector;
 pub mod intern;
 pub mod namespace;
 pub mod pod;
+pub mod slim;
 pub mod watch;
 pub mod webhook;
 pub mod workload;

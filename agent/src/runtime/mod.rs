@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Service};
 use kube::api::Api;
 use kube::runtime::watcher;
 use tokio::sync::mpsc;
@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::actuator::{Actuator, WriteLimiter};
 use crate::cache::pod::PodTrim;
+use crate::cache::slim::SlimPod;
 use crate::cache::watch::{self, Dirty, WatchContext};
 use crate::cache::{
     Caches, DeploymentInfo, InjectorConfig, NamespaceInfo, NodeInfo, ReplicaSetInfo, ServiceInfo, SetInfo, Shared,
@@ -423,7 +424,7 @@ pub async fn run(settings: Settings, clients: Clients, shutdown: CancellationTok
                 }
                 Resource::Pods => {
                     let pods = PodTrim::new(&cp_ns);
-                    w.spawn(Api::<Pod>::all(all()), r, move |p| pods.trim(p), &c.pods)
+                    w.spawn(Api::<SlimPod>::all(all()), r, move |p| pods.trim(p), &c.pods)
                 }
                 Resource::Services => w.spawn(Api::<Service>::all(all()), r, ServiceInfo::from_object, &c.services),
                 Resource::Nodes => w.spawn(Api::<Node>::all(all()), r, NodeInfo::from_object, &c.nodes),
