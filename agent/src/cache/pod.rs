@@ -80,18 +80,27 @@ pub struct PodInfo {
     pub namespace: Arc<str>,
     pub name: Box<str>,
     pub labels: Labels,
-    /// (kind, name) of the controlling owner.
-    pub owner: Option<(Arc<str>, Arc<str>)>,
+    /// (kind, name) of the controlling owner, shared by the pods of one owner.
+    pub owner: Option<Owner>,
     pub phase: Phase,
     flags: u16,
-    /// The pod's `sidecar.istio.io/inject` label, else annotation.
-    pub inject_override: Option<Arc<str>>,
     /// The image of its `istio-proxy` container (or native sidecar).
     pub proxy_image: Option<Arc<str>>,
     /// Unix seconds.
     pub created: i64,
+    /// What few pods have, out of line: the map's nodes hold every pod inline.
+    rare: Option<Box<Rare>>,
+}
+
+/// A controlling owner: (kind, name), interned.
+pub type Owner = Arc<(Arc<str>, Arc<str>)>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Rare {
+    /// The pod's `sidecar.istio.io/inject` label, else annotation.
+    inject_override: Option<Arc<str>>,
     /// Container and init-container statuses, for pods in the control-plane namespace only.
-    pub detail: Option<Box<[ContainerInfo]>>,
+    detail: Option<Box<[ContainerInfo]>>,
 }
 
 impl Serialize for PodInfo {
@@ -99,7 +108,7 @@ impl Serialize for PodInfo {
         let mut st = s.serialize_struct("PodInfo", 6)?;
         st.serialize_field("namespace", &*self.namespace)?;
         st.serialize_field("name", &*self.name)?;
-        st.serialize_field("owner", &self.owner.as_ref().map(|(k, n)| format!("{k}/{n}")))?;
+        st.serialize_field("owner", &self.owner.as_deref().map(|(k, n)| format!("{k}/{n}")))?;
         st.serialize_field("phase", &self.phase)?;
         st.serialize_field("ready", &self.ready())?;
         st.serialize_field("proxy_image", &self.proxy_image.as_deref())?;
@@ -173,7 +182,7 @@ impl PodInfo {
             .unwrap_or_default()
             .into_iter()
             .find(|o| o.controller == Some(true))
-            .map(|o| (interner.str(&o.kind), interner.str(&o.name)));
+            .map(|o| interner.owner(&o.kind, &o.name));
         let (spec, status) = (p.spec, p.status);
         let mut flags = 0;
         if status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True") {
@@ -208,6 +217,7 @@ impl PodInfo {
             d.extend(containers(&inits, &status.init_container_statuses, true));
             d.into_boxed_slice()
         });
+        let rare = (inject_override.is_some() || detail.is_some()).then(|| Box::new(Rare { inject_override, detail }));
         Some(PodInfo {
             namespace,
             name,
@@ -215,11 +225,15 @@ impl PodInfo {
             owner,
             phase: Phase::parse(status.phase.as_deref()),
             flags,
-            inject_override,
             proxy_image,
             created: p.metadata.creation_timestamp.map(|t| t.0.as_second()).unwrap_or(0),
-            detail,
+            rare,
         })
+    }
+
+    /// The pod's `sidecar.istio.io/inject` label, else annotation.
+    pub fn inject_override(&self) -> Option<&str> {
+        self.rare.as_ref()?.inject_override.as_deref()
     }
 
     pub fn ready(&self) -> bool {
@@ -259,13 +273,15 @@ impl PodInfo {
 
     /// Container and init-container statuses (only for pods kept with detail).
     pub fn containers(&self) -> &[ContainerInfo] {
-        self.detail.as_deref().unwrap_or_default()
+        self.rare.as_ref().and_then(|r| r.detail.as_deref()).unwrap_or_default()
     }
 
     /// What this entry costs on the heap beyond its own struct, with interned values counted
     /// as a share (they are held once per workload, not per pod): for the size budget tests.
     pub fn heap_bytes(&self) -> usize {
-        self.name.len() + self.detail.as_ref().map(|d| d.len() * std::mem::size_of::<ContainerInfo>()).unwrap_or(0)
+        self.name.len()
+            + if self.rare.is_some() { std::mem::size_of::<Rare>() } else { 0 }
+            + std::mem::size_of_val(self.containers())
     }
 }
 
@@ -280,10 +296,9 @@ impl PodInfo {
             owner: None,
             phase: Phase::Running,
             flags: READY,
-            inject_override: None,
             proxy_image: None,
             created: 0,
-            detail: None,
+            rare: None,
         }
     }
 
@@ -295,7 +310,7 @@ impl PodInfo {
     }
 
     pub fn owned_by(mut self, kind: &str, name: &str) -> Self {
-        self.owner = Some((Arc::from(kind), Arc::from(name)));
+        self.owner = Some(Arc::new((Arc::from(kind), Arc::from(name))));
         self
     }
 
@@ -329,7 +344,7 @@ impl PodInfo {
     }
 
     pub fn inject(mut self, value: &str) -> Self {
-        self.inject_override = Some(Arc::from(value));
+        self.rare.get_or_insert_default().inject_override = Some(Arc::from(value));
         self
     }
 
@@ -344,12 +359,12 @@ impl PodInfo {
     }
 
     pub fn with_containers(mut self, c: Vec<ContainerInfo>) -> Self {
-        self.detail = Some(c.into_boxed_slice());
+        self.rare.get_or_insert_default().detail = Some(c.into_boxed_slice());
         self
     }
 
     pub fn containers_mut(&mut self) -> &mut [ContainerInfo] {
-        self.detail.as_deref_mut().unwrap_or_default()
+        self.rare.as_mut().and_then(|r| r.detail.as_deref_mut()).unwrap_or_default()
     }
 }
 
@@ -414,7 +429,7 @@ mod tests {
             .unwrap_or_default()
             .into_iter()
             .find(|o| o.controller == Some(true))
-            .map(|o| (interner.str(&o.kind), interner.str(&o.name)));
+            .map(|o| interner.owner(&o.kind, &o.name));
         let spec = p.spec.unwrap_or_default();
         let status = p.status.unwrap_or_default();
         let mut flags = 0;
@@ -460,10 +475,9 @@ mod tests {
             owner,
             phase: Phase::parse(status.phase.as_deref()),
             flags,
-            inject_override,
             proxy_image,
             created: p.metadata.creation_timestamp.map(|t| t.0.as_second()).unwrap_or(0),
-            detail,
+            rare: (inject_override.is_some() || detail.is_some()).then(|| Box::new(Rare { inject_override, detail })),
         })
     }
 
@@ -476,7 +490,7 @@ mod tests {
         let mut i = Interner::default();
         let p = PodInfo::from_object(injected_pod(1), &mut i, false).unwrap();
         assert_eq!((&*p.namespace, &*p.name), ("shop", "web-5d9c8b7f6d-00001"));
-        assert_eq!(p.owner.as_ref().map(|(k, n)| (&**k, &**n)), Some(("ReplicaSet", "web-5d9c8b7f6d")));
+        assert_eq!(p.owner.as_deref().map(|(k, n)| (&**k, &**n)), Some(("ReplicaSet", "web-5d9c8b7f6d")));
         assert!(p.ready() && p.injected_annotation() && p.has_proxy() && p.has_istio_init() && !p.native_sidecar());
         assert_eq!(p.proxy_image.as_deref(), Some("gcr.io/gke-release/asm/proxyv2:1.4.10-asm.18"));
         assert_eq!(p.label("app"), Some("web"));
@@ -500,7 +514,7 @@ mod tests {
         .unwrap();
         let p = PodInfo::from_object(pod, &mut i, false).unwrap();
         assert!(p.native_sidecar() && p.has_proxy() && p.host_network());
-        assert_eq!(p.inject_override.as_deref(), Some("false"), "the label wins over the annotation");
+        assert_eq!(p.inject_override(), Some("false"), "the label wins over the annotation");
         assert!(p.phase.completed());
         assert_eq!(p.proxy_image.as_deref(), Some("docker.io/istio/proxyv2:1.24.0"));
     }
@@ -571,7 +585,7 @@ mod tests {
                     assert!(p.native_sidecar() && p.terminating() && p.host_network() && !p.ready());
                     assert_eq!(p.containers()[0].waiting_reason.as_deref(), Some("CrashLoopBackOff"));
                     assert_eq!(p.containers()[0].last_terminated_at, Some(1_795_593_540));
-                    assert_eq!(p.inject_override.as_deref(), Some("true"));
+                    assert_eq!(p.inject_override(), Some("true"));
                 }
             }
         }
