@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use k8s_openapi::api::core::v1::Pod;
 use meshkeeper::cache::pod::PodTrim;
+use meshkeeper::cache::slim::SlimPod;
 use meshkeeper::cache::{Index, PodInfo};
 use serde_json::json;
 
@@ -21,11 +22,20 @@ fn rss_bytes() -> u64 {
 }
 
 fn pod(i: usize) -> Pod {
+    serde_json::from_value(pod_json(i)).expect("a valid pod")
+}
+
+/// Decoded as the pod watch decodes it (only what the cache keeps).
+fn slim_pod(i: usize) -> SlimPod {
+    serde_json::from_value(pod_json(i)).expect("a valid pod")
+}
+
+fn pod_json(i: usize) -> serde_json::Value {
     let deploy = i / 50;
     let ns = format!("team-{}", deploy / 4);
     let app = format!("svc-{deploy}");
     let hash = format!("{:010x}", deploy * 7919);
-    serde_json::from_value(json!({
+    json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {
             "name": format!("{app}-{hash}-{:05}", i % 50), "namespace": ns, "uid": format!("{:032x}", i),
@@ -62,8 +72,7 @@ fn pod(i: usize) -> Pod {
                 {"name": "app", "image": "x", "imageID": "docker-pullable://x@sha256:0", "ready": true, "restartCount": 0, "started": true, "state": {"running": {"startedAt": "2026-11-25T07:00:03Z"}}},
                 {"name": "istio-proxy", "image": "x", "imageID": "docker-pullable://x@sha256:1", "ready": true, "restartCount": 0, "started": true, "state": {"running": {"startedAt": "2026-11-25T07:00:02Z"}}}],
             "initContainerStatuses": [{"name": "istio-init", "image": "x", "imageID": "x", "ready": true, "restartCount": 0, "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}
-    }))
-    .expect("a valid pod")
+    })
 }
 
 /// RSS growth (bytes) and time to build a cache of `n` pods.
@@ -71,7 +80,7 @@ fn trimmed(n: usize) -> (u64, f64, usize) {
     let before = rss_bytes();
     let t = Instant::now();
     let trim = PodTrim::new("istio-system");
-    let idx: Index<PodInfo> = Index::from_objects((0..n).filter_map(|i| trim.trim(pod(i))));
+    let idx: Index<PodInfo> = Index::from_objects((0..n).filter_map(|i| trim.trim(slim_pod(i))));
     let secs = t.elapsed().as_secs_f64();
     let grown = rss_bytes().saturating_sub(before);
     let len = idx.len();

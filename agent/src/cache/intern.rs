@@ -19,6 +19,7 @@ pub fn label<'a>(labels: &'a Labels, key: &str) -> Option<&'a str> {
 pub struct Interner {
     strings: HashSet<Arc<str>>,
     label_sets: HashSet<Labels>,
+    owners: HashSet<Arc<(Arc<str>, Arc<str>)>>,
     since_sweep: usize,
 }
 
@@ -33,6 +34,17 @@ impl Interner {
         }
         let a: Arc<str> = Arc::from(s);
         self.strings.insert(a.clone());
+        a
+    }
+
+    /// An owner's (kind, name), one allocation shared by its pods.
+    pub fn owner(&mut self, kind: &str, name: &str) -> Arc<(Arc<str>, Arc<str>)> {
+        let pair = (self.str(kind), self.str(name));
+        if let Some(existing) = self.owners.get(&pair) {
+            return existing.clone();
+        }
+        let a = Arc::new(pair);
+        self.owners.insert(a.clone());
         a
     }
 
@@ -57,6 +69,7 @@ impl Interner {
     pub fn sweep(&mut self) {
         self.since_sweep = 0;
         self.label_sets.retain(|l| Arc::strong_count(l) > 1);
+        self.owners.retain(|o| Arc::strong_count(o) > 1);
         self.strings.retain(|s| Arc::strong_count(s) > 1);
     }
 
@@ -66,7 +79,7 @@ impl Interner {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.strings.is_empty() && self.label_sets.is_empty()
+        self.strings.is_empty() && self.label_sets.is_empty() && self.owners.is_empty()
     }
 }
 
@@ -87,7 +100,9 @@ mod tests {
         assert!(Arc::ptr_eq(&l1, &l2), "pods of one ReplicaSet share their label set");
         assert_eq!(label(&l1, "app"), Some("web"));
         assert_eq!(label(&l1, "missing"), None);
-        drop((a, b, l1, l2));
+        let o1 = i.owner("ReplicaSet", "web-abc");
+        assert!(Arc::ptr_eq(&o1, &i.owner("ReplicaSet", "web-abc")));
+        drop((a, b, l1, l2, o1));
         i.sweep();
         assert!(i.is_empty(), "{:?}", i.len());
     }

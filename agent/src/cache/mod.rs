@@ -6,12 +6,14 @@ pub mod injector;
 pub mod intern;
 pub mod namespace;
 pub mod pod;
+pub mod slim;
 pub mod tolerant;
 pub mod watch;
 pub mod webhook;
 pub mod workload;
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 pub use injector::InjectorConfig;
@@ -56,10 +58,11 @@ pub trait Cached: Clone + Send + Sync + 'static {
     fn key(&self) -> String;
 }
 
-/// A plain index of trimmed objects by key.
+/// A plain index of trimmed objects by key (a boxed str: 8 bytes less than a String in every
+/// slot of the map's nodes, and no spare capacity).
 #[derive(Debug, Clone)]
 pub struct Index<T> {
-    objects: BTreeMap<String, T>,
+    objects: BTreeMap<Box<str>, T>,
 }
 
 impl<T> Default for Index<T> {
@@ -70,7 +73,7 @@ impl<T> Default for Index<T> {
 
 impl<T: Cached> Index<T> {
     pub fn apply(&mut self, obj: T) {
-        self.objects.insert(obj.key(), obj);
+        self.objects.insert(obj.key().into_boxed_str(), obj);
     }
 
     pub fn delete(&mut self, key: &str) {
@@ -79,7 +82,7 @@ impl<T: Cached> Index<T> {
 
     /// Replaces everything (after a (re-)list).
     pub fn reset(&mut self, objs: impl IntoIterator<Item = T>) {
-        self.objects = objs.into_iter().map(|o| (o.key(), o)).collect();
+        self.objects = objs.into_iter().map(|o| (o.key().into_boxed_str(), o)).collect();
     }
 
     pub fn get(&self, key: &str) -> Option<&T> {
@@ -103,7 +106,7 @@ impl<T: Cached> Index<T> {
         // Namespace names are DNS labels ([a-z0-9-]): every key of `ns` sorts from "ns/" up to,
         // not including, "ns0" ('0' follows '/'), and no other namespace's key sorts between.
         let (start, end) = (format!("{namespace}/"), format!("{namespace}0"));
-        self.objects.range(start..end).map(|(_, v)| v)
+        self.objects.range::<str, _>((Bound::Included(start.as_str()), Bound::Excluded(end.as_str()))).map(|(_, v)| v)
     }
 
     /// Builds an index from objects (tests, one-shot `check`).

@@ -274,7 +274,7 @@ fn pods_of<'a>(d: &'a DeploymentInfo, view: &View<'a>) -> impl Iterator<Item = &
         selects
             && !p.terminating()
             && d.selector.matches_with(|k| p.label(k))
-            && match (&p.owner, current) {
+            && match (p.owner.as_deref(), current) {
                 (Some((kind, rs)), Some(cur)) if &**kind == "ReplicaSet" => &**rs == cur,
                 _ => true,
             }

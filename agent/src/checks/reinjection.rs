@@ -126,7 +126,7 @@ pub fn injector_configmap(view: &View<'_>) -> String {
 
 /// Resolves a pod to its workload: ReplicaSets to their Deployment.
 fn owner_of(pod: &PodInfo, view: &View<'_>) -> (Owner, String) {
-    let Some((kind, name)) = &pod.owner else { return (Owner::Pod, pod.name.to_string()) };
+    let Some((kind, name)) = pod.owner.as_deref() else { return (Owner::Pod, pod.name.to_string()) };
     match &**kind {
         "ReplicaSet" => {
             match view.replicasets.get(&format!("{}/{}", pod.namespace, name)).and_then(|rs| rs.owner.as_ref()) {

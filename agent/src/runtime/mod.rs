@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Service};
 use kube::api::Api;
 use kube::runtime::watcher;
 use tokio::sync::mpsc;
@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::actuator::{Actuator, WriteLimiter};
 use crate::cache::pod::PodTrim;
+use crate::cache::slim::SlimPod;
 use crate::cache::tolerant::{self, Tolerant};
 use crate::cache::watch::{self, Dirty, WatchContext};
 use crate::cache::{
@@ -462,7 +463,7 @@ pub async fn run(settings: Settings, clients: Clients, shutdown: CancellationTok
                 }
                 Resource::Pods => {
                     let pods = PodTrim::new(&cp_ns);
-                    w.spawn(Api::<Tolerant<Pod>>::all(all()), r, move |p| pods.trim(p), &c.pods)
+                    w.spawn(Api::<Tolerant<SlimPod>>::all(all()), r, move |p| pods.trim(p), &c.pods)
                 }
                 Resource::Services => {
                     w.spawn(Api::<Tolerant<Service>>::all(all()), r, ServiceInfo::from_object, &c.services)

@@ -286,9 +286,11 @@ fn every_rule() {
             Box::new(|s, _, _| {
                 s.replicasets.apply(rs("istio-galley", "istio-galley-old", 1));
                 s.replicasets.apply(rs("istio-galley", "istio-galley-new", 2));
-                mod_pod(s, "istio-galley-0", |p| p.owner = Some(("ReplicaSet".into(), "istio-galley-new".into())));
+                mod_pod(s, "istio-galley-0", |p| {
+                    p.owner = Some(std::sync::Arc::new(("ReplicaSet".into(), "istio-galley-new".into())))
+                });
                 let mut old = pod("istio-system", "istio-galley", 8, false);
-                old.owner = Some(("ReplicaSet".into(), "istio-galley-old".into()));
+                old.owner = Some(std::sync::Arc::new(("ReplicaSet".into(), "istio-galley-old".into())));
                 old.containers_mut()[0].waiting_reason = Some("CrashLoopBackOff".into());
                 s.pods.apply(old);
             }),

@@ -173,7 +173,7 @@ fn is_yes(v: &str) -> bool {
 
 /// The injector's decision for a pod it receives (Istio 1.4 `injectRequired`).
 fn injector_wants(pod: &PodInfo, injector: Option<&InjectorConfig>) -> Result<&'static str, &'static str> {
-    match pod.inject_override.as_deref() {
+    match pod.inject_override() {
         Some(v) if is_yes(v) => Ok("sidecar.istio.io/inject: true"),
         Some(v) if !v.is_empty() => Err("sidecar.istio.io/inject opts it out"),
         _ => injector_default(pod, injector),
@@ -201,7 +201,7 @@ pub fn classify(pod: &PodInfo, ns: Option<&NamespaceInfo>, ctx: &Context<'_>) ->
     }
     // The pod's own opt-out wins whatever selects it (Istio: "if either the namespace or the
     // pod label is disabled, the pod is not injected").
-    if pod.inject_override.as_deref().is_some_and(|v| !v.is_empty() && !is_yes(v)) {
+    if pod.inject_override().is_some_and(|v| !v.is_empty() && !is_yes(v)) {
         return c(PodState::OptedOut, "sidecar.istio.io/inject opts it out");
     }
     if let Err(why) = sent_to_injector(pod, ns, ctx) {
