@@ -201,9 +201,7 @@ impl Agent {
 
     /// The value of one series, e.g. `meshkeeper_leader` or `meshkeeper_gateway_drift{field="node_port:http2"}`.
     pub async fn metric(&self, series: &str) -> Option<f64> {
-        let text = self.get("/metrics").await.1;
-        text.lines()
-            .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+        metric_value(&self.get("/metrics").await.1, series)
     }
 
     pub async fn wait_ready(&self) {
@@ -266,6 +264,12 @@ impl Agent {
     pub fn logs(&self) -> String {
         logs_text(&self.logs)
     }
+}
+
+/// The value of one series in a Prometheus text exposition.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
 }
 
 /// Polls `f` until it holds, failing after `within` (a failure bound, not a synchronisation sleep).

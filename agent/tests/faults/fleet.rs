@@ -11,14 +11,11 @@ use kube_sim::{Sim, SimOptions};
 use serde_json::{Value, json};
 
 use crate::common::*;
+use crate::support::lock;
 
 pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
 /// The proxy a proxy upgrade moves to (the seed injects 1.4.10-asm.18).
 pub const PROXY_NEXT: &str = "1.4.10-asm.19";
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// The asm-onprem layout (control plane available) and the agent's namespace.
 pub async fn mesh(opts: SimOptions) -> Sim {

@@ -62,11 +62,6 @@ async fn wall_clock(t: SystemTime) {
     }
 }
 
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
-}
-
 /// The agent's `/status` waiting entries of re-injection, by `ns/name`: (reason, text of the wait).
 fn waiting(status: &Value) -> BTreeMap<String, (String, Value)> {
     status["waiting"]
@@ -93,7 +88,7 @@ fn sample_gauge(addr: String, series: &'static str) -> (Arc<Mutex<(f64, u64)>>, 
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         loop {
             tick.tick().await;
-            if let Some(v) = metric(&http(&addr, "GET", "/metrics").await.2, series) {
+            if let Some(v) = metric_value(&http(&addr, "GET", "/metrics").await.2, series) {
                 let mut s = st.lock().unwrap();
                 s.0 = s.0.max(v);
                 s.1 += 1;
@@ -141,7 +136,7 @@ async fn storm(ready: tokio::sync::oneshot::Receiver<()>, done: tokio::sync::one
                 return false;
             }
             let text = http(&addr, "GET", "/metrics").await.2;
-            metric(&text, "meshkeeper_workloads_pending_reinjection{reason=\"budget_spent\"}") == Some(rest)
+            metric_value(&text, "meshkeeper_workloads_pending_reinjection{reason=\"budget_spent\"}") == Some(rest)
         }
     })
     .await;

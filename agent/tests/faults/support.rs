@@ -87,3 +87,8 @@ pub async fn settle_writes(sim: &Sim, n: usize) {
     })
     .await;
 }
+
+/// A mutex's guard, poisoned or not (a panicking scenario fails its own row).
+pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -19,6 +19,8 @@ use std::time::{Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::support::lock;
+
 /// One request seen on the wire.
 #[derive(Debug, Clone)]
 pub struct Req {
@@ -63,10 +65,6 @@ pub struct Tap {
     log: Arc<Mutex<Vec<Req>>>,
     kubeconfig: tempfile::NamedTempFile,
     _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Tap {

@@ -408,17 +408,7 @@ impl Cluster {
         name: &str,
         body: &Value,
     ) -> Result<Value, ApiError> {
-        let ti = self.ti(api_version, plural)?;
-        lock(&self.shared.store).patch(
-            ti,
-            ns,
-            name,
-            PatchType::Merge,
-            body,
-            Some("status"),
-            &WriteOpts::default(),
-            "kube-sim",
-        )
+        self.patch_status_by(api_version, plural, ns, name, body, "kube-sim")
     }
 
     pub fn delete(&self, api_version: &str, plural: &str, ns: &str, name: &str) -> Result<Value, ApiError> {
