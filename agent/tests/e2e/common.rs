@@ -149,15 +149,18 @@ fn logs_text(logs: &Arc<Mutex<Vec<String>>>) -> String {
     logs.lock().unwrap().join("\n")
 }
 
-/// A minimal HTTP/1.1 client (GET/POST), enough for our own endpoints.
+/// A minimal HTTP/1.1 client (GET/POST), enough for our own endpoints. No answer (nothing
+/// listening, or the process died mid-answer, e.g. SIGKILLed while sampled) is code 0.
 pub async fn http(addr: &str, method: &str, path: &str) -> (u16, String, String) {
+    let none = || (0, String::new(), String::new());
     let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
-        return (0, String::new(), String::new());
+        return none();
     };
     let req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
-    s.write_all(req.as_bytes()).await.expect("write");
     let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.expect("read");
+    if s.write_all(req.as_bytes()).await.is_err() || s.read_to_end(&mut buf).await.is_err() {
+        return none();
+    }
     let text = String::from_utf8_lossy(&buf).to_string();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
